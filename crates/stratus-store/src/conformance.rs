@@ -1,0 +1,474 @@
+//! The conformance suite every [`Store`] backend must pass.
+//!
+//! Each check takes a fresh, empty, migrated store. A backend's test file runs [`run_all`]
+//! with a function that makes one; the same assertions then hold for every backend.
+
+use crate::records::*;
+use crate::{PageRequest, Store};
+use chrono::{Duration, Utc};
+use std::future::Future;
+use std::sync::Arc;
+use stratus_core::Error;
+use stratus_core::placement::Demand;
+use stratus_core::selector::LabelSelector;
+use stratus_types::{DesiredState, InstanceStatus, Labels};
+use uuid::Uuid;
+
+/// Runs every check, each on a store from `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn Store>>,
+{
+    organizations_and_projects(make().await).await;
+    placement_respects_capacity(make().await).await;
+    duplicate_instance_ids_conflict(make().await).await;
+    writes_are_generation_guarded(make().await).await;
+    keyset_pages_survive_concurrent_changes(make().await).await;
+    offset_pages_count_the_total(make().await).await;
+    label_selectors_filter_pages(make().await).await;
+    deletion_needs_the_owners_intent(make().await).await;
+    leases_exclude_other_owners_until_expiry(make().await).await;
+    console_log_appends_and_trims(make().await).await;
+    identity_records_round_trip(make().await).await;
+}
+
+fn org(id: &str) -> OrganizationRecord {
+    let now = Utc::now();
+    OrganizationRecord {
+        uid: Uuid::new_v4(),
+        id: id.into(),
+        display_name: id.to_uppercase(),
+        description: String::new(),
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn project(id: &str, org: &str) -> ProjectRecord {
+    let now = Utc::now();
+    ProjectRecord {
+        uid: Uuid::new_v4(),
+        id: id.into(),
+        organization_id: org.into(),
+        display_name: String::new(),
+        description: String::new(),
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// A store with organization `o`, project `p` and one live host of 8 vCPUs in zone `z`.
+async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
+    store.create_organization(&org("o")).await.unwrap();
+    store.create_project(&project("p", "o")).await.unwrap();
+    store
+        .register_host(&HostRegistrationRecord {
+            name: "host-1".into(),
+            zone: "z".into(),
+            driver: "sim".into(),
+            vcpus: 8,
+            memory_mb: 8192,
+            gpus: vec![("h100".into(), 1)],
+            now: Utc::now(),
+        })
+        .await
+        .unwrap()
+}
+
+fn instance(id: &str, vcpus: u32, labels: &[(&str, &str)]) -> InstanceRecord {
+    let now = Utc::now();
+    InstanceRecord {
+        uid: Uuid::new_v4(),
+        project: "p".into(),
+        id: id.into(),
+        zone: "z".into(),
+        host_id: None,
+        spec: InstanceSpec {
+            display_name: String::new(),
+            description: String::new(),
+            labels: Labels::parse(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            )
+            .unwrap(),
+            instance_type: "/v1/regions/r/zones/z/instance-types/t".into(),
+            metadata: vec![],
+            hostname: id.into(),
+            disks: vec![],
+            nics: vec![],
+            gpus: vec![],
+        },
+        vcpus,
+        memory_mb: 64,
+        gpu_type: None,
+        gpu_count: 0,
+        desired: DesiredState::Running,
+        status: InstanceStatus::Provisioning,
+        status_message: None,
+        status_changed_at: now,
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn demand(vcpus: u32) -> Demand {
+    Demand {
+        vcpus,
+        memory_mb: 64,
+        gpu: None,
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, i: InstanceRecord) -> Result<InstanceRecord, Error> {
+    let d = demand(i.vcpus);
+    store
+        .create_instance(&i, &d, Utc::now() - Duration::seconds(60))
+        .await
+}
+
+fn page(limit: u32) -> PageRequest {
+    PageRequest {
+        limit,
+        ..Default::default()
+    }
+}
+
+pub async fn organizations_and_projects(store: Arc<dyn Store>) {
+    store.create_organization(&org("acme")).await.unwrap();
+    assert!(matches!(
+        store.create_organization(&org("acme")).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    let err = store
+        .create_project(&project("web", "nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidArgument { fields, .. } if fields[0].field == "organizationId"),
+        "{err:?}"
+    );
+    store.create_project(&project("web", "acme")).await.unwrap();
+    assert!(matches!(
+        store.delete_organization("acme").await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    let mut p = store.get_project("web").await.unwrap().unwrap();
+    p.description = "front end".into();
+    let stored = store.update_project(&p).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2);
+    assert_eq!(stored.description, "front end");
+    assert!(
+        store.update_project(&p).await.unwrap().is_none(),
+        "a stale generation must not write"
+    );
+    let listed = store.list_projects(Some("acme"), &page(10)).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(
+        store
+            .list_projects(Some("other"), &page(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(store.delete_project("web").await.unwrap());
+    assert!(!store.delete_project("web").await.unwrap());
+    assert!(store.delete_organization("acme").await.unwrap());
+    assert!(store.get_organization("acme").await.unwrap().is_none());
+}
+
+pub async fn placement_respects_capacity(store: Arc<dyn Store>) {
+    let host = seeded(&store).await;
+    let a = create(&store, instance("a", 6, &[])).await.unwrap();
+    assert_eq!(a.host_id, Some(host.id));
+    let err = create(&store, instance("b", 4, &[])).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ResourceExhausted(m) if m.contains("4 vCPUs") && m.contains("2 vCPUs")),
+        "{err:?}"
+    );
+    create(&store, instance("c", 2, &[])).await.unwrap();
+    // A host that stopped reporting takes nothing new.
+    let stale = store
+        .create_instance(
+            &instance("d", 0, &[]),
+            &demand(0),
+            Utc::now() + Duration::seconds(60),
+        )
+        .await;
+    assert!(matches!(stale, Err(Error::ResourceExhausted(_))));
+    // GPUs are counted by type.
+    let mut g = instance("g", 0, &[]);
+    g.gpu_type = Some("h100".into());
+    g.gpu_count = 1;
+    let gpu_demand = Demand {
+        vcpus: 0,
+        memory_mb: 0,
+        gpu: Some(("h100".into(), 1)),
+    };
+    let since = Utc::now() - Duration::seconds(60);
+    store.create_instance(&g, &gpu_demand, since).await.unwrap();
+    let mut g2 = instance("g2", 0, &[]);
+    g2.gpu_type = Some("h100".into());
+    g2.gpu_count = 1;
+    assert!(matches!(
+        store.create_instance(&g2, &gpu_demand, since).await,
+        Err(Error::ResourceExhausted(_))
+    ));
+}
+
+pub async fn duplicate_instance_ids_conflict(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    create(&store, instance("web", 1, &[])).await.unwrap();
+    assert!(matches!(
+        create(&store, instance("web", 1, &[])).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store.delete_project("p").await,
+        Err(Error::FailedPrecondition(_))
+    ));
+}
+
+pub async fn writes_are_generation_guarded(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let mut a = create(&store, instance("a", 1, &[])).await.unwrap();
+    let stale = a.clone();
+    a.set_status(InstanceStatus::Staging, Some("starting".into()), Utc::now());
+    let stored = store.update_instance(&a).await.unwrap().unwrap();
+    assert_eq!(stored.generation, a.generation + 1);
+    assert_eq!(stored.status, InstanceStatus::Staging);
+    let mut lost = stale;
+    lost.set_status(InstanceStatus::Terminated, None, Utc::now());
+    assert!(store.update_instance(&lost).await.unwrap().is_none());
+    let now = store.get_instance("p", "a").await.unwrap().unwrap();
+    assert_eq!(now.status, InstanceStatus::Staging);
+    assert_eq!(
+        store.get_instance_by_uid(now.uid).await.unwrap().unwrap(),
+        now
+    );
+}
+
+pub async fn keyset_pages_survive_concurrent_changes(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    for i in 0..30 {
+        create(&store, instance(&format!("i{i:03}"), 0, &[]))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut seen_total = 0;
+    let mut request = page(7);
+    let all = LabelSelector::default();
+    loop {
+        let p = store.list_instances("p", &all, &request).await.unwrap();
+        seen.extend(p.items.iter().map(|i| i.id.clone()));
+        // Between pages, one instance behind the cursor goes and a new one appears ahead.
+        create(&store, instance(&format!("z{:03}", seen.len()), 0, &[]))
+            .await
+            .unwrap();
+        let mut behind = store.get_instance("p", &seen[0]).await.unwrap().unwrap();
+        behind.desired = DesiredState::Deleted;
+        let behind = store.update_instance(&behind).await.unwrap().unwrap();
+        store.finalize_instance_deletion(behind.uid).await.unwrap();
+        seen.remove(0);
+        seen_total += 1;
+        if !p.more {
+            break;
+        }
+        request.after = Some(p.items.last().unwrap().id.clone());
+    }
+    let originals = seen.iter().filter(|id| id.starts_with('i')).count() + seen_total;
+    assert_eq!(originals, 30, "every original instance seen once");
+    let mut dedup = seen.clone();
+    dedup.dedup();
+    assert_eq!(dedup, seen, "no duplicates, in id order");
+}
+
+pub async fn offset_pages_count_the_total(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    for i in 0..12 {
+        create(&store, instance(&format!("i{i:02}"), 0, &[]))
+            .await
+            .unwrap();
+    }
+    let p = store
+        .list_instances(
+            "p",
+            &LabelSelector::default(),
+            &PageRequest {
+                offset: Some(10),
+                limit: 5,
+                with_total: true,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.total, Some(12));
+    let ids: Vec<_> = p.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["i10", "i11"]);
+    assert!(!p.more);
+}
+
+pub async fn label_selectors_filter_pages(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    for i in 0..20 {
+        let tier = if i % 4 == 0 { "db" } else { "web" };
+        create(&store, instance(&format!("i{i:02}"), 0, &[("tier", tier)]))
+            .await
+            .unwrap();
+    }
+    let db = LabelSelector::parse("tier=db").unwrap();
+    let first = store.list_instances("p", &db, &page(3)).await.unwrap();
+    assert_eq!(first.items.len(), 3);
+    assert!(first.more);
+    let rest = store
+        .list_instances(
+            "p",
+            &db,
+            &PageRequest {
+                after: Some(first.items[2].id.clone()),
+                limit: 3,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = rest.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["i12", "i16"]);
+    assert!(!rest.more);
+}
+
+pub async fn deletion_needs_the_owners_intent(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let mut a = create(&store, instance("a", 1, &[])).await.unwrap();
+    assert!(!store.finalize_instance_deletion(a.uid).await.unwrap());
+    store
+        .append_console(a.uid, 0, b"hello", 1024)
+        .await
+        .unwrap();
+    a.desired = DesiredState::Deleted;
+    let a = store.update_instance(&a).await.unwrap().unwrap();
+    assert!(store.finalize_instance_deletion(a.uid).await.unwrap());
+    assert!(store.get_instance("p", "a").await.unwrap().is_none());
+    assert_eq!(store.read_console(a.uid, 0, 100).await.unwrap().1, b"");
+    // Its capacity is free again.
+    create(&store, instance("b", 8, &[])).await.unwrap();
+}
+
+pub async fn leases_exclude_other_owners_until_expiry(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let a = create(&store, instance("a", 1, &[])).await.unwrap();
+    let now = Utc::now();
+    let until = now + Duration::seconds(30);
+    assert!(
+        store
+            .claim_instance_lease(a.uid, "r1", now, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_instance_lease(a.uid, "r2", now, until)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_instance_lease(a.uid, "r1", now, until)
+            .await
+            .unwrap()
+    );
+    let later = now + Duration::seconds(31);
+    assert!(
+        store
+            .claim_instance_lease(a.uid, "r2", later, later + Duration::seconds(30))
+            .await
+            .unwrap(),
+        "an expired lease can be taken over"
+    );
+    store.release_instance_lease(a.uid, "r2").await.unwrap();
+    assert!(
+        store
+            .claim_instance_lease(a.uid, "r1", later, until)
+            .await
+            .unwrap()
+    );
+}
+
+pub async fn console_log_appends_and_trims(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let a = create(&store, instance("a", 1, &[])).await.unwrap();
+    assert_eq!(
+        store
+            .append_console(a.uid, 0, b"0123456789", 8)
+            .await
+            .unwrap(),
+        10
+    );
+    assert_eq!(
+        store.append_console(a.uid, 4, b"dup", 8).await.unwrap(),
+        10,
+        "an append at the wrong offset writes nothing"
+    );
+    assert_eq!(store.append_console(a.uid, 10, b"ab", 8).await.unwrap(), 12);
+    let (start, bytes, next) = store.read_console(a.uid, 0, 100).await.unwrap();
+    assert_eq!((start, bytes.as_slice(), next), (4, &b"456789ab"[..], 12));
+    let (start, bytes, next) = store.read_console(a.uid, 10, 1).await.unwrap();
+    assert_eq!((start, bytes.as_slice(), next), (10, &b"a"[..], 11));
+    let gone = Uuid::new_v4();
+    assert_eq!(store.append_console(gone, 0, b"x", 8).await.unwrap(), 0);
+}
+
+pub async fn identity_records_round_trip(store: Arc<dyn Store>) {
+    assert_eq!(store.setting_or_init("k", "first").await.unwrap(), "first");
+    assert_eq!(store.setting_or_init("k", "second").await.unwrap(), "first");
+    let key = |kid: &str| SigningKeyRecord {
+        kid: kid.into(),
+        algorithm: "EdDSA".into(),
+        private_key: vec![1, 2, 3],
+        public_key: vec![4, 5],
+        created_at: Utc::now(),
+    };
+    let keys = store.init_signing_key(&key("one")).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    let keys = store.init_signing_key(&key("two")).await.unwrap();
+    assert_eq!(keys[0].kid, "one", "a second start keeps the first key");
+    let api_key = ApiKeyRecord {
+        uid: Uuid::new_v4(),
+        id: "admin".into(),
+        secret_hash: "abc".into(),
+        organization_id: "o".into(),
+        scope: "organization".into(),
+        scope_id: "o".into(),
+        roles: vec!["owner".into()],
+        created_by: "bootstrap".into(),
+        display_name: "admin".into(),
+        created_at: Utc::now(),
+        last_used_at: None,
+    };
+    store.create_api_key(&api_key).await.unwrap();
+    assert!(matches!(
+        store.create_api_key(&api_key).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    let found = store.find_api_key_by_hash("abc").await.unwrap().unwrap();
+    assert_eq!(found.roles, ["owner"]);
+    store.touch_api_key(found.uid, Utc::now()).await.unwrap();
+    assert!(
+        store
+            .find_api_key_by_hash("abc")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
+    assert!(store.find_api_key_by_hash("nope").await.unwrap().is_none());
+}

@@ -1,0 +1,128 @@
+//! The durable state of a Stratus region behind one [`Store`] interface.
+//!
+//! All SQL lives in this crate. The interface speaks in records and in the domain's
+//! [`stratus_core::Error`], never in SQL terms, so the SQLite backend here and the PostgreSQL
+//! backend to come are interchangeable and are held to one conformance suite
+//! ([`conformance`]).
+//!
+//! Three rules make the state safe to share between the API, the reconciler and host agents:
+//! - **Generation-guarded writes.** Every instance write names the generation it read
+//!   (`UPDATE … WHERE generation = ?`). A write against a stale generation changes nothing and
+//!   returns `None`; the writer re-reads and decides again. Nobody overwrites what they did not
+//!   see.
+//! - **Decisions inside one transaction.** Placement reads host capacity and inserts the
+//!   instance in the same write transaction, so two creates can never both take the last vCPU.
+//!   SQLite runs writes on one connection with `BEGIN IMMEDIATE`, so a transaction never fails
+//!   half-way on a lock upgrade.
+//! - **Leases, not locks, for background work.** A reconciler claims an instance with a lease
+//!   (owner, expiry) in the row; a crashed owner's lease simply expires.
+
+pub mod conformance;
+mod records;
+mod sqlite;
+
+pub use records::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use stratus_core::Result;
+use stratus_core::placement::Demand;
+use stratus_core::selector::LabelSelector;
+use uuid::Uuid;
+
+/// The operations a region's state supports. Implemented by each database backend.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // settings
+    /// Stores `value` under `key` unless a value is there already; returns the stored value.
+    async fn setting_or_init(&self, key: &str, value: &str) -> Result<String>;
+
+    // organizations
+    async fn create_organization(&self, org: &OrganizationRecord) -> Result<()>;
+    async fn get_organization(&self, id: &str) -> Result<Option<OrganizationRecord>>;
+    async fn list_organizations(&self, page: &PageRequest) -> Result<Page<OrganizationRecord>>;
+    /// Writes `org` if its `generation` is still current; returns the stored record.
+    async fn update_organization(
+        &self,
+        org: &OrganizationRecord,
+    ) -> Result<Option<OrganizationRecord>>;
+    /// Deletes the organization; fails with `FailedPrecondition` while it has projects.
+    async fn delete_organization(&self, id: &str) -> Result<bool>;
+
+    // projects
+    /// Fails with `InvalidArgument` on `organizationId` when the organization does not exist.
+    async fn create_project(&self, project: &ProjectRecord) -> Result<()>;
+    async fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>>;
+    async fn list_projects(
+        &self,
+        organization_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ProjectRecord>>;
+    async fn update_project(&self, project: &ProjectRecord) -> Result<Option<ProjectRecord>>;
+    /// Deletes the project; fails with `FailedPrecondition` while it has instances.
+    async fn delete_project(&self, id: &str) -> Result<bool>;
+
+    // hosts
+    /// Registers a host by name, or updates the capacity of a known one; returns its record.
+    async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord>;
+    async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()>;
+    async fn list_hosts(&self) -> Result<Vec<HostRecord>>;
+
+    // instances
+    /// Places and inserts an instance in one transaction: picks a host of `instance.zone`
+    /// seen since `live_since` with room for `demand`, and stores the instance on it.
+    async fn create_instance(
+        &self,
+        instance: &InstanceRecord,
+        demand: &Demand,
+        live_since: DateTime<Utc>,
+    ) -> Result<InstanceRecord>;
+    async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>>;
+    async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>>;
+    async fn list_instances(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        page: &PageRequest,
+    ) -> Result<Page<InstanceRecord>>;
+    /// Writes `instance` if its `generation` is still the stored one, bumping it; returns the
+    /// stored record, or `None` when someone else wrote first.
+    async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>>;
+    /// Removes an instance whose owner asked for deletion (`desired = DELETED`); the final step
+    /// of a delete. Returns whether a row was removed.
+    async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool>;
+    async fn list_instances_on_host(&self, host_id: Uuid) -> Result<Vec<InstanceRecord>>;
+    /// Instances whose status is one of `statuses` and has not changed since `before`.
+    async fn list_instances_in_status_since(
+        &self,
+        statuses: &[stratus_types::InstanceStatus],
+        before: DateTime<Utc>,
+    ) -> Result<Vec<InstanceRecord>>;
+    /// Takes the background-work lease on an instance if it is free or expired.
+    async fn claim_instance_lease(
+        &self,
+        uid: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    async fn release_instance_lease(&self, uid: Uuid, owner: &str) -> Result<()>;
+    async fn count_instances(&self) -> Result<u64>;
+
+    // serial console
+    /// Appends `bytes` at byte offset `at` of an instance's console log, keeping at most
+    /// `keep` bytes. When `at` is not the log's end nothing is written. Returns the end offset.
+    async fn append_console(&self, uid: Uuid, at: u64, bytes: &[u8], keep: u64) -> Result<u64>;
+    /// Up to `max` bytes of the console log from `start`; returns `(start, bytes, end)` where
+    /// `start` is later than asked when older output was discarded.
+    async fn read_console(&self, uid: Uuid, start: u64, max: u64) -> Result<(u64, Vec<u8>, u64)>;
+
+    // identity
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>>;
+    /// Inserts the key unless one exists already; returns all keys after the call.
+    async fn init_signing_key(&self, key: &SigningKeyRecord) -> Result<Vec<SigningKeyRecord>>;
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
+    async fn touch_api_key(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()>;
+}

@@ -1,0 +1,160 @@
+//! Rows as the rest of Stratus sees them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use stratus_types::{DesiredState, Disk, Gpu, InstanceStatus, Labels, MetadataItem, Nic};
+use uuid::Uuid;
+
+/// The owner-supplied description of an instance, kept as one JSON document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub display_name: String,
+    pub description: String,
+    pub labels: Labels,
+    /// URI of the instance type, as the owner sent it (normalised to the relative form).
+    pub instance_type: String,
+    pub metadata: Vec<MetadataItem>,
+    pub hostname: String,
+    pub disks: Vec<Disk>,
+    pub nics: Vec<Nic>,
+    pub gpus: Vec<Gpu>,
+}
+
+/// An instance: the owner's spec and intent, and what was last observed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceRecord {
+    pub uid: Uuid,
+    pub project: String,
+    pub id: String,
+    pub zone: String,
+    /// The host the instance is placed on (set by placement at create).
+    pub host_id: Option<Uuid>,
+    pub spec: InstanceSpec,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub gpu_type: Option<String>,
+    pub gpu_count: u32,
+    pub desired: DesiredState,
+    pub status: InstanceStatus,
+    pub status_message: Option<String>,
+    pub status_changed_at: DateTime<Utc>,
+    /// Bumped by every write; writes name the generation they read.
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl InstanceRecord {
+    /// Moves to `status` with `message`, noting when the status last changed.
+    pub fn set_status(
+        &mut self,
+        status: InstanceStatus,
+        message: Option<String>,
+        now: DateTime<Utc>,
+    ) {
+        if status != self.status {
+            self.status_changed_at = now;
+        }
+        self.status = status;
+        self.status_message = message;
+        self.updated_at = now;
+    }
+}
+
+/// What an agent says about its host when it registers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRegistrationRecord {
+    pub name: String,
+    pub zone: String,
+    pub driver: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub gpus: Vec<(String, u32)>,
+    pub now: DateTime<Utc>,
+}
+
+/// A hypervisor host known to the region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub zone: String,
+    pub driver: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub gpus: Vec<(String, u32)>,
+    pub registered_at: DateTime<Utc>,
+    /// Last time its agent asked for assignments.
+    pub last_seen_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrganizationRecord {
+    pub uid: Uuid,
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProjectRecord {
+    pub uid: Uuid,
+    pub id: String,
+    pub organization_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A token-signing key of the built-in issuer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key; only the SHA-256 of its secret is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKeyRecord {
+    pub uid: Uuid,
+    pub id: String,
+    pub secret_hash: String,
+    pub organization_id: String,
+    /// `organization` or `project`.
+    pub scope: String,
+    pub scope_id: String,
+    pub roles: Vec<String>,
+    pub created_by: String,
+    pub display_name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Which slice of an id-ordered collection to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Keyset cursor: only ids after this one.
+    pub after: Option<String>,
+    /// Number of matching items to skip (the offset mode; not combined with `after`).
+    pub offset: Option<u64>,
+    pub limit: u32,
+    /// Count all matching items too.
+    pub with_total: bool,
+}
+
+/// One page of an id-ordered collection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// More items follow the last one.
+    pub more: bool,
+    pub total: Option<u64>,
+}

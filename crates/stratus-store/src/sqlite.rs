@@ -1,0 +1,960 @@
+//! The embedded SQLite backend: one file in the data directory, WAL, one writer connection.
+
+use crate::records::*;
+use crate::{Page, PageRequest, Store};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+use stratus_core::placement::{Demand, HostUsage, choose_host};
+use stratus_core::selector::LabelSelector;
+use stratus_core::{Error, Result};
+use stratus_types::{DesiredState, InstanceStatus};
+use uuid::Uuid;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The SQLite store. Reads use a small pool; writes go through a single connection so that
+/// write transactions queue instead of failing on locks.
+#[derive(Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) `stratus.db` in `data_dir` and applies pending migrations.
+    pub async fn open(data_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            Error::internal(format!(
+                "cannot create data dir {}: {e}",
+                data_dir.display()
+            ))
+        })?;
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(db_error)?
+            .filename(data_dir.join("stratus.db"))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(db_error)?;
+        MIGRATOR
+            .run(&write)
+            .await
+            .map_err(|e| Error::internal(format!("migrating the database: {e}")))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db_error)?;
+        Ok(Self { read, write })
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db_error)
+    }
+}
+
+fn db_error(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Error::Unavailable(format!("the database is unavailable: {e}"))
+        }
+        other => Error::internal(format!("database: {other}")),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
+    let text: String = row.try_get(col).map_err(db_error)?;
+    Uuid::parse_str(&text).map_err(|e| Error::internal(format!("bad uuid in {col}: {e}")))
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
+    let text: String = row.try_get(col).map_err(db_error)?;
+    serde_json::from_str(&text).map_err(|e| Error::internal(format!("bad json in {col}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("records serialize")
+}
+
+fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord> {
+    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(db_error) };
+    let host: Option<String> = row.try_get("host_id").map_err(db_error)?;
+    let desired: String = row.try_get("desired").map_err(db_error)?;
+    let status: String = row.try_get("status").map_err(db_error)?;
+    Ok(InstanceRecord {
+        uid: uuid_col(row, "uid")?,
+        project: row.try_get("project").map_err(db_error)?,
+        id: row.try_get("id").map_err(db_error)?,
+        zone: row.try_get("zone").map_err(db_error)?,
+        host_id: host
+            .map(|h| Uuid::parse_str(&h))
+            .transpose()
+            .map_err(|e| Error::internal(format!("bad host uuid: {e}")))?,
+        spec: json_col(row, "spec")?,
+        vcpus: get_i64("vcpus")? as u32,
+        memory_mb: get_i64("memory_mb")? as u64,
+        gpu_type: row.try_get("gpu_type").map_err(db_error)?,
+        gpu_count: get_i64("gpu_count")? as u32,
+        desired: DesiredState::parse(&desired)
+            .ok_or_else(|| Error::internal(format!("bad desired state {desired}")))?,
+        status: InstanceStatus::parse(&status)
+            .ok_or_else(|| Error::internal(format!("bad status {status}")))?,
+        status_message: row.try_get("status_message").map_err(db_error)?,
+        status_changed_at: time(get_i64("status_changed_at")?),
+        generation: get_i64("generation")?,
+        created_at: time(get_i64("created_at")?),
+        updated_at: time(get_i64("updated_at")?),
+    })
+}
+
+fn organization_from_row(row: &SqliteRow) -> Result<OrganizationRecord> {
+    Ok(OrganizationRecord {
+        uid: uuid_col(row, "uid")?,
+        id: row.try_get("id").map_err(db_error)?,
+        display_name: row.try_get("display_name").map_err(db_error)?,
+        description: row.try_get("description").map_err(db_error)?,
+        generation: row.try_get("generation").map_err(db_error)?,
+        created_at: time(row.try_get("created_at").map_err(db_error)?),
+        updated_at: time(row.try_get("updated_at").map_err(db_error)?),
+    })
+}
+
+fn project_from_row(row: &SqliteRow) -> Result<ProjectRecord> {
+    Ok(ProjectRecord {
+        uid: uuid_col(row, "uid")?,
+        id: row.try_get("id").map_err(db_error)?,
+        organization_id: row.try_get("organization_id").map_err(db_error)?,
+        display_name: row.try_get("display_name").map_err(db_error)?,
+        description: row.try_get("description").map_err(db_error)?,
+        generation: row.try_get("generation").map_err(db_error)?,
+        created_at: time(row.try_get("created_at").map_err(db_error)?),
+        updated_at: time(row.try_get("updated_at").map_err(db_error)?),
+    })
+}
+
+fn host_from_row(row: &SqliteRow) -> Result<HostRecord> {
+    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(db_error) };
+    Ok(HostRecord {
+        id: uuid_col(row, "id")?,
+        name: row.try_get("name").map_err(db_error)?,
+        zone: row.try_get("zone").map_err(db_error)?,
+        driver: row.try_get("driver").map_err(db_error)?,
+        vcpus: get_i64("vcpus")? as u32,
+        memory_mb: get_i64("memory_mb")? as u64,
+        gpus: json_col(row, "gpus")?,
+        registered_at: time(get_i64("registered_at")?),
+        last_seen_at: time(get_i64("last_seen_at")?),
+    })
+}
+
+fn api_key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord> {
+    let last_used: Option<i64> = row.try_get("last_used_at").map_err(db_error)?;
+    Ok(ApiKeyRecord {
+        uid: uuid_col(row, "uid")?,
+        id: row.try_get("id").map_err(db_error)?,
+        secret_hash: row.try_get("secret_hash").map_err(db_error)?,
+        organization_id: row.try_get("organization_id").map_err(db_error)?,
+        scope: row.try_get("scope").map_err(db_error)?,
+        scope_id: row.try_get("scope_id").map_err(db_error)?,
+        roles: json_col(row, "roles")?,
+        created_by: row.try_get("created_by").map_err(db_error)?,
+        display_name: row.try_get("display_name").map_err(db_error)?,
+        created_at: time(row.try_get("created_at").map_err(db_error)?),
+        last_used_at: last_used.map(time),
+    })
+}
+
+/// Reads one page of an id-ordered collection in keyset batches, keeping the rows `keep`
+/// accepts. `select` is a query ending in a WHERE clause to which `AND id > ? ORDER BY id
+/// LIMIT ?` is appended; `binds` fill its placeholders.
+async fn scan_page<T>(
+    pool: &SqlitePool,
+    select: &str,
+    binds: &[&str],
+    page: &PageRequest,
+    map: fn(&SqliteRow) -> Result<T>,
+    id_of: fn(&T) -> &str,
+    keep: &(dyn Fn(&T) -> bool + Send + Sync),
+) -> Result<Page<T>> {
+    let limit = page.limit as usize;
+    let mut to_skip = page.offset.unwrap_or(0);
+    let batch = (limit + 1).max(if page.offset.is_some() || page.with_total {
+        500
+    } else {
+        0
+    });
+    let mut cursor = page.after.clone().unwrap_or_default();
+    let mut items = Vec::new();
+    let mut more = false;
+    let mut total: u64 = 0;
+    loop {
+        // `select` is one of this module's constant queries; values go in as binds.
+        let sql = format!("{select} AND id > ? ORDER BY id LIMIT ?");
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(*b);
+        }
+        let rows = query
+            .bind(&cursor)
+            .bind(batch as i64)
+            .fetch_all(pool)
+            .await
+            .map_err(db_error)?;
+        let exhausted = rows.len() < batch;
+        for row in &rows {
+            let item = map(row)?;
+            cursor = id_of(&item).to_owned();
+            if !keep(&item) {
+                continue;
+            }
+            total += 1;
+            if to_skip > 0 {
+                to_skip -= 1;
+            } else if items.len() < limit {
+                items.push(item);
+            } else {
+                more = true;
+                if !page.with_total {
+                    break;
+                }
+            }
+        }
+        if exhausted || (more && !page.with_total) {
+            break;
+        }
+    }
+    Ok(Page {
+        items,
+        more,
+        total: page.with_total.then_some(total),
+    })
+}
+
+const INSTANCE_COLUMNS: &str = "uid, project, id, zone, host_id, spec, vcpus, memory_mb, gpu_type, \
+     gpu_count, desired, status, status_message, status_changed_at, generation, created_at, updated_at";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let stored: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(stored)
+    }
+
+    async fn create_organization(&self, org: &OrganizationRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO organizations (uid, id, display_name, description, generation, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(org.uid.to_string())
+        .bind(&org.id)
+        .bind(&org.display_name)
+        .bind(&org.description)
+        .bind(org.generation)
+        .bind(ms(org.created_at))
+        .bind(ms(org.updated_at))
+        .execute(&self.write)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::AlreadyExists(format!("organization {} already exists", org.id))
+            } else {
+                db_error(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn get_organization(&self, id: &str) -> Result<Option<OrganizationRecord>> {
+        sqlx::query("SELECT * FROM organizations WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(organization_from_row)
+            .transpose()
+    }
+
+    async fn list_organizations(&self, page: &PageRequest) -> Result<Page<OrganizationRecord>> {
+        scan_page(
+            &self.read,
+            "SELECT * FROM organizations WHERE 1 = 1",
+            &[],
+            page,
+            organization_from_row,
+            |o| &o.id,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn update_organization(
+        &self,
+        org: &OrganizationRecord,
+    ) -> Result<Option<OrganizationRecord>> {
+        sqlx::query(
+            "UPDATE organizations SET display_name = ?, description = ?, updated_at = ?, \
+             generation = generation + 1 WHERE id = ? AND generation = ? RETURNING *",
+        )
+        .bind(&org.display_name)
+        .bind(&org.description)
+        .bind(ms(org.updated_at))
+        .bind(&org.id)
+        .bind(org.generation)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(organization_from_row)
+        .transpose()
+    }
+
+    async fn delete_organization(&self, id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let projects: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM projects WHERE organization_id = ?")
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if projects > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "organization {id} still has {projects} projects; delete them first"
+            )));
+        }
+        let deleted = sqlx::query("DELETE FROM organizations WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted > 0)
+    }
+
+    async fn create_project(&self, project: &ProjectRecord) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let org_exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM organizations WHERE id = ?")
+                .bind(&project.organization_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if org_exists.is_none() {
+            return Err(Error::invalid(
+                "organizationId",
+                format!("organization {} does not exist", project.organization_id),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO projects (uid, id, organization_id, display_name, description, generation, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(project.uid.to_string())
+        .bind(&project.id)
+        .bind(&project.organization_id)
+        .bind(&project.display_name)
+        .bind(&project.description)
+        .bind(project.generation)
+        .bind(ms(project.created_at))
+        .bind(ms(project.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::AlreadyExists(format!("project {} already exists", project.id))
+            } else {
+                db_error(e)
+            }
+        })?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
+        sqlx::query("SELECT * FROM projects WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(project_from_row)
+            .transpose()
+    }
+
+    async fn list_projects(
+        &self,
+        organization_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ProjectRecord>> {
+        match organization_id {
+            Some(org) => {
+                scan_page(
+                    &self.read,
+                    "SELECT * FROM projects WHERE organization_id = ?",
+                    &[org],
+                    page,
+                    project_from_row,
+                    |p| &p.id,
+                    &|_| true,
+                )
+                .await
+            }
+            None => {
+                scan_page(
+                    &self.read,
+                    "SELECT * FROM projects WHERE 1 = 1",
+                    &[],
+                    page,
+                    project_from_row,
+                    |p| &p.id,
+                    &|_| true,
+                )
+                .await
+            }
+        }
+    }
+
+    async fn update_project(&self, project: &ProjectRecord) -> Result<Option<ProjectRecord>> {
+        sqlx::query(
+            "UPDATE projects SET display_name = ?, description = ?, updated_at = ?, \
+             generation = generation + 1 WHERE id = ? AND generation = ? RETURNING *",
+        )
+        .bind(&project.display_name)
+        .bind(&project.description)
+        .bind(ms(project.updated_at))
+        .bind(&project.id)
+        .bind(project.generation)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(project_from_row)
+        .transpose()
+    }
+
+    async fn delete_project(&self, id: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let instances: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE project = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if instances > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "project {id} still has {instances} instances; delete them first"
+            )));
+        }
+        let deleted = sqlx::query("DELETE FROM projects WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted > 0)
+    }
+
+    async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord> {
+        let row = sqlx::query(
+            "INSERT INTO hosts (id, name, zone, driver, vcpus, memory_mb, gpus, registered_at, last_seen_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, driver = excluded.driver, \
+             vcpus = excluded.vcpus, memory_mb = excluded.memory_mb, gpus = excluded.gpus, \
+             last_seen_at = excluded.last_seen_at RETURNING *",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(&host.name)
+        .bind(&host.zone)
+        .bind(&host.driver)
+        .bind(host.vcpus as i64)
+        .bind(host.memory_mb as i64)
+        .bind(to_json(&host.gpus))
+        .bind(ms(host.now))
+        .bind(ms(host.now))
+        .fetch_one(&self.write)
+        .await
+        .map_err(db_error)?;
+        host_from_row(&row)
+    }
+
+    async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE hosts SET last_seen_at = ? WHERE id = ?")
+            .bind(ms(now))
+            .bind(host_id.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
+        sqlx::query("SELECT * FROM hosts ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(host_from_row)
+            .collect()
+    }
+
+    async fn create_instance(
+        &self,
+        instance: &InstanceRecord,
+        demand: &Demand,
+        live_since: DateTime<Utc>,
+    ) -> Result<InstanceRecord> {
+        let mut tx = self.begin().await?;
+        let taken: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM instances WHERE project = ? AND id = ?")
+                .bind(&instance.project)
+                .bind(&instance.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if taken.is_some() {
+            return Err(already_exists(instance));
+        }
+        let hosts: Vec<HostRecord> =
+            sqlx::query("SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ?")
+                .bind(&instance.zone)
+                .bind(ms(live_since))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db_error)?
+                .iter()
+                .map(host_from_row)
+                .collect::<Result<_>>()?;
+        let mut usage: Vec<HostUsage> = hosts
+            .iter()
+            .map(|h| HostUsage {
+                host_id: h.id,
+                vcpus: h.vcpus,
+                memory_mb: h.memory_mb,
+                gpus: h.gpus.clone(),
+                used_vcpus: 0,
+                used_memory_mb: 0,
+                used_gpus: vec![],
+            })
+            .collect();
+        let sums = sqlx::query(
+            "SELECT host_id, SUM(vcpus) AS vcpus, SUM(memory_mb) AS memory_mb FROM instances \
+             WHERE host_id IS NOT NULL GROUP BY host_id",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for row in &sums {
+            let host = uuid_col(row, "host_id")?;
+            if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
+                u.used_vcpus = row.try_get::<i64, _>("vcpus").map_err(db_error)? as u32;
+                u.used_memory_mb = row.try_get::<i64, _>("memory_mb").map_err(db_error)? as u64;
+            }
+        }
+        let gpu_sums = sqlx::query(
+            "SELECT host_id, gpu_type, SUM(gpu_count) AS n FROM instances \
+             WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        for row in &gpu_sums {
+            let host = uuid_col(row, "host_id")?;
+            if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
+                let gpu_type: String = row.try_get("gpu_type").map_err(db_error)?;
+                let n: i64 = row.try_get("n").map_err(db_error)?;
+                u.used_gpus.push((gpu_type, n as u32));
+            }
+        }
+        let host_id = choose_host(&instance.zone, demand, &usage)?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO instances ({INSTANCE_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *"
+        )))
+        .bind(instance.uid.to_string())
+        .bind(&instance.project)
+        .bind(&instance.id)
+        .bind(&instance.zone)
+        .bind(host_id.to_string())
+        .bind(to_json(&instance.spec))
+        .bind(instance.vcpus as i64)
+        .bind(instance.memory_mb as i64)
+        .bind(&instance.gpu_type)
+        .bind(instance.gpu_count as i64)
+        .bind(instance.desired.as_str())
+        .bind(instance.status.as_str())
+        .bind(&instance.status_message)
+        .bind(ms(instance.status_changed_at))
+        .bind(instance.generation)
+        .bind(ms(instance.created_at))
+        .bind(ms(instance.updated_at))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                already_exists(instance)
+            } else {
+                db_error(e)
+            }
+        })?;
+        let stored = instance_from_row(&row)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(stored)
+    }
+
+    async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>> {
+        sqlx::query("SELECT * FROM instances WHERE project = ? AND id = ?")
+            .bind(project)
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(instance_from_row)
+            .transpose()
+    }
+
+    async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>> {
+        sqlx::query("SELECT * FROM instances WHERE uid = ?")
+            .bind(uid.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(instance_from_row)
+            .transpose()
+    }
+
+    async fn list_instances(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        page: &PageRequest,
+    ) -> Result<Page<InstanceRecord>> {
+        scan_page(
+            &self.read,
+            "SELECT * FROM instances WHERE project = ?",
+            &[project],
+            page,
+            instance_from_row,
+            |i| &i.id,
+            &|i: &InstanceRecord| selector.matches(&i.spec.labels),
+        )
+        .await
+    }
+
+    async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
+        sqlx::query(
+            "UPDATE instances SET host_id = ?, spec = ?, desired = ?, status = ?, status_message = ?, \
+             status_changed_at = ?, updated_at = ?, generation = generation + 1 \
+             WHERE uid = ? AND generation = ? RETURNING *",
+        )
+        .bind(instance.host_id.map(|h| h.to_string()))
+        .bind(to_json(&instance.spec))
+        .bind(instance.desired.as_str())
+        .bind(instance.status.as_str())
+        .bind(&instance.status_message)
+        .bind(ms(instance.status_changed_at))
+        .bind(ms(instance.updated_at))
+        .bind(instance.uid.to_string())
+        .bind(instance.generation)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(instance_from_row)
+        .transpose()
+    }
+
+    async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM instances WHERE uid = ? AND desired = 'DELETED'")
+            .bind(uid.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn list_instances_on_host(&self, host_id: Uuid) -> Result<Vec<InstanceRecord>> {
+        sqlx::query("SELECT * FROM instances WHERE host_id = ? ORDER BY uid")
+            .bind(host_id.to_string())
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?
+            .iter()
+            .map(instance_from_row)
+            .collect()
+    }
+
+    async fn list_instances_in_status_since(
+        &self,
+        statuses: &[InstanceStatus],
+        before: DateTime<Utc>,
+    ) -> Result<Vec<InstanceRecord>> {
+        let mut found = Vec::new();
+        for status in statuses {
+            let rows =
+                sqlx::query("SELECT * FROM instances WHERE status = ? AND status_changed_at < ?")
+                    .bind(status.as_str())
+                    .bind(ms(before))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(db_error)?;
+            for row in &rows {
+                found.push(instance_from_row(row)?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn claim_instance_lease(
+        &self,
+        uid: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE instances SET lease_owner = ?, lease_expires_at = ? WHERE uid = ? \
+             AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ?)",
+        )
+        .bind(owner)
+        .bind(ms(until))
+        .bind(uid.to_string())
+        .bind(owner)
+        .bind(ms(now))
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(claimed > 0)
+    }
+
+    async fn release_instance_lease(&self, uid: Uuid, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE instances SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE uid = ? AND lease_owner = ?",
+        )
+        .bind(uid.to_string())
+        .bind(owner)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn count_instances(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(n as u64)
+    }
+
+    async fn append_console(&self, uid: Uuid, at: u64, bytes: &[u8], keep: u64) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let row =
+            sqlx::query("SELECT base_offset, content FROM console_logs WHERE instance_uid = ?")
+                .bind(uid.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        let (mut base, mut content): (u64, Vec<u8>) = match &row {
+            Some(r) => (
+                r.try_get::<i64, _>("base_offset").map_err(db_error)? as u64,
+                r.try_get("content").map_err(db_error)?,
+            ),
+            None => (0, Vec::new()),
+        };
+        let end = base + content.len() as u64;
+        if at != end || bytes.is_empty() {
+            return Ok(end);
+        }
+        content.extend_from_slice(bytes);
+        if content.len() as u64 > keep {
+            let drop = content.len() - keep as usize;
+            content.drain(..drop);
+            base += drop as u64;
+        }
+        let written = sqlx::query(
+            "INSERT INTO console_logs (instance_uid, base_offset, content) \
+             SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM instances WHERE uid = ?) \
+             ON CONFLICT (instance_uid) DO UPDATE SET base_offset = excluded.base_offset, \
+             content = excluded.content",
+        )
+        .bind(uid.to_string())
+        .bind(base as i64)
+        .bind(&content)
+        .bind(uid.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(if written > 0 {
+            base + content.len() as u64
+        } else {
+            end
+        })
+    }
+
+    async fn read_console(&self, uid: Uuid, start: u64, max: u64) -> Result<(u64, Vec<u8>, u64)> {
+        let row =
+            sqlx::query("SELECT base_offset, content FROM console_logs WHERE instance_uid = ?")
+                .bind(uid.to_string())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok((0, Vec::new(), 0));
+        };
+        let base = row.try_get::<i64, _>("base_offset").map_err(db_error)? as u64;
+        let content: Vec<u8> = row.try_get("content").map_err(db_error)?;
+        let end = base + content.len() as u64;
+        let from = start.clamp(base, end);
+        let to = (from + max).min(end);
+        let slice = content[(from - base) as usize..(to - base) as usize].to_vec();
+        Ok((from, slice, to))
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKeyRecord {
+                    kid: r.try_get("kid").map_err(db_error)?,
+                    algorithm: r.try_get("algorithm").map_err(db_error)?,
+                    private_key: r.try_get("private_key").map_err(db_error)?,
+                    public_key: r.try_get("public_key").map_err(db_error)?,
+                    created_at: time(r.try_get("created_at").map_err(db_error)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn init_signing_key(&self, key: &SigningKeyRecord) -> Result<Vec<SigningKeyRecord>> {
+        let mut tx = self.begin().await?;
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        if existing == 0 {
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.private_key)
+            .bind(&key.public_key)
+            .bind(ms(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)?;
+        self.list_signing_keys().await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO api_keys (uid, id, secret_hash, organization_id, scope, scope_id, roles, \
+             created_by, display_name, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(key.uid.to_string())
+        .bind(&key.id)
+        .bind(&key.secret_hash)
+        .bind(&key.organization_id)
+        .bind(&key.scope)
+        .bind(&key.scope_id)
+        .bind(to_json(&key.roles))
+        .bind(&key.created_by)
+        .bind(&key.display_name)
+        .bind(ms(key.created_at))
+        .bind(key.last_used_at.map(ms))
+        .execute(&self.write)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                Error::AlreadyExists(format!("API key {} already exists", key.id))
+            } else {
+                db_error(e)
+            }
+        })?;
+        Ok(())
+    }
+
+    async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query("SELECT * FROM api_keys WHERE secret_hash = ?")
+            .bind(secret_hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(api_key_from_row)
+            .transpose()
+    }
+
+    async fn touch_api_key(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE uid = ?")
+            .bind(ms(now))
+            .bind(uid.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+fn already_exists(instance: &InstanceRecord) -> Error {
+    Error::AlreadyExists(format!(
+        "instance {} already exists in project {}",
+        instance.id, instance.project
+    ))
+}

@@ -1,0 +1,68 @@
+//! What passes between the control plane and the host agents (the pull protocol).
+//!
+//! An agent registers its host, then repeatedly asks for its assignments: every instance placed
+//! on its host, with the owner's intent (`desired`), the last status the control plane
+//! recorded, and that record's `generation`. The agent acts and reports the status it observed,
+//! naming the generation it acted on; a report against a stale generation is refused, and the
+//! agent simply asks again. The control plane never dials an agent.
+
+use crate::instance::{DesiredState, Disk, InstanceStatus, MetadataItem};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What a host offers, sent when an agent registers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HostRegistration {
+    /// Stable name of the host (its hostname by default).
+    pub name: String,
+    pub zone: String,
+    /// `sim` or `qemu`.
+    pub driver: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    /// GPU type id → count.
+    pub gpus: Vec<(String, u32)>,
+}
+
+/// Everything a host needs to run one instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VmSpec {
+    pub uid: Uuid,
+    pub project: String,
+    pub id: String,
+    pub hostname: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub gpus: u32,
+    pub disks: Vec<Disk>,
+    pub metadata: Vec<MetadataItem>,
+}
+
+/// One instance placed on the asking host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub spec: VmSpec,
+    pub desired: DesiredState,
+    pub status: InstanceStatus,
+    pub generation: i64,
+}
+
+/// A status the agent observed for an instance, tied to the generation it acted on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub uid: Uuid,
+    pub generation: i64,
+    pub status: InstanceStatus,
+    pub message: Option<String>,
+    /// When the guest stopped on its own (powered off, crashed, vanished), the owner's intent
+    /// becomes "stopped" too, so nothing restarts it behind the owner's back.
+    pub stopped_by_guest: bool,
+}
+
+/// The control plane's answer to a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportOutcome {
+    Accepted,
+    /// The record changed since the agent read it: ask for assignments again.
+    Stale,
+}

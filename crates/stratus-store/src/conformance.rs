@@ -429,6 +429,11 @@ pub async fn console_log_appends_and_trims(store: Arc<dyn Store>) {
 pub async fn identity_records_round_trip(store: Arc<dyn Store>) {
     assert_eq!(store.setting_or_init("k", "first").await.unwrap(), "first");
     assert_eq!(store.setting_or_init("k", "second").await.unwrap(), "first");
+    assert_eq!(
+        store.get_setting("k").await.unwrap().as_deref(),
+        Some("first")
+    );
+    assert_eq!(store.get_setting("nope").await.unwrap(), None);
     let key = |kid: &str| SigningKeyRecord {
         kid: kid.into(),
         algorithm: "EdDSA".into(),

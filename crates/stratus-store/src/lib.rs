@@ -17,10 +17,12 @@
 //! - **Leases, not locks, for background work.** A reconciler claims an instance with a lease
 //!   (owner, expiry) in the row; a crashed owner's lease simply expires.
 
+mod changes;
 pub mod conformance;
 mod records;
 mod sqlite;
 
+pub use changes::Changes;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
@@ -37,6 +39,8 @@ pub trait Store: Send + Sync + 'static {
     // settings
     /// Stores `value` under `key` unless a value is there already; returns the stored value.
     async fn setting_or_init(&self, key: &str, value: &str) -> Result<String>;
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
 
     // organizations
     async fn create_organization(&self, org: &OrganizationRecord) -> Result<()>;

@@ -283,6 +283,14 @@ impl Store for SqliteStore {
         Ok(stored)
     }
 
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db_error)
+    }
+
     async fn create_organization(&self, org: &OrganizationRecord) -> Result<()> {
         sqlx::query(
             "INSERT INTO organizations (uid, id, display_name, description, generation, created_at, updated_at) \

@@ -54,9 +54,10 @@ pub struct StatusReport {
     pub generation: i64,
     pub status: InstanceStatus,
     pub message: Option<String>,
-    /// When the guest stopped on its own (powered off, crashed, vanished), the owner's intent
-    /// becomes "stopped" too, so nothing restarts it behind the owner's back.
-    pub stopped_by_guest: bool,
+    /// Set when the guest stopped on its own (powered off, crashed, vanished, failed to
+    /// boot): the owner's intent becomes "stopped" too, so nothing restarts it behind the
+    /// owner's back and `:start` is the way back.
+    pub intent_stopped: bool,
 }
 
 /// The control plane's answer to a report.
@@ -65,4 +66,12 @@ pub enum ReportOutcome {
     Accepted,
     /// The record changed since the agent read it: ask for assignments again.
     Stale,
+}
+
+/// The answer to an assignments poll.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AssignmentBatch {
+    /// Pass back as `since` on the next poll: it returns at once when anything changed after.
+    pub revision: u64,
+    pub assignments: Vec<Assignment>,
 }

@@ -1,1 +1,96 @@
-fn main() {}
+//! `stratus`: serve a region, migrate its store, print its OpenAPI document.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use stratus::{Config, Region};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "stratus",
+    version,
+    about = "A self-hosted compute cloud serving the k0rdent compute API"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "STRATUS_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a whole region: API, reconciler and a local host, with state in DATA_DIR.
+    Serve {
+        /// Directory of the region's state (created if missing).
+        #[arg(long, default_value = "stratus-data", env = "STRATUS_DATA_DIR")]
+        data_dir: PathBuf,
+        /// Address to listen on (default 127.0.0.1:8080, or `api.listen` of the config).
+        #[arg(long, env = "STRATUS_LISTEN")]
+        listen: Option<String>,
+        /// TOML configuration file.
+        #[arg(long, env = "STRATUS_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Create or upgrade the store in DATA_DIR, then exit.
+    Migrate {
+        #[arg(long, default_value = "stratus-data", env = "STRATUS_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_env("STRATUS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+    }
+    match cli.command {
+        Command::Serve {
+            data_dir,
+            listen,
+            config,
+        } => {
+            let config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            let listen = listen.unwrap_or_else(|| config.api.listen.clone());
+            let region = Region::start(&data_dir, &listen, config).await?;
+            println!(
+                "Stratus region {} serving on http://{}\nAdmin API key: {}",
+                region.app.region(),
+                region.addr,
+                region.admin_key_path.display()
+            );
+            region.serve_until_signal().await
+        }
+        Command::Migrate { data_dir } => {
+            stratus_store::SqliteStore::open(&data_dir)
+                .await
+                .with_context(|| format!("migrating the store in {}", data_dir.display()))?;
+            println!("store in {} is up to date", data_dir.display());
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", stratus_api::openapi::document_json());
+            Ok(())
+        }
+    }
+}

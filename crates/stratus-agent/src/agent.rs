@@ -1,0 +1,380 @@
+//! The agent's main loop: poll assignments, decide a step per instance, run steps, report.
+
+use crate::driver::Driver;
+use crate::plan::{Observation, Step, next_step};
+use async_trait::async_trait;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stratus_types::InstanceStatus;
+use stratus_types::agent::{
+    Assignment, AssignmentBatch, HostRegistration, ReportOutcome, StatusReport,
+};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+/// A failure to reach or to be understood by the control plane.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ControlPlaneError(pub String);
+
+/// How an agent reaches the control plane: in-process in `serve`, over HTTP elsewhere.
+#[async_trait]
+pub trait ControlPlane: Send + Sync + 'static {
+    /// Registers (or re-registers) the host; returns its id.
+    async fn register(&self, host: &HostRegistration) -> Result<Uuid, ControlPlaneError>;
+    /// The instances placed on `host`. Returns at once when anything changed after revision
+    /// `since`, otherwise waits up to `wait` for a change. Also tells the control plane the
+    /// host is alive.
+    async fn assignments(
+        &self,
+        host: Uuid,
+        since: u64,
+        wait: Duration,
+    ) -> Result<AssignmentBatch, ControlPlaneError>;
+    async fn report(
+        &self,
+        host: Uuid,
+        report: &StatusReport,
+    ) -> Result<ReportOutcome, ControlPlaneError>;
+    /// The VM of a deleted instance is gone from the host: the deletion can finish.
+    async fn report_destroyed(&self, host: Uuid, uid: Uuid) -> Result<(), ControlPlaneError>;
+    /// Appends serial console bytes at offset `at`; returns the log's end offset.
+    async fn append_serial(
+        &self,
+        host: Uuid,
+        uid: Uuid,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<u64, ControlPlaneError>;
+}
+
+/// Tuning of the agent loop.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Longest wait for a change before polling again.
+    pub poll_wait: Duration,
+    /// How long a VM that no instance claims is left alone before it is destroyed.
+    pub orphan_grace: Duration,
+    /// Attempts of a failing start step before the instance is given up as TERMINATED.
+    pub max_attempts: u32,
+    /// Pause after a failed step before it is tried again.
+    pub retry_backoff: Duration,
+    /// How often serial console output is copied to the control plane.
+    pub serial_sync_interval: Duration,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            poll_wait: Duration::from_secs(2),
+            orphan_grace: Duration::from_secs(60),
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(500),
+            serial_sync_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// A host agent.
+pub struct Agent {
+    control_plane: Arc<dyn ControlPlane>,
+    driver: Arc<dyn Driver>,
+    registration: HostRegistration,
+    config: AgentConfig,
+}
+
+struct Shared {
+    control_plane: Arc<dyn ControlPlane>,
+    driver: Arc<dyn Driver>,
+    config: AgentConfig,
+    host: Uuid,
+    in_flight: Mutex<HashSet<Uuid>>,
+    failures: Mutex<HashMap<Uuid, u32>>,
+    step_done: Notify,
+}
+
+impl Agent {
+    pub fn new(
+        control_plane: Arc<dyn ControlPlane>,
+        driver: Arc<dyn Driver>,
+        registration: HostRegistration,
+        config: AgentConfig,
+    ) -> Self {
+        Self {
+            control_plane,
+            driver,
+            registration,
+            config,
+        }
+    }
+
+    /// Runs until `cancel` fires; steps under way are allowed to finish.
+    pub async fn run(self, cancel: CancellationToken) {
+        let host = loop {
+            match self.control_plane.register(&self.registration).await {
+                Ok(id) => break id,
+                Err(e) => {
+                    tracing::warn!(error = %e, "registering the host failed; retrying");
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        };
+        tracing::info!(%host, name = %self.registration.name, driver = self.driver.name(), "host registered");
+        let shared = Arc::new(Shared {
+            control_plane: self.control_plane,
+            driver: self.driver,
+            config: self.config,
+            host,
+            in_flight: Mutex::new(HashSet::new()),
+            failures: Mutex::new(HashMap::new()),
+            step_done: Notify::new(),
+        });
+        let tracker = TaskTracker::new();
+        let mut orphans: HashMap<Uuid, Instant> = HashMap::new();
+        let mut serial_ends: HashMap<Uuid, u64> = HashMap::new();
+        let mut last_serial_sync = Instant::now();
+        let mut since = 0;
+        let mut wait = shared.config.poll_wait;
+        loop {
+            let polled = tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = shared.step_done.notified() => { wait = Duration::ZERO; continue; }
+                polled = shared.control_plane.assignments(host, since, wait) => polled,
+            };
+            wait = shared.config.poll_wait;
+            let batch = match polled {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "polling assignments failed");
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    continue;
+                }
+            };
+            since = batch.revision;
+            for assignment in batch.assignments.iter() {
+                start_step_if_needed(&shared, &tracker, assignment).await;
+            }
+            reap_orphans(&shared, &batch.assignments, &mut orphans).await;
+            if last_serial_sync.elapsed() >= shared.config.serial_sync_interval {
+                last_serial_sync = Instant::now();
+                sync_serial(&shared, &batch.assignments, &mut serial_ends).await;
+            }
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+}
+
+async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &Assignment) {
+    let uid = a.spec.uid;
+    if shared.in_flight.lock().unwrap().contains(&uid) {
+        return;
+    }
+    let vm = match shared.driver.inspect(uid).await {
+        Ok(vm) => vm,
+        Err(e) => {
+            tracing::warn!(%uid, error = %e, "inspecting a VM failed");
+            return;
+        }
+    };
+    let step = next_step(a.desired, a.status, vm.as_ref());
+    if step == Step::Nothing {
+        return;
+    }
+    shared.in_flight.lock().unwrap().insert(uid);
+    let shared = shared.clone();
+    let assignment = a.clone();
+    tracker.spawn(async move {
+        run_step(&shared, &assignment, step).await;
+        shared.in_flight.lock().unwrap().remove(&uid);
+        shared.step_done.notify_one();
+    });
+}
+
+/// Performs one step and reports its outcome; failed start steps are retried a bounded number
+/// of times, then the instance is reported TERMINATED with the error.
+async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
+    let uid = a.spec.uid;
+    let driver = &shared.driver;
+    tracing::debug!(%uid, id = %a.spec.id, status = ?a.status, ?step, "step");
+    let result = match &step {
+        Step::Nothing => return,
+        Step::Prepare => driver
+            .prepare(&a.spec)
+            .await
+            .map(|()| Some(observed(InstanceStatus::Staging, Some("starting the VM")))),
+        Step::Boot => async {
+            if driver.inspect(uid).await?.is_none() {
+                driver.prepare(&a.spec).await?;
+            }
+            driver.boot(uid).await
+        }
+        .await
+        .map(|()| Some(observed(InstanceStatus::Running, None))),
+        Step::Reset => driver
+            .reset(uid)
+            .await
+            .map(|()| Some(observed(InstanceStatus::Running, None))),
+        Step::Resume => driver
+            .resume(uid)
+            .await
+            .map(|()| Some(observed(InstanceStatus::Running, None))),
+        Step::Pause => driver
+            .pause(uid)
+            .await
+            .map(|()| Some(observed(InstanceStatus::Suspended, None))),
+        Step::PowerOff { then } => driver.power_off(uid).await.map(|()| then.clone()),
+        Step::Destroy => match driver.destroy(uid).await {
+            Ok(()) => {
+                if let Err(e) = shared
+                    .control_plane
+                    .report_destroyed(shared.host, uid)
+                    .await
+                {
+                    tracing::warn!(%uid, error = %e, "reporting a destroyed VM failed");
+                }
+                return;
+            }
+            Err(e) => Err(e),
+        },
+        Step::Report(observation) => Ok(Some(observation.clone())),
+    };
+    let observation = match result {
+        Ok(observation) => {
+            shared.failures.lock().unwrap().remove(&uid);
+            observation
+        }
+        Err(e) => {
+            let attempts = {
+                let mut failures = shared.failures.lock().unwrap();
+                let n = failures.entry(uid).or_insert(0);
+                *n += 1;
+                *n
+            };
+            tracing::warn!(%uid, id = %a.spec.id, ?step, attempts, error = %e, "step failed");
+            let gives_up = attempts >= shared.config.max_attempts
+                && matches!(
+                    step,
+                    Step::Prepare | Step::Boot | Step::Reset | Step::Resume | Step::Pause
+                );
+            if !gives_up {
+                tokio::time::sleep(shared.config.retry_backoff * attempts).await;
+                return;
+            }
+            shared.failures.lock().unwrap().remove(&uid);
+            let _ = driver.power_off(uid).await;
+            Some(Observation {
+                status: InstanceStatus::Terminated,
+                message: Some(format!(
+                    "{} failed after {attempts} attempts: {e}",
+                    verb(&step)
+                )),
+                intent_stopped: true,
+            })
+        }
+    };
+    let Some(observation) = observation else {
+        return;
+    };
+    let report = StatusReport {
+        uid,
+        generation: a.generation,
+        status: observation.status,
+        message: observation.message,
+        intent_stopped: observation.intent_stopped,
+    };
+    match shared.control_plane.report(shared.host, &report).await {
+        Ok(ReportOutcome::Accepted) => {}
+        Ok(ReportOutcome::Stale) => {
+            tracing::debug!(%uid, "report was stale; the record changed meanwhile")
+        }
+        Err(e) => tracing::warn!(%uid, error = %e, "reporting a status failed"),
+    }
+}
+
+fn observed(status: InstanceStatus, message: Option<&str>) -> Observation {
+    Observation {
+        status,
+        message: message.map(str::to_owned),
+        intent_stopped: false,
+    }
+}
+
+fn verb(step: &Step) -> &'static str {
+    match step {
+        Step::Prepare => "preparing the disks",
+        Step::Boot => "booting",
+        Step::Reset => "rebooting",
+        Step::Resume => "resuming",
+        Step::Pause => "suspending",
+        _ => "the step",
+    }
+}
+
+/// Destroys VMs that no instance on this host claims, once they have been unclaimed for the
+/// grace period (a VM can briefly exist before its record reaches this agent).
+async fn reap_orphans(
+    shared: &Shared,
+    assignments: &[Assignment],
+    orphans: &mut HashMap<Uuid, Instant>,
+) {
+    let claimed: HashSet<Uuid> = assignments.iter().map(|a| a.spec.uid).collect();
+    let vms = match shared.driver.list().await {
+        Ok(vms) => vms,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing VMs failed");
+            return;
+        }
+    };
+    orphans.retain(|uid, _| vms.contains(uid) && !claimed.contains(uid));
+    for uid in vms.into_iter().filter(|uid| !claimed.contains(uid)) {
+        let since = *orphans.entry(uid).or_insert_with(Instant::now);
+        if since.elapsed() >= shared.config.orphan_grace {
+            tracing::warn!(%uid, "destroying a VM that no instance claims");
+            match shared.driver.destroy(uid).await {
+                Ok(()) => {
+                    orphans.remove(&uid);
+                }
+                Err(e) => tracing::warn!(%uid, error = %e, "destroying an orphan VM failed"),
+            }
+        }
+    }
+}
+
+/// Copies new serial console output of this host's VMs to the control plane.
+async fn sync_serial(shared: &Shared, assignments: &[Assignment], ends: &mut HashMap<Uuid, u64>) {
+    let live: HashSet<Uuid> = assignments.iter().map(|a| a.spec.uid).collect();
+    ends.retain(|uid, _| live.contains(uid));
+    for uid in live {
+        let end = ends.get(&uid).copied().unwrap_or(0);
+        let (start, bytes) = match shared.driver.serial_output(uid, end).await {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::debug!(%uid, error = %e, "reading serial output failed");
+                continue;
+            }
+        };
+        if bytes.is_empty() {
+            continue;
+        }
+        match shared
+            .control_plane
+            .append_serial(shared.host, uid, start, &bytes)
+            .await
+        {
+            Ok(new_end) => {
+                ends.insert(uid, new_end);
+            }
+            Err(e) => tracing::debug!(%uid, error = %e, "uploading serial output failed"),
+        }
+    }
+}

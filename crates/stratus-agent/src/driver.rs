@@ -1,0 +1,55 @@
+//! The interface every hypervisor driver implements.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use stratus_types::agent::VmSpec;
+use uuid::Uuid;
+
+/// What a driver observes of a VM that exists on its host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VmState {
+    /// Defined, disks in place, not running.
+    Stopped,
+    Running,
+    /// vCPUs paused, memory kept.
+    Paused,
+}
+
+/// A VM's state and, for a stopped VM, why it stopped when the driver knows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmInfo {
+    pub state: VmState,
+    /// e.g. "guest powered off", "exited with code 1"; `None` when stopped by the agent.
+    pub stop_reason: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DriverError(pub String);
+
+/// Operations on the VMs of one host. Every operation is idempotent: doing it twice, or
+/// after a crash half-way, leaves the same result as doing it once.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// `sim` or `qemu`.
+    fn name(&self) -> &'static str;
+    /// The VM of instance `uid`, or `None` when the host has none.
+    async fn inspect(&self, uid: Uuid) -> Result<Option<VmInfo>, DriverError>;
+    /// Every VM on the host, whoever it belongs to (the orphan reaper compares them).
+    async fn list(&self) -> Result<Vec<Uuid>, DriverError>;
+    /// Defines the VM and prepares its disks, leaving it stopped.
+    async fn prepare(&self, spec: &VmSpec) -> Result<(), DriverError>;
+    /// Starts a stopped VM.
+    async fn boot(&self, uid: Uuid) -> Result<(), DriverError>;
+    /// Resets a running VM (a reboot).
+    async fn reset(&self, uid: Uuid) -> Result<(), DriverError>;
+    async fn pause(&self, uid: Uuid) -> Result<(), DriverError>;
+    async fn resume(&self, uid: Uuid) -> Result<(), DriverError>;
+    /// Stops the VM, keeping its persistent disks and dropping temporary ones.
+    async fn power_off(&self, uid: Uuid) -> Result<(), DriverError>;
+    /// Removes the VM and everything it had on the host.
+    async fn destroy(&self, uid: Uuid) -> Result<(), DriverError>;
+    /// Serial console output from byte offset `from` (or the oldest kept byte after it);
+    /// returns the offset of the first byte returned.
+    async fn serial_output(&self, uid: Uuid, from: u64) -> Result<(u64, Vec<u8>), DriverError>;
+}

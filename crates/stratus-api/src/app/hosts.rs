@@ -1,0 +1,146 @@
+//! Operations host agents call: register, poll assignments, report, upload serial output.
+
+use super::{App, now};
+use std::time::{Duration, Instant};
+use stratus_core::{Error, Result};
+use stratus_store::{HostRegistrationRecord, InstanceRecord};
+use stratus_types::DesiredState;
+use stratus_types::agent::{
+    Assignment, AssignmentBatch, HostRegistration, ReportOutcome, StatusReport, VmSpec,
+};
+use uuid::Uuid;
+
+/// How often a polling agent's liveness is written to the store.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+fn assignment(r: &InstanceRecord) -> Assignment {
+    Assignment {
+        spec: VmSpec {
+            uid: r.uid,
+            project: r.project.clone(),
+            id: r.id.clone(),
+            hostname: r.spec.hostname.clone(),
+            vcpus: r.vcpus,
+            memory_mb: r.memory_mb,
+            gpus: r.gpu_count,
+            disks: r.spec.disks.clone(),
+            metadata: r.spec.metadata.clone(),
+        },
+        desired: r.desired,
+        status: r.status,
+        generation: r.generation,
+    }
+}
+
+impl App {
+    pub async fn register_host(&self, host: &HostRegistration) -> Result<Uuid> {
+        if self.catalog.zone(&host.zone).is_none() {
+            return Err(Error::invalid(
+                "zone",
+                format!(
+                    "zone {} does not exist in region {}",
+                    host.zone,
+                    self.region()
+                ),
+            ));
+        }
+        let record = self
+            .store
+            .register_host(&HostRegistrationRecord {
+                name: host.name.clone(),
+                zone: host.zone.clone(),
+                driver: host.driver.clone(),
+                vcpus: host.vcpus,
+                memory_mb: host.memory_mb,
+                gpus: host.gpus.clone(),
+                now: now(),
+            })
+            .await?;
+        self.heartbeats
+            .lock()
+            .unwrap()
+            .insert(record.id, Instant::now());
+        self.changes.bump();
+        Ok(record.id)
+    }
+
+    /// The instances on `host`; waits up to `wait` for a change after revision `since`.
+    pub async fn host_assignments(
+        &self,
+        host: Uuid,
+        since: u64,
+        wait: Duration,
+    ) -> Result<AssignmentBatch> {
+        let due = {
+            let mut beats = self.heartbeats.lock().unwrap();
+            let last = beats.get(&host).copied();
+            let due = last.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY);
+            if due {
+                beats.insert(host, Instant::now());
+            }
+            due
+        };
+        if due {
+            self.store.touch_host(host, now()).await?;
+        }
+        let revision = self.changes.wait_past(since, wait).await;
+        let records = self.store.list_instances_on_host(host).await?;
+        Ok(AssignmentBatch {
+            revision,
+            assignments: records.iter().map(assignment).collect(),
+        })
+    }
+
+    /// Records a status an agent observed, unless the record changed since it was read.
+    pub async fn host_report(&self, host: Uuid, report: &StatusReport) -> Result<ReportOutcome> {
+        let Some(mut record) = self.store.get_instance_by_uid(report.uid).await? else {
+            return Ok(ReportOutcome::Stale);
+        };
+        if record.host_id != Some(host) || record.generation != report.generation {
+            return Ok(ReportOutcome::Stale);
+        }
+        if report.intent_stopped && record.desired != DesiredState::Deleted {
+            record.desired = DesiredState::Stopped;
+        }
+        record.set_status(report.status, report.message.clone(), now());
+        match self.store.update_instance(&record).await? {
+            Some(stored) => {
+                self.changes.bump();
+                tracing::info!(
+                    id = %stored.id, project = %stored.project,
+                    status = stored.status.as_str(),
+                    message = stored.status_message.as_deref().unwrap_or(""),
+                    "instance status"
+                );
+                Ok(ReportOutcome::Accepted)
+            }
+            None => Ok(ReportOutcome::Stale),
+        }
+    }
+
+    /// The host has destroyed the VM of a deleted instance: the instance is gone.
+    pub async fn host_destroyed(&self, host: Uuid, uid: Uuid) -> Result<()> {
+        let Some(record) = self.store.get_instance_by_uid(uid).await? else {
+            return Ok(());
+        };
+        if record.host_id == Some(host) && self.store.finalize_instance_deletion(uid).await? {
+            self.changes.bump();
+            tracing::info!(id = %record.id, project = %record.project, "instance deleted");
+        }
+        Ok(())
+    }
+
+    /// Appends serial console output of an instance on `host`.
+    pub async fn host_serial(&self, host: Uuid, uid: Uuid, at: u64, bytes: &[u8]) -> Result<u64> {
+        match self.store.get_instance_by_uid(uid).await? {
+            Some(r) if r.host_id == Some(host) => {
+                self.store
+                    .append_console(uid, at, bytes, self.config.console_keep_bytes)
+                    .await
+            }
+            _ => Err(Error::NotFound(format!(
+                "instance {uid} is not on this host"
+            ))),
+        }
+    }
+}

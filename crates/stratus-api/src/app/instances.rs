@@ -1,0 +1,589 @@
+//! Instance operations: create, read, list, update, delete, actions, serial console.
+
+use super::{App, Permission, check_if_match, check_text, etag, now};
+use crate::auth::Principal;
+use crate::extract::QueryParams;
+use std::collections::HashSet;
+use stratus_core::catalog::{GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, parse_reference};
+use stratus_core::lifecycle::{self, Action};
+use stratus_core::placement::Demand;
+use stratus_core::selector::LabelSelector;
+use stratus_core::{Error, Result, ids};
+use stratus_store::{InstanceRecord, InstanceSpec, ProjectRecord};
+use stratus_types::{
+    DesiredState, Disk, DiskInterface, DiskType, Gpu, Instance, InstanceCreateRequest,
+    InstanceList, InstanceStatus, InstanceUpdateRequest, Lifecycle, MetadataItem, Nic, ResourceId,
+    SerialPortOutput,
+};
+use uuid::Uuid;
+
+/// Largest total size of an instance's metadata values.
+const MAX_METADATA_BYTES: usize = 512 * 1024;
+/// Largest disk.
+const MAX_DISK_GB: u32 = 64 * 1024;
+/// Largest window of serial output returned at once.
+const MAX_SERIAL_CHUNK: u64 = 1 << 20;
+
+/// An instance and its ETag, as returned by single-instance operations.
+pub struct InstanceView {
+    pub instance: Instance,
+    pub etag: String,
+}
+
+/// The parameters `GET …/compute/instances` takes.
+pub const LIST_INSTANCES_PARAMS: &[&str] = &["pageSize", "pageToken", "offset", "labelSelector"];
+
+impl App {
+    pub(crate) fn instance_view(&self, r: &InstanceRecord) -> InstanceView {
+        InstanceView {
+            instance: Instance {
+                self_link: format!(
+                    "/v1/regions/{}/projects/{}/compute/instances/{}",
+                    self.region(),
+                    r.project,
+                    r.id
+                ),
+                uid: r.uid,
+                id: ResourceId::parse(&r.id).unwrap_or_else(|_| ids::generate("invalid")),
+                display_name: r.spec.display_name.clone(),
+                description: r.spec.description.clone(),
+                labels: r.spec.labels.clone(),
+                instance_type: r.spec.instance_type.clone(),
+                instance_metadata: r.spec.metadata.clone(),
+                hostname: r.spec.hostname.clone(),
+                lifecycle: Lifecycle {
+                    status: r.status,
+                    status_message: r.status_message.clone(),
+                },
+                disks: r.spec.disks.clone(),
+                nics: r.spec.nics.clone(),
+                gpus: r.spec.gpus.clone(),
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            },
+            etag: etag(r.uid, r.generation),
+        }
+    }
+
+    /// The project in `region`, if the caller may use it for `permission`.
+    pub(crate) async fn project_for(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        permission: Permission,
+    ) -> Result<ProjectRecord> {
+        self.check_region(region)?;
+        let id = crate::extract::path_id("project", project)?;
+        let not_found = || Error::NotFound(format!("project {id} not found"));
+        let record = self
+            .store
+            .get_project(id.as_str())
+            .await?
+            .ok_or_else(not_found)?;
+        principal.authorize(permission, &record.organization_id, not_found)?;
+        Ok(record)
+    }
+
+    async fn instance_for(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+        permission: Permission,
+    ) -> Result<InstanceRecord> {
+        let project = self
+            .project_for(principal, region, project, permission)
+            .await?;
+        let id = crate::extract::path_id("id", id)?;
+        self.store
+            .get_instance(&project.id, id.as_str())
+            .await?
+            .ok_or_else(|| {
+                Error::NotFound(format!("instance {id} not found in project {}", project.id))
+            })
+    }
+
+    pub async fn create_instance(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        body: InstanceCreateRequest,
+    ) -> Result<InstanceView> {
+        let project = self
+            .project_for(principal, region, project, Permission::InstancesCreate)
+            .await?;
+        check_text("displayName", body.display_name.as_deref(), 256)?;
+        check_text("description", body.description.as_deref(), 4096)?;
+        let (zone, type_id) = self.resolve_instance_type(&body.instance_type)?;
+        let instance_type = self
+            .catalog
+            .instance_type(&type_id)
+            .expect("resolved instance type exists");
+        let gpus = self.resolve_gpus(&zone, body.gpus.as_deref().unwrap_or_default())?;
+        let gpu = match gpus.first() {
+            Some(g) => Some((g.0.clone(), g.1)),
+            None => instance_type
+                .gpu
+                .as_ref()
+                .map(|g| (g.gpu_type.clone(), g.count)),
+        };
+        let disks = self.resolve_disks(body.disks.unwrap_or_default())?;
+        let nics = check_nics(body.nics.unwrap_or_default())?;
+        let metadata = check_metadata(
+            body.instance_metadata.unwrap_or_default(),
+            "instanceMetadata",
+        )?;
+        let demand = Demand {
+            vcpus: instance_type.vcpus,
+            memory_mb: instance_type.memory_mb,
+            gpu: gpu.clone(),
+        };
+        let now = now();
+        let live_since =
+            now - chrono::Duration::from_std(self.config.host_timeout).unwrap_or_default();
+        let chosen_id = body.id.clone();
+        for attempt in 0.. {
+            let id = chosen_id
+                .clone()
+                .unwrap_or_else(|| ids::generate("instance"));
+            let hostname = body
+                .hostname
+                .as_ref()
+                .map(|h| h.as_str().to_owned())
+                .unwrap_or_else(|| id.to_string());
+            let record = InstanceRecord {
+                uid: Uuid::new_v4(),
+                project: project.id.clone(),
+                id: id.to_string(),
+                zone: zone.clone(),
+                host_id: None,
+                spec: InstanceSpec {
+                    display_name: body.display_name.clone().unwrap_or_default(),
+                    description: body.description.clone().unwrap_or_default(),
+                    labels: body.labels.clone().unwrap_or_default(),
+                    instance_type: format!(
+                        "/v1/regions/{}/zones/{zone}/instance-types/{type_id}",
+                        self.region()
+                    ),
+                    metadata: metadata.clone(),
+                    hostname,
+                    disks: disks.clone(),
+                    nics: nics.clone(),
+                    gpus: body.gpus.clone().unwrap_or_default(),
+                },
+                vcpus: instance_type.vcpus,
+                memory_mb: instance_type.memory_mb,
+                gpu_type: gpu.as_ref().map(|g| g.0.clone()),
+                gpu_count: gpu.as_ref().map_or(0, |g| g.1),
+                desired: DesiredState::Running,
+                status: InstanceStatus::Provisioning,
+                status_message: Some("placed on a host; preparing disks".into()),
+                status_changed_at: now,
+                generation: 1,
+                created_at: now,
+                updated_at: now,
+            };
+            match self
+                .store
+                .create_instance(&record, &demand, live_since)
+                .await
+            {
+                Ok(stored) => {
+                    self.changes.bump();
+                    tracing::info!(project = %stored.project, id = %stored.id, uid = %stored.uid, "instance created");
+                    return Ok(self.instance_view(&stored));
+                }
+                // A generated id that collides is drawn again; a chosen one is the caller's.
+                Err(Error::AlreadyExists(_)) if chosen_id.is_none() && attempt < 5 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// Reads `type` into (zone, instance type id), checking that both exist here.
+    fn resolve_instance_type(&self, uri: &str) -> Result<(String, String)> {
+        let parts = parse_reference("type", uri, INSTANCE_TYPE_REF)?;
+        let (region, zone, type_id) = (parts[0], parts[1], parts[2]);
+        if region != self.region() {
+            return Err(Error::invalid(
+                "type",
+                format!(
+                    "region {region} is not served here; use region {}",
+                    self.region()
+                ),
+            ));
+        }
+        if self.catalog.zone(zone).is_none() {
+            return Err(Error::invalid(
+                "type",
+                format!("zone {zone} does not exist in region {region}"),
+            ));
+        }
+        if self.catalog.instance_type(type_id).is_none() {
+            let known: Vec<_> = self
+                .catalog
+                .instance_types
+                .iter()
+                .map(|t| t.id.as_str())
+                .collect();
+            return Err(Error::invalid(
+                "type",
+                format!(
+                    "unknown instance type {type_id}; zone {zone} offers {}",
+                    known.join(", ")
+                ),
+            ));
+        }
+        Ok((zone.to_owned(), type_id.to_owned()))
+    }
+
+    fn resolve_gpus(&self, zone: &str, gpus: &[Gpu]) -> Result<Vec<(String, u32)>> {
+        let mut resolved: Vec<(String, u32)> = Vec::new();
+        for (i, gpu) in gpus.iter().enumerate() {
+            let field = format!("gpus[{i}].type");
+            let parts = parse_reference(&field, &gpu.gpu_type, GPU_TYPE_REF)?;
+            if parts[0] != self.region() || parts[1] != zone {
+                return Err(Error::invalid(
+                    field,
+                    format!(
+                        "GPUs must come from the instance's zone {zone} in region {}",
+                        self.region()
+                    ),
+                ));
+            }
+            if self.catalog.gpu_type(parts[2]).is_none() {
+                return Err(Error::invalid(
+                    field,
+                    format!("unknown GPU type {}", parts[2]),
+                ));
+            }
+            if gpu.count == 0 {
+                return Err(Error::invalid(
+                    format!("gpus[{i}].count"),
+                    "must be at least 1",
+                ));
+            }
+            match resolved.first_mut() {
+                Some((t, n)) if t == parts[2] => *n += gpu.count,
+                Some(_) => {
+                    return Err(Error::invalid(
+                        field,
+                        "an instance can have GPUs of one type only",
+                    ));
+                }
+                None => resolved.push((parts[2].to_owned(), gpu.count)),
+            }
+        }
+        Ok(resolved)
+    }
+
+    /// Checks disk references and sizes, and fills in defaults.
+    fn resolve_disks(&self, disks: Vec<Disk>) -> Result<Vec<Disk>> {
+        let mut boot_disks = 0;
+        disks
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut disk)| {
+                let min_gb = match &disk.source {
+                    Some(source) => {
+                        let field = format!("disks[{i}].source");
+                        let parts = parse_reference(&field, source, IMAGE_REF)?;
+                        if parts[0] != self.region() {
+                            return Err(Error::invalid(
+                                field,
+                                format!("images must come from region {}", self.region()),
+                            ));
+                        }
+                        let image = self.catalog.image(parts[1]).ok_or_else(|| {
+                            Error::invalid(&field, format!("image {} does not exist", parts[1]))
+                        })?;
+                        disk.source = Some(format!(
+                            "/v1/regions/{}/compute/images/{}",
+                            self.region(),
+                            image.id
+                        ));
+                        image.min_disk_gb
+                    }
+                    None => {
+                        if disk.size_gb.is_none() {
+                            return Err(Error::invalid(
+                                format!("disks[{i}].sizeGb"),
+                                "a disk without a source needs a size",
+                            ));
+                        }
+                        1
+                    }
+                };
+                let size = disk.size_gb.unwrap_or(min_gb);
+                if size < min_gb.max(1) || size > MAX_DISK_GB {
+                    return Err(Error::invalid(
+                        format!("disks[{i}].sizeGb"),
+                        format!(
+                            "{size} GB is out of range; this disk needs {} to {MAX_DISK_GB} GB",
+                            min_gb.max(1)
+                        ),
+                    ));
+                }
+                disk.size_gb = Some(size);
+                if disk.boot {
+                    boot_disks += 1;
+                    if boot_disks > 1 {
+                        return Err(Error::invalid(
+                            format!("disks[{i}].boot"),
+                            "only one disk can be the boot disk",
+                        ));
+                    }
+                }
+                disk.interface.get_or_insert(DiskInterface::Scsi);
+                disk.disk_type.get_or_insert(DiskType::Persistent);
+                Ok(disk)
+            })
+            .collect()
+    }
+
+    pub async fn get_instance(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+    ) -> Result<InstanceView> {
+        let record = self
+            .instance_for(principal, region, project, id, Permission::InstancesGet)
+            .await?;
+        Ok(self.instance_view(&record))
+    }
+
+    pub async fn list_instances(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        query: Option<&str>,
+    ) -> Result<InstanceList> {
+        let params = QueryParams::parse(query, LIST_INSTANCES_PARAMS)?;
+        let project = self
+            .project_for(principal, region, project, Permission::InstancesList)
+            .await?;
+        let selector_text = params.get("labelSelector").unwrap_or("");
+        let selector = if selector_text.is_empty() {
+            LabelSelector::default()
+        } else {
+            LabelSelector::parse(selector_text)?
+        };
+        let query_key = format!("instances:{}:{selector_text}", project.id);
+        let page_request = self.pages.page_request(&params, &query_key)?;
+        let page = self
+            .store
+            .list_instances(&project.id, &selector, &page_request)
+            .await?;
+        let next_page_token = self.next_token(&page, &page_request, &query_key, |i| &i.id);
+        Ok(InstanceList {
+            instances: page
+                .items
+                .iter()
+                .map(|r| self.instance_view(r).instance)
+                .collect(),
+            next_page_token,
+            total: page.total,
+        })
+    }
+
+    pub async fn update_instance(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+        if_match: Option<&str>,
+        body: InstanceUpdateRequest,
+    ) -> Result<InstanceView> {
+        check_text("displayName", body.display_name.as_deref(), 256)?;
+        check_text("description", body.description.as_deref(), 4096)?;
+        let metadata = body
+            .instance_metadata
+            .map(|m| check_metadata(m, "instanceMetadata"))
+            .transpose()?;
+        self.modify_instance(
+            principal,
+            region,
+            project,
+            id,
+            if_match,
+            Permission::InstancesUpdate,
+            |r| {
+                if let Some(v) = &body.display_name {
+                    r.spec.display_name = v.clone();
+                }
+                if let Some(v) = &body.description {
+                    r.spec.description = v.clone();
+                }
+                if let Some(v) = &body.labels {
+                    r.spec.labels = v.clone();
+                }
+                if let Some(v) = &metadata {
+                    r.spec.metadata = v.clone();
+                }
+                r.updated_at = now();
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Read-modify-write with the generation guard: retried when a concurrent write wins,
+    /// unless the caller pinned a version with `If-Match`.
+    #[allow(clippy::too_many_arguments)]
+    async fn modify_instance(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+        if_match: Option<&str>,
+        permission: Permission,
+        change: impl Fn(&mut InstanceRecord) -> Result<()>,
+    ) -> Result<InstanceView> {
+        loop {
+            let mut record = self
+                .instance_for(principal, region, project, id, permission)
+                .await?;
+            let current = etag(record.uid, record.generation);
+            check_if_match(if_match, &current, &format!("instance {}", record.id))?;
+            change(&mut record)?;
+            if let Some(stored) = self.store.update_instance(&record).await? {
+                self.changes.bump();
+                return Ok(self.instance_view(&stored));
+            }
+        }
+    }
+
+    /// `:start`, `:stop`, `:reboot`, `:suspend`, `:resume`.
+    pub async fn act_on_instance(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+        if_match: Option<&str>,
+        action: Action,
+    ) -> Result<InstanceView> {
+        let permission = if action == Action::Delete {
+            Permission::InstancesDelete
+        } else {
+            Permission::InstancesUpdate
+        };
+        let view = self
+            .modify_instance(principal, region, project, id, if_match, permission, |r| {
+                let t = lifecycle::apply(action, r.desired, r.status)?;
+                r.desired = t.desired;
+                r.set_status(t.status, Some(t.message.to_owned()), now());
+                Ok(())
+            })
+            .await?;
+        tracing::info!(project, id, action = action.verb(), "instance action");
+        Ok(view)
+    }
+
+    pub async fn delete_instance(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        self.act_on_instance(principal, region, project, id, if_match, Action::Delete)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn serial_port_output(
+        &self,
+        principal: &Principal,
+        region: &str,
+        project: &str,
+        id: &str,
+        query: Option<&str>,
+    ) -> Result<SerialPortOutput> {
+        let params = QueryParams::parse(query, &["start"])?;
+        let start = params.integer("start", 0, i64::MAX as u64)?.unwrap_or(0);
+        let record = self
+            .instance_for(principal, region, project, id, Permission::InstancesGet)
+            .await?;
+        let (start, bytes, next) = self
+            .store
+            .read_console(record.uid, start, MAX_SERIAL_CHUNK)
+            .await?;
+        Ok(SerialPortOutput {
+            contents: String::from_utf8_lossy(&bytes).into_owned(),
+            start,
+            next,
+        })
+    }
+}
+
+fn check_metadata(items: Vec<MetadataItem>, field: &str) -> Result<Vec<MetadataItem>> {
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for (i, item) in items.iter().enumerate() {
+        if !seen.insert(item.key.as_str()) {
+            return Err(Error::invalid(
+                format!("{field}[{i}].key"),
+                format!("key {} appears more than once", item.key.as_str()),
+            ));
+        }
+        total += item.key.as_str().len() + item.value.len();
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(Error::invalid(
+            field,
+            format!("{total} bytes of metadata; at most {MAX_METADATA_BYTES} are allowed"),
+        ));
+    }
+    Ok(items)
+}
+
+fn check_nics(nics: Vec<Nic>) -> Result<Vec<Nic>> {
+    for (i, nic) in nics.iter().enumerate() {
+        for (name, value) in [("network", &nic.network), ("subnet", &nic.subnet)] {
+            if let Some(uri) = value {
+                return Err(Error::invalid(
+                    format!("nics[{i}].{name}"),
+                    format!(
+                        "{name} {uri:?} does not exist: this region has no networks yet, so NICs use the host's default network"
+                    ),
+                ));
+            }
+        }
+        if let Some(addr) = &nic.ipv4_address
+            && addr.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(Error::invalid(
+                format!("nics[{i}].ipv4Address"),
+                format!("{addr:?} is not an IPv4 address"),
+            ));
+        }
+        if let Some(addr) = &nic.ipv6_address
+            && addr.parse::<std::net::Ipv6Addr>().is_err()
+        {
+            return Err(Error::invalid(
+                format!("nics[{i}].ipv6Address"),
+                format!("{addr:?} is not an IPv6 address"),
+            ));
+        }
+        if let Some(vlan) = nic.vlan
+            && !(1..=4094).contains(&vlan)
+        {
+            return Err(Error::invalid(
+                format!("nics[{i}].vlan"),
+                format!("{vlan} is not a VLAN id (1 to 4094)"),
+            ));
+        }
+    }
+    Ok(nics)
+}

@@ -1,0 +1,386 @@
+//! Organization and project operations (the contract's global resources).
+
+use super::{App, Permission, check_if_match, check_text, etag, now};
+use crate::auth::Principal;
+use crate::extract::{QueryParams, path_id};
+use crate::paging::PAGING_PARAMS;
+use stratus_core::{Error, Result, ids};
+use stratus_store::{OrganizationRecord, ProjectRecord};
+use stratus_types::{
+    Organization, OrganizationCreateRequest, OrganizationList, OrganizationUpdateRequest, Project,
+    ProjectCreateRequest, ProjectList, ProjectUpdateRequest, ResourceId,
+};
+use uuid::Uuid;
+
+/// A resource and its ETag.
+pub struct Versioned<T> {
+    pub value: T,
+    pub etag: String,
+}
+
+fn organization_view(r: &OrganizationRecord) -> Versioned<Organization> {
+    Versioned {
+        value: Organization {
+            self_link: format!("/v1/regions/global/organizations/{}", r.id),
+            uid: r.uid,
+            id: ResourceId::parse(&r.id).expect("stored ids are valid"),
+            display_name: r.display_name.clone(),
+            description: r.description.clone(),
+        },
+        etag: etag(r.uid, r.generation),
+    }
+}
+
+fn project_view(r: &ProjectRecord) -> Versioned<Project> {
+    Versioned {
+        value: Project {
+            self_link: format!("/v1/regions/global/projects/{}", r.id),
+            uid: r.uid,
+            id: ResourceId::parse(&r.id).expect("stored ids are valid"),
+            display_name: r.display_name.clone(),
+            description: r.description.clone(),
+            organization_id: ResourceId::parse(&r.organization_id).expect("stored ids are valid"),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        },
+        etag: etag(r.uid, r.generation),
+    }
+}
+
+impl App {
+    async fn organization_for(
+        &self,
+        principal: &Principal,
+        id: &str,
+        permission: Permission,
+    ) -> Result<OrganizationRecord> {
+        let id = path_id("id", id)?;
+        let not_found = || Error::NotFound(format!("organization {id} not found"));
+        let record = self
+            .store
+            .get_organization(id.as_str())
+            .await?
+            .ok_or_else(not_found)?;
+        principal.authorize(permission, &record.id, not_found)?;
+        Ok(record)
+    }
+
+    pub async fn create_organization(
+        &self,
+        principal: &Principal,
+        body: OrganizationCreateRequest,
+    ) -> Result<Versioned<Organization>> {
+        if !principal.is_super_admin() {
+            return Err(Error::PermissionDenied(format!(
+                "permission {} is required",
+                Permission::OrganizationsCreate.as_str()
+            )));
+        }
+        check_text("displayName", body.display_name.as_deref(), 255)?;
+        check_text("description", body.description.as_deref(), 1024)?;
+        let now = now();
+        let record = OrganizationRecord {
+            uid: Uuid::new_v4(),
+            id: body.id.unwrap_or_else(|| ids::generate("org")).to_string(),
+            display_name: body.display_name.unwrap_or_default(),
+            description: body.description.unwrap_or_default(),
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_organization(&record).await?;
+        Ok(organization_view(&record))
+    }
+
+    pub async fn get_organization(
+        &self,
+        principal: &Principal,
+        id: &str,
+    ) -> Result<Versioned<Organization>> {
+        let record = self
+            .organization_for(principal, id, Permission::OrganizationsGet)
+            .await?;
+        Ok(organization_view(&record))
+    }
+
+    pub async fn list_organizations(
+        &self,
+        principal: &Principal,
+        query: Option<&str>,
+    ) -> Result<OrganizationList> {
+        let params = QueryParams::parse(query, PAGING_PARAMS)?;
+        let page_request = self.pages.page_request(&params, "organizations")?;
+        if !principal.is_super_admin() {
+            // Everyone else sees exactly their own organization.
+            let own = self.store.get_organization(&principal.tenant).await?;
+            let organizations: Vec<_> = own
+                .iter()
+                .filter(|o| {
+                    page_request
+                        .after
+                        .as_deref()
+                        .is_none_or(|a| o.id.as_str() > a)
+                })
+                .skip(page_request.offset.unwrap_or(0) as usize)
+                .map(|o| organization_view(o).value)
+                .collect();
+            return Ok(OrganizationList {
+                organizations,
+                next_page_token: None,
+                total: page_request.with_total.then_some(own.iter().count() as u64),
+            });
+        }
+        let page = self.store.list_organizations(&page_request).await?;
+        Ok(OrganizationList {
+            next_page_token: self.next_token(&page, &page_request, "organizations", |o| &o.id),
+            organizations: page
+                .items
+                .iter()
+                .map(|o| organization_view(o).value)
+                .collect(),
+            total: page.total,
+        })
+    }
+
+    pub async fn update_organization(
+        &self,
+        principal: &Principal,
+        id: &str,
+        if_match: Option<&str>,
+        body: OrganizationUpdateRequest,
+    ) -> Result<Versioned<Organization>> {
+        check_text("displayName", body.display_name.as_deref(), 255)?;
+        check_text("description", body.description.as_deref(), 1024)?;
+        loop {
+            let mut record = self
+                .organization_for(principal, id, Permission::OrganizationsUpdate)
+                .await?;
+            check_if_match(
+                if_match,
+                &etag(record.uid, record.generation),
+                &format!("organization {}", record.id),
+            )?;
+            if let Some(v) = &body.display_name {
+                record.display_name = v.clone();
+            }
+            if let Some(v) = &body.description {
+                record.description = v.clone();
+            }
+            record.updated_at = now();
+            if let Some(stored) = self.store.update_organization(&record).await? {
+                return Ok(organization_view(&stored));
+            }
+        }
+    }
+
+    pub async fn delete_organization(
+        &self,
+        principal: &Principal,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        let record = self
+            .organization_for(principal, id, Permission::OrganizationsDelete)
+            .await?;
+        check_if_match(
+            if_match,
+            &etag(record.uid, record.generation),
+            &format!("organization {}", record.id),
+        )?;
+        self.store.delete_organization(&record.id).await?;
+        Ok(())
+    }
+
+    async fn project_record(
+        &self,
+        principal: &Principal,
+        id: &str,
+        permission: Permission,
+    ) -> Result<ProjectRecord> {
+        let id = path_id("id", id)?;
+        let not_found = || Error::NotFound(format!("project {id} not found"));
+        let record = self
+            .store
+            .get_project(id.as_str())
+            .await?
+            .ok_or_else(not_found)?;
+        principal.authorize(permission, &record.organization_id, not_found)?;
+        Ok(record)
+    }
+
+    pub async fn create_project(
+        &self,
+        principal: &Principal,
+        body: ProjectCreateRequest,
+    ) -> Result<Versioned<Project>> {
+        check_text("displayName", body.display_name.as_deref(), 255)?;
+        check_text("description", body.description.as_deref(), 1024)?;
+        let organization = body.organization_id.to_string();
+        principal.authorize(Permission::ProjectsCreate, &organization, || {
+            Error::invalid(
+                "organizationId",
+                format!("organization {organization} does not exist"),
+            )
+        })?;
+        let now = now();
+        let record = ProjectRecord {
+            uid: Uuid::new_v4(),
+            id: body
+                .id
+                .unwrap_or_else(|| ids::generate("project"))
+                .to_string(),
+            organization_id: organization,
+            display_name: body.display_name.unwrap_or_default(),
+            description: body.description.unwrap_or_default(),
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_project(&record).await?;
+        Ok(project_view(&record))
+    }
+
+    pub async fn get_project(&self, principal: &Principal, id: &str) -> Result<Versioned<Project>> {
+        let record = self
+            .project_record(principal, id, Permission::ProjectsGet)
+            .await?;
+        Ok(project_view(&record))
+    }
+
+    pub async fn list_projects(
+        &self,
+        principal: &Principal,
+        query: Option<&str>,
+    ) -> Result<ProjectList> {
+        let params = QueryParams::parse(
+            query,
+            &["pageSize", "pageToken", "offset", "organizationId"],
+        )?;
+        let organization = match params.get("organizationId") {
+            Some(org) => Some(path_id("organizationId", org)?.to_string()),
+            None if principal.is_super_admin() => None,
+            None => Some(principal.tenant.clone()),
+        };
+        let query_key = format!("projects:{}", organization.as_deref().unwrap_or("*"));
+        let page_request = self.pages.page_request(&params, &query_key)?;
+        let page = match &organization {
+            Some(org) if !principal.sees(org) => stratus_store::Page {
+                items: vec![],
+                more: false,
+                total: page_request.with_total.then_some(0),
+            },
+            _ => {
+                principal.authorize(
+                    Permission::ProjectsList,
+                    organization.as_deref().unwrap_or(&principal.tenant),
+                    || Error::NotFound("no such organization".into()),
+                )?;
+                self.store
+                    .list_projects(organization.as_deref(), &page_request)
+                    .await?
+            }
+        };
+        Ok(ProjectList {
+            next_page_token: self.next_token(&page, &page_request, &query_key, |p| &p.id),
+            projects: page.items.iter().map(|p| project_view(p).value).collect(),
+            total: page.total,
+        })
+    }
+
+    pub async fn update_project(
+        &self,
+        principal: &Principal,
+        id: &str,
+        if_match: Option<&str>,
+        body: ProjectUpdateRequest,
+    ) -> Result<Versioned<Project>> {
+        check_text("displayName", body.display_name.as_deref(), 255)?;
+        check_text("description", body.description.as_deref(), 1024)?;
+        loop {
+            let mut record = self
+                .project_record(principal, id, Permission::ProjectsUpdate)
+                .await?;
+            check_if_match(
+                if_match,
+                &etag(record.uid, record.generation),
+                &format!("project {}", record.id),
+            )?;
+            if let Some(v) = &body.display_name {
+                record.display_name = v.clone();
+            }
+            if let Some(v) = &body.description {
+                record.description = v.clone();
+            }
+            record.updated_at = now();
+            if let Some(stored) = self.store.update_project(&record).await? {
+                return Ok(project_view(&stored));
+            }
+        }
+    }
+
+    pub async fn delete_project(
+        &self,
+        principal: &Principal,
+        id: &str,
+        if_match: Option<&str>,
+    ) -> Result<()> {
+        let record = self
+            .project_record(principal, id, Permission::ProjectsDelete)
+            .await?;
+        check_if_match(
+            if_match,
+            &etag(record.uid, record.generation),
+            &format!("project {}", record.id),
+        )?;
+        self.store.delete_project(&record.id).await?;
+        Ok(())
+    }
+
+    /// Creates the organization and project a new region starts with, unless they exist.
+    pub async fn ensure_default_tenancy(&self, organization: &str, project: &str) -> Result<()> {
+        let now = now();
+        let org = OrganizationRecord {
+            uid: Uuid::new_v4(),
+            id: organization.to_owned(),
+            display_name: "Default organization".into(),
+            description: String::new(),
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_organization(&org).await {
+            Ok(()) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let project = ProjectRecord {
+            uid: Uuid::new_v4(),
+            id: project.to_owned(),
+            organization_id: organization.to_owned(),
+            display_name: "Default project".into(),
+            description: String::new(),
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_project(&project).await {
+            Ok(()) | Err(Error::AlreadyExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The token for the page after `page`, when there is one (never in offset mode).
+    pub(crate) fn next_token<T>(
+        &self,
+        page: &stratus_store::Page<T>,
+        request: &stratus_store::PageRequest,
+        query_key: &str,
+        id_of: fn(&T) -> &str,
+    ) -> Option<String> {
+        match (page.more, page.items.last()) {
+            (true, Some(last)) if request.offset.is_none() => {
+                Some(self.pages.next_token(query_key, id_of(last)))
+            }
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The token endpoint and API keys.
+
+use super::{App, authz::SUPER_ADMIN, now};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use stratus_core::{Error, Result, ids};
+use stratus_store::ApiKeyRecord;
+use stratus_types::auth::{Claims, TokenRequest, TokenResponse};
+use uuid::Uuid;
+
+/// Prefix of Stratus API key secrets, so leaked keys are easy to recognise and scan for.
+pub const API_KEY_PREFIX: &str = "stk_";
+
+fn hash_secret(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn new_secret() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    let body: String = (0..40)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{API_KEY_PREFIX}{body}")
+}
+
+impl App {
+    /// `POST /v1/regions/global/auth/token`.
+    pub async fn mint_token(&self, request: TokenRequest) -> Result<TokenResponse> {
+        match request.grant_type.as_str() {
+            "api_key" => {}
+            other => {
+                return Err(Error::invalid(
+                    "grant_type",
+                    format!("unsupported grant type {other:?}; this region accepts api_key"),
+                ));
+            }
+        }
+        let secret = request.api_key.ok_or_else(|| {
+            Error::invalid("api_key", "api_key is required for grant_type api_key")
+        })?;
+        let key = self
+            .store
+            .find_api_key_by_hash(&hash_secret(secret.trim()))
+            .await?
+            .ok_or_else(|| Error::Unauthenticated("unknown or revoked API key".into()))?;
+        self.store.touch_api_key(key.uid, now()).await?;
+        let token = self.issuer.mint(Claims {
+            sub: format!("apikey:{}", key.id),
+            iss: String::new(),
+            aud: String::new(),
+            exp: 0,
+            iat: 0,
+            jti: String::new(),
+            tenant_id: key.organization_id.clone(),
+            scope: key.scope.clone(),
+            scope_id: key.scope_id.clone(),
+            roles: key.roles.clone(),
+            principal_type: "api_key".into(),
+            credential_id: Some(key.id.clone()),
+        })?;
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expires_in: self.issuer.ttl().as_secs(),
+        })
+    }
+
+    /// Makes the region's first administrator key, unless one was made before. `persist`
+    /// stores the secret for the operator before the key becomes valid. Returns whether a key
+    /// was made.
+    pub async fn bootstrap_admin_key(
+        &self,
+        organization: &str,
+        persist: impl FnOnce(&str) -> std::io::Result<()>,
+    ) -> Result<bool> {
+        const MARKER: &str = "bootstrap-admin-key";
+        if self.store.get_setting(MARKER).await?.is_some() {
+            return Ok(false);
+        }
+        // The secret is saved before the key exists and the marker set after, so a crash in
+        // between leads to a fresh key at the next start, never to a key nobody holds.
+        let secret = new_secret();
+        persist(&secret).map_err(|e| Error::internal(format!("saving the admin key: {e}")))?;
+        let id = ids::generate("apikey-admin").to_string();
+        self.store
+            .create_api_key(&ApiKeyRecord {
+                uid: Uuid::new_v4(),
+                id: id.clone(),
+                secret_hash: hash_secret(&secret),
+                organization_id: organization.to_owned(),
+                scope: "organization".into(),
+                scope_id: organization.to_owned(),
+                roles: vec![SUPER_ADMIN.into()],
+                created_by: "bootstrap".into(),
+                display_name: "bootstrap administrator".into(),
+                created_at: now(),
+                last_used_at: None,
+            })
+            .await?;
+        self.store.setting_or_init(MARKER, &id).await?;
+        Ok(true)
+    }
+}

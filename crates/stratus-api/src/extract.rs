@@ -1,0 +1,267 @@
+//! Request extractors that turn every malformed input into a 400 naming the field.
+//!
+//! axum's own `Json` and `Query` rejections answer in plain text and do not say which field
+//! was wrong. These extractors parse by hand: the body must be a JSON object; fields the
+//! server sets (read-only) and fields fixed at creation (immutable) are refused by name; every
+//! other problem carries the JSON path where serde found it (`disks[0].sizeGb`).
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
+use stratus_core::Error;
+use stratus_types::ResourceId;
+
+/// A request body type, with the fields a client may not send in it.
+pub trait RequestBody: DeserializeOwned {
+    /// Fields the server sets; sending them is an error.
+    const READ_ONLY: &'static [&'static str] = &[];
+    /// Fields that cannot change after creation; sending them is an error.
+    const IMMUTABLE: &'static [&'static str] = &[];
+}
+
+/// A JSON body of type `T`, strictly parsed.
+pub struct StrictJson<T>(pub T);
+
+impl<S: Send + Sync, T: RequestBody> FromRequest<S> for StrictJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
+            let ok = content_type
+                .to_str()
+                .map(|c| c.trim_start().starts_with("application/json"))
+                .unwrap_or(false);
+            if !ok {
+                return Err(Error::invalid(
+                    "Content-Type",
+                    "the body must be JSON (Content-Type: application/json)",
+                )
+                .into());
+            }
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::invalid("body", format!("the body could not be read: {e}")))?;
+        parse_body(&bytes).map(StrictJson).map_err(ApiError)
+    }
+}
+
+/// Parses a JSON object body into `T`, naming the offending field on failure.
+pub fn parse_body<T: RequestBody>(bytes: &[u8]) -> Result<T, Error> {
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        bytes
+    };
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid("body", format!("the body is not valid JSON: {e}")))?;
+    let Some(object) = value.as_object() else {
+        return Err(Error::invalid("body", "the body must be a JSON object"));
+    };
+    for key in object.keys() {
+        if T::READ_ONLY.contains(&key.as_str()) {
+            return Err(Error::invalid(
+                key.clone(),
+                format!("{key} is read-only; the server sets it"),
+            ));
+        }
+        if T::IMMUTABLE.contains(&key.as_str()) {
+            return Err(Error::invalid(
+                key.clone(),
+                format!("{key} cannot be changed after creation"),
+            ));
+        }
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let (field, description) = describe_serde_error(&path, &inner);
+        Error::invalid(field, description)
+    })
+}
+
+/// Turns serde's message into a field path and a description of the problem.
+fn describe_serde_error(path: &str, message: &str) -> (String, String) {
+    let at = |name: &str| {
+        if path == "." || path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    if let Some(rest) = message.strip_prefix("unknown field `")
+        && let Some((name, _)) = rest.split_once('`')
+    {
+        return (at(name), format!("unknown field {name}"));
+    }
+    if let Some(rest) = message.strip_prefix("missing field `")
+        && let Some((name, _)) = rest.split_once('`')
+    {
+        return (at(name), format!("{name} is required"));
+    }
+    let field = if path == "." || path.is_empty() {
+        "body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    (field, message.to_owned())
+}
+
+/// The query string as a map, refusing parameters the operation does not know.
+pub struct QueryParams(pub BTreeMap<String, String>);
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, Error> {
+        let mut map = BTreeMap::new();
+        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !allowed.contains(&key.as_ref()) {
+                return Err(Error::invalid(
+                    key.to_string(),
+                    format!(
+                        "unknown query parameter {key}; this operation takes {}",
+                        if allowed.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            allowed.join(", ")
+                        }
+                    ),
+                ));
+            }
+            if map.insert(key.to_string(), value.to_string()).is_some() {
+                return Err(Error::invalid(key.to_string(), "given more than once"));
+            }
+        }
+        Ok(Self(map))
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// An integer parameter within `min..=max`.
+    pub fn integer(&self, key: &str, min: u64, max: u64) -> Result<Option<u64>, Error> {
+        let Some(text) = self.get(key) else {
+            return Ok(None);
+        };
+        let n: u64 = text
+            .parse()
+            .map_err(|_| Error::invalid(key, format!("{text:?} is not a whole number")))?;
+        if n < min || n > max {
+            return Err(Error::invalid(
+                key,
+                format!("{n} is out of range; it must be between {min} and {max}"),
+            ));
+        }
+        Ok(Some(n))
+    }
+}
+
+/// Parses a path segment as a resource id, naming the path parameter on failure.
+pub fn path_id(param: &str, text: &str) -> Result<ResourceId, Error> {
+    ResourceId::parse(text).map_err(|why| Error::invalid(param, why))
+}
+
+/// The `If-Match` header, when sent.
+pub struct IfMatch(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        match parts.headers.get(header::IF_MATCH) {
+            None => Ok(Self(None)),
+            Some(v) => v
+                .to_str()
+                .map(|s| Self(Some(s.to_owned())))
+                .map_err(|_| Error::invalid("If-Match", "not a valid header value").into()),
+        }
+    }
+}
+
+impl RequestBody for stratus_types::InstanceCreateRequest {
+    const READ_ONLY: &'static [&'static str] = stratus_types::INSTANCE_READ_ONLY_FIELDS;
+}
+
+impl RequestBody for stratus_types::InstanceUpdateRequest {
+    const READ_ONLY: &'static [&'static str] = stratus_types::INSTANCE_READ_ONLY_FIELDS;
+    const IMMUTABLE: &'static [&'static str] = stratus_types::INSTANCE_IMMUTABLE_FIELDS;
+}
+
+const TENANCY_READ_ONLY: &[&str] = &["selfLink", "uid", "createdAt", "updatedAt"];
+
+impl RequestBody for stratus_types::OrganizationCreateRequest {
+    const READ_ONLY: &'static [&'static str] = TENANCY_READ_ONLY;
+}
+
+impl RequestBody for stratus_types::OrganizationUpdateRequest {
+    const READ_ONLY: &'static [&'static str] = TENANCY_READ_ONLY;
+    const IMMUTABLE: &'static [&'static str] = &["id"];
+}
+
+impl RequestBody for stratus_types::ProjectCreateRequest {
+    const READ_ONLY: &'static [&'static str] = TENANCY_READ_ONLY;
+}
+
+impl RequestBody for stratus_types::ProjectUpdateRequest {
+    const READ_ONLY: &'static [&'static str] = TENANCY_READ_ONLY;
+    const IMMUTABLE: &'static [&'static str] = &["id", "organizationId"];
+}
+
+impl RequestBody for stratus_types::auth::TokenRequest {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stratus_types::{InstanceCreateRequest, InstanceUpdateRequest};
+
+    fn field_of(e: Error) -> String {
+        match e {
+            Error::InvalidArgument { fields, .. } => fields[0].field.clone(),
+            other => panic!("want InvalidArgument, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn nested_problems_are_named_by_json_path() {
+        let e = parse_body::<InstanceCreateRequest>(br#"{"type":"/t","disks":[{"sizeGb":"big"}]}"#)
+            .unwrap_err();
+        assert_eq!(field_of(e), "disks[0].sizeGb");
+        let e = parse_body::<InstanceCreateRequest>(br#"{"type":"/t","disks":[{"colour":1}]}"#)
+            .unwrap_err();
+        assert_eq!(field_of(e), "disks[0].colour");
+        let e = parse_body::<InstanceCreateRequest>(br#"{"type":"/t","id":"Bad"}"#).unwrap_err();
+        assert_eq!(field_of(e), "id");
+        let e = parse_body::<InstanceCreateRequest>(br#"{}"#).unwrap_err();
+        assert_eq!(field_of(e), "type");
+        let e = parse_body::<InstanceCreateRequest>(
+            br#"{"type":"/t","instanceMetadata":[{"key":"a b","value":""}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(field_of(e), "instanceMetadata[0].key");
+    }
+
+    #[test]
+    fn read_only_and_immutable_fields_are_refused_by_name() {
+        let e = parse_body::<InstanceCreateRequest>(br#"{"type":"/t","uid":"x"}"#).unwrap_err();
+        assert_eq!(field_of(e), "uid");
+        let e = parse_body::<InstanceUpdateRequest>(br#"{"type":"/t"}"#).unwrap_err();
+        assert_eq!(field_of(e), "type");
+        let e = parse_body::<InstanceUpdateRequest>(br#"[1]"#).unwrap_err();
+        assert_eq!(field_of(e), "body");
+        assert!(parse_body::<InstanceUpdateRequest>(b"").is_ok());
+    }
+
+    #[test]
+    fn query_parameters_are_checked() {
+        let q = QueryParams::parse(Some("pageSize=10"), &["pageSize"]).unwrap();
+        assert_eq!(q.integer("pageSize", 1, 500).unwrap(), Some(10));
+        let q = QueryParams::parse(Some("pageSize=0"), &["pageSize"]).unwrap();
+        assert!(q.integer("pageSize", 1, 500).is_err());
+        assert!(QueryParams::parse(Some("colour=red"), &["pageSize"]).is_err());
+        assert!(QueryParams::parse(Some("pageSize=1&pageSize=2"), &["pageSize"]).is_err());
+    }
+}

@@ -1,0 +1,158 @@
+//! Catalog reads: `/v1/regions…`, zones, instance types, GPU types, images.
+
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use std::sync::Arc;
+use stratus_types::{
+    ErrorBody, GpuType, GpuTypeList, Image, ImageList, InstanceType, InstanceTypeList, Region,
+    RegionList, Zone, ZoneList,
+};
+
+type Ctx = State<Arc<App>>;
+
+/// List the regions this endpoint serves.
+#[utoipa::path(get, path = "/v1/regions", operation_id = "listRegions", tag = "catalog",
+    params(("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, body = RegionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
+pub async fn list_regions(
+    State(app): Ctx,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<RegionList>> {
+    Ok(Json(app.list_regions(&principal, query.as_deref())?))
+}
+
+/// Get a region.
+#[utoipa::path(get, path = "/v1/regions/{region}", operation_id = "getRegion", tag = "catalog",
+    params(("region" = String, Path)),
+    responses((status = 200, body = Region), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_region(
+    State(app): Ctx,
+    principal: Principal,
+    Path(region): Path<String>,
+) -> ApiResult<Json<Region>> {
+    Ok(Json(app.get_region(&principal, &region)?))
+}
+
+/// List the zones of a region.
+#[utoipa::path(get, path = "/v1/regions/{region}/zones", operation_id = "listZones", tag = "catalog",
+    params(("region" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, body = ZoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_zones(
+    State(app): Ctx,
+    principal: Principal,
+    Path(region): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ZoneList>> {
+    Ok(Json(app.list_zones(
+        &principal,
+        &region,
+        query.as_deref(),
+    )?))
+}
+
+/// Get a zone.
+#[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}", operation_id = "getZone", tag = "catalog",
+    params(("region" = String, Path), ("zone" = String, Path)),
+    responses((status = 200, body = Zone), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_zone(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, zone)): Path<(String, String)>,
+) -> ApiResult<Json<Zone>> {
+    Ok(Json(app.get_zone(&principal, &region, &zone)?))
+}
+
+/// List the instance types of a zone.
+#[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/instance-types", operation_id = "listInstanceTypes", tag = "catalog",
+    params(("region" = String, Path), ("zone" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, body = InstanceTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_instance_types(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, zone)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<InstanceTypeList>> {
+    Ok(Json(app.list_instance_types(
+        &principal,
+        &region,
+        &zone,
+        query.as_deref(),
+    )?))
+}
+
+/// Get an instance type.
+#[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/instance-types/{id}", operation_id = "getInstanceType", tag = "catalog",
+    params(("region" = String, Path), ("zone" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = InstanceType), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_instance_type(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, zone, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<InstanceType>> {
+    Ok(Json(
+        app.get_instance_type(&principal, &region, &zone, &id)?,
+    ))
+}
+
+/// List the GPU types of a zone.
+#[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/gpu-types", operation_id = "listGpuTypes", tag = "catalog",
+    params(("region" = String, Path), ("zone" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, body = GpuTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_gpu_types(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, zone)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<GpuTypeList>> {
+    Ok(Json(app.list_gpu_types(
+        &principal,
+        &region,
+        &zone,
+        query.as_deref(),
+    )?))
+}
+
+/// Get a GPU type.
+#[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/gpu-types/{id}", operation_id = "getGpuType", tag = "catalog",
+    params(("region" = String, Path), ("zone" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = GpuType), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_gpu_type(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, zone, id)): Path<(String, String, String)>,
+) -> ApiResult<Json<GpuType>> {
+    Ok(Json(app.get_gpu_type(&principal, &region, &zone, &id)?))
+}
+
+/// List the images of a region.
+#[utoipa::path(get, path = "/v1/regions/{region}/compute/images", operation_id = "listImages", tag = "catalog",
+    params(("region" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, body = ImageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn list_images(
+    State(app): Ctx,
+    principal: Principal,
+    Path(region): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ImageList>> {
+    Ok(Json(app.list_images(
+        &principal,
+        &region,
+        query.as_deref(),
+    )?))
+}
+
+/// Get an image.
+#[utoipa::path(get, path = "/v1/regions/{region}/compute/images/{id}", operation_id = "getImage", tag = "catalog",
+    params(("region" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_image(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, id)): Path<(String, String)>,
+) -> ApiResult<Json<Image>> {
+    Ok(Json(app.get_image(&principal, &region, &id)?))
+}

@@ -1,0 +1,225 @@
+//! `/v1/regions/{region}/projects/{project}/compute/instances…`
+
+use super::with_etag;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::extract::{IfMatch, StrictJson};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::sync::Arc;
+use stratus_core::Error;
+use stratus_core::lifecycle::Action;
+use stratus_types::{
+    ErrorBody, Instance, InstanceCreateRequest, InstanceList, InstanceUpdateRequest,
+    SerialPortOutput,
+};
+
+type Ctx = State<Arc<App>>;
+
+/// List instances of a project, ordered by id.
+#[utoipa::path(
+    get, path = "/v1/regions/{region}/projects/{project}/compute/instances",
+    operation_id = "listInstances", tag = "instances",
+    params(
+        ("region" = String, Path), ("project" = String, Path),
+        ("pageSize" = Option<u32>, Query, description = "1 to 500, default 50", minimum = 1, maximum = 500),
+        ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page"),
+        ("offset" = Option<u64>, Query, description = "items to skip; the response then has total (not with pageToken)"),
+        ("labelSelector" = Option<String>, Query, description = "k=v,k2!=v2,k3,!k4"),
+    ),
+    responses(
+        (status = 200, body = InstanceList),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn list_instances(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<InstanceList>> {
+    Ok(Json(
+        app.list_instances(&principal, &region, &project, query.as_deref())
+            .await?,
+    ))
+}
+
+/// Create an instance; it answers PROVISIONING and moves on to RUNNING.
+#[utoipa::path(
+    post, path = "/v1/regions/{region}/projects/{project}/compute/instances",
+    operation_id = "createInstance", tag = "instances",
+    params(("region" = String, Path), ("project" = String, Path)),
+    request_body = InstanceCreateRequest,
+    responses(
+        (status = 201, body = Instance, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "id taken, or no capacity (RESOURCE_EXHAUSTED)"),
+    )
+)]
+pub async fn create_instance(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project)): Path<(String, String)>,
+    StrictJson(body): StrictJson<InstanceCreateRequest>,
+) -> ApiResult<Response> {
+    let view = app
+        .create_instance(&principal, &region, &project, body)
+        .await?;
+    Ok(with_etag(StatusCode::CREATED, view.instance, &view.etag))
+}
+
+/// Get instance details.
+#[utoipa::path(
+    get, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
+    operation_id = "getInstance", tag = "instances",
+    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path)),
+    responses(
+        (status = 200, body = Instance, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn get_instance(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project, id)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let view = app.get_instance(&principal, &region, &project, &id).await?;
+    Ok(with_etag(StatusCode::OK, view.instance, &view.etag))
+}
+
+/// Update an instance: displayName, description, labels, instanceMetadata (each replaced
+/// whole when present).
+#[utoipa::path(
+    patch, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
+    operation_id = "updateInstance", tag = "instances",
+    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "ETag the change is based on")),
+    request_body = InstanceUpdateRequest,
+    responses(
+        (status = 200, body = Instance, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 412, body = ErrorBody, description = "If-Match names an older version"),
+    )
+)]
+pub async fn update_instance(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project, id)): Path<(String, String, String)>,
+    IfMatch(if_match): IfMatch,
+    StrictJson(body): StrictJson<InstanceUpdateRequest>,
+) -> ApiResult<Response> {
+    let view = app
+        .update_instance(
+            &principal,
+            &region,
+            &project,
+            &id,
+            if_match.as_deref(),
+            body,
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, view.instance, &view.etag))
+}
+
+/// Delete an instance: 204 at once; it shows STOPPING ("deleting") until its host has
+/// destroyed the VM and its disks, then 404.
+#[utoipa::path(
+    delete, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
+    operation_id = "deleteInstance", tag = "instances",
+    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+        ("If-Match" = Option<String>, Header, description = "ETag the deletion is based on")),
+    responses(
+        (status = 204, description = "deletion initiated"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn delete_instance(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project, id)): Path<(String, String, String)>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<StatusCode> {
+    app.delete_instance(&principal, &region, &project, &id, if_match.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Act on an instance: `…/instances/{id}:start`, `:stop`, `:reboot`, `:suspend`, `:resume`.
+#[utoipa::path(
+    post, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}:{action}",
+    operation_id = "instanceAction", tag = "instances",
+    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+        ("action" = String, Path, description = "start, stop, reboot, suspend or resume"),
+        ("If-Match" = Option<String>, Header, description = "ETag the action is based on")),
+    responses(
+        (status = 200, body = Instance, headers(("ETag" = String))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the action is impossible in the current state"),
+        (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn instance_action(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project, id_action)): Path<(String, String, String)>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<Response> {
+    let (id, verb) = id_action.split_once(':').ok_or_else(|| {
+        Error::NotFound(
+            "POST on an instance needs an action: …/instances/{id}:start, :stop, :reboot, :suspend or :resume"
+                .into(),
+        )
+    })?;
+    let action = Action::parse(verb)
+        .filter(|a| *a != Action::Delete)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "unknown instance action {verb:?}; use start, stop, reboot, suspend or resume"
+            ))
+        })?;
+    let view = app
+        .act_on_instance(
+            &principal,
+            &region,
+            &project,
+            id,
+            if_match.as_deref(),
+            action,
+        )
+        .await?;
+    Ok(with_etag(StatusCode::OK, view.instance, &view.etag))
+}
+
+/// Read the serial console log from byte offset `start`.
+#[utoipa::path(
+    get, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}/serialPortOutput",
+    operation_id = "getSerialPortOutput", tag = "instances",
+    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+        ("start" = Option<u64>, Query, description = "byte offset to read from (default 0)")),
+    responses(
+        (status = 200, body = SerialPortOutput),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn serial_port_output(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, project, id)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<SerialPortOutput>> {
+    Ok(Json(
+        app.serial_port_output(&principal, &region, &project, &id, query.as_deref())
+            .await?,
+    ))
+}

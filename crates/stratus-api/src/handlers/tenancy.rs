@@ -1,0 +1,209 @@
+//! `/v1/regions/global/organizations…` and `/v1/regions/global/projects…`
+
+use super::with_etag;
+use crate::app::App;
+use crate::auth::Principal;
+use crate::error::ApiResult;
+use crate::extract::{IfMatch, StrictJson};
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::sync::Arc;
+use stratus_types::{
+    ErrorBody, Organization, OrganizationCreateRequest, OrganizationList,
+    OrganizationUpdateRequest, Project, ProjectCreateRequest, ProjectList, ProjectUpdateRequest,
+};
+
+type Ctx = State<Arc<App>>;
+
+/// List organizations (operators see all, everyone else their own).
+#[utoipa::path(
+    get, path = "/v1/regions/global/organizations", operation_id = "listOrganizations", tag = "organizations",
+    params(
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
+        ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query),
+    ),
+    responses((status = 200, body = OrganizationList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn list_organizations(
+    State(app): Ctx,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<OrganizationList>> {
+    Ok(Json(
+        app.list_organizations(&principal, query.as_deref()).await?,
+    ))
+}
+
+/// Create an organization (a tenant).
+#[utoipa::path(
+    post, path = "/v1/regions/global/organizations", operation_id = "createOrganization", tag = "organizations",
+    request_body = OrganizationCreateRequest,
+    responses(
+        (status = 201, body = Organization), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    )
+)]
+pub async fn create_organization(
+    State(app): Ctx,
+    principal: Principal,
+    StrictJson(body): StrictJson<OrganizationCreateRequest>,
+) -> ApiResult<Response> {
+    let org = app.create_organization(&principal, body).await?;
+    Ok(with_etag(StatusCode::CREATED, org.value, &org.etag))
+}
+
+/// Get an organization.
+#[utoipa::path(
+    get, path = "/v1/regions/global/organizations/{id}", operation_id = "getOrganization", tag = "organizations",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Organization), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_organization(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let org = app.get_organization(&principal, &id).await?;
+    Ok(with_etag(StatusCode::OK, org.value, &org.etag))
+}
+
+/// Update an organization's displayName or description.
+#[utoipa::path(
+    patch, path = "/v1/regions/global/organizations/{id}", operation_id = "updateOrganization", tag = "organizations",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = OrganizationUpdateRequest,
+    responses(
+        (status = 200, body = Organization), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn update_organization(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    StrictJson(body): StrictJson<OrganizationUpdateRequest>,
+) -> ApiResult<Response> {
+    let org = app
+        .update_organization(&principal, &id, if_match.as_deref(), body)
+        .await?;
+    Ok(with_etag(StatusCode::OK, org.value, &org.etag))
+}
+
+/// Delete an organization that has no projects left.
+#[utoipa::path(
+    delete, path = "/v1/regions/global/organizations/{id}", operation_id = "deleteOrganization", tag = "organizations",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "it still has projects"),
+        (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn delete_organization(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<StatusCode> {
+    app.delete_organization(&principal, &id, if_match.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List projects, optionally of one organization.
+#[utoipa::path(
+    get, path = "/v1/regions/global/projects", operation_id = "listProjects", tag = "projects",
+    params(
+        ("organizationId" = Option<String>, Query),
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
+        ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query),
+    ),
+    responses((status = 200, body = ProjectList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
+)]
+pub async fn list_projects(
+    State(app): Ctx,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ProjectList>> {
+    Ok(Json(app.list_projects(&principal, query.as_deref()).await?))
+}
+
+/// Create a project in an organization.
+#[utoipa::path(
+    post, path = "/v1/regions/global/projects", operation_id = "createProject", tag = "projects",
+    request_body = ProjectCreateRequest,
+    responses(
+        (status = 201, body = Project), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+    )
+)]
+pub async fn create_project(
+    State(app): Ctx,
+    principal: Principal,
+    StrictJson(body): StrictJson<ProjectCreateRequest>,
+) -> ApiResult<Response> {
+    let project = app.create_project(&principal, body).await?;
+    Ok(with_etag(StatusCode::CREATED, project.value, &project.etag))
+}
+
+/// Get a project.
+#[utoipa::path(
+    get, path = "/v1/regions/global/projects/{id}", operation_id = "getProject", tag = "projects",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Project), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_project(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let project = app.get_project(&principal, &id).await?;
+    Ok(with_etag(StatusCode::OK, project.value, &project.etag))
+}
+
+/// Update a project's displayName or description.
+#[utoipa::path(
+    patch, path = "/v1/regions/global/projects/{id}", operation_id = "updateProject", tag = "projects",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    request_body = ProjectUpdateRequest,
+    responses(
+        (status = 200, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn update_project(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+    StrictJson(body): StrictJson<ProjectUpdateRequest>,
+) -> ApiResult<Response> {
+    let project = app
+        .update_project(&principal, &id, if_match.as_deref(), body)
+        .await?;
+    Ok(with_etag(StatusCode::OK, project.value, &project.etag))
+}
+
+/// Delete a project that has no instances left.
+#[utoipa::path(
+    delete, path = "/v1/regions/global/projects/{id}", operation_id = "deleteProject", tag = "projects",
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    responses(
+        (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "it still has instances"),
+        (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn delete_project(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+    IfMatch(if_match): IfMatch,
+) -> ApiResult<StatusCode> {
+    app.delete_project(&principal, &id, if_match.as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,204 @@
+//! The configuration file of `stratus serve` (TOML). Every section is optional; an absent
+//! section takes the built-in defaults. Unknown keys are errors, so a typo never passes
+//! silently.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use stratus_agent::sim::SimTimings;
+use stratus_core::catalog::{Catalog, GpuCount};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct Config {
+    pub api: ApiSection,
+    /// The region's catalog; when given, it replaces the built-in one entirely.
+    pub catalog: Option<Catalog>,
+    pub host: HostSection,
+    pub sim: SimTimings,
+    pub reconciler: ReconcilerSection,
+    pub auth: AuthSection,
+    pub agent: AgentSection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ApiSection {
+    /// Address of the API listener (overridden by `--listen`).
+    pub listen: String,
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// The hypervisor host that `serve` runs in-process.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct HostSection {
+    /// Run a host agent inside `serve`.
+    pub enabled: bool,
+    pub name: String,
+    /// Zone of the host; the catalog's first zone when empty.
+    pub zone: String,
+    /// `sim` (the only driver so far).
+    pub driver: String,
+    pub vcpus: u32,
+    pub memory_mb: u64,
+    pub gpus: Vec<GpuCount>,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            name: "local".into(),
+            zone: String::new(),
+            driver: "sim".into(),
+            vcpus: 256,
+            memory_mb: 1024 * 1024,
+            gpus: vec![GpuCount {
+                gpu_type: "nvidia-h100".into(),
+                count: 8,
+            }],
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ReconcilerSection {
+    pub interval_ms: u64,
+    /// A host silent this long takes no new instances and its instances go REPAIRING.
+    pub host_timeout_s: u64,
+    /// Longest stay in PROVISIONING, STAGING, STOPPING or SUSPENDING.
+    pub transition_timeout_s: u64,
+    /// How long REPAIRING lasts before an instance is given up as TERMINATED.
+    pub repair_grace_s: u64,
+}
+
+impl Default for ReconcilerSection {
+    fn default() -> Self {
+        Self {
+            interval_ms: 2000,
+            host_timeout_s: 15,
+            transition_timeout_s: 600,
+            repair_grace_s: 600,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AuthSection {
+    /// Lifetime of access tokens, in seconds.
+    pub token_ttl_s: u64,
+    /// `iss` of the tokens this region signs.
+    pub issuer: String,
+    /// `aud` of the tokens this region signs and accepts.
+    pub audience: String,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            token_ttl_s: 900,
+            issuer: "stratus".into(),
+            audience: "stratus".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct AgentSection {
+    /// Longest wait of an assignments poll, in milliseconds.
+    pub poll_wait_ms: u64,
+    /// How long a VM no instance claims is left before it is destroyed, in seconds.
+    pub orphan_grace_s: u64,
+    /// Attempts of a failing boot before the instance is given up as TERMINATED.
+    pub max_attempts: u32,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            poll_wait_ms: 2000,
+            orphan_grace_s: 60,
+            max_attempts: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        config.catalog().validate().map_err(anyhow::Error::msg)?;
+        Ok(config)
+    }
+
+    pub fn catalog(&self) -> Catalog {
+        self.catalog.clone().unwrap_or_else(Catalog::builtin)
+    }
+}
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        let err = Config::parse("[host]\nvcpu = 4\n").unwrap_err().to_string();
+        assert!(err.contains("vcpu"), "{err}");
+    }
+
+    #[test]
+    fn a_catalog_replaces_the_builtin_one() {
+        let config = Config::parse(
+            r#"
+            [catalog.region]
+            id = "us-texas-1"
+            [[catalog.zones]]
+            id = "us1-a"
+            [[catalog.instance-types]]
+            id = "g1-xlarge"
+            vcpus = 8
+            memory-mb = 65536
+            gpu = { type = "h100", count = 1 }
+            [[catalog.gpu-types]]
+            id = "h100"
+            vendor = "NVIDIA"
+            memory-gb = 80
+            "#,
+        )
+        .unwrap();
+        let catalog = config.catalog();
+        assert_eq!(catalog.region.id, "us-texas-1");
+        assert_eq!(catalog.instance_types[0].gpu.as_ref().unwrap().count, 1);
+        assert!(Config::parse("[catalog.region]\nid = \"r\"\n").is_err());
+    }
+}

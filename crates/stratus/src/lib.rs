@@ -1,0 +1,9 @@
+//! Stratus as a library: the region runner and configuration behind the `stratus` binary,
+//! used by the binary itself, the end-to-end tests and the benchmark.
+
+pub mod config;
+pub mod local_agent;
+pub mod region;
+
+pub use config::Config;
+pub use region::Region;

@@ -1,0 +1,61 @@
+//! The host agent that `serve` runs in-process, talking to the application directly.
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+use stratus_agent::ControlPlane;
+use stratus_agent::agent::ControlPlaneError;
+use stratus_api::App;
+use stratus_types::agent::{AssignmentBatch, HostRegistration, ReportOutcome, StatusReport};
+use uuid::Uuid;
+
+/// The control plane as seen by an agent in the same process.
+pub struct LocalControlPlane(pub Arc<App>);
+
+fn cp_error(e: stratus_core::Error) -> ControlPlaneError {
+    ControlPlaneError(e.to_string())
+}
+
+#[async_trait]
+impl ControlPlane for LocalControlPlane {
+    async fn register(&self, host: &HostRegistration) -> Result<Uuid, ControlPlaneError> {
+        self.0.register_host(host).await.map_err(cp_error)
+    }
+
+    async fn assignments(
+        &self,
+        host: Uuid,
+        since: u64,
+        wait: Duration,
+    ) -> Result<AssignmentBatch, ControlPlaneError> {
+        self.0
+            .host_assignments(host, since, wait)
+            .await
+            .map_err(cp_error)
+    }
+
+    async fn report(
+        &self,
+        host: Uuid,
+        report: &StatusReport,
+    ) -> Result<ReportOutcome, ControlPlaneError> {
+        self.0.host_report(host, report).await.map_err(cp_error)
+    }
+
+    async fn report_destroyed(&self, host: Uuid, uid: Uuid) -> Result<(), ControlPlaneError> {
+        self.0.host_destroyed(host, uid).await.map_err(cp_error)
+    }
+
+    async fn append_serial(
+        &self,
+        host: Uuid,
+        uid: Uuid,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<u64, ControlPlaneError> {
+        self.0
+            .host_serial(host, uid, at, bytes)
+            .await
+            .map_err(cp_error)
+    }
+}

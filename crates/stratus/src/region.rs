@@ -1,0 +1,181 @@
+//! Starting a whole region in one process: store, API, reconciler and a local host agent.
+
+use crate::config::{Config, ms, secs};
+use crate::local_agent::LocalControlPlane;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use stratus_agent::sim::SimDriver;
+use stratus_agent::{Agent, AgentConfig};
+use stratus_api::App;
+use stratus_api::app::AppConfig;
+use stratus_reconciler::{Reconciler, ReconcilerConfig};
+use stratus_store::{Changes, SqliteStore, Store};
+use stratus_types::agent::HostRegistration;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// The organization and project every region starts with.
+pub const DEFAULT_ORGANIZATION: &str = "default";
+pub const DEFAULT_PROJECT: &str = "default";
+
+/// File in the data directory holding the bootstrap administrator's API key.
+pub const ADMIN_KEY_FILE: &str = "admin-api-key";
+
+/// A running region.
+pub struct Region {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The file holding the bootstrap admin API key.
+    pub admin_key_path: PathBuf,
+    pub app: Arc<App>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Region {
+    /// Opens the store in `data_dir`, then starts the API on `listen` and the background work.
+    pub async fn start(data_dir: &Path, listen: &str, config: Config) -> anyhow::Result<Self> {
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(data_dir)
+                .await
+                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
+        );
+        let changes = Changes::new();
+        let catalog = config.catalog();
+        let app = App::new(
+            store.clone(),
+            catalog.clone(),
+            AppConfig {
+                host_timeout: secs(config.reconciler.host_timeout_s),
+                token_ttl: secs(config.auth.token_ttl_s),
+                issuer: config.auth.issuer.clone(),
+                audience: config.auth.audience.clone(),
+                ..AppConfig::default()
+            },
+            changes.clone(),
+        )
+        .await?;
+        app.ensure_default_tenancy(DEFAULT_ORGANIZATION, DEFAULT_PROJECT)
+            .await?;
+        let admin_key_path = data_dir.join(ADMIN_KEY_FILE);
+        app.bootstrap_admin_key(DEFAULT_ORGANIZATION, |secret| {
+            write_private(&admin_key_path, secret)
+        })
+        .await?;
+
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let router = stratus_api::router(app.clone());
+        let stop = cancel.clone();
+        tasks.spawn(async move {
+            let server = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the API server failed");
+            }
+        });
+
+        let reconciler = Reconciler::new(
+            store.clone(),
+            changes.clone(),
+            ReconcilerConfig {
+                interval: ms(config.reconciler.interval_ms),
+                host_timeout: secs(config.reconciler.host_timeout_s),
+                transition_timeout: secs(config.reconciler.transition_timeout_s),
+                repair_grace: secs(config.reconciler.repair_grace_s),
+                ..ReconcilerConfig::default()
+            },
+            format!("replica-{}", uuid::Uuid::new_v4()),
+        );
+        tasks.spawn(reconciler.run(cancel.clone()));
+
+        if config.host.enabled {
+            anyhow::ensure!(
+                config.host.driver == "sim",
+                "host driver {:?} is not available; use \"sim\"",
+                config.host.driver
+            );
+            let driver = SimDriver::new(Some(data_dir.join("sim-host.json")), config.sim.clone())
+                .map_err(|e| anyhow::anyhow!("starting the simulated host: {e}"))?;
+            let zone = if config.host.zone.is_empty() {
+                catalog.zones[0].id.clone()
+            } else {
+                config.host.zone.clone()
+            };
+            let agent = Agent::new(
+                Arc::new(LocalControlPlane(app.clone())),
+                Arc::new(driver),
+                HostRegistration {
+                    name: config.host.name.clone(),
+                    zone,
+                    driver: config.host.driver.clone(),
+                    vcpus: config.host.vcpus,
+                    memory_mb: config.host.memory_mb,
+                    gpus: config
+                        .host
+                        .gpus
+                        .iter()
+                        .map(|g| (g.gpu_type.clone(), g.count))
+                        .collect(),
+                },
+                AgentConfig {
+                    poll_wait: ms(config.agent.poll_wait_ms),
+                    orphan_grace: secs(config.agent.orphan_grace_s),
+                    max_attempts: config.agent.max_attempts.max(1),
+                    ..AgentConfig::default()
+                },
+            );
+            tasks.spawn(agent.run(cancel.clone()));
+        }
+        Ok(Self {
+            addr,
+            admin_key_path,
+            app,
+            cancel,
+            tasks,
+        })
+    }
+
+    /// Runs until ctrl-c or SIGTERM, then shuts down gracefully.
+    pub async fn serve_until_signal(self) -> anyhow::Result<()> {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Stops the API and background work, letting work under way finish.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Writes `secret` to `path`, readable by its owner only.
+fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(secret.as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

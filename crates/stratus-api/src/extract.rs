@@ -96,7 +96,13 @@ fn describe_serde_error(path: &str, message: &str) -> (String, String) {
     if let Some(rest) = message.strip_prefix("unknown field `")
         && let Some((name, _)) = rest.split_once('`')
     {
-        return (at(name), format!("unknown field {name}"));
+        // The path already ends at the unknown field.
+        let field = if path.ends_with(name) {
+            path.to_owned()
+        } else {
+            at(name)
+        };
+        return (field, format!("unknown field {name}"));
     }
     if let Some(rest) = message.strip_prefix("missing field `")
         && let Some((name, _)) = rest.split_once('`')

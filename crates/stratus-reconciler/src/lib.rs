@@ -198,7 +198,7 @@ impl Reconciler {
                 record.desired = desired;
                 record.set_status(status, Some(message.clone()), now);
                 if self.store.update_instance(&record).await?.is_some() {
-                    tracing::warn!(id = %record.id, project = %record.project, status = status.as_str(), message, "instance reconciled");
+                    tracing::warn!(id = %record.id, project = %record.project, status = status.as_str(), status_message = message, "instance reconciled");
                     self.changes.bump();
                 }
             }

@@ -109,7 +109,7 @@ impl App {
                 tracing::info!(
                     id = %stored.id, project = %stored.project,
                     status = stored.status.as_str(),
-                    message = stored.status_message.as_deref().unwrap_or(""),
+                    status_message = stored.status_message.as_deref().unwrap_or(""),
                     "instance status"
                 );
                 Ok(ReportOutcome::Accepted)

@@ -1,0 +1,8 @@
+//! End-to-end tests of the API against a region on a real listener.
+
+mod lifecycle;
+mod openapi;
+mod paging;
+mod support;
+mod tenancy;
+mod validation;

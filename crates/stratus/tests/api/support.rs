@@ -1,0 +1,254 @@
+//! A region on a real listener with SQLite in a temp dir and the simulated host, plus a
+//! client that speaks to it as a user would.
+
+#![allow(dead_code)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use stratus::{Config, Region};
+
+pub const TYPE_SMALL: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-small";
+pub const TYPE_MICRO: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro";
+pub const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
+
+/// Simulator timings short enough for tests, long enough to observe each state.
+pub fn fast_config() -> Config {
+    let mut config = Config::default();
+    config.sim.prepare_ms = 100;
+    config.sim.boot_ms = 100;
+    config.sim.stop_ms = 50;
+    config.sim.pause_ms = 20;
+    config.agent.poll_wait_ms = 500;
+    config.reconciler.interval_ms = 200;
+    config
+}
+
+pub struct TestRegion {
+    pub region: Option<Region>,
+    pub dir: tempfile::TempDir,
+    pub client: Client,
+}
+
+impl TestRegion {
+    pub async fn start() -> Self {
+        Self::with_config(fast_config()).await
+    }
+
+    pub async fn with_config(config: Config) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let region = Region::start(dir.path(), "127.0.0.1:0", config)
+            .await
+            .unwrap();
+        let base = format!("http://{}", region.addr);
+        let key = std::fs::read_to_string(&region.admin_key_path).unwrap();
+        let client = Client::login(&base, key.trim()).await;
+        Self {
+            region: Some(region),
+            dir,
+            client,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(region) = self.region.take() {
+            region.shutdown().await;
+        }
+    }
+}
+
+/// A thin JSON client with a bearer token.
+#[derive(Clone)]
+pub struct Client {
+    pub base: String,
+    pub token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A response: status, headers of interest, JSON body (Null when empty).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub etag: Option<String>,
+    pub request_id: Option<String>,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `details[0].field` of an error body.
+    pub fn field(&self) -> &str {
+        self.body["error"]["details"][0]["field"]
+            .as_str()
+            .unwrap_or("")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["error"]["message"].as_str().unwrap_or("")
+    }
+
+    pub fn reason(&self) -> &str {
+        self.body["error"]["details"][0]["reason"]
+            .as_str()
+            .unwrap_or("")
+    }
+
+    /// Asserts the contract's error body with `status`, returning self for more checks.
+    pub fn assert_error(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "{:#}", self.body);
+        assert_eq!(self.body["error"]["code"], status, "{:#}", self.body);
+        assert!(self.body["error"]["message"].is_string(), "{:#}", self.body);
+        assert!(self.body["error"]["details"].is_array(), "{:#}", self.body);
+        assert!(self.request_id.is_some(), "X-Request-Id missing");
+        self
+    }
+}
+
+impl Client {
+    pub fn anonymous(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            token: None,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn login(base: &str, api_key: &str) -> Self {
+        let mut client = Self::anonymous(base);
+        let reply = client
+            .send(
+                Method::POST,
+                "/v1/regions/global/auth/token",
+                Some(json!({"grant_type": "api_key", "api_key": api_key})),
+                &[],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+        client.token = Some(reply.body["access_token"].as_str().unwrap().to_owned());
+        client
+    }
+
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let etag = header("etag");
+        let request_id = header("x-request-id");
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!("not JSON ({status}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Reply {
+            status,
+            etag,
+            request_id,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::POST, path, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(Method::PATCH, path, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None, &[]).await
+    }
+
+    /// Creates an instance of the small type with `id`; asserts the 201.
+    pub async fn create_instance(&self, id: &str) -> Reply {
+        let reply = self
+            .post(INSTANCES, json!({"id": id, "type": TYPE_SMALL}))
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+        reply
+    }
+
+    pub async fn action(&self, id: &str, verb: &str) -> Reply {
+        self.send(Method::POST, &format!("{INSTANCES}/{id}:{verb}"), None, &[])
+            .await
+    }
+
+    /// Polls the instance until its status is `want`; panics after `within`.
+    pub async fn wait_status(&self, id: &str, want: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let reply = self.get(&format!("{INSTANCES}/{id}")).await;
+            if reply.status == StatusCode::OK {
+                if reply.body["lifecycle"]["status"] == want {
+                    return reply.body;
+                }
+                last = reply.body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {id} did not reach {want} within {within:?}; last seen {last:#}");
+    }
+
+    /// Polls the serial console until it contains `needle`; returns the whole reply body.
+    pub async fn wait_console(&self, id: &str, needle: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = Value::Null;
+        while Instant::now() < deadline {
+            let reply = self
+                .get(&format!("{INSTANCES}/{id}/serialPortOutput"))
+                .await;
+            if reply.body["contents"]
+                .as_str()
+                .is_some_and(|c| c.contains(needle))
+            {
+                return reply.body;
+            }
+            last = reply.body;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the console of {id} never showed {needle:?}; last seen {last:#}");
+    }
+
+    /// Polls until the instance answers 404.
+    pub async fn wait_gone(&self, id: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let reply = self.get(&format!("{INSTANCES}/{id}")).await;
+            if reply.status == StatusCode::NOT_FOUND {
+                reply.assert_error(404);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance {id} was not gone within {within:?}");
+    }
+}

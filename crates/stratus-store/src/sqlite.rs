@@ -81,8 +81,29 @@ fn db_error(e: sqlx::Error) -> Error {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// Maps a unique-key violation to the caller's "already exists" error, anything else as usual.
+fn unique_or(e: sqlx::Error, already_exists: impl FnOnce() -> Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => already_exists(),
+        _ => db_error(e),
+    }
+}
+
+/// The one row `sql` finds for `key`, mapped.
+async fn fetch_by<T>(
+    pool: &SqlitePool,
+    sql: &'static str,
+    key: &str,
+    map: fn(&SqliteRow) -> Result<T>,
+) -> Result<Option<T>> {
+    sqlx::query(sql)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(map)
+        .transpose()
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -305,25 +326,18 @@ impl Store for SqliteStore {
         .bind(ms(org.updated_at))
         .execute(&self.write)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::AlreadyExists(format!("organization {} already exists", org.id))
-            } else {
-                db_error(e)
-            }
-        })?;
+        .map_err(|e| unique_or(e, || Error::AlreadyExists(format!("organization {} already exists", org.id))))?;
         Ok(())
     }
 
     async fn get_organization(&self, id: &str) -> Result<Option<OrganizationRecord>> {
-        sqlx::query("SELECT * FROM organizations WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(organization_from_row)
-            .transpose()
+        fetch_by(
+            &self.read,
+            "SELECT * FROM organizations WHERE id = ?",
+            id,
+            organization_from_row,
+        )
+        .await
     }
 
     async fn list_organizations(&self, page: &PageRequest) -> Result<Page<OrganizationRecord>> {
@@ -411,25 +425,18 @@ impl Store for SqliteStore {
         .bind(ms(project.updated_at))
         .execute(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::AlreadyExists(format!("project {} already exists", project.id))
-            } else {
-                db_error(e)
-            }
-        })?;
+        .map_err(|e| unique_or(e, || Error::AlreadyExists(format!("project {} already exists", project.id))))?;
         tx.commit().await.map_err(db_error)
     }
 
     async fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
-        sqlx::query("SELECT * FROM projects WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(project_from_row)
-            .transpose()
+        fetch_by(
+            &self.read,
+            "SELECT * FROM projects WHERE id = ?",
+            id,
+            project_from_row,
+        )
+        .await
     }
 
     async fn list_projects(
@@ -640,13 +647,7 @@ impl Store for SqliteStore {
         .bind(ms(instance.updated_at))
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                already_exists(instance)
-            } else {
-                db_error(e)
-            }
-        })?;
+        .map_err(|e| unique_or(e, || already_exists(instance)))?;
         let stored = instance_from_row(&row)?;
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
@@ -665,14 +666,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>> {
-        sqlx::query("SELECT * FROM instances WHERE uid = ?")
-            .bind(uid.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(instance_from_row)
-            .transpose()
+        fetch_by(
+            &self.read,
+            "SELECT * FROM instances WHERE uid = ?",
+            &uid.to_string(),
+            instance_from_row,
+        )
+        .await
     }
 
     async fn list_instances(
@@ -928,25 +928,18 @@ impl Store for SqliteStore {
         .bind(key.last_used_at.map(ms))
         .execute(&self.write)
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                Error::AlreadyExists(format!("API key {} already exists", key.id))
-            } else {
-                db_error(e)
-            }
-        })?;
+        .map_err(|e| unique_or(e, || Error::AlreadyExists(format!("API key {} already exists", key.id))))?;
         Ok(())
     }
 
     async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        sqlx::query("SELECT * FROM api_keys WHERE secret_hash = ?")
-            .bind(secret_hash)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db_error)?
-            .as_ref()
-            .map(api_key_from_row)
-            .transpose()
+        fetch_by(
+            &self.read,
+            "SELECT * FROM api_keys WHERE secret_hash = ?",
+            secret_hash,
+            api_key_from_row,
+        )
+        .await
     }
 
     async fn touch_api_key(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()> {

@@ -12,6 +12,51 @@ use stratus_types::{
 };
 use uuid::Uuid;
 
+/// New `displayName` and `description`, checked; `None` leaves a field as it is.
+struct Text(Option<String>, Option<String>);
+
+fn checked_text(display_name: Option<String>, description: Option<String>) -> Result<Text> {
+    check_text("displayName", display_name.as_deref(), 255)?;
+    check_text("description", description.as_deref(), 1024)?;
+    Ok(Text(display_name, description))
+}
+
+/// A tenancy record with a display name and a description.
+trait Described {
+    fn etag(&self) -> String;
+    /// "organization acme", for messages.
+    fn what(&self) -> String;
+    /// Checks `If-Match`, then applies the new text.
+    fn apply_text(&mut self, if_match: Option<&str>, text: &Text) -> Result<()>;
+}
+
+macro_rules! described {
+    ($record:ty, $kind:literal) => {
+        impl Described for $record {
+            fn etag(&self) -> String {
+                etag(self.uid, self.generation)
+            }
+            fn what(&self) -> String {
+                format!("{} {}", $kind, self.id)
+            }
+            fn apply_text(&mut self, if_match: Option<&str>, text: &Text) -> Result<()> {
+                check_if_match(if_match, &self.etag(), &self.what())?;
+                if let Some(v) = &text.0 {
+                    self.display_name = v.clone();
+                }
+                if let Some(v) = &text.1 {
+                    self.description = v.clone();
+                }
+                self.updated_at = now();
+                Ok(())
+            }
+        }
+    };
+}
+
+described!(OrganizationRecord, "organization");
+described!(ProjectRecord, "project");
+
 /// A resource and its ETag.
 pub struct Versioned<T> {
     pub value: T,
@@ -76,14 +121,13 @@ impl App {
                 Permission::OrganizationsCreate.as_str()
             )));
         }
-        check_text("displayName", body.display_name.as_deref(), 255)?;
-        check_text("description", body.description.as_deref(), 1024)?;
+        let Text(display_name, description) = checked_text(body.display_name, body.description)?;
         let now = now();
         let record = OrganizationRecord {
             uid: Uuid::new_v4(),
             id: body.id.unwrap_or_else(|| ids::generate("org")).to_string(),
-            display_name: body.display_name.unwrap_or_default(),
-            description: body.description.unwrap_or_default(),
+            display_name: display_name.unwrap_or_default(),
+            description: description.unwrap_or_default(),
             generation: 1,
             created_at: now,
             updated_at: now,
@@ -149,24 +193,12 @@ impl App {
         if_match: Option<&str>,
         body: OrganizationUpdateRequest,
     ) -> Result<Versioned<Organization>> {
-        check_text("displayName", body.display_name.as_deref(), 255)?;
-        check_text("description", body.description.as_deref(), 1024)?;
+        let text = checked_text(body.display_name, body.description)?;
         loop {
             let mut record = self
                 .organization_for(principal, id, Permission::OrganizationsUpdate)
                 .await?;
-            check_if_match(
-                if_match,
-                &etag(record.uid, record.generation),
-                &format!("organization {}", record.id),
-            )?;
-            if let Some(v) = &body.display_name {
-                record.display_name = v.clone();
-            }
-            if let Some(v) = &body.description {
-                record.description = v.clone();
-            }
-            record.updated_at = now();
+            record.apply_text(if_match, &text)?;
             if let Some(stored) = self.store.update_organization(&record).await? {
                 return Ok(organization_view(&stored));
             }
@@ -182,11 +214,7 @@ impl App {
         let record = self
             .organization_for(principal, id, Permission::OrganizationsDelete)
             .await?;
-        check_if_match(
-            if_match,
-            &etag(record.uid, record.generation),
-            &format!("organization {}", record.id),
-        )?;
+        check_if_match(if_match, &record.etag(), &record.what())?;
         self.store.delete_organization(&record.id).await?;
         Ok(())
     }
@@ -213,8 +241,7 @@ impl App {
         principal: &Principal,
         body: ProjectCreateRequest,
     ) -> Result<Versioned<Project>> {
-        check_text("displayName", body.display_name.as_deref(), 255)?;
-        check_text("description", body.description.as_deref(), 1024)?;
+        let Text(display_name, description) = checked_text(body.display_name, body.description)?;
         let organization = body.organization_id.to_string();
         principal.authorize(Permission::ProjectsCreate, &organization, || {
             Error::invalid(
@@ -230,8 +257,8 @@ impl App {
                 .unwrap_or_else(|| ids::generate("project"))
                 .to_string(),
             organization_id: organization,
-            display_name: body.display_name.unwrap_or_default(),
-            description: body.description.unwrap_or_default(),
+            display_name: display_name.unwrap_or_default(),
+            description: description.unwrap_or_default(),
             generation: 1,
             created_at: now,
             updated_at: now,
@@ -294,24 +321,12 @@ impl App {
         if_match: Option<&str>,
         body: ProjectUpdateRequest,
     ) -> Result<Versioned<Project>> {
-        check_text("displayName", body.display_name.as_deref(), 255)?;
-        check_text("description", body.description.as_deref(), 1024)?;
+        let text = checked_text(body.display_name, body.description)?;
         loop {
             let mut record = self
                 .project_record(principal, id, Permission::ProjectsUpdate)
                 .await?;
-            check_if_match(
-                if_match,
-                &etag(record.uid, record.generation),
-                &format!("project {}", record.id),
-            )?;
-            if let Some(v) = &body.display_name {
-                record.display_name = v.clone();
-            }
-            if let Some(v) = &body.description {
-                record.description = v.clone();
-            }
-            record.updated_at = now();
+            record.apply_text(if_match, &text)?;
             if let Some(stored) = self.store.update_project(&record).await? {
                 return Ok(project_view(&stored));
             }
@@ -327,11 +342,7 @@ impl App {
         let record = self
             .project_record(principal, id, Permission::ProjectsDelete)
             .await?;
-        check_if_match(
-            if_match,
-            &etag(record.uid, record.generation),
-            &format!("project {}", record.id),
-        )?;
+        check_if_match(if_match, &record.etag(), &record.what())?;
         self.store.delete_project(&record.id).await?;
         Ok(())
     }

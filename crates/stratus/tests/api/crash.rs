@@ -80,8 +80,15 @@ async fn kill_9_during_50_concurrent_creates_loses_and_duplicates_nothing() {
             child.wait().await.unwrap();
         }
     }
-    assert!(acknowledged.len() >= 5, "{} creates acknowledged", acknowledged.len());
-    eprintln!("{} of 50 creates acknowledged before the kill", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 5,
+        "{} creates acknowledged",
+        acknowledged.len()
+    );
+    eprintln!(
+        "{} of 50 creates acknowledged before the kill",
+        acknowledged.len()
+    );
 
     let (child, base) = serve(dir.path()).await;
     let client = Client::login(&base, key.trim()).await;
@@ -104,10 +111,7 @@ async fn kill_9_during_50_concurrent_creates_loses_and_duplicates_nothing() {
         assert!(unique.contains(id.as_str()), "acknowledged {id} was lost");
     }
     for i in &listed {
-        assert_eq!(
-            i["lifecycle"]["status"], "RUNNING",
-            "stuck instance: {i:#}"
-        );
+        assert_eq!(i["lifecycle"]["status"], "RUNNING", "stuck instance: {i:#}");
     }
     // One VM on the host per instance: none was provisioned twice.
     let host: serde_json::Value = serde_json::from_str(

@@ -5,6 +5,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Real-VM tests need QEMU from Debian's packages. Naming qemu-utils at the same version keeps a
+# matching qemu-img (installing qemu-system-x86 alone can remove a newer qemu-utils).
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/dev/null 2>&1; then
+  echo "== installing QEMU"
+  apt-get update -qq
+  version=$(apt-cache madison qemu-system-x86 | awk 'NR==1 {print $3}')
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades \
+    qemu-system-x86 "qemu-utils=$version" >/dev/null
+fi
+
+echo "== building the test guest"
+STRATUS_TEST_GUEST=$(bash scripts/build-test-guest.sh)
+export STRATUS_TEST_GUEST
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

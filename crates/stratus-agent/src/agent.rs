@@ -186,6 +186,11 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
             return;
         }
     };
+    if vm.is_some()
+        && let Err(e) = shared.driver.observe(&a.spec).await
+    {
+        tracing::warn!(%uid, error = %e, "updating what the guest is served failed");
+    }
     let step = next_step(a.desired, a.status, vm.as_ref());
     if step == Step::Nothing {
         return;

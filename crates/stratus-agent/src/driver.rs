@@ -49,6 +49,11 @@ pub trait Driver: Send + Sync + 'static {
     async fn power_off(&self, uid: Uuid) -> Result<(), DriverError>;
     /// Removes the VM and everything it had on the host.
     async fn destroy(&self, uid: Uuid) -> Result<(), DriverError>;
+    /// Told the current spec of every instance on the host at each poll, so a driver can keep
+    /// what it serves the guest (its metadata) up to date.
+    async fn observe(&self, _spec: &VmSpec) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// Serial console output from byte offset `from` (or the oldest kept byte after it);
     /// returns the offset of the first byte returned.
     async fn serial_output(&self, uid: Uuid, from: u64) -> Result<(u64, Vec<u8>), DriverError>;

@@ -9,7 +9,9 @@
 
 pub mod agent;
 pub mod driver;
+pub mod metadata;
 pub mod plan;
+pub mod qemu;
 pub mod sim;
 
 pub use agent::{Agent, AgentConfig, ControlPlane};

@@ -93,6 +93,9 @@ pub struct ImageSpec {
     pub format: String,
     pub size_bytes: u64,
     pub min_disk_gb: u32,
+    /// Where hosts find the image file (used by the `qemu` driver).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
 impl Catalog {
@@ -150,6 +153,7 @@ impl Catalog {
                 format: "qcow2".into(),
                 size_bytes: 2 * 1024 * 1024 * 1024,
                 min_disk_gb: 2,
+                file: None,
             }],
         }
     }

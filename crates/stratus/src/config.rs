@@ -16,6 +16,7 @@ pub struct Config {
     pub catalog: Option<Catalog>,
     pub host: HostSection,
     pub sim: SimTimings,
+    pub qemu: QemuSection,
     pub reconciler: ReconcilerSection,
     pub auth: AuthSection,
     pub agent: AgentSection,
@@ -45,7 +46,7 @@ pub struct HostSection {
     pub name: String,
     /// Zone of the host; the catalog's first zone when empty.
     pub zone: String,
-    /// `sim` (the only driver so far).
+    /// `sim` or `qemu`.
     pub driver: String,
     pub vcpus: u32,
     pub memory_mb: u64,
@@ -65,6 +66,31 @@ impl Default for HostSection {
                 gpu_type: "nvidia-h100".into(),
                 count: 8,
             }],
+        }
+    }
+}
+
+/// The `qemu` driver.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct QemuSection {
+    /// The QEMU system emulator.
+    pub binary: String,
+    /// `auto` (KVM when a probe shows it runs guests, else TCG), `kvm` or `tcg`.
+    pub accel: String,
+    /// Seconds a guest gets to power off on ACPI request before it is stopped hard.
+    pub shutdown_grace_s: u64,
+    /// The `stratus` binary QEMU runs as each guest's metadata proxy; empty: this binary.
+    pub stratus_binary: String,
+}
+
+impl Default for QemuSection {
+    fn default() -> Self {
+        Self {
+            binary: "qemu-system-x86_64".into(),
+            accel: "auto".into(),
+            shutdown_grace_s: 10,
+            stratus_binary: String::new(),
         }
     }
 }
@@ -145,6 +171,16 @@ impl Config {
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let config: Config = toml::from_str(text)?;
         config.catalog().validate().map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(
+            matches!(config.host.driver.as_str(), "sim" | "qemu"),
+            "host.driver is {:?}; use \"sim\" or \"qemu\"",
+            config.host.driver
+        );
+        anyhow::ensure!(
+            matches!(config.qemu.accel.as_str(), "auto" | "kvm" | "tcg"),
+            "qemu.accel is {:?}; use \"auto\", \"kvm\" or \"tcg\"",
+            config.qemu.accel
+        );
         Ok(config)
     }
 

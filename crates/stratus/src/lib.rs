@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod local_agent;
+pub mod metadata_proxy;
 pub mod region;
 
 pub use config::Config;

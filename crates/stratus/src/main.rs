@@ -47,11 +47,19 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Connect standard input and output to a VM's metadata socket (run by QEMU for each
+    /// guest connection to 169.254.169.254).
+    #[command(hide = true)]
+    MetadataProxy { socket: PathBuf },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::MetadataProxy { socket } = &cli.command {
+        // No logging: standard output belongs to the guest's connection.
+        return stratus::metadata_proxy::run(socket).await;
+    }
     let filter =
         EnvFilter::try_from_env("STRATUS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match cli.log_format {
@@ -92,5 +100,6 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", stratus_api::openapi::document_json());
             Ok(())
         }
+        Command::MetadataProxy { .. } => unreachable!("handled before logging starts"),
     }
 }

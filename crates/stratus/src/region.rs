@@ -6,8 +6,9 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use stratus_agent::qemu::{Accel, ImageFile, QemuConfig, QemuDriver};
 use stratus_agent::sim::SimDriver;
-use stratus_agent::{Agent, AgentConfig};
+use stratus_agent::{Agent, AgentConfig, Driver};
 use stratus_api::App;
 use stratus_api::app::AppConfig;
 use stratus_reconciler::{Reconciler, ReconcilerConfig};
@@ -72,16 +73,6 @@ impl Region {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
-        let router = stratus_api::router(app.clone());
-        let stop = cancel.clone();
-        tasks.spawn(async move {
-            let server = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "the API server failed");
-            }
-        });
-
         let reconciler = Reconciler::new(
             store.clone(),
             changes.clone(),
@@ -97,34 +88,31 @@ impl Region {
         tasks.spawn(reconciler.run(cancel.clone()));
 
         if config.host.enabled {
-            anyhow::ensure!(
-                config.host.driver == "sim",
-                "host driver {:?} is not available; use \"sim\"",
-                config.host.driver
-            );
-            let driver = SimDriver::new(Some(data_dir.join("sim-host.json")), config.sim.clone())
-                .map_err(|e| anyhow::anyhow!("starting the simulated host: {e}"))?;
+            let driver = host_driver(data_dir, &config, &catalog).await?;
             let zone = if config.host.zone.is_empty() {
                 catalog.zones[0].id.clone()
             } else {
                 config.host.zone.clone()
             };
+            let registration = HostRegistration {
+                name: config.host.name.clone(),
+                zone,
+                driver: config.host.driver.clone(),
+                vcpus: config.host.vcpus,
+                memory_mb: config.host.memory_mb,
+                gpus: config
+                    .host
+                    .gpus
+                    .iter()
+                    .map(|g| (g.gpu_type.clone(), g.count))
+                    .collect(),
+            };
+            // Registered before the API answers, so the first create finds the host.
+            app.register_host(&registration).await?;
             let agent = Agent::new(
                 Arc::new(LocalControlPlane(app.clone())),
-                Arc::new(driver),
-                HostRegistration {
-                    name: config.host.name.clone(),
-                    zone,
-                    driver: config.host.driver.clone(),
-                    vcpus: config.host.vcpus,
-                    memory_mb: config.host.memory_mb,
-                    gpus: config
-                        .host
-                        .gpus
-                        .iter()
-                        .map(|g| (g.gpu_type.clone(), g.count))
-                        .collect(),
-                },
+                driver,
+                registration,
                 AgentConfig {
                     poll_wait: ms(config.agent.poll_wait_ms),
                     orphan_grace: secs(config.agent.orphan_grace_s),
@@ -134,6 +122,16 @@ impl Region {
             );
             tasks.spawn(agent.run(cancel.clone()));
         }
+        let router = stratus_api::router(app.clone());
+        let stop = cancel.clone();
+        tasks.spawn(async move {
+            let server = axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "the API server failed");
+            }
+        });
+
         Ok(Self {
             addr,
             admin_key_path,
@@ -161,6 +159,54 @@ impl Region {
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The hypervisor driver the config asks for.
+async fn host_driver(
+    data_dir: &Path,
+    config: &Config,
+    catalog: &stratus_core::catalog::Catalog,
+) -> anyhow::Result<Arc<dyn Driver>> {
+    if config.host.driver == "sim" {
+        let driver = SimDriver::new(Some(data_dir.join("sim-host.json")), config.sim.clone())
+            .map_err(|e| anyhow::anyhow!("starting the simulated host: {e}"))?;
+        return Ok(Arc::new(driver));
+    }
+    let images = catalog
+        .images
+        .iter()
+        .filter_map(|i| {
+            i.file.as_ref().map(|file| {
+                (
+                    i.id.clone(),
+                    ImageFile {
+                        path: file.into(),
+                        format: i.format.clone(),
+                    },
+                )
+            })
+        })
+        .collect();
+    let exe = if config.qemu.stratus_binary.is_empty() {
+        std::env::current_exe()?.display().to_string()
+    } else {
+        config.qemu.stratus_binary.clone()
+    };
+    let driver = QemuDriver::new(QemuConfig {
+        vm_dir: data_dir.join("vms"),
+        binary: config.qemu.binary.clone(),
+        accel: match config.qemu.accel.as_str() {
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            _ => None,
+        },
+        images,
+        metadata_proxy: vec![exe, "metadata-proxy".into()],
+        shutdown_grace: secs(config.qemu.shutdown_grace_s),
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("starting the QEMU driver: {e}"))?;
+    Ok(Arc::new(driver))
 }
 
 /// Writes `secret` to `path`, readable by its owner only.

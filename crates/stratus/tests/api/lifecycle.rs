@@ -70,7 +70,9 @@ async fn a_created_instance_has_every_field_and_runs_within_five_seconds() {
         assert!(fields.contains(&want), "{want} missing from {fields:?}");
     }
     // The simulated guest's console shows what it read from its metadata.
-    let console = c.wait_console("web-1", "1 ssh keys").await;
+    let console = c
+        .wait_console("web-1", "1 ssh keys", Duration::from_secs(10))
+        .await;
     let contents = console["contents"].as_str().unwrap();
     assert_eq!(console["start"], 0);
     let next = console["next"].as_u64().unwrap();
@@ -114,7 +116,9 @@ async fn every_action_reaches_its_target_state() {
     c.action("vm", "resume").await;
     c.wait_status("vm", "RUNNING", WITHIN).await;
     // The reboot shows on the console as another boot.
-    let console = c.wait_console("vm", "boot 3").await;
+    let console = c
+        .wait_console("vm", "boot 3", Duration::from_secs(10))
+        .await;
     let contents = console["contents"].as_str().unwrap();
     assert!(contents.contains("Restarting system"), "{contents}");
 
@@ -234,7 +238,9 @@ async fn a_transition_that_never_completes_is_given_up_after_the_deadline() {
     let message = i["lifecycle"]["statusMessage"].as_str().unwrap();
     assert!(message.contains("gave up after 1s in STAGING"), "{message}");
     // The late boot is not allowed to overwrite the verdict; the VM it started is stopped.
-    let console = c.wait_console("slow", "Power down").await;
+    let console = c
+        .wait_console("slow", "Power down", Duration::from_secs(10))
+        .await;
     assert!(console["contents"].as_str().unwrap().contains("boot 1"));
     let later = c.get(&format!("{INSTANCES}/slow")).await;
     assert_eq!(later.body["lifecycle"]["status"], "TERMINATED");

@@ -4,6 +4,7 @@ mod crash;
 mod lifecycle;
 mod openapi;
 mod paging;
+mod qemu;
 mod support;
 mod tenancy;
 mod validation;

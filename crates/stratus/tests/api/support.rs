@@ -57,6 +57,35 @@ impl TestRegion {
     }
 }
 
+impl Drop for TestRegion {
+    /// Guests outlive their agent by design; a test's guests must not outlive the test.
+    fn drop(&mut self) {
+        kill_processes_mentioning(&self.dir.path().display().to_string());
+    }
+}
+
+/// Sends SIGKILL to every process whose command line contains `needle`.
+pub fn kill_processes_mentioning(needle: &str) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&cmdline).contains(needle)
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
 /// A thin JSON client with a bearer token.
 #[derive(Clone)]
 pub struct Client {
@@ -219,8 +248,8 @@ impl Client {
     }
 
     /// Polls the serial console until it contains `needle`; returns the whole reply body.
-    pub async fn wait_console(&self, id: &str, needle: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
+    pub async fn wait_console(&self, id: &str, needle: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
         let mut last = Value::Null;
         while Instant::now() < deadline {
             let reply = self

@@ -1,0 +1,280 @@
+//! The metadata service guests read their identity, ssh-keys and user-data from.
+//!
+//! It speaks the Compute Engine dialect (`/computeMetadata/v1/…`, `Metadata-Flavor: Google`
+//! required and echoed, `X-Forwarded-For` refused, `?recursive=true`, `?wait_for_change=true`
+//! long-polls) and serves NoCloud documents (`/nocloud/meta-data`, `user-data`,
+//! `vendor-data`) so stock cloud images configure themselves.
+//!
+//! Each VM gets its own listener on a unix socket in its directory, and the guest's requests
+//! to 169.254.169.254:80 reach exactly that socket (QEMU forwards each guest connection to a
+//! small proxy process bound to it). Which instance is asking is therefore decided by the
+//! host's plumbing, not by anything the guest says, and a guest can only ever read its own
+//! metadata.
+
+use axum::Router;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use stratus_types::agent::VmSpec;
+use tokio::sync::watch;
+
+/// What one guest may read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GuestMetadata {
+    pub uid: String,
+    pub id: String,
+    pub hostname: String,
+    pub project: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl From<&VmSpec> for GuestMetadata {
+    fn from(spec: &VmSpec) -> Self {
+        Self {
+            uid: spec.uid.to_string(),
+            id: spec.id.clone(),
+            hostname: spec.hostname.clone(),
+            project: spec.project.clone(),
+            attributes: spec
+                .metadata
+                .iter()
+                .map(|m| (m.key.as_str().to_owned(), m.value.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl GuestMetadata {
+    fn instance_json(&self) -> Value {
+        json!({
+            "id": self.uid,
+            "name": self.id,
+            "hostname": self.hostname,
+            "attributes": self.attributes,
+        })
+    }
+
+    /// The value at `path` below `computeMetadata/v1/`, as text or (recursive) JSON.
+    fn lookup(&self, path: &str, recursive: bool) -> Option<Value> {
+        let path = path.trim_end_matches('/');
+        let text = |s: &str| Some(Value::String(s.to_owned()));
+        match path {
+            "" => Some(
+                json!({ "instance": self.instance_json(), "project": {"projectId": self.project} }),
+            ),
+            "instance" => Some(self.instance_json()),
+            "instance/id" => text(&self.uid),
+            "instance/name" => text(&self.id),
+            "instance/hostname" => text(&self.hostname),
+            "project" => Some(json!({ "projectId": self.project })),
+            "project/project-id" => text(&self.project),
+            "instance/attributes" if recursive => Some(json!(self.attributes)),
+            "instance/attributes" => Some(Value::String(
+                self.attributes.keys().map(|k| format!("{k}\n")).collect(),
+            )),
+            other => other
+                .strip_prefix("instance/attributes/")
+                .and_then(|key| self.attributes.get(key))
+                .map(|v| Value::String(v.clone())),
+        }
+    }
+
+    fn nocloud_meta_data(&self) -> String {
+        let mut doc = format!(
+            "instance-id: {}\nlocal-hostname: {}\n",
+            self.uid, self.hostname
+        );
+        let keys: Vec<&str> = self
+            .attributes
+            .get("ssh-keys")
+            .map(|v| {
+                v.lines()
+                    .map(|l| l.split_once(':').map_or(l, |(_, key)| key).trim())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            doc.push_str("public-keys:\n");
+            for key in keys {
+                doc.push_str(&format!("  - {key:?}\n"));
+            }
+        }
+        doc
+    }
+}
+
+fn etag_of(value: &Value) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_string().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+fn reply(status: StatusCode, body: String, etag: Option<&str>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert("Metadata-Flavor", HeaderValue::from_static("Google"));
+    if let Some(etag) = etag.and_then(|e| HeaderValue::from_str(e).ok()) {
+        headers.insert("ETag", etag);
+    }
+    response
+}
+
+fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn compute_metadata(
+    State(doc): State<watch::Receiver<GuestMetadata>>,
+    headers: HeaderMap,
+    path: Option<Path<String>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if headers.contains_key("x-forwarded-for") {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "X-Forwarded-For is not allowed\n".into(),
+            None,
+        );
+    }
+    let flavor_ok = headers
+        .get("metadata-flavor")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "Google");
+    if !flavor_ok {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "Missing Metadata-Flavor:Google header.\n".into(),
+            None,
+        );
+    }
+    let path = path.map(|Path(p)| p).unwrap_or_default();
+    let params: BTreeMap<String, String> =
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .into_owned()
+            .collect();
+    let recursive = params.get("recursive").is_some_and(|v| v == "true");
+    let wait = params.get("wait_for_change").is_some_and(|v| v == "true");
+    let timeout = params
+        .get("timeout_sec")
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(60)
+        .min(3600);
+    let mut doc = doc;
+    let current = doc.borrow_and_update().lookup(&path, recursive);
+    if wait {
+        let since = params
+            .get("last_etag")
+            .cloned()
+            .or_else(|| current.as_ref().map(etag_of));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+        loop {
+            let now = doc.borrow_and_update().lookup(&path, recursive);
+            if now.as_ref().map(etag_of) != since {
+                return answer(now);
+            }
+            if tokio::time::timeout_at(deadline, doc.changed())
+                .await
+                .is_err()
+            {
+                return answer(now);
+            }
+        }
+    }
+    answer(current)
+}
+
+fn answer(value: Option<Value>) -> Response {
+    match value {
+        Some(v) => {
+            let etag = etag_of(&v);
+            reply(StatusCode::OK, render(&v), Some(&etag))
+        }
+        None => reply(StatusCode::NOT_FOUND, "not found\n".into(), None),
+    }
+}
+
+async fn nocloud(
+    State(doc): State<watch::Receiver<GuestMetadata>>,
+    Path(name): Path<String>,
+) -> Response {
+    let doc = doc.borrow().clone();
+    match name.as_str() {
+        "meta-data" => reply(StatusCode::OK, doc.nocloud_meta_data(), None),
+        "user-data" => reply(
+            StatusCode::OK,
+            doc.attributes
+                .get("user-data")
+                .cloned()
+                .unwrap_or_else(|| "#cloud-config\n{}\n".into()),
+            None,
+        ),
+        "vendor-data" => reply(StatusCode::OK, String::new(), None),
+        _ => reply(StatusCode::NOT_FOUND, "not found\n".into(), None),
+    }
+}
+
+/// The router serving one guest's metadata.
+pub fn router(doc: watch::Receiver<GuestMetadata>) -> Router {
+    Router::new()
+        .route("/computeMetadata/v1", get(compute_metadata))
+        .route("/computeMetadata/v1/", get(compute_metadata))
+        .route("/computeMetadata/v1/{*path}", get(compute_metadata))
+        .route("/nocloud/{name}", get(nocloud))
+        .with_state(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc() -> GuestMetadata {
+        GuestMetadata {
+            uid: "u-1".into(),
+            id: "web-1".into(),
+            hostname: "web-1.internal".into(),
+            project: "default".into(),
+            attributes: [
+                (
+                    "ssh-keys".to_owned(),
+                    "alice:ssh-ed25519 AAAA alice\n".to_owned(),
+                ),
+                ("user-data".to_owned(), "#cloud-config\n".to_owned()),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn paths_resolve_like_compute_engine() {
+        let d = doc();
+        assert_eq!(d.lookup("instance/id", false), Some(json!("u-1")));
+        assert_eq!(
+            d.lookup("project/project-id", false),
+            Some(json!("default"))
+        );
+        assert_eq!(
+            d.lookup("instance/attributes/", false),
+            Some(json!("ssh-keys\nuser-data\n"))
+        );
+        assert_eq!(d.lookup("instance/attributes/nope", false), None);
+        let all = d.lookup("instance/attributes/", true).unwrap();
+        assert_eq!(all["user-data"], "#cloud-config\n");
+    }
+
+    #[test]
+    fn nocloud_meta_data_carries_the_keys() {
+        let meta = doc().nocloud_meta_data();
+        assert!(meta.contains("instance-id: u-1"), "{meta}");
+        assert!(meta.contains("local-hostname: web-1.internal"), "{meta}");
+        assert!(meta.contains("- \"ssh-ed25519 AAAA alice\""), "{meta}");
+    }
+}

@@ -1,0 +1,180 @@
+//! Real guests: the `qemu` driver booting the test guest that `scripts/build-test-guest.sh`
+//! makes from Debian's packages. The guest prints what it reads from the metadata service on
+//! its serial console, which these tests read back through the API.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use stratus::Config;
+use stratus_core::catalog::{Catalog, ImageSpec};
+
+const BOOT: Duration = Duration::from_secs(90);
+const IMAGE: &str = "/v1/regions/local-1/compute/images/stratus-test-guest";
+
+/// The test guest image, built (once, cached) by the repository's script.
+fn test_guest() -> PathBuf {
+    if let Ok(path) = std::env::var("STRATUS_TEST_GUEST") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new("bash")
+        .arg(root.join("scripts/build-test-guest.sh"))
+        .arg(root.join("target/test-guest"))
+        .output()
+        .expect("running scripts/build-test-guest.sh");
+    assert!(
+        output.status.success(),
+        "building the test guest failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+pub fn qemu_config() -> Config {
+    let mut config = fast_config();
+    config.host.driver = "qemu".into();
+    config.host.vcpus = 8;
+    config.host.memory_mb = 8192;
+    config.qemu.shutdown_grace_s = 1;
+    config.qemu.stratus_binary = env!("CARGO_BIN_EXE_stratus").into();
+    let mut catalog = Catalog::builtin();
+    catalog.images.push(ImageSpec {
+        id: "stratus-test-guest".into(),
+        display_name: "Stratus test guest".into(),
+        description: String::new(),
+        os: "busybox".into(),
+        format: "raw".into(),
+        size_bytes: 64 << 20,
+        min_disk_gb: 1,
+        file: Some(test_guest().display().to_string()),
+    });
+    config.catalog = Some(catalog);
+    config
+}
+
+pub fn guest_body(id: &str, ssh_keys: &str) -> Value {
+    json!({
+        "id": id,
+        "type": TYPE_MICRO,
+        "disks": [{"boot": true, "source": IMAGE, "sizeGb": 1}],
+        "instanceMetadata": [
+            {"key": "ssh-keys", "value": ssh_keys},
+            {"key": "user-data", "value": format!("#cloud-config\nhostname: {id}\n")},
+        ],
+    })
+}
+
+/// QEMU processes whose command line names `uid`.
+pub fn qemu_processes(uid: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_qemu = args
+            .first()
+            .is_some_and(|a| String::from_utf8_lossy(a).contains("qemu-system"));
+        if is_qemu && args.contains(&uid.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+fn between<'a>(console: &'a str, what: &str) -> &'a str {
+    let begin = format!("stratus-guest: begin {what}");
+    let end = format!("stratus-guest: end {what}");
+    let start = console.find(&begin).map(|i| i + begin.len()).unwrap_or(0);
+    let stop = console[start..]
+        .find(&end)
+        .map(|i| start + i)
+        .unwrap_or(start);
+    console[start..stop].trim()
+}
+
+#[tokio::test]
+async fn real_guests_read_their_own_metadata_keep_their_disks_and_power_off() {
+    let region = TestRegion::with_config(qemu_config()).await;
+    let c = &region.client;
+    let vms = region.dir.path().join("vms");
+    for (id, key) in [
+        ("alpha", "alice:ssh-ed25519 AAAAalpha alice"),
+        ("beta", "bob:ssh-ed25519 AAAAbeta bob"),
+    ] {
+        let reply = c.post(INSTANCES, guest_body(id, key)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    }
+    let alpha = c.wait_status("alpha", "RUNNING", BOOT).await;
+    c.wait_status("beta", "RUNNING", BOOT).await;
+    let uid = alpha["uid"].as_str().unwrap().to_owned();
+
+    // Each guest sees its own metadata, and only with the header.
+    for (id, key, other) in [
+        ("alpha", "AAAAalpha", "AAAAbeta"),
+        ("beta", "AAAAbeta", "AAAAalpha"),
+    ] {
+        let console = c.wait_console(id, "stratus-guest: ready", BOOT).await;
+        let text = console["contents"].as_str().unwrap();
+        assert!(
+            between(text, "instance/attributes/ssh-keys").contains(key),
+            "{text}"
+        );
+        assert!(
+            !text.contains(other),
+            "{id} saw another guest's metadata: {text}"
+        );
+        assert_eq!(between(text, "instance/hostname"), id, "{text}");
+        assert_eq!(between(text, "project/project-id"), "default", "{text}");
+        assert!(between(text, "instance/attributes/user-data").contains("#cloud-config"));
+        assert!(
+            text.contains("request without Metadata-Flavor was refused"),
+            "{text}"
+        );
+        assert!(text.contains("boot number 1"), "{text}");
+    }
+    assert_eq!(qemu_processes(&uid).len(), 1);
+
+    // Stop: TERMINATED and no QEMU left; start: the marker written at the first boot is there.
+    c.action("alpha", "stop").await;
+    c.wait_status("alpha", "TERMINATED", BOOT).await;
+    assert!(
+        qemu_processes(&uid).is_empty(),
+        "QEMU still runs after stop"
+    );
+    c.action("alpha", "start").await;
+    c.wait_status("alpha", "RUNNING", BOOT).await;
+    c.wait_console("alpha", "boot number 2", BOOT).await;
+
+    // A metadata change reaches the guest's long-poll; this guest powers off when told.
+    let reply = c
+        .patch(
+            &format!("{INSTANCES}/beta"),
+            json!({"instanceMetadata": [{"key": "poweroff", "value": "now"}]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let beta = c.wait_status("beta", "TERMINATED", BOOT).await;
+    assert_eq!(beta["lifecycle"]["statusMessage"], "the guest powered off");
+    c.wait_console("beta", "stratus-guest: powering off", BOOT)
+        .await;
+
+    // Delete: no process, no disks, no sockets left on the host.
+    for id in ["alpha", "beta"] {
+        assert_eq!(
+            c.delete(&format!("{INSTANCES}/{id}")).await.status,
+            StatusCode::NO_CONTENT
+        );
+    }
+    for id in ["alpha", "beta"] {
+        c.wait_gone(id, BOOT).await;
+    }
+    assert!(qemu_processes(&uid).is_empty());
+    assert!(!vms.join(&uid).exists(), "the VM directory is left behind");
+    region.stop().await;
+}

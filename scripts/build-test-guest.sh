@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Builds the Stratus test guest from Debian's packages, nothing else: a raw disk image that boots
+# the way a cloud image does (SeaBIOS -> SYSLINUX on a FAT partition -> Debian's cloud kernel and
+# a busybox initramfs). Its init
+#   - prints "stratus-guest: booted" and the boot count it keeps on its own disk (a marker in the
+#     unused gap before the first partition, so it survives a stop/start of a persistent disk),
+#   - brings up the network and reads its metadata from http://169.254.169.254 with
+#     `Metadata-Flavor: Google`, printing each answer between markers on the serial console,
+#   - shows that the same request without the header is refused,
+#   - powers off when its metadata has `poweroff` = `now`, and otherwise idles.
+# The image is cached: it is rebuilt only when missing.
+#
+# usage: scripts/build-test-guest.sh [OUT_DIR]   (default target/test-guest); prints the image path
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-target/test-guest}
+image="$out/stratus-test-guest.raw"
+if [ -f "$image" ]; then
+  echo "$image"
+  exit 0
+fi
+mkdir -p "$out"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+tools="syslinux syslinux-common mtools dosfstools fdisk cpio"
+missing=""
+for p in $tools; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "installing$missing" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
+fi
+
+kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+if [ -z "$kernel_pkg" ]; then
+  apt-get update -qq >&2
+  kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+fi
+(cd "$work" && apt-get download -qq "$kernel_pkg" busybox-static >&2)
+mkdir -p "$work/root"
+for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
+kver=${kernel_pkg#linux-image-}
+
+# Load order matters: each module after the ones it needs. NVMe is built into the kernel.
+modules="virtio_ring virtio failover net_failover virtio_pci_modern_dev virtio_pci_legacy_dev
+         virtio_pci virtio_net virtio_blk scsi_common scsi_mod sd_mod virtio_scsi"
+initrd="$work/initrd"
+mkdir -p "$initrd"/{bin,dev,proc,sys,lib/modules}
+cp "$work/root/bin/busybox" "$initrd/bin/busybox"
+for m in $modules; do
+  find "$work/root/lib/modules/$kver" -name "$m.ko*" -exec cp {} "$initrd/lib/modules/" \;
+done
+{ echo '#!/bin/busybox sh'; echo "modules=\"$(echo $modules)\""; } > "$initrd/init"
+cat >> "$initrd/init" <<'INIT'
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev 2>/dev/null
+for m in $modules; do
+  for f in /lib/modules/$m.ko*; do [ -e "$f" ] && insmod "$f" 2>/dev/null; done
+done
+echo "stratus-guest: booted"
+
+# The boot disk: SCSI, NVMe or virtio-blk, whichever the host attached.
+disk=""
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  for d in /dev/sda /dev/nvme0n1 /dev/vda; do
+    [ -b "$d" ] && disk=$d && break 2
+  done
+  usleep 500000
+done
+echo "stratus-guest: boot disk ${disk:-none}"
+
+# Boot count, kept in sector 1000 of the boot disk (inside the gap before the partition).
+marker=$(dd if="$disk" bs=512 skip=1000 count=1 2>/dev/null | tr -d '\000' | head -c 64)
+case "$marker" in
+  stratus-boots=*) boots=$(( ${marker#stratus-boots=} + 1 )) ;;
+  *) boots=1 ;;
+esac
+printf 'stratus-boots=%s' "$boots" | dd of="$disk" bs=512 seek=1000 count=1 conv=notrunc,sync 2>/dev/null
+sync
+echo "stratus-guest: boot number $boots (marker on disk)"
+
+ip link set lo up
+ip link set eth0 up
+ip addr add 169.254.169.15/24 dev eth0
+ip route add default via 169.254.169.2
+# busybox's static wget crashes here, so HTTP is spoken through nc.
+http_get() { # PATH [HEADER-LINE]; prints the response, status line and headers included
+  {
+    printf 'GET %s HTTP/1.0\r\nHost: metadata.google.internal\r\n' "$1"
+    [ -z "$2" ] || printf '%s\r\n' "$2"
+    printf '\r\n'
+  } | nc -w 90 169.254.169.254 80
+}
+md=/computeMetadata/v1
+show() {
+  echo "stratus-guest: begin $1"
+  http_get "$md/$1" 'Metadata-Flavor: Google' | sed '1,/^\r*$/d'
+  echo
+  echo "stratus-guest: end $1"
+}
+show instance/id
+show instance/hostname
+show project/project-id
+show instance/attributes/ssh-keys
+show instance/attributes/user-data
+if http_get "$md/instance/id" | head -n 1 | grep -q ' 200 '; then
+  echo "stratus-guest: request without Metadata-Flavor was ACCEPTED"
+else
+  echo "stratus-guest: request without Metadata-Flavor was refused"
+fi
+echo "stratus-guest: ready"
+while true; do
+  answer=$(http_get "$md/instance/attributes/poweroff?wait_for_change=true&timeout_sec=60" 'Metadata-Flavor: Google' | sed '1,/^\r*$/d')
+  if [ "$answer" = now ]; then
+    echo "stratus-guest: powering off"
+    sync
+    poweroff -f
+  fi
+  sleep 1
+done
+INIT
+chmod +x "$initrd/init"
+(cd "$initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -9) > "$work/initrd.gz"
+cp "$work/root/boot/vmlinuz-$kver" "$work/vmlinuz"
+
+cat > "$work/syslinux.cfg" <<'CFG'
+DEFAULT linux
+LABEL linux
+  KERNEL /vmlinuz
+  APPEND initrd=/initrd.gz console=ttyS0 quiet panic=-1
+CFG
+disk="$work/disk.img"
+truncate -s 64M "$disk"
+echo 'start=2048, type=6, bootable' | sfdisk -q "$disk" >/dev/null
+mkfs.fat -F 16 --offset 2048 -n STRATUS "$disk" $(( (64 * 1024 * 1024 - 1048576) / 1024 )) >/dev/null
+dd if=/usr/lib/syslinux/mbr/mbr.bin of="$disk" bs=440 count=1 conv=notrunc 2>/dev/null
+syslinux --install --offset 1048576 "$disk"
+for f in vmlinuz initrd.gz syslinux.cfg; do mcopy -i "$disk@@1048576" "$work/$f" ::/; done
+mv "$disk" "$image"
+echo "$image"

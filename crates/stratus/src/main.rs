@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
 use std::path::PathBuf;
 use stratus::{Config, Region};
 use tracing_subscriber::EnvFilter;
@@ -81,7 +82,9 @@ async fn main() -> anyhow::Result<()> {
             };
             let listen = listen.unwrap_or_else(|| config.api.listen.clone());
             let region = Region::start(&data_dir, &listen, config).await?;
-            println!(
+            // The banner is for whoever started the server; a closed stdout must not stop it.
+            let _ = writeln!(
+                std::io::stdout(),
                 "Stratus region {} serving on http://{}\nAdmin API key: {}",
                 region.app.region(),
                 region.addr,

@@ -5,49 +5,19 @@ use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-const CONFIG: &str = r#"
-[sim]
-prepare-ms = 400
-boot-ms = 400
-[agent]
-poll-wait-ms = 500
-[reconciler]
-interval-ms = 200
-"#;
-
-/// Starts `stratus serve` on a free port; returns the process and its base URL.
-async fn serve(dir: &Path) -> (Child, String) {
-    let config = dir.join("stratus.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stratus"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.join("data"))
-        .arg("--config")
-        .arg(&config)
-        .env("STRATUS_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next_line().await.unwrap() {
-        if let Some(rest) = line.split("serving on ").nth(1) {
-            return (child, rest.trim().to_owned());
-        }
-    }
-    panic!("stratus serve exited before serving");
+fn config() -> stratus::Config {
+    let mut config = fast_config();
+    config.sim.prepare_ms = 400;
+    config.sim.boot_ms = 400;
+    config
 }
 
 #[tokio::test]
 async fn kill_9_during_50_concurrent_creates_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, base) = serve(dir.path()).await;
+    let (mut child, base) = spawn_serve(dir.path(), &config()).await;
     let key = std::fs::read_to_string(dir.path().join("data/admin-api-key")).unwrap();
     let client = Client::login(&base, key.trim()).await;
 
@@ -59,10 +29,15 @@ async fn kill_9_during_50_concurrent_creates_loses_and_duplicates_nothing() {
             let id = format!("crash-{i:02}");
             let reply = tokio::time::timeout(
                 Duration::from_secs(10),
-                client.post(INSTANCES, json!({"id": id, "type": TYPE_MICRO})),
+                client.try_send(
+                    reqwest::Method::POST,
+                    INSTANCES,
+                    Some(json!({"id": id, "type": TYPE_MICRO})),
+                    &[],
+                ),
             )
             .await;
-            let created = matches!(reply, Ok(r) if r.status == StatusCode::CREATED);
+            let created = matches!(reply, Ok(Some(r)) if r.status == StatusCode::CREATED);
             let _ = tx.send((id, created));
         });
     }
@@ -90,7 +65,7 @@ async fn kill_9_during_50_concurrent_creates_loses_and_duplicates_nothing() {
         acknowledged.len()
     );
 
-    let (child, base) = serve(dir.path()).await;
+    let (child, base) = spawn_serve(dir.path(), &config()).await;
     let client = Client::login(&base, key.trim()).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let listed = loop {

@@ -178,3 +178,52 @@ async fn real_guests_read_their_own_metadata_keep_their_disks_and_power_off() {
     assert!(!vms.join(&uid).exists(), "the VM directory is left behind");
     region.stop().await;
 }
+
+#[tokio::test]
+async fn a_killed_serve_comes_back_to_find_its_guests_running_and_adopts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = qemu_config();
+    let (mut child, base) = spawn_serve(dir.path(), &config).await;
+    let key = std::fs::read_to_string(dir.path().join("data/admin-api-key")).unwrap();
+    let c = Client::login(&base, key.trim()).await;
+    let created = c
+        .post(
+            INSTANCES,
+            guest_body("survivor", "carol:ssh-ed25519 AAAAc carol"),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    let uid = created.body["uid"].as_str().unwrap().to_owned();
+    c.wait_console("survivor", "stratus-guest: ready", BOOT)
+        .await;
+    let before = qemu_processes(&uid);
+    assert_eq!(before.len(), 1);
+
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert_eq!(
+        qemu_processes(&uid),
+        before,
+        "the guest keeps running without its agent"
+    );
+
+    let (child, base) = spawn_serve(dir.path(), &config).await;
+    let c = Client::login(&base, key.trim()).await;
+    // Through a few agent polls the instance stays RUNNING on the same QEMU process.
+    for _ in 0..10 {
+        let i = c.get(&format!("{INSTANCES}/survivor")).await;
+        assert_eq!(i.body["lifecycle"]["status"], "RUNNING", "{:#}", i.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(qemu_processes(&uid), before, "no second QEMU, no restart");
+    // The adopted guest is still served its metadata: a change reaches its long-poll.
+    c.patch(
+        &format!("{INSTANCES}/survivor"),
+        json!({"instanceMetadata": [{"key": "poweroff", "value": "now"}]}),
+    )
+    .await;
+    let i = c.wait_status("survivor", "TERMINATED", BOOT).await;
+    assert_eq!(i["lifecycle"]["statusMessage"], "the guest powered off");
+    drop(child);
+    kill_processes_mentioning(&dir.path().display().to_string());
+}

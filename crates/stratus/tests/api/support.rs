@@ -86,6 +86,36 @@ pub fn kill_processes_mentioning(needle: &str) {
     }
 }
 
+/// Starts `stratus serve` as its own process on a free port with `config`, state in
+/// `dir/data`; returns the process and its base URL.
+pub async fn spawn_serve(
+    dir: &std::path::Path,
+    config: &Config,
+) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let config_file = dir.join("stratus.toml");
+    std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&config_file)
+        .env("STRATUS_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(rest) = line.split("serving on ").nth(1) {
+            // Keep draining its output so the server never writes into a closed pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, rest.trim().to_owned());
+        }
+    }
+    panic!("stratus serve exited before serving");
+}
+
 /// A thin JSON client with a bearer token.
 #[derive(Clone)]
 pub struct Client {
@@ -163,6 +193,19 @@ impl Client {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.try_send(method, path, body, headers)
+            .await
+            .expect("the server answers")
+    }
+
+    /// Like [`Client::send`], but `None` when the connection fails.
+    pub async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Option<Reply> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -173,7 +216,7 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("the server answers");
+        let response = request.send().await.ok()?;
         let status = response.status();
         let header = |name: &str| {
             response
@@ -184,7 +227,7 @@ impl Client {
         };
         let etag = header("etag");
         let request_id = header("x-request-id");
-        let bytes = response.bytes().await.unwrap();
+        let bytes = response.bytes().await.ok()?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -192,12 +235,12 @@ impl Client {
                 panic!("not JSON ({status}): {}", String::from_utf8_lossy(&bytes))
             })
         };
-        Reply {
+        Some(Reply {
             status,
             etag,
             request_id,
             body,
-        }
+        })
     }
 
     pub async fn get(&self, path: &str) -> Reply {

@@ -8,13 +8,16 @@
 #     `Metadata-Flavor: Google`, printing each answer between markers on the serial console,
 #   - shows that the same request without the header is refused,
 #   - powers off when its metadata has `poweroff` = `now`, and otherwise idles.
-# The image is cached: it is rebuilt only when missing.
+# The image is cached under a name that carries this script's hash: it is rebuilt only when
+# missing or when this script changed.
 #
 # usage: scripts/build-test-guest.sh [OUT_DIR]   (default target/test-guest); prints the image path
 set -euo pipefail
-cd "$(dirname "$0")/.."
+script=$(readlink -f "$0")
+cd "$(dirname "$script")/.."
 out=${1:-target/test-guest}
-image="$out/stratus-test-guest.raw"
+version=$(sha256sum "$script" | cut -c1-12)
+image="$out/stratus-test-guest-$version.raw"
 if [ -f "$image" ]; then
   echo "$image"
   exit 0
@@ -111,6 +114,13 @@ if http_get "$md/instance/id" | head -n 1 | grep -q ' 200 '; then
 else
   echo "stratus-guest: request without Metadata-Flavor was refused"
 fi
+# The NoCloud seed volume, if one is attached: FAT labelled CIDATA holding meta-data.
+for d in /dev/vd?; do
+  [ -b "$d" ] || continue
+  if dd if="$d" bs=512 count=1 2>/dev/null | grep -q CIDATA; then
+    echo "stratus-guest: seed $(dd if="$d" bs=65536 count=32 2>/dev/null | strings | grep '^instance-id:')"
+  fi
+done
 echo "stratus-guest: ready"
 while true; do
   answer=$(http_get "$md/instance/attributes/poweroff?wait_for_change=true&timeout_sec=60" 'Metadata-Flavor: Google' | sed '1,/^\r*$/d')

@@ -83,7 +83,8 @@ impl GuestMetadata {
         }
     }
 
-    fn nocloud_meta_data(&self) -> String {
+    /// The NoCloud `meta-data` document: instance id, hostname, public keys from `ssh-keys`.
+    pub fn nocloud_meta_data(&self) -> String {
         let mut doc = format!(
             "instance-id: {}\nlocal-hostname: {}\n",
             self.uid, self.hostname
@@ -105,6 +106,48 @@ impl GuestMetadata {
             }
         }
         doc
+    }
+}
+
+impl GuestMetadata {
+    /// The NoCloud `user-data` document: the `user-data` key, or an empty cloud-config.
+    pub fn nocloud_user_data(&self) -> String {
+        self.attributes
+            .get("user-data")
+            .cloned()
+            .unwrap_or_else(|| "#cloud-config\n{}\n".into())
+    }
+
+    /// Writes a NoCloud seed volume (FAT, label `CIDATA`, `meta-data` and `user-data`) to
+    /// `path`, for guests that configure themselves from a disk rather than the network.
+    pub fn write_seed(&self, path: &std::path::Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let mut disk = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        disk.set_len(2 << 20)?;
+        fatfs::format_volume(
+            &mut disk,
+            fatfs::FormatVolumeOptions::new().volume_label(*b"CIDATA     "),
+        )?;
+        {
+            let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new())?;
+            for (name, text) in [
+                ("meta-data", self.nocloud_meta_data()),
+                ("user-data", self.nocloud_user_data()),
+            ] {
+                let mut file = fs.root_dir().create_file(name)?;
+                file.truncate()?;
+                file.write_all(text.as_bytes())?;
+            }
+            fs.unmount()?;
+        }
+        disk.sync_all()?;
+        std::fs::rename(&tmp, path)
     }
 }
 
@@ -268,6 +311,31 @@ mod tests {
         assert_eq!(d.lookup("instance/attributes/nope", false), None);
         let all = d.lookup("instance/attributes/", true).unwrap();
         assert_eq!(all["user-data"], "#cloud-config\n");
+    }
+
+    #[test]
+    fn the_seed_volume_holds_both_documents_under_the_cidata_label() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.img");
+        doc().write_seed(&path).unwrap();
+        let mut disk = std::fs::File::open(&path).unwrap();
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
+        assert_eq!(fs.volume_label().trim(), "CIDATA");
+        let mut text = String::new();
+        fs.root_dir()
+            .open_file("user-data")
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "#cloud-config\n");
+        let mut meta = String::new();
+        fs.root_dir()
+            .open_file("meta-data")
+            .unwrap()
+            .read_to_string(&mut meta)
+            .unwrap();
+        assert!(meta.contains("instance-id: u-1"));
     }
 
     #[test]

@@ -93,6 +93,7 @@ const EXIT_CODE: &str = "exit-code";
 const STOPPED_BY_AGENT: &str = "stopped-by-agent";
 const METADATA_SOCKET: &str = "metadata.sock";
 const METADATA_PROXY: &str = "metadata-proxy";
+const SEED: &str = "seed.img";
 /// Largest slice of serial output returned at once.
 const SERIAL_CHUNK: u64 = 256 * 1024;
 
@@ -226,6 +227,14 @@ impl QemuDriver {
             ),
             "-device".into(),
             "virtio-net-pci,netdev=net0,romfile=".into(),
+            // The NoCloud seed, for guests that read their configuration from a disk.
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=cidata,format=raw,readonly=on",
+                path(SEED)
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=cidata".into(),
         ];
         let mut scsi = false;
         for (i, disk) in spec.disks.iter().enumerate() {
@@ -544,6 +553,10 @@ impl Driver for QemuDriver {
         }
         self.serve_metadata(&spec).await?;
         self.write_proxy_script(uid)?;
+        let seed = dir.join(SEED);
+        GuestMetadata::from(&spec)
+            .write_seed(&seed)
+            .map_err(io(seed.display()))?;
         let log = std::fs::File::create(dir.join("qemu.log")).map_err(io("qemu.log"))?;
         let mut command = Command::new("sh");
         command

@@ -137,6 +137,11 @@ async fn real_guests_read_their_own_metadata_keep_their_disks_and_power_off() {
             "{text}"
         );
         assert!(text.contains("boot number 1"), "{text}");
+        let uid = c.get(&format!("{INSTANCES}/{id}")).await.body["uid"].clone();
+        assert!(
+            text.contains(&format!("seed instance-id: {}", uid.as_str().unwrap())),
+            "the NoCloud seed is missing: {text}"
+        );
     }
     assert_eq!(qemu_processes(&uid).len(), 1);
 

@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use handlers::{catalog, instances, meta, tenancy};
+use handlers::{catalog, hosts, instances, meta, tenancy};
 use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Error;
@@ -109,6 +109,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route(
             &format!("{instance}/{{id}}/serialPortOutput"),
             get(instances::serial_port_output),
+        )
+        .route("/internal/v1/hosts", post(hosts::register))
+        .route(
+            "/internal/v1/hosts/{host}/assignments",
+            get(hosts::assignments),
+        )
+        .route("/internal/v1/hosts/{host}/reports", post(hosts::report))
+        .route(
+            "/internal/v1/hosts/{host}/destroyed/{uid}",
+            post(hosts::destroyed),
+        )
+        .route(
+            "/internal/v1/hosts/{host}/serial/{uid}",
+            post(hosts::serial),
         )
         .fallback(not_found)
         .with_state(app);

@@ -5,6 +5,7 @@ pub mod config;
 pub mod local_agent;
 pub mod metadata_proxy;
 pub mod region;
+pub mod remote_agent;
 
 pub use config::Config;
 pub use region::Region;

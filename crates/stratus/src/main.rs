@@ -41,6 +41,37 @@ enum Command {
         #[arg(long, env = "STRATUS_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Run a host agent that joins an existing region: it registers this host, pulls the
+    /// instances placed on it and runs them with the chosen driver.
+    Agent {
+        /// URLs of the region's control plane (comma-separated; tried in turn).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            required = true,
+            env = "STRATUS_CONTROL_PLANE"
+        )]
+        control_plane: Vec<String>,
+        /// File holding the region's host credential (`host-credential` in serve's data dir).
+        #[arg(long, env = "STRATUS_HOST_CREDENTIAL_FILE")]
+        credential_file: PathBuf,
+        /// Zone of this host.
+        #[arg(long)]
+        zone: Option<String>,
+        /// `qemu` or `sim`.
+        #[arg(long)]
+        driver: Option<String>,
+        /// Name of this host (default: `[host] name` of the config, else the machine's hostname).
+        #[arg(long)]
+        name: Option<String>,
+        /// Directory of this host's VMs.
+        #[arg(long, default_value = "stratus-agent-data", env = "STRATUS_DATA_DIR")]
+        data_dir: PathBuf,
+        /// TOML configuration: the `[host]`, `[qemu]`, `[sim]`, `[agent]` sections and the
+        /// catalog's image files.
+        #[arg(long, env = "STRATUS_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Create or upgrade the store in DATA_DIR, then exit.
     Migrate {
         #[arg(long, default_value = "stratus-data", env = "STRATUS_DATA_DIR")]
@@ -91,6 +122,60 @@ async fn main() -> anyhow::Result<()> {
                 region.admin_key_path.display()
             );
             region.serve_until_signal().await
+        }
+        Command::Agent {
+            control_plane,
+            credential_file,
+            zone,
+            driver,
+            name,
+            data_dir,
+            config,
+        } => {
+            let mut config = match config {
+                Some(path) => Config::load(&path)?,
+                None => Config::default(),
+            };
+            if let Some(zone) = zone {
+                config.host.zone = zone;
+            }
+            if let Some(driver) = driver {
+                anyhow::ensure!(
+                    matches!(driver.as_str(), "sim" | "qemu"),
+                    "--driver is {driver:?}; use qemu or sim"
+                );
+                config.host.driver = driver;
+            }
+            config.host.name = match name {
+                Some(name) => name,
+                None if config.host.name != stratus::config::HostSection::default().name => {
+                    config.host.name.clone()
+                }
+                None => std::fs::read_to_string("/etc/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| "host".into()),
+            };
+            let credential = std::fs::read_to_string(&credential_file)
+                .with_context(|| format!("reading {}", credential_file.display()))?;
+            std::fs::create_dir_all(&data_dir)?;
+            let driver = stratus::region::host_driver(&data_dir, &config).await?;
+            let agent = stratus_agent::Agent::new(
+                std::sync::Arc::new(stratus::remote_agent::HttpControlPlane::new(
+                    control_plane,
+                    credential.trim().to_owned(),
+                )?),
+                driver,
+                stratus::region::host_registration(&config),
+                stratus::region::agent_config(&config),
+            );
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                stop.cancel();
+            });
+            agent.run(cancel).await;
+            Ok(())
         }
         Command::Migrate { data_dir } => {
             stratus_store::SqliteStore::open(&data_dir)

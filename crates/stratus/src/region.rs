@@ -24,6 +24,9 @@ pub const DEFAULT_PROJECT: &str = "default";
 /// File in the data directory holding the bootstrap administrator's API key.
 pub const ADMIN_KEY_FILE: &str = "admin-api-key";
 
+/// File in the data directory holding the credential host agents present.
+pub const HOST_CREDENTIAL_FILE: &str = "host-credential";
+
 /// A running region.
 pub struct Region {
     /// Where the API listens.
@@ -87,38 +90,20 @@ impl Region {
         );
         tasks.spawn(reconciler.run(cancel.clone()));
 
+        let host_credential_path = data_dir.join(HOST_CREDENTIAL_FILE);
+        app.bootstrap_host_credential(|secret| write_private(&host_credential_path, secret))
+            .await?;
+
         if config.host.enabled {
-            let driver = host_driver(data_dir, &config, &catalog).await?;
-            let zone = if config.host.zone.is_empty() {
-                catalog.zones[0].id.clone()
-            } else {
-                config.host.zone.clone()
-            };
-            let registration = HostRegistration {
-                name: config.host.name.clone(),
-                zone,
-                driver: config.host.driver.clone(),
-                vcpus: config.host.vcpus,
-                memory_mb: config.host.memory_mb,
-                gpus: config
-                    .host
-                    .gpus
-                    .iter()
-                    .map(|g| (g.gpu_type.clone(), g.count))
-                    .collect(),
-            };
+            let driver = host_driver(data_dir, &config).await?;
+            let registration = host_registration(&config);
             // Registered before the API answers, so the first create finds the host.
             app.register_host(&registration).await?;
             let agent = Agent::new(
                 Arc::new(LocalControlPlane(app.clone())),
                 driver,
                 registration,
-                AgentConfig {
-                    poll_wait: ms(config.agent.poll_wait_ms),
-                    orphan_grace: secs(config.agent.orphan_grace_s),
-                    max_attempts: config.agent.max_attempts.max(1),
-                    ..AgentConfig::default()
-                },
+                agent_config(&config),
             );
             tasks.spawn(agent.run(cancel.clone()));
         }
@@ -161,12 +146,41 @@ impl Region {
     }
 }
 
-/// The hypervisor driver the config asks for.
-async fn host_driver(
-    data_dir: &Path,
-    config: &Config,
-    catalog: &stratus_core::catalog::Catalog,
-) -> anyhow::Result<Arc<dyn Driver>> {
+/// What a host agent tells the control plane about its host, from the `[host]` section.
+pub fn host_registration(config: &Config) -> HostRegistration {
+    let zone = if config.host.zone.is_empty() {
+        config.catalog().zones[0].id.clone()
+    } else {
+        config.host.zone.clone()
+    };
+    HostRegistration {
+        name: config.host.name.clone(),
+        zone,
+        driver: config.host.driver.clone(),
+        vcpus: config.host.vcpus,
+        memory_mb: config.host.memory_mb,
+        gpus: config
+            .host
+            .gpus
+            .iter()
+            .map(|g| (g.gpu_type.clone(), g.count))
+            .collect(),
+    }
+}
+
+/// The agent loop's tuning, from the `[agent]` section.
+pub fn agent_config(config: &Config) -> AgentConfig {
+    AgentConfig {
+        poll_wait: ms(config.agent.poll_wait_ms),
+        orphan_grace: secs(config.agent.orphan_grace_s),
+        max_attempts: config.agent.max_attempts.max(1),
+        ..AgentConfig::default()
+    }
+}
+
+/// The hypervisor driver the config asks for, keeping its state under `data_dir`.
+pub async fn host_driver(data_dir: &Path, config: &Config) -> anyhow::Result<Arc<dyn Driver>> {
+    let catalog = config.catalog();
     if config.host.driver == "sim" {
         let driver = SimDriver::new(Some(data_dir.join("sim-host.json")), config.sim.clone())
             .map_err(|e| anyhow::anyhow!("starting the simulated host: {e}"))?;
@@ -210,7 +224,7 @@ async fn host_driver(
 }
 
 /// Writes `secret` to `path`, readable by its owner only.
-fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, secret: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

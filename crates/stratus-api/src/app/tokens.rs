@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 /// Prefix of Stratus API key secrets, so leaked keys are easy to recognise and scan for.
 pub const API_KEY_PREFIX: &str = "stk_";
+/// Prefix of the host credential agents present.
+pub const HOST_CREDENTIAL_PREFIX: &str = "sth_";
 
 fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
@@ -64,6 +66,46 @@ impl App {
             token_type: "Bearer".into(),
             expires_in: self.issuer.ttl().as_secs(),
         })
+    }
+
+    /// Makes the credential host agents present, unless one was made before; `persist` stores
+    /// the secret for the operator first. Returns whether one was made.
+    pub async fn bootstrap_host_credential(
+        &self,
+        persist: impl FnOnce(&str) -> std::io::Result<()>,
+    ) -> Result<bool> {
+        const KEY: &str = "host-credential-sha256";
+        if self.store.get_setting(KEY).await?.is_some() {
+            return Ok(false);
+        }
+        let secret = new_secret().replacen(API_KEY_PREFIX, HOST_CREDENTIAL_PREFIX, 1);
+        persist(&secret)
+            .map_err(|e| Error::internal(format!("saving the host credential: {e}")))?;
+        self.store
+            .setting_or_init(KEY, &hash_secret(&secret))
+            .await?;
+        Ok(true)
+    }
+
+    /// Accepts the region's host credential, refuses anything else.
+    pub async fn check_host_credential(&self, secret: &str) -> Result<()> {
+        let stored = self.store.get_setting("host-credential-sha256").await?;
+        let given = hash_secret(secret);
+        match stored {
+            Some(hash)
+                if hash.as_bytes().len() == given.len()
+                    && hash
+                        .bytes()
+                        .zip(given.bytes())
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0 =>
+            {
+                Ok(())
+            }
+            _ => Err(Error::Unauthenticated(
+                "not the region's host credential".into(),
+            )),
+        }
     }
 
     /// Makes the region's first administrator key, unless one was made before. `persist`

@@ -1,6 +1,7 @@
 //! HTTP handlers: thin glue from a request to one application function.
 
 pub mod catalog;
+pub mod hosts;
 pub mod instances;
 pub mod meta;
 pub mod tenancy;

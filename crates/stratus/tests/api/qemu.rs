@@ -232,3 +232,100 @@ async fn a_killed_serve_comes_back_to_find_its_guests_running_and_adopts_them() 
     drop(child);
     kill_processes_mentioning(&dir.path().display().to_string());
 }
+
+/// Starts `stratus agent` as its own process against `control_plane`.
+async fn spawn_agent(dir: &Path, control_plane: &str, config: &Config) -> tokio::process::Child {
+    let config_file = dir.join("agent.toml");
+    std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args([
+            "agent",
+            "--driver",
+            "qemu",
+            "--name",
+            "remote-host",
+            "--control-plane",
+        ])
+        .arg(control_plane)
+        .arg("--credential-file")
+        .arg(dir.join("host-credential"))
+        .arg("--data-dir")
+        .arg(dir.join("agent"))
+        .arg("--config")
+        .arg(&config_file)
+        .env("STRATUS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_separate_agent_runs_guests_and_adopts_them_after_kill_9() {
+    let mut config = qemu_config();
+    config.host.enabled = false;
+    let region = TestRegion::with_config(config.clone()).await;
+    let c = &region.client;
+    let credential = std::fs::read_to_string(region.dir.path().join("host-credential")).unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    std::fs::write(agent_dir.path().join("host-credential"), credential).unwrap();
+    // A wrong credential is refused.
+    let refused = Client::anonymous(&c.base)
+        .send(
+            reqwest::Method::POST,
+            "/internal/v1/hosts",
+            Some(json!({"name": "x", "zone": "local-1a", "driver": "sim", "vcpus": 1, "memory_mb": 1, "gpus": []})),
+            &[("authorization", "Bearer sth_wrong")],
+        )
+        .await;
+    refused.assert_error(401);
+
+    // An unreachable URL first: the agent fails over to the next one.
+    let urls = format!("http://127.0.0.1:9,{}", c.base);
+    let mut agent = spawn_agent(agent_dir.path(), &urls, &config).await;
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let reply = c
+            .post(
+                INSTANCES,
+                guest_body("remote", "dave:ssh-ed25519 AAAAd dave"),
+            )
+            .await;
+        if reply.status == StatusCode::CREATED {
+            break;
+        }
+        assert_eq!(reply.reason(), "RESOURCE_EXHAUSTED", "{:#}", reply.body);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let i = c.wait_status("remote", "RUNNING", BOOT).await;
+    let uid = i["uid"].as_str().unwrap().to_owned();
+    let console = c.wait_console("remote", "stratus-guest: ready", BOOT).await;
+    assert!(console["contents"].as_str().unwrap().contains("AAAAd"));
+    let before = qemu_processes(&uid);
+    assert_eq!(before.len(), 1);
+
+    agent.start_kill().unwrap();
+    agent.wait().await.unwrap();
+    assert_eq!(qemu_processes(&uid), before, "the guest outlives its agent");
+    let _agent = spawn_agent(agent_dir.path(), &c.base, &config).await;
+    for _ in 0..10 {
+        let i = c.get(&format!("{INSTANCES}/remote")).await;
+        assert_eq!(i.body["lifecycle"]["status"], "RUNNING", "{:#}", i.body);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(qemu_processes(&uid), before, "adopted, not restarted");
+
+    assert_eq!(
+        c.delete(&format!("{INSTANCES}/remote")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    c.wait_gone("remote", BOOT).await;
+    assert!(qemu_processes(&uid).is_empty());
+    assert!(!agent_dir.path().join("agent/vms").join(&uid).exists());
+    kill_processes_mentioning(&agent_dir.path().display().to_string());
+    region.stop().await;
+}

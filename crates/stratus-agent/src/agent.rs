@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stratus_types::InstanceStatus;
 use stratus_types::agent::{
-    Assignment, AssignmentBatch, HostRegistration, ReportOutcome, StatusReport,
+    Assignment, AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
 };
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,14 @@ pub trait ControlPlane: Send + Sync + 'static {
         at: u64,
         bytes: &[u8],
     ) -> Result<u64, ControlPlaneError>;
+    /// Format, size and checksum of a READY image.
+    async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError>;
+    /// Writes the image's file to `dest`.
+    async fn download_image(
+        &self,
+        id: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), ControlPlaneError>;
 }
 
 /// Tuning of the agent loop.

@@ -58,3 +58,17 @@ pub trait Driver: Send + Sync + 'static {
     /// returns the offset of the first byte returned.
     async fn serial_output(&self, uid: Uuid, from: u64) -> Result<(u64, Vec<u8>), DriverError>;
 }
+
+/// An image file on this host, ready to back disks.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageFile {
+    pub path: std::path::PathBuf,
+    /// `qcow2` or `raw`.
+    pub format: String,
+}
+
+/// Where a driver gets image files from.
+#[async_trait]
+pub trait ImageSource: Send + Sync + 'static {
+    async fn image_file(&self, id: &str) -> Result<ImageFile, DriverError>;
+}

@@ -9,10 +9,11 @@
 
 pub mod agent;
 pub mod driver;
+pub mod images;
 pub mod metadata;
 pub mod plan;
 pub mod qemu;
 pub mod sim;
 
 pub use agent::{Agent, AgentConfig, ControlPlane};
-pub use driver::{Driver, DriverError, VmInfo, VmState};
+pub use driver::{Driver, DriverError, ImageFile, ImageSource, VmInfo, VmState};

@@ -219,6 +219,18 @@ impl RequestBody for stratus_types::ProjectUpdateRequest {
 
 impl RequestBody for stratus_types::auth::TokenRequest {}
 
+impl RequestBody for stratus_types::ImageCreateRequest {
+    const READ_ONLY: &'static [&'static str] = &[
+        "selfLink",
+        "uid",
+        "status",
+        "statusMessage",
+        "sizeBytes",
+        "createdAt",
+        "updatedAt",
+    ];
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

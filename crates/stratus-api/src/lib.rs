@@ -88,11 +88,16 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route(
             "/v1/regions/{region}/compute/images",
-            get(catalog::list_images),
+            get(catalog::list_images).post(catalog::create_image),
         )
         .route(
             "/v1/regions/{region}/compute/images/{id}",
-            get(catalog::get_image),
+            get(catalog::get_image).delete(catalog::delete_image),
+        )
+        .route("/internal/v1/images/{id}", get(hosts::image))
+        .route(
+            "/internal/v1/images/{id}/content",
+            get(hosts::image_content),
         )
         .route(
             instance,

@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
         catalog::list_regions, catalog::get_region, catalog::list_zones, catalog::get_zone,
         catalog::list_instance_types, catalog::get_instance_type,
         catalog::list_gpu_types, catalog::get_gpu_type,
-        catalog::list_images, catalog::get_image,
+        catalog::list_images, catalog::create_image, catalog::get_image, catalog::delete_image,
         tenancy::list_organizations, tenancy::create_organization, tenancy::get_organization,
         tenancy::update_organization, tenancy::delete_organization,
         tenancy::list_projects, tenancy::create_project, tenancy::get_project,
@@ -29,7 +29,8 @@ use utoipa::{Modify, OpenApi};
     security(("bearerAuth" = [])),
     tags(
         (name = "instances", description = "Virtual machine and bare-metal instances"),
-        (name = "catalog", description = "Regions, zones, instance types, GPU types, images"),
+        (name = "catalog", description = "Regions, zones, instance types, GPU types"),
+        (name = "images", description = "Disk images, from the catalog or imported"),
         (name = "organizations", description = "Tenants"),
         (name = "projects", description = "Projects, which own compute resources"),
         (name = "auth", description = "Access tokens"),

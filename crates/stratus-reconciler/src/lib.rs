@@ -18,6 +18,8 @@
 //!   `STOPPING` or `SUSPENDING` past `transition_timeout` is `TERMINATED` with a message
 //!   naming the state it was stuck in.
 
+pub mod images;
+
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;

@@ -31,6 +31,7 @@ where
     leases_exclude_other_owners_until_expiry(make().await).await;
     console_log_appends_and_trims(make().await).await;
     identity_records_round_trip(make().await).await;
+    images_are_upserted_imported_and_guarded(make().await).await;
 }
 
 fn org(id: &str) -> OrganizationRecord {
@@ -476,4 +477,74 @@ pub async fn identity_records_round_trip(store: Arc<dyn Store>) {
             .is_some()
     );
     assert!(store.find_api_key_by_hash("nope").await.unwrap().is_none());
+}
+
+pub async fn images_are_upserted_imported_and_guarded(store: Arc<dyn Store>) {
+    use stratus_types::{ImageFormat, ImageStatus};
+    seeded(&store).await;
+    let now = Utc::now();
+    let mut image = ImageRecord {
+        uid: Uuid::new_v4(),
+        id: "debian".into(),
+        display_name: "Debian".into(),
+        description: String::new(),
+        os: "debian".into(),
+        format: ImageFormat::Qcow2,
+        size_bytes: 10,
+        min_disk_gb: 2,
+        status: ImageStatus::Ready,
+        status_message: None,
+        source: None,
+        sha256: None,
+        file: Some("/a".into()),
+        bytes_done: 0,
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+    };
+    let first = store.upsert_image(&image).await.unwrap();
+    image.file = Some("/b".into());
+    image.uid = Uuid::new_v4();
+    let second = store.upsert_image(&image).await.unwrap();
+    assert_eq!(second.uid, first.uid, "an upsert keeps the identity");
+    assert_eq!(second.file.as_deref(), Some("/b"));
+    assert!(matches!(
+        store.create_image(&image).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    let mut importing = second.clone();
+    importing.status = ImageStatus::Importing;
+    importing.bytes_done = 5;
+    let stored = store.update_image(&importing).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.bytes_done),
+        (ImageStatus::Importing, 5)
+    );
+    assert!(
+        store.update_image(&importing).await.unwrap().is_none(),
+        "stale generation"
+    );
+    assert_eq!(store.list_images(&page(10)).await.unwrap().items.len(), 1);
+
+    let link = "/v1/regions/r/compute/images/debian";
+    let mut user = instance("user", 0, &[]);
+    user.spec.disks = vec![stratus_types::Disk {
+        size_gb: Some(2),
+        interface: None,
+        source: Some(link.into()),
+        boot: true,
+        disk_type: None,
+        mode: Default::default(),
+    }];
+    let user = create(&store, user).await.unwrap();
+    assert!(matches!(
+        store.delete_image("debian", link).await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    let mut gone = user;
+    gone.desired = DesiredState::Deleted;
+    let gone = store.update_instance(&gone).await.unwrap().unwrap();
+    store.finalize_instance_deletion(gone.uid).await.unwrap();
+    assert!(store.delete_image("debian", link).await.unwrap());
+    assert!(store.get_image("debian").await.unwrap().is_none());
 }

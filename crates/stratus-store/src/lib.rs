@@ -114,6 +114,19 @@ pub trait Store: Send + Sync + 'static {
     async fn release_instance_lease(&self, uid: Uuid, owner: &str) -> Result<()>;
     async fn count_instances(&self) -> Result<u64>;
 
+    // images
+    /// Inserts an image, or refreshes the descriptive fields and file of one with the same id
+    /// (catalog images from the configuration, at every start).
+    async fn upsert_image(&self, image: &ImageRecord) -> Result<ImageRecord>;
+    /// Inserts a new image; `AlreadyExists` when the id is taken.
+    async fn create_image(&self, image: &ImageRecord) -> Result<()>;
+    async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>>;
+    async fn list_images(&self, page: &PageRequest) -> Result<Page<ImageRecord>>;
+    /// Writes `image` if its generation is current; returns the stored record.
+    async fn update_image(&self, image: &ImageRecord) -> Result<Option<ImageRecord>>;
+    /// Deletes an image; `FailedPrecondition` while instances use it.
+    async fn delete_image(&self, id: &str, self_link: &str) -> Result<bool>;
+
     // serial console
     /// Appends `bytes` at byte offset `at` of an instance's console log, keeping at most
     /// `keep` bytes. When `at` is not the log's end nothing is written. Returns the end offset.

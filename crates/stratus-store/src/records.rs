@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use stratus_types::{DesiredState, Disk, Gpu, InstanceStatus, Labels, MetadataItem, Nic};
+use stratus_types::{
+    DesiredState, Disk, Gpu, ImageFormat, ImageStatus, InstanceStatus, Labels, MetadataItem, Nic,
+};
 use uuid::Uuid;
 
 /// The owner-supplied description of an instance, kept as one JSON document.
@@ -106,6 +108,32 @@ pub struct ProjectRecord {
     pub organization_id: String,
     pub display_name: String,
     pub description: String,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A disk image of the region.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageRecord {
+    pub uid: Uuid,
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    pub os: String,
+    pub format: ImageFormat,
+    pub size_bytes: u64,
+    pub min_disk_gb: u32,
+    pub status: ImageStatus,
+    pub status_message: Option<String>,
+    /// Where it was imported from (a path or an http(s) URL); `None` for catalog images.
+    pub source: Option<String>,
+    /// SHA-256 of the file, hex; verified at import when the registration gave it.
+    pub sha256: Option<String>,
+    /// The image file in the region's image store (or the catalog's file).
+    pub file: Option<String>,
+    /// Bytes imported so far.
+    pub bytes_done: u64,
     pub generation: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use stratus_core::placement::{Demand, HostUsage, choose_host};
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result};
-use stratus_types::{DesiredState, InstanceStatus};
+use stratus_types::{DesiredState, ImageFormat, ImageStatus, InstanceStatus};
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -197,6 +197,61 @@ fn host_from_row(row: &SqliteRow) -> Result<HostRecord> {
         registered_at: time(get_i64("registered_at")?),
         last_seen_at: time(get_i64("last_seen_at")?),
     })
+}
+
+fn image_from_row(row: &SqliteRow) -> Result<ImageRecord> {
+    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(db_error) };
+    let format: String = row.try_get("format").map_err(db_error)?;
+    let status: String = row.try_get("status").map_err(db_error)?;
+    Ok(ImageRecord {
+        uid: uuid_col(row, "uid")?,
+        id: row.try_get("id").map_err(db_error)?,
+        display_name: row.try_get("display_name").map_err(db_error)?,
+        description: row.try_get("description").map_err(db_error)?,
+        os: row.try_get("os").map_err(db_error)?,
+        format: ImageFormat::parse(&format)
+            .ok_or_else(|| Error::internal(format!("bad image format {format}")))?,
+        size_bytes: get_i64("size_bytes")? as u64,
+        min_disk_gb: get_i64("min_disk_gb")? as u32,
+        status: ImageStatus::parse(&status)
+            .ok_or_else(|| Error::internal(format!("bad image status {status}")))?,
+        status_message: row.try_get("status_message").map_err(db_error)?,
+        source: row.try_get("source").map_err(db_error)?,
+        sha256: row.try_get("sha256").map_err(db_error)?,
+        file: row.try_get("file").map_err(db_error)?,
+        bytes_done: get_i64("bytes_done")? as u64,
+        generation: get_i64("generation")?,
+        created_at: time(get_i64("created_at")?),
+        updated_at: time(get_i64("updated_at")?),
+    })
+}
+
+const IMAGE_INSERT: &str = "INSERT INTO images (uid, id, display_name, description, os, format, \
+     size_bytes, min_disk_gb, status, status_message, source, sha256, file, bytes_done, generation, \
+     created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn bind_image<'q>(
+    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>,
+    i: &'q ImageRecord,
+) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments> {
+    query
+        .bind(i.uid.to_string())
+        .bind(&i.id)
+        .bind(&i.display_name)
+        .bind(&i.description)
+        .bind(&i.os)
+        .bind(i.format.as_str())
+        .bind(i.size_bytes as i64)
+        .bind(i.min_disk_gb as i64)
+        .bind(i.status.as_str())
+        .bind(&i.status_message)
+        .bind(&i.source)
+        .bind(&i.sha256)
+        .bind(&i.file)
+        .bind(i.bytes_done as i64)
+        .bind(i.generation)
+        .bind(ms(i.created_at))
+        .bind(ms(i.updated_at))
 }
 
 fn api_key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord> {
@@ -800,6 +855,106 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(n as u64)
+    }
+
+    async fn upsert_image(&self, image: &ImageRecord) -> Result<ImageRecord> {
+        let sql = format!(
+            "{IMAGE_INSERT} ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, \
+             description = excluded.description, os = excluded.os, format = excluded.format, \
+             size_bytes = excluded.size_bytes, min_disk_gb = excluded.min_disk_gb, \
+             status = excluded.status, file = excluded.file, updated_at = excluded.updated_at, \
+             generation = images.generation + 1 RETURNING *"
+        );
+        let row = bind_image(sqlx::query(sqlx::AssertSqlSafe(sql)), image)
+            .fetch_one(&self.write)
+            .await
+            .map_err(db_error)?;
+        image_from_row(&row)
+    }
+
+    async fn create_image(&self, image: &ImageRecord) -> Result<()> {
+        bind_image(sqlx::query(IMAGE_INSERT), image)
+            .execute(&self.write)
+            .await
+            .map_err(|e| {
+                unique_or(e, || {
+                    Error::AlreadyExists(format!("image {} already exists", image.id))
+                })
+            })?;
+        Ok(())
+    }
+
+    async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>> {
+        fetch_by(
+            &self.read,
+            "SELECT * FROM images WHERE id = ?",
+            id,
+            image_from_row,
+        )
+        .await
+    }
+
+    async fn list_images(&self, page: &PageRequest) -> Result<Page<ImageRecord>> {
+        scan_page(
+            &self.read,
+            "SELECT * FROM images WHERE 1 = 1",
+            &[],
+            page,
+            image_from_row,
+            |i| &i.id,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn update_image(&self, image: &ImageRecord) -> Result<Option<ImageRecord>> {
+        sqlx::query(
+            "UPDATE images SET display_name = ?, description = ?, os = ?, size_bytes = ?, \
+             min_disk_gb = ?, status = ?, status_message = ?, sha256 = ?, file = ?, bytes_done = ?, \
+             updated_at = ?, generation = generation + 1 WHERE id = ? AND generation = ? RETURNING *",
+        )
+        .bind(&image.display_name)
+        .bind(&image.description)
+        .bind(&image.os)
+        .bind(image.size_bytes as i64)
+        .bind(image.min_disk_gb as i64)
+        .bind(image.status.as_str())
+        .bind(&image.status_message)
+        .bind(&image.sha256)
+        .bind(&image.file)
+        .bind(image.bytes_done as i64)
+        .bind(ms(image.updated_at))
+        .bind(&image.id)
+        .bind(image.generation)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(image_from_row)
+        .transpose()
+    }
+
+    async fn delete_image(&self, id: &str, self_link: &str) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM instances WHERE instr(spec, ?) > 0")
+                .bind(format!("\"source\":\"{self_link}\""))
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        if users > 0 {
+            return Err(Error::FailedPrecondition(format!(
+                "image {id} is the source of {users} instances' disks; delete them first"
+            )));
+        }
+        let deleted = sqlx::query("DELETE FROM images WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        tx.commit().await.map_err(db_error)?;
+        Ok(deleted > 0)
     }
 
     async fn append_console(&self, uid: Uuid, at: u64, bytes: &[u8], keep: u64) -> Result<u64> {

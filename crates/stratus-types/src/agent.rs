@@ -75,3 +75,14 @@ pub struct AssignmentBatch {
     pub revision: u64,
     pub assignments: Vec<Assignment>,
 }
+
+/// What a host needs to fetch an image from the control plane.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostImageInfo {
+    pub id: String,
+    /// `qcow2` or `raw`.
+    pub format: String,
+    pub sha256: Option<String>,
+    pub size_bytes: u64,
+}

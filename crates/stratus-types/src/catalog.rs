@@ -92,6 +92,23 @@ pub enum ImageFormat {
     Raw,
 }
 
+impl ImageFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Qcow2 => "qcow2",
+            Self::Raw => "raw",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "qcow2" => Some(Self::Qcow2),
+            "raw" => Some(Self::Raw),
+            _ => None,
+        }
+    }
+}
+
 /// Whether an image can be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -100,6 +117,23 @@ pub enum ImageStatus {
     Importing,
     Ready,
     Failed,
+}
+
+impl ImageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Importing => "IMPORTING",
+            Self::Ready => "READY",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Pending, Self::Importing, Self::Ready, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
 }
 
 /// A disk image that boot disks are made from.
@@ -118,8 +152,39 @@ pub struct Image {
     pub min_disk_gb: u32,
     pub os: String,
     pub status: ImageStatus,
+    /// Import progress, or why the import failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_message: Option<String>,
+    /// Where the image was imported from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// SHA-256 of the image file, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Body of `POST /v1/regions/{region}/compute/images`: register an image to import.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageCreateRequest {
+    pub id: crate::ResourceId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    /// An absolute path on the control plane's host, or an http(s) URL.
+    pub source: String,
+    pub format: ImageFormat,
+    /// Expected SHA-256 of the file, hex; the import fails when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Smallest boot disk in GB; by default the image's virtual size rounded up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_disk_gb: Option<u32>,
 }
 
 /// `GET /v1/regions` response.

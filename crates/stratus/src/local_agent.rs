@@ -6,7 +6,9 @@ use std::time::Duration;
 use stratus_agent::ControlPlane;
 use stratus_agent::agent::ControlPlaneError;
 use stratus_api::App;
-use stratus_types::agent::{AssignmentBatch, HostRegistration, ReportOutcome, StatusReport};
+use stratus_types::agent::{
+    AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+};
 use uuid::Uuid;
 
 /// The control plane as seen by an agent in the same process.
@@ -57,5 +59,31 @@ impl ControlPlane for LocalControlPlane {
             .host_serial(host, uid, at, bytes)
             .await
             .map_err(cp_error)
+    }
+
+    async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError> {
+        let image = self.0.host_image(id).await.map_err(cp_error)?;
+        Ok(HostImageInfo {
+            id: id.to_owned(),
+            format: image.format.as_str().to_owned(),
+            sha256: image.sha256,
+            size_bytes: image.size_bytes,
+        })
+    }
+
+    async fn download_image(
+        &self,
+        id: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), ControlPlaneError> {
+        let image = self.0.host_image(id).await.map_err(cp_error)?;
+        // Same machine: a hard link when the image store and the cache share a filesystem.
+        if std::fs::hard_link(&image.file, dest).is_ok() {
+            return Ok(());
+        }
+        tokio::fs::copy(&image.file, dest)
+            .await
+            .map(|_| ())
+            .map_err(|e| ControlPlaneError(format!("copying {}: {e}", image.file)))
     }
 }

@@ -158,12 +158,15 @@ async fn main() -> anyhow::Result<()> {
             let credential = std::fs::read_to_string(&credential_file)
                 .with_context(|| format!("reading {}", credential_file.display()))?;
             std::fs::create_dir_all(&data_dir)?;
-            let driver = stratus::region::host_driver(&data_dir, &config).await?;
-            let agent = stratus_agent::Agent::new(
+            let control_plane: std::sync::Arc<dyn stratus_agent::ControlPlane> =
                 std::sync::Arc::new(stratus::remote_agent::HttpControlPlane::new(
                     control_plane,
                     credential.trim().to_owned(),
-                )?),
+                )?);
+            let driver =
+                stratus::region::host_driver(&data_dir, &config, control_plane.clone()).await?;
+            let agent = stratus_agent::Agent::new(
+                control_plane,
                 driver,
                 stratus::region::host_registration(&config),
                 stratus::region::agent_config(&config),

@@ -6,11 +6,13 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use stratus_agent::qemu::{Accel, ImageFile, QemuConfig, QemuDriver};
+use stratus_agent::images::ImageCache;
+use stratus_agent::qemu::{Accel, QemuConfig, QemuDriver};
 use stratus_agent::sim::SimDriver;
-use stratus_agent::{Agent, AgentConfig, Driver};
+use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
 use stratus_api::App;
 use stratus_api::app::AppConfig;
+use stratus_reconciler::images::ImageImporter;
 use stratus_reconciler::{Reconciler, ReconcilerConfig};
 use stratus_store::{Changes, SqliteStore, Store};
 use stratus_types::agent::HostRegistration;
@@ -63,6 +65,7 @@ impl Region {
         .await?;
         app.ensure_default_tenancy(DEFAULT_ORGANIZATION, DEFAULT_PROJECT)
             .await?;
+        app.seed_catalog_images().await?;
         let admin_key_path = data_dir.join(ADMIN_KEY_FILE);
         app.bootstrap_admin_key(DEFAULT_ORGANIZATION, |secret| {
             write_private(&admin_key_path, secret)
@@ -89,22 +92,20 @@ impl Region {
             format!("replica-{}", uuid::Uuid::new_v4()),
         );
         tasks.spawn(reconciler.run(cancel.clone()));
+        let importer = ImageImporter::new(store.clone(), changes.clone(), data_dir.join("images"));
+        tasks.spawn(importer.run(cancel.clone()));
 
         let host_credential_path = data_dir.join(HOST_CREDENTIAL_FILE);
         app.bootstrap_host_credential(|secret| write_private(&host_credential_path, secret))
             .await?;
 
         if config.host.enabled {
-            let driver = host_driver(data_dir, &config).await?;
+            let control_plane: Arc<dyn ControlPlane> = Arc::new(LocalControlPlane(app.clone()));
+            let driver = host_driver(data_dir, &config, control_plane.clone()).await?;
             let registration = host_registration(&config);
             // Registered before the API answers, so the first create finds the host.
             app.register_host(&registration).await?;
-            let agent = Agent::new(
-                Arc::new(LocalControlPlane(app.clone())),
-                driver,
-                registration,
-                agent_config(&config),
-            );
+            let agent = Agent::new(control_plane, driver, registration, agent_config(&config));
             tasks.spawn(agent.run(cancel.clone()));
         }
         let router = stratus_api::router(app.clone());
@@ -179,28 +180,17 @@ pub fn agent_config(config: &Config) -> AgentConfig {
 }
 
 /// The hypervisor driver the config asks for, keeping its state under `data_dir`.
-pub async fn host_driver(data_dir: &Path, config: &Config) -> anyhow::Result<Arc<dyn Driver>> {
-    let catalog = config.catalog();
+pub async fn host_driver(
+    data_dir: &Path,
+    config: &Config,
+    control_plane: Arc<dyn ControlPlane>,
+) -> anyhow::Result<Arc<dyn Driver>> {
     if config.host.driver == "sim" {
         let driver = SimDriver::new(Some(data_dir.join("sim-host.json")), config.sim.clone())
             .map_err(|e| anyhow::anyhow!("starting the simulated host: {e}"))?;
         return Ok(Arc::new(driver));
     }
-    let images = catalog
-        .images
-        .iter()
-        .filter_map(|i| {
-            i.file.as_ref().map(|file| {
-                (
-                    i.id.clone(),
-                    ImageFile {
-                        path: file.into(),
-                        format: i.format.clone(),
-                    },
-                )
-            })
-        })
-        .collect();
+    let images = Arc::new(ImageCache::new(data_dir.join("image-cache"), control_plane));
     let exe = if config.qemu.stratus_binary.is_empty() {
         std::env::current_exe()?.display().to_string()
     } else {

@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use stratus_agent::ControlPlane;
 use stratus_agent::agent::ControlPlaneError;
-use stratus_types::agent::{AssignmentBatch, HostRegistration, ReportOutcome, StatusReport};
+use stratus_types::agent::{
+    AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+};
 use uuid::Uuid;
 
 /// A control plane reached over HTTP at one of several URLs.
@@ -150,5 +152,51 @@ impl ControlPlane for HttpControlPlane {
         reply
             .and_then(|r| r["end"].as_u64())
             .ok_or_else(|| ControlPlaneError("serial answered without an end offset".into()))
+    }
+
+    async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError> {
+        self.call(CALL, |http, url| {
+            http.get(format!("{url}/internal/v1/images/{id}"))
+        })
+        .await?
+        .ok_or_else(|| ControlPlaneError("empty image answer".into()))
+    }
+
+    async fn download_image(
+        &self,
+        id: &str,
+        dest: &std::path::Path,
+    ) -> Result<(), ControlPlaneError> {
+        use tokio::io::AsyncWriteExt;
+        let mut last_error = String::new();
+        for url in &self.urls {
+            let response = self
+                .http
+                .get(format!("{url}/internal/v1/images/{id}/content"))
+                .bearer_auth(&self.credential)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status());
+            let mut response = match response {
+                Ok(r) => r,
+                Err(e) => {
+                    last_error = e.to_string();
+                    continue;
+                }
+            };
+            let io =
+                |e: std::io::Error| ControlPlaneError(format!("writing {}: {e}", dest.display()));
+            let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| ControlPlaneError(format!("downloading image {id}: {e}")))?
+            {
+                file.write_all(&chunk).await.map_err(io)?;
+            }
+            file.sync_all().await.map_err(io)?;
+            return Ok(());
+        }
+        Err(ControlPlaneError(last_error))
     }
 }

@@ -17,12 +17,13 @@
 
 mod qmp;
 
-use crate::driver::{Driver, DriverError, VmInfo, VmState};
+use crate::driver::{Driver, DriverError, ImageSource, VmInfo, VmState};
 use crate::metadata::{self, GuestMetadata};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 use stratus_types::agent::VmSpec;
 use stratus_types::{DiskInterface, DiskMode, DiskType};
@@ -46,16 +47,8 @@ impl Accel {
     }
 }
 
-/// An image file on this host.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ImageFile {
-    pub path: PathBuf,
-    /// `qcow2` or `raw`.
-    pub format: String,
-}
-
 /// Settings of the QEMU driver.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct QemuConfig {
     /// Where VM directories live.
     pub vm_dir: PathBuf,
@@ -63,8 +56,8 @@ pub struct QemuConfig {
     pub binary: String,
     /// `None` probes KVM and falls back to TCG.
     pub accel: Option<Accel>,
-    /// Image id → file.
-    pub images: BTreeMap<String, ImageFile>,
+    /// Where image files come from.
+    pub images: Arc<dyn ImageSource>,
     /// Program and arguments that connect stdin/stdout to a unix socket given as the last
     /// argument (`stratus metadata-proxy`); QEMU runs it for each guest connection to the
     /// metadata address.
@@ -175,9 +168,7 @@ impl QemuDriver {
             command.args(["create", "-q", "-f", "qcow2"]);
             if let Some(source) = &disk.source {
                 let image_id = source.rsplit('/').next().unwrap_or_default();
-                let image = self.config.images.get(image_id).ok_or_else(|| {
-                    DriverError(format!("image {image_id} is not available on this host"))
-                })?;
+                let image = self.config.images.image_file(image_id).await?;
                 let backing =
                     std::fs::canonicalize(&image.path).map_err(io(image.path.display()))?;
                 command.arg("-F").arg(&image.format).arg("-b").arg(backing);

@@ -4,12 +4,12 @@ use super::App;
 use crate::auth::Principal;
 use crate::extract::{QueryParams, path_id};
 use crate::paging::PAGING_PARAMS;
-use stratus_core::catalog::{GpuTypeSpec, ImageSpec, InstanceTypeSpec, NamedSpec};
+use stratus_core::catalog::{GpuTypeSpec, InstanceTypeSpec, NamedSpec};
 use stratus_core::{Error, Result};
 use stratus_store::{Page, PageRequest};
 use stratus_types::{
-    GpuType, GpuTypeList, Image, ImageFormat, ImageList, ImageStatus, InstanceType,
-    InstanceTypeGpu, InstanceTypeList, Region, RegionList, Zone, ZoneList,
+    GpuType, GpuTypeList, InstanceType, InstanceTypeGpu, InstanceTypeList, Region, RegionList,
+    Zone, ZoneList,
 };
 use uuid::Uuid;
 
@@ -116,28 +116,6 @@ impl App {
         }
     }
 
-    fn image_view(&self, i: &ImageSpec) -> Image {
-        let self_link = format!("/v1/regions/{}/compute/images/{}", self.region(), i.id);
-        Image {
-            uid: catalog_uid(&self_link),
-            id: i.id.clone(),
-            display_name: i.display_name.clone(),
-            description: i.description.clone(),
-            format: if i.format == "raw" {
-                ImageFormat::Raw
-            } else {
-                ImageFormat::Qcow2
-            },
-            size_bytes: i.size_bytes,
-            min_disk_gb: i.min_disk_gb,
-            os: i.os.clone(),
-            status: ImageStatus::Ready,
-            self_link,
-            created_at: self.created_at,
-            updated_at: self.created_at,
-        }
-    }
-
     fn zone_spec(&self, region: &str, zone: &str) -> Result<&NamedSpec> {
         self.check_region(region)?;
         self.catalog
@@ -145,7 +123,7 @@ impl App {
             .ok_or_else(|| Error::NotFound(format!("zone {zone} not found in region {region}")))
     }
 
-    fn catalog_page(&self, query: Option<&str>, key: &str) -> Result<PageRequest> {
+    pub(crate) fn catalog_page(&self, query: Option<&str>, key: &str) -> Result<PageRequest> {
         let params = QueryParams::parse(query, PAGING_PARAMS)?;
         self.pages.page_request(&params, key)
     }
@@ -262,35 +240,5 @@ impl App {
                 Error::NotFound(format!("GPU type {id} not found in zone {}", zone.id))
             })?;
         Ok(self.gpu_type_view(&zone.id, g))
-    }
-
-    pub fn list_images(
-        &self,
-        _: &Principal,
-        region: &str,
-        query: Option<&str>,
-    ) -> Result<ImageList> {
-        self.check_region(region)?;
-        let request = self.catalog_page(query, "images")?;
-        let images: Vec<Image> = self
-            .catalog
-            .images
-            .iter()
-            .map(|i| self.image_view(i))
-            .collect();
-        let page = page_of(&images, |i| &i.id, &request);
-        Ok(ImageList {
-            next_page_token: self.next_token(&page, &request, "images", |i| &i.id),
-            images: page.items,
-        })
-    }
-
-    pub fn get_image(&self, _: &Principal, region: &str, id: &str) -> Result<Image> {
-        self.check_region(region)?;
-        let image = self
-            .catalog
-            .image(path_id("id", id)?.as_str())
-            .ok_or_else(|| Error::NotFound(format!("image {id} not found in region {region}")))?;
-        Ok(self.image_view(image))
     }
 }

@@ -130,7 +130,7 @@ impl App {
                 .as_ref()
                 .map(|g| (g.gpu_type.clone(), g.count)),
         };
-        let disks = self.resolve_disks(body.disks.unwrap_or_default())?;
+        let disks = self.resolve_disks(body.disks.unwrap_or_default()).await?;
         let nics = check_nics(body.nics.unwrap_or_default())?;
         let metadata = check_metadata(
             body.instance_metadata.unwrap_or_default(),
@@ -282,67 +282,57 @@ impl App {
     }
 
     /// Checks disk references and sizes, and fills in defaults.
-    fn resolve_disks(&self, disks: Vec<Disk>) -> Result<Vec<Disk>> {
+    async fn resolve_disks(&self, disks: Vec<Disk>) -> Result<Vec<Disk>> {
+        let mut resolved = Vec::with_capacity(disks.len());
         let mut boot_disks = 0;
-        disks
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut disk)| {
-                let min_gb = match &disk.source {
-                    Some(source) => {
-                        let field = format!("disks[{i}].source");
-                        let parts = parse_reference(&field, source, IMAGE_REF)?;
-                        if parts[0] != self.region() {
-                            return Err(Error::invalid(
-                                field,
-                                format!("images must come from region {}", self.region()),
-                            ));
-                        }
-                        let image = self.catalog.image(parts[1]).ok_or_else(|| {
-                            Error::invalid(&field, format!("image {} does not exist", parts[1]))
-                        })?;
-                        disk.source = Some(format!(
-                            "/v1/regions/{}/compute/images/{}",
-                            self.region(),
-                            image.id
+        for (i, mut disk) in disks.into_iter().enumerate() {
+            let min_gb = match &disk.source {
+                Some(source) => {
+                    let field = format!("disks[{i}].source");
+                    let parts = parse_reference(&field, source, IMAGE_REF)?;
+                    if parts[0] != self.region() {
+                        return Err(Error::invalid(
+                            field,
+                            format!("images must come from region {}", self.region()),
                         ));
-                        image.min_disk_gb
                     }
-                    None => {
-                        if disk.size_gb.is_none() {
-                            return Err(Error::invalid(
-                                format!("disks[{i}].sizeGb"),
-                                "a disk without a source needs a size",
-                            ));
-                        }
-                        1
-                    }
-                };
-                let size = disk.size_gb.unwrap_or(min_gb);
-                if size < min_gb.max(1) || size > MAX_DISK_GB {
+                    let image = self.usable_image(&field, parts[1]).await?;
+                    disk.source = Some(self.image_link(&image.id));
+                    image.min_disk_gb
+                }
+                None if disk.size_gb.is_none() => {
                     return Err(Error::invalid(
                         format!("disks[{i}].sizeGb"),
-                        format!(
-                            "{size} GB is out of range; this disk needs {} to {MAX_DISK_GB} GB",
-                            min_gb.max(1)
-                        ),
+                        "a disk without a source needs a size",
                     ));
                 }
-                disk.size_gb = Some(size);
-                if disk.boot {
-                    boot_disks += 1;
-                    if boot_disks > 1 {
-                        return Err(Error::invalid(
-                            format!("disks[{i}].boot"),
-                            "only one disk can be the boot disk",
-                        ));
-                    }
+                None => 1,
+            };
+            let size = disk.size_gb.unwrap_or(min_gb);
+            if size < min_gb.max(1) || size > MAX_DISK_GB {
+                return Err(Error::invalid(
+                    format!("disks[{i}].sizeGb"),
+                    format!(
+                        "{size} GB is out of range; this disk needs {} to {MAX_DISK_GB} GB",
+                        min_gb.max(1)
+                    ),
+                ));
+            }
+            disk.size_gb = Some(size);
+            if disk.boot {
+                boot_disks += 1;
+                if boot_disks > 1 {
+                    return Err(Error::invalid(
+                        format!("disks[{i}].boot"),
+                        "only one disk can be the boot disk",
+                    ));
                 }
-                disk.interface.get_or_insert(DiskInterface::Scsi);
-                disk.disk_type.get_or_insert(DiskType::Persistent);
-                Ok(disk)
-            })
-            .collect()
+            }
+            disk.interface.get_or_insert(DiskInterface::Scsi);
+            disk.disk_type.get_or_insert(DiskType::Persistent);
+            resolved.push(disk);
+        }
+        Ok(resolved)
     }
 
     pub async fn get_instance(

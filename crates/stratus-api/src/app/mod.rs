@@ -8,11 +8,13 @@
 mod authz;
 mod catalog;
 mod hosts;
+mod images;
 mod instances;
 mod tenancy;
 mod tokens;
 
 pub use authz::Permission;
+pub use images::HostImage;
 
 use crate::auth::Issuer;
 use crate::paging::PageTokens;

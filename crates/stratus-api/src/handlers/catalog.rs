@@ -1,14 +1,18 @@
 //! Catalog reads: `/v1/regions…`, zones, instance types, GPU types, images.
 
+use super::with_etag;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::extract::StrictJson;
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
 use std::sync::Arc;
 use stratus_types::{
-    ErrorBody, GpuType, GpuTypeList, Image, ImageList, InstanceType, InstanceTypeList, Region,
-    RegionList, Zone, ZoneList,
+    ErrorBody, GpuType, GpuTypeList, Image, ImageCreateRequest, ImageList, InstanceType,
+    InstanceTypeList, Region, RegionList, Zone, ZoneList,
 };
 
 type Ctx = State<Arc<App>>;
@@ -129,7 +133,7 @@ pub async fn get_gpu_type(
 }
 
 /// List the images of a region.
-#[utoipa::path(get, path = "/v1/regions/{region}/compute/images", operation_id = "listImages", tag = "catalog",
+#[utoipa::path(get, path = "/v1/regions/{region}/compute/images", operation_id = "listImages", tag = "images",
     params(("region" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = ImageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_images(
@@ -138,21 +142,52 @@ pub async fn list_images(
     Path(region): Path<String>,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<ImageList>> {
-    Ok(Json(app.list_images(
-        &principal,
-        &region,
-        query.as_deref(),
-    )?))
+    Ok(Json(
+        app.list_images(&principal, &region, query.as_deref())
+            .await?,
+    ))
+}
+
+/// Register an image: it is imported from a path on the control plane's host or an http(s)
+/// URL, its checksum verified; `status` and `statusMessage` show the progress.
+#[utoipa::path(post, path = "/v1/regions/{region}/compute/images", operation_id = "createImage", tag = "images",
+    params(("region" = String, Path)),
+    request_body = ImageCreateRequest,
+    responses((status = 201, body = Image), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_image(
+    State(app): Ctx,
+    principal: Principal,
+    Path(region): Path<String>,
+    StrictJson(body): StrictJson<ImageCreateRequest>,
+) -> ApiResult<Response> {
+    let (image, etag) = app.create_image(&principal, &region, body).await?;
+    Ok(with_etag(StatusCode::CREATED, image, &etag))
 }
 
 /// Get an image.
-#[utoipa::path(get, path = "/v1/regions/{region}/compute/images/{id}", operation_id = "getImage", tag = "catalog",
+#[utoipa::path(get, path = "/v1/regions/{region}/compute/images/{id}", operation_id = "getImage", tag = "images",
     params(("region" = String, Path), ("id" = String, Path)),
     responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_image(
     State(app): Ctx,
     principal: Principal,
     Path((region, id)): Path<(String, String)>,
-) -> ApiResult<Json<Image>> {
-    Ok(Json(app.get_image(&principal, &region, &id)?))
+) -> ApiResult<Response> {
+    let (image, etag) = app.get_image(&principal, &region, &id).await?;
+    Ok(with_etag(StatusCode::OK, image, &etag))
+}
+
+/// Delete an image no instance uses.
+#[utoipa::path(delete, path = "/v1/regions/{region}/compute/images/{id}", operation_id = "deleteImage", tag = "images",
+    params(("region" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "instances use it")))]
+pub async fn delete_image(
+    State(app): Ctx,
+    principal: Principal,
+    Path((region, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    app.delete_image(&principal, &region, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

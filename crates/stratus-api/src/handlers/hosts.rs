@@ -122,3 +122,41 @@ pub async fn serial(
         end: app.host_serial(host, uid, at, &body).await?,
     }))
 }
+
+/// What a host needs to fetch an image: format, size, checksum.
+pub async fn image(
+    State(app): State<Arc<App>>,
+    _: HostAgent,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let image = app.host_image(&id).await?;
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "format": image.format,
+        "sha256": image.sha256,
+        "sizeBytes": image.size_bytes,
+    })))
+}
+
+/// The image file, streamed.
+pub async fn image_content(
+    State(app): State<Arc<App>>,
+    _: HostAgent,
+    Path(id): Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let image = app.host_image(&id).await?;
+    let file = tokio::fs::File::open(&image.file)
+        .await
+        .map_err(|e| Error::internal(format!("opening image {id} at {}: {e}", image.file)))?;
+    let length = file
+        .metadata()
+        .await
+        .map_err(|e| Error::internal(format!("image {id}: {e}")))?
+        .len();
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(axum::response::Response::builder()
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::CONTENT_LENGTH, length)
+        .body(body)
+        .expect("a valid response"))
+}

@@ -36,3 +36,48 @@ async fn the_served_document_is_the_committed_one_and_covers_every_operation() {
     assert_eq!(instance["uid"]["format"], "uuid");
     region.stop().await;
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_routed_and_guarded() {
+    let region = TestRegion::start().await;
+    let anonymous = Client::anonymous(&region.client.base);
+    let doc: serde_json::Value = serde_json::from_str(COMMITTED).unwrap();
+    let public = [
+        "/healthz",
+        "/openapi.json",
+        "/.well-known/jwks.json",
+        "/v1/regions/global/auth/token",
+    ];
+    let mut checked = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{region}", "local-1")
+            .replace("{project}", "default")
+            .replace("{zone}", "local-1a")
+            .replace("{id}:{action}", "x:start")
+            .replace("{id}", "x");
+        for method in operations.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = (method == reqwest::Method::POST || method == reqwest::Method::PATCH)
+                .then(|| serde_json::json!({}));
+            let reply = anonymous.send(method.clone(), &concrete, body, &[]).await;
+            if public.contains(&path.as_str()) {
+                assert!(
+                    !matches!(reply.status.as_u16(), 401 | 404 | 405),
+                    "{method} {path}: {}",
+                    reply.status
+                );
+            } else {
+                assert_eq!(
+                    reply.status.as_u16(),
+                    401,
+                    "{method} {path} must be routed and need a token"
+                );
+                reply.assert_error(401);
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} operations documented");
+    region.stop().await;
+}

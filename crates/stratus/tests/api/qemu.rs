@@ -98,11 +98,154 @@ fn between<'a>(console: &'a str, what: &str) -> &'a str {
     console[start..stop].trim()
 }
 
+fn sha256_of(path: &Path) -> String {
+    let output = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap()[..64].to_owned()
+}
+
+/// Registers the test guest as image `id` through the API and waits until it is READY.
+async fn register_test_guest(c: &Client, id: &str) -> Value {
+    let file = test_guest();
+    let reply = c
+        .post(
+            "/v1/regions/local-1/compute/images",
+            json!({"id": id, "source": file, "format": "raw", "os": "busybox",
+                   "sha256": sha256_of(&file)}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    assert!(matches!(
+        reply.body["status"].as_str(),
+        Some("PENDING" | "IMPORTING")
+    ));
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let image = c
+            .get(&format!("/v1/regions/local-1/compute/images/{id}"))
+            .await;
+        match image.body["status"].as_str() {
+            Some("READY") => return image.body,
+            Some("FAILED") => panic!("import failed: {:#}", image.body),
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "import too slow: {:#}",
+            image.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn images_import_with_checksums_and_formats_checked() {
+    let region = TestRegion::with_config(qemu_config()).await;
+    let c = &region.client;
+    let image = register_test_guest(c, "imported").await;
+    assert_eq!(image["minDiskGb"], 1);
+    assert_eq!(image["sizeBytes"], 64 << 20);
+    assert_eq!(image["sha256"].as_str().unwrap(), sha256_of(&test_guest()));
+    let file = test_guest();
+    let images = "/v1/regions/local-1/compute/images";
+    // A wrong checksum and a wrong format fail the import with the reason.
+    for (id, body, reason) in [
+        (
+            "bad-sum",
+            json!({"sha256": "0".repeat(64), "format": "raw"}),
+            "checksum mismatch",
+        ),
+        (
+            "bad-format",
+            json!({"format": "qcow2"}),
+            "registration says qcow2",
+        ),
+    ] {
+        let mut request = json!({"id": id, "source": file});
+        for (k, v) in body.as_object().unwrap() {
+            request[k] = v.clone();
+        }
+        assert_eq!(c.post(images, request).await.status, StatusCode::CREATED);
+        let deadline = std::time::Instant::now() + BOOT;
+        let failed = loop {
+            let reply = c.get(&format!("{images}/{id}")).await;
+            if reply.body["status"] == "FAILED" {
+                break reply.body;
+            }
+            assert!(std::time::Instant::now() < deadline, "{:#}", reply.body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let message = failed["statusMessage"].as_str().unwrap();
+        assert!(message.contains(reason), "{message}");
+        // A failed image cannot back a disk.
+        let reply = c
+            .post(
+                INSTANCES,
+                json!({"type": TYPE_MICRO, "disks": [{"boot": true, "source": format!("{images}/{id}")}]}),
+            )
+            .await;
+        reply.assert_error(400);
+        assert_eq!(reply.field(), "disks[0].source");
+    }
+    for (body, field) in [
+        (
+            json!({"id": "x", "source": "relative/path", "format": "raw"}),
+            "source",
+        ),
+        (
+            json!({"id": "x", "source": "/no/such/file", "format": "raw"}),
+            "source",
+        ),
+        (
+            json!({"id": "x", "source": "/etc/hostname", "format": "vmdk"}),
+            "format",
+        ),
+        (
+            json!({"id": "x", "source": "/etc/hostname", "format": "raw", "sha256": "abc"}),
+            "sha256",
+        ),
+        (
+            json!({"id": "Bad", "source": "/etc/hostname", "format": "raw"}),
+            "id",
+        ),
+    ] {
+        let reply = c.post(images, body.clone()).await;
+        reply.assert_error(400);
+        assert_eq!(reply.field(), field, "{body}");
+    }
+    c.post(
+        images,
+        json!({"id": "imported", "source": file, "format": "raw"}),
+    )
+    .await
+    .assert_error(409);
+    // An image in use cannot be deleted; an unused one can.
+    let vm = c
+        .post(
+            INSTANCES,
+            json!({"id": "user", "type": TYPE_MICRO,
+                   "disks": [{"boot": true, "source": format!("{images}/imported")}]}),
+        )
+        .await;
+    assert_eq!(vm.status, StatusCode::CREATED, "{:#}", vm.body);
+    c.delete(&format!("{images}/imported"))
+        .await
+        .assert_error(409);
+    assert_eq!(
+        c.delete(&format!("{images}/bad-sum")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    region.stop().await;
+}
+
 #[tokio::test]
 async fn real_guests_read_their_own_metadata_keep_their_disks_and_power_off() {
     let region = TestRegion::with_config(qemu_config()).await;
     let c = &region.client;
     let vms = region.dir.path().join("vms");
+    register_test_guest(c, "registered-guest").await;
     for (id, key) in [
         ("alpha", "alice:ssh-ed25519 AAAAalpha alice"),
         ("beta", "bob:ssh-ed25519 AAAAbeta bob"),

@@ -1,0 +1,262 @@
+//! Images: the catalog's, and those an administrator registers for import.
+
+use super::{App, check_text, etag, now};
+use crate::auth::Principal;
+use crate::extract::path_id;
+use stratus_core::catalog::ImageSpec;
+use stratus_core::{Error, Result};
+use stratus_store::ImageRecord;
+use stratus_types::{Image, ImageCreateRequest, ImageFormat, ImageList, ImageStatus};
+use uuid::Uuid;
+
+/// What a host needs to fetch an image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostImage {
+    pub format: ImageFormat,
+    pub sha256: Option<String>,
+    pub size_bytes: u64,
+    /// The file on the control plane's host.
+    pub file: String,
+}
+
+fn progress_message(done: u64, total: u64) -> String {
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    if total == 0 {
+        format!("imported {:.1} MiB", mib(done))
+    } else {
+        format!(
+            "imported {:.1} of {:.1} MiB ({}%)",
+            mib(done),
+            mib(total),
+            done * 100 / total
+        )
+    }
+}
+
+impl App {
+    pub(crate) fn image_view(&self, r: &ImageRecord) -> Image {
+        let status_message = match r.status {
+            ImageStatus::Importing => Some(progress_message(r.bytes_done, r.size_bytes)),
+            _ => r.status_message.clone(),
+        };
+        Image {
+            self_link: self.image_link(&r.id),
+            uid: r.uid,
+            id: r.id.clone(),
+            display_name: r.display_name.clone(),
+            description: r.description.clone(),
+            format: r.format,
+            size_bytes: r.size_bytes,
+            min_disk_gb: r.min_disk_gb,
+            os: r.os.clone(),
+            status: r.status,
+            status_message,
+            source: r.source.clone(),
+            sha256: r.sha256.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+
+    pub(crate) fn image_link(&self, id: &str) -> String {
+        format!("/v1/regions/{}/compute/images/{id}", self.region())
+    }
+
+    /// Writes the configured catalog's images to the store (at every start).
+    pub async fn seed_catalog_images(&self) -> Result<()> {
+        for spec in &self.catalog.images {
+            self.store.upsert_image(&catalog_image(spec)).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list_images(
+        &self,
+        _: &Principal,
+        region: &str,
+        query: Option<&str>,
+    ) -> Result<ImageList> {
+        self.check_region(region)?;
+        let request = self.catalog_page(query, "images")?;
+        let page = self.store.list_images(&request).await?;
+        Ok(ImageList {
+            next_page_token: self.next_token(&page, &request, "images", |i| &i.id),
+            images: page.items.iter().map(|i| self.image_view(i)).collect(),
+        })
+    }
+
+    async fn image_record(&self, region: &str, id: &str) -> Result<ImageRecord> {
+        self.check_region(region)?;
+        let id = path_id("id", id)?;
+        self.store
+            .get_image(id.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("image {id} not found in region {region}")))
+    }
+
+    pub async fn get_image(
+        &self,
+        _: &Principal,
+        region: &str,
+        id: &str,
+    ) -> Result<(Image, String)> {
+        let record = self.image_record(region, id).await?;
+        Ok((
+            self.image_view(&record),
+            etag(record.uid, record.generation),
+        ))
+    }
+
+    /// Registers an image; the importer copies or downloads it, verifies it and marks it
+    /// READY (or FAILED with the reason).
+    pub async fn create_image(
+        &self,
+        principal: &Principal,
+        region: &str,
+        body: ImageCreateRequest,
+    ) -> Result<(Image, String)> {
+        self.check_region(region)?;
+        if !principal.is_super_admin() {
+            return Err(Error::PermissionDenied(
+                "permission compute.images.create is required (region administrators)".into(),
+            ));
+        }
+        check_text("displayName", body.display_name.as_deref(), 256)?;
+        check_text("description", body.description.as_deref(), 4096)?;
+        let source = body.source.trim();
+        let is_url = source.starts_with("http://") || source.starts_with("https://");
+        if !is_url && !source.starts_with('/') {
+            return Err(Error::invalid(
+                "source",
+                "give an absolute path on the control plane's host or an http(s) URL",
+            ));
+        }
+        if !is_url && !std::path::Path::new(source).is_file() {
+            return Err(Error::invalid(
+                "source",
+                format!("{source} is not a file on the control plane's host"),
+            ));
+        }
+        let sha256 = match body.sha256.as_deref().map(str::to_ascii_lowercase) {
+            Some(h) if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) => {
+                return Err(Error::invalid(
+                    "sha256",
+                    "a SHA-256 is 64 hexadecimal digits",
+                ));
+            }
+            other => other,
+        };
+        if body.min_disk_gb == Some(0) {
+            return Err(Error::invalid("minDiskGb", "must be at least 1"));
+        }
+        let now = now();
+        let record = ImageRecord {
+            uid: Uuid::new_v4(),
+            id: body.id.to_string(),
+            display_name: body.display_name.unwrap_or_default(),
+            description: body.description.unwrap_or_default(),
+            os: body.os.unwrap_or_default(),
+            format: body.format,
+            size_bytes: 0,
+            min_disk_gb: body.min_disk_gb.unwrap_or(0),
+            status: ImageStatus::Pending,
+            status_message: Some("waiting to be imported".into()),
+            source: Some(source.to_owned()),
+            sha256,
+            file: None,
+            bytes_done: 0,
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_image(&record).await?;
+        self.changes.bump();
+        tracing::info!(id = %record.id, source, "image registered");
+        Ok((
+            self.image_view(&record),
+            etag(record.uid, record.generation),
+        ))
+    }
+
+    pub async fn delete_image(&self, principal: &Principal, region: &str, id: &str) -> Result<()> {
+        let record = self.image_record(region, id).await?;
+        if !principal.is_super_admin() {
+            return Err(Error::PermissionDenied(
+                "permission compute.images.delete is required (region administrators)".into(),
+            ));
+        }
+        self.store
+            .delete_image(&record.id, &self.image_link(&record.id))
+            .await?;
+        if record.source.is_some()
+            && let Some(file) = &record.file
+        {
+            let _ = std::fs::remove_file(file);
+        }
+        Ok(())
+    }
+
+    /// A READY image for a disk of an instance; the error names `field`.
+    pub(crate) async fn usable_image(&self, field: &str, id: &str) -> Result<ImageRecord> {
+        let image = self
+            .store
+            .get_image(id)
+            .await?
+            .ok_or_else(|| Error::invalid(field, format!("image {id} does not exist")))?;
+        if image.status != ImageStatus::Ready {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "image {id} is {} ({}); it can be used once READY",
+                    image.status.as_str(),
+                    self.image_view(&image).status_message.unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(image)
+    }
+
+    /// What a host needs to fetch image `id`.
+    pub async fn host_image(&self, id: &str) -> Result<HostImage> {
+        let image = self
+            .store
+            .get_image(id)
+            .await?
+            .filter(|i| i.status == ImageStatus::Ready)
+            .ok_or_else(|| Error::NotFound(format!("image {id} is not available")))?;
+        let file = image.file.ok_or_else(|| {
+            Error::NotFound(format!(
+                "image {id} has no file in this region's image store"
+            ))
+        })?;
+        Ok(HostImage {
+            format: image.format,
+            sha256: image.sha256,
+            size_bytes: image.size_bytes,
+            file,
+        })
+    }
+}
+
+fn catalog_image(spec: &ImageSpec) -> ImageRecord {
+    let now = now();
+    ImageRecord {
+        uid: Uuid::new_v4(),
+        id: spec.id.clone(),
+        display_name: spec.display_name.clone(),
+        description: spec.description.clone(),
+        os: spec.os.clone(),
+        format: ImageFormat::parse(&spec.format).unwrap_or(ImageFormat::Qcow2),
+        size_bytes: spec.size_bytes,
+        min_disk_gb: spec.min_disk_gb,
+        status: ImageStatus::Ready,
+        status_message: None,
+        source: None,
+        sha256: None,
+        file: spec.file.clone(),
+        bytes_done: spec.size_bytes,
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}

@@ -1,0 +1,281 @@
+//! The image importer: brings registered images into the region's image store.
+//!
+//! An administrator registers an image with a source (a path on the control plane's host or
+//! an http(s) URL). The importer copies it into the image store as `<id>.<format>`, hashing
+//! it on the way and writing its progress to the image's record every half second, verifies
+//! the SHA-256 the registration named, checks with `qemu-img info` that the file is of the
+//! declared format and how large a disk it needs, and marks the image READY, or FAILED with
+//! the reason. Work is found by re-reading the images, so an import cut short by a crash is
+//! simply started again at the next start. (With several replicas this wants a lease per
+//! image, as instances have.)
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stratus_core::Result;
+use stratus_store::{Changes, ImageRecord, PageRequest, Store};
+use stratus_types::ImageStatus;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Imports registered images into `image_dir`.
+pub struct ImageImporter {
+    store: Arc<dyn Store>,
+    changes: Changes,
+    image_dir: PathBuf,
+    http: reqwest::Client,
+}
+
+impl ImageImporter {
+    pub fn new(store: Arc<dyn Store>, changes: Changes, image_dir: PathBuf) -> Self {
+        Self {
+            store,
+            changes,
+            image_dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Imports whatever is waiting, then waits for registrations, until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut since = 0;
+        loop {
+            if let Err(e) = self.pass().await {
+                tracing::warn!(error = %e, "image import pass failed");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                revision = self.changes.wait_past(since, Duration::from_secs(10)) => since = revision,
+            }
+        }
+    }
+
+    /// Imports every image that is PENDING or IMPORTING.
+    pub async fn pass(&self) -> Result<()> {
+        let mut request = PageRequest {
+            limit: 500,
+            ..Default::default()
+        };
+        loop {
+            let page = self.store.list_images(&request).await?;
+            for image in &page.items {
+                if matches!(image.status, ImageStatus::Pending | ImageStatus::Importing) {
+                    self.import(image.clone()).await?;
+                }
+            }
+            match (page.more, page.items.last()) {
+                (true, Some(last)) => request.after = Some(last.id.clone()),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn import(&self, image: ImageRecord) -> Result<()> {
+        let id = image.id.clone();
+        tracing::info!(%id, source = image.source.as_deref().unwrap_or(""), "importing image");
+        let part = self
+            .image_dir
+            .join(format!("{id}.{}.part", image.format.as_str()));
+        match self.copy_and_check(image, &part).await? {
+            Ok(()) => tracing::info!(%id, "image ready"),
+            Err(reason) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                tracing::warn!(%id, reason, "image import failed");
+                if let Some(mut current) = self.store.get_image(&id).await? {
+                    current.status = ImageStatus::Failed;
+                    current.status_message = Some(reason);
+                    current.updated_at = now();
+                    self.save(current).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `image`, re-reading on a concurrent change; `None` when the image is gone.
+    async fn save(&self, mut image: ImageRecord) -> Result<Option<ImageRecord>> {
+        loop {
+            if let Some(stored) = self.store.update_image(&image).await? {
+                return Ok(Some(stored));
+            }
+            let Some(current) = self.store.get_image(&image.id).await? else {
+                return Ok(None);
+            };
+            image.generation = current.generation;
+        }
+    }
+
+    /// Copies the source to `part` and checks it. The outer error is the store's; the inner
+    /// one is why the image cannot be imported, for its status message.
+    async fn copy_and_check(&self, image: ImageRecord, part: &Path) -> Result<Result<(), String>> {
+        let source = image.source.clone().unwrap_or_default();
+        let mut record = image;
+        record.status = ImageStatus::Importing;
+        record.bytes_done = 0;
+        record.updated_at = now();
+        let Some(mut record) = self.save(record).await? else {
+            return Ok(Err("the image was deleted".into()));
+        };
+        if let Err(e) = tokio::fs::create_dir_all(&self.image_dir).await {
+            return Ok(Err(format!("creating {}: {e}", self.image_dir.display())));
+        }
+        let mut out = match tokio::fs::File::create(part).await {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(format!("creating {}: {e}", part.display()))),
+        };
+        let mut source_stream = match Source::open(&self.http, &source).await {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        record.size_bytes = source_stream.length.unwrap_or(0);
+        let mut hasher = Sha256::new();
+        let mut done: u64 = 0;
+        let mut last_progress = Instant::now();
+        loop {
+            let chunk = match source_stream.next_chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => return Ok(Err(format!("reading {source}: {e}"))),
+            };
+            hasher.update(&chunk);
+            if let Err(e) = out.write_all(&chunk).await {
+                return Ok(Err(format!("writing {}: {e}", part.display())));
+            }
+            done += chunk.len() as u64;
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = Instant::now();
+                record.bytes_done = done;
+                record.updated_at = now();
+                match self.save(record).await? {
+                    Some(stored) => record = stored,
+                    None => return Ok(Err("the image was deleted".into())),
+                }
+            }
+        }
+        if let Err(e) = out.sync_all().await {
+            return Ok(Err(format!("writing {}: {e}", part.display())));
+        }
+        let digest = hex::encode(hasher.finalize());
+        if let Some(expected) = &record.sha256
+            && *expected != digest
+        {
+            return Ok(Err(format!(
+                "checksum mismatch: the registration says SHA-256 {expected}, the file has {digest}"
+            )));
+        }
+        let virtual_size = match inspect(part, record.format.as_str()).await {
+            Ok(size) => size.unwrap_or(done),
+            Err(e) => return Ok(Err(e)),
+        };
+        let file = self
+            .image_dir
+            .join(format!("{}.{}", record.id, record.format.as_str()));
+        if let Err(e) = tokio::fs::rename(part, &file).await {
+            return Ok(Err(format!("storing the image: {e}")));
+        }
+        const GIB: u64 = 1 << 30;
+        record.status = ImageStatus::Ready;
+        record.status_message = None;
+        record.sha256 = Some(digest);
+        record.size_bytes = done;
+        record.bytes_done = done;
+        if record.min_disk_gb == 0 {
+            record.min_disk_gb = virtual_size.div_ceil(GIB).max(1) as u32;
+        }
+        record.file = Some(file.display().to_string());
+        record.updated_at = now();
+        self.save(record).await?;
+        self.changes.bump();
+        Ok(Ok(()))
+    }
+}
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(3)
+}
+
+/// Where image bytes come from.
+enum SourceKind {
+    File(tokio::fs::File),
+    Http(reqwest::Response),
+}
+
+struct Source {
+    kind: SourceKind,
+    length: Option<u64>,
+}
+
+impl Source {
+    async fn open(http: &reqwest::Client, source: &str) -> Result<Self, String> {
+        if source.starts_with("http://") || source.starts_with("https://") {
+            let response = http
+                .get(source)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| format!("downloading {source}: {e}"))?;
+            let length = response.content_length();
+            return Ok(Self {
+                kind: SourceKind::Http(response),
+                length,
+            });
+        }
+        let file = tokio::fs::File::open(source)
+            .await
+            .map_err(|e| format!("opening {source}: {e}"))?;
+        let length = file.metadata().await.ok().map(|m| m.len());
+        Ok(Self {
+            kind: SourceKind::File(file),
+            length,
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match &mut self.kind {
+            SourceKind::File(file) => {
+                let mut buffer = vec![0u8; 1 << 20];
+                let n = file.read(&mut buffer).await.map_err(|e| e.to_string())?;
+                buffer.truncate(n);
+                Ok((n > 0).then_some(buffer))
+            }
+            SourceKind::Http(response) => response
+                .chunk()
+                .await
+                .map(|c| c.map(|b| b.to_vec()))
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Checks with `qemu-img info` that `file` is in `format`; returns its virtual size. Without
+/// `qemu-img` on this host the check is skipped (`None`).
+async fn inspect(file: &Path, format: &str) -> Result<Option<u64>, String> {
+    let output = match tokio::process::Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(file)
+        .output()
+        .await
+    {
+        Ok(output) => output,
+        Err(_) => return Ok(None),
+    };
+    if !output.status.success() {
+        return Err(format!(
+            "qemu-img cannot read the image: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let info: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| format!("qemu-img info: {e}"))?;
+    let detected = info["format"].as_str().unwrap_or("");
+    if detected != format {
+        return Err(format!(
+            "the file is a {detected} image, but the registration says {format}"
+        ));
+    }
+    Ok(info["virtual-size"].as_u64())
+}

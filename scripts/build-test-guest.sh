@@ -65,11 +65,16 @@ for m in $modules; do
 done
 echo "stratus-guest: booted"
 
-# The boot disk: SCSI, NVMe or virtio-blk, whichever the host attached.
+# The boot disk: whichever SCSI, NVMe or virtio disk holds this image's FAT partition
+# (labelled STRATUS, at sector 2048).
 disk=""
 for i in 1 2 3 4 5 6 7 8 9 10; do
-  for d in /dev/sda /dev/nvme0n1 /dev/vda; do
-    [ -b "$d" ] && disk=$d && break 2
+  for d in /dev/sd? /dev/nvme?n? /dev/vd?; do
+    [ -b "$d" ] || continue
+    if dd if="$d" bs=512 skip=2048 count=1 2>/dev/null | grep -q STRATUS; then
+      disk=$d
+      break 2
+    fi
   done
   usleep 500000
 done

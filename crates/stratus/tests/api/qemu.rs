@@ -472,3 +472,58 @@ async fn a_separate_agent_runs_guests_and_adopts_them_after_kill_9() {
     kill_processes_mentioning(&agent_dir.path().display().to_string());
     region.stop().await;
 }
+
+#[tokio::test]
+async fn nvme_and_temporary_disks_behave_as_declared() {
+    let region = TestRegion::with_config(qemu_config()).await;
+    let c = &region.client;
+    let mut body = guest_body("scratch", "erin:ssh-ed25519 AAAAe erin");
+    body["disks"] = json!([
+        {"boot": true, "source": IMAGE, "sizeGb": 1, "interface": "NVME", "type": "TEMPORARY"},
+        {"sizeGb": 2, "interface": "SCSI"},
+    ]);
+    let created = c.post(INSTANCES, body).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    let uid = created.body["uid"].as_str().unwrap().to_owned();
+    let console = c
+        .wait_console("scratch", "stratus-guest: ready", BOOT)
+        .await;
+    let text = console["contents"].as_str().unwrap();
+    assert!(text.contains("boot disk /dev/nvme0n1"), "{text}");
+    assert!(text.contains("boot number 1"), "{text}");
+    // The extra disk is blank and of the asked size.
+    let extra = region
+        .dir
+        .path()
+        .join("vms")
+        .join(&uid)
+        .join("disk-1.qcow2");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(&extra)
+        .output()
+        .unwrap();
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["virtual-size"], 2u64 << 30);
+    assert!(info.get("backing-filename").is_none());
+    // A temporary boot disk starts over after a stop: the marker is gone.
+    c.action("scratch", "stop").await;
+    c.wait_status("scratch", "TERMINATED", BOOT).await;
+    c.action("scratch", "start").await;
+    c.wait_status("scratch", "RUNNING", BOOT).await;
+    let deadline = std::time::Instant::now() + BOOT;
+    loop {
+        let console = c
+            .get(&format!("{INSTANCES}/scratch/serialPortOutput"))
+            .await;
+        let text = console.body["contents"].as_str().unwrap().to_owned();
+        if text.matches("stratus-guest: ready").count() >= 2 {
+            assert_eq!(text.matches("boot number 1").count(), 2, "{text}");
+            assert!(!text.contains("boot number 2"), "{text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    region.stop().await;
+}

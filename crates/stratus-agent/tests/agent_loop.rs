@@ -1,0 +1,170 @@
+//! The agent loop with the simulated driver against an in-memory control plane: what it does
+//! with VMs nobody claims and with instances whose VM is gone.
+
+use async_trait::async_trait;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use stratus_agent::agent::ControlPlaneError;
+use stratus_agent::sim::{SimDriver, SimTimings};
+use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
+use stratus_types::agent::{
+    Assignment, AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+    VmSpec,
+};
+use stratus_types::{DesiredState, InstanceStatus};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A control plane that hands out fixed assignments and records reports.
+#[derive(Default)]
+struct Recorder {
+    assignments: Mutex<Vec<Assignment>>,
+    reports: Mutex<Vec<StatusReport>>,
+}
+
+#[async_trait]
+impl ControlPlane for Recorder {
+    async fn register(&self, _: &HostRegistration) -> Result<Uuid, ControlPlaneError> {
+        Ok(Uuid::new_v4())
+    }
+
+    async fn assignments(
+        &self,
+        _: Uuid,
+        since: u64,
+        wait: Duration,
+    ) -> Result<AssignmentBatch, ControlPlaneError> {
+        tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
+        Ok(AssignmentBatch {
+            revision: since + 1,
+            assignments: self.assignments.lock().unwrap().clone(),
+        })
+    }
+
+    async fn report(
+        &self,
+        _: Uuid,
+        report: &StatusReport,
+    ) -> Result<ReportOutcome, ControlPlaneError> {
+        self.reports.lock().unwrap().push(report.clone());
+        Ok(ReportOutcome::Accepted)
+    }
+
+    async fn report_destroyed(&self, _: Uuid, _: Uuid) -> Result<(), ControlPlaneError> {
+        Ok(())
+    }
+
+    async fn append_serial(
+        &self,
+        _: Uuid,
+        _: Uuid,
+        at: u64,
+        bytes: &[u8],
+    ) -> Result<u64, ControlPlaneError> {
+        Ok(at + bytes.len() as u64)
+    }
+
+    async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError> {
+        Err(ControlPlaneError(format!("no image {id}")))
+    }
+
+    async fn download_image(&self, id: &str, _: &std::path::Path) -> Result<(), ControlPlaneError> {
+        Err(ControlPlaneError(format!("no image {id}")))
+    }
+}
+
+fn spec(uid: Uuid) -> VmSpec {
+    VmSpec {
+        uid,
+        project: "p".into(),
+        id: "vm".into(),
+        hostname: "vm".into(),
+        vcpus: 1,
+        memory_mb: 512,
+        gpus: 0,
+        disks: vec![],
+        metadata: vec![],
+    }
+}
+
+fn start(cp: Arc<Recorder>, driver: Arc<SimDriver>) -> CancellationToken {
+    let agent = Agent::new(
+        cp,
+        driver,
+        HostRegistration {
+            name: "h".into(),
+            zone: "z".into(),
+            driver: "sim".into(),
+            vcpus: 4,
+            memory_mb: 4096,
+            gpus: vec![],
+        },
+        AgentConfig {
+            poll_wait: Duration::from_millis(50),
+            orphan_grace: Duration::from_millis(500),
+            ..AgentConfig::default()
+        },
+    );
+    let cancel = CancellationToken::new();
+    tokio::spawn(agent.run(cancel.clone()));
+    cancel
+}
+
+fn instant_sim() -> Arc<SimDriver> {
+    let timings = SimTimings {
+        prepare_ms: 0,
+        boot_ms: 0,
+        stop_ms: 0,
+        pause_ms: 0,
+    };
+    Arc::new(SimDriver::new(None, timings).unwrap())
+}
+
+#[tokio::test]
+async fn a_vm_no_instance_claims_is_destroyed_after_the_grace_period() {
+    let driver = instant_sim();
+    let stray = Uuid::new_v4();
+    driver.prepare(&spec(stray)).await.unwrap();
+    driver.boot(stray).await.unwrap();
+    let started = Instant::now();
+    let cancel = start(Arc::new(Recorder::default()), driver.clone());
+    while driver.inspect(stray).await.unwrap().is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the stray VM was never reaped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "reaped before the grace period"
+    );
+    cancel.cancel();
+}
+
+#[tokio::test]
+async fn a_running_instance_whose_vm_vanished_is_reported_terminated() {
+    let cp = Arc::new(Recorder::default());
+    let uid = Uuid::new_v4();
+    cp.assignments.lock().unwrap().push(Assignment {
+        spec: spec(uid),
+        desired: DesiredState::Running,
+        status: InstanceStatus::Running,
+        generation: 7,
+    });
+    let cancel = start(cp.clone(), instant_sim());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let report = loop {
+        if let Some(r) = cp.reports.lock().unwrap().first().cloned() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no report");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(report.uid, uid);
+    assert_eq!(report.generation, 7);
+    assert_eq!(report.status, InstanceStatus::Terminated);
+    assert!(report.intent_stopped);
+    assert!(report.message.unwrap().contains("vanished"));
+    cancel.cancel();
+}

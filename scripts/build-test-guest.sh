@@ -11,7 +11,8 @@
 # The image is cached under a name that carries this script's hash: it is rebuilt only when
 # missing or when this script changed.
 #
-# usage: scripts/build-test-guest.sh [OUT_DIR]   (default target/test-guest); prints the image path
+# usage: scripts/build-test-guest.sh [OUT_DIR]   (default target/test-guest); prints the image's
+# absolute path
 set -euo pipefail
 script=$(readlink -f "$0")
 cd "$(dirname "$script")/.."
@@ -19,7 +20,7 @@ out=${1:-target/test-guest}
 version=$(sha256sum "$script" | cut -c1-12)
 image="$out/stratus-test-guest-$version.raw"
 if [ -f "$image" ]; then
-  echo "$image"
+  readlink -f "$image"
   exit 0
 fi
 mkdir -p "$out"
@@ -155,4 +156,4 @@ dd if=/usr/lib/syslinux/mbr/mbr.bin of="$disk" bs=440 count=1 conv=notrunc 2>/de
 syslinux --install --offset 1048576 "$disk"
 for f in vmlinuz initrd.gz syslinux.cfg; do mcopy -i "$disk@@1048576" "$work/$f" ::/; done
 mv "$disk" "$image"
-echo "$image"
+readlink -f "$image"

@@ -99,7 +99,8 @@ pub struct ImageSpec {
 }
 
 impl Catalog {
-    /// The built-in catalog: region `local-1`, zone `local-1a`, four instance types.
+    /// The built-in catalog: region `local-1`, zone `local-1a`, four instance types, one GPU
+    /// type and the `stratus-guest` image (whose file `serve` builds when it runs real guests).
     pub fn builtin() -> Self {
         let t = |id: &str, vcpus, memory_mb, gpu: Option<(&str, u32)>, description: &str| {
             InstanceTypeSpec {
@@ -146,13 +147,15 @@ impl Catalog {
                 memory_gb: 80,
             }],
             images: vec![ImageSpec {
-                id: "debian-12".into(),
-                display_name: "Debian 12 (bookworm)".into(),
-                description: "Debian 12 generic cloud image".into(),
-                os: "debian".into(),
-                format: "qcow2".into(),
-                size_bytes: 2 * 1024 * 1024 * 1024,
-                min_disk_gb: 2,
+                id: "stratus-guest".into(),
+                display_name: "Stratus guest".into(),
+                description: "A small guest built from Debian packages (cloud kernel, busybox): \
+                              it prints the metadata it reads on its serial console"
+                    .into(),
+                os: "busybox".into(),
+                format: "raw".into(),
+                size_bytes: 64 * 1024 * 1024,
+                min_disk_gb: 1,
                 file: None,
             }],
         }

@@ -147,7 +147,7 @@ pub struct Disk {
     pub size_gb: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interface: Option<DiskInterface>,
-    /// URI of an image, e.g. `/v1/regions/local-1/compute/images/debian-12`.
+    /// URI of an image, e.g. `/v1/regions/local-1/compute/images/stratus-guest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(format = "uri")]
     pub source: Option<String>,

@@ -32,7 +32,9 @@ fn ms(d: Duration) -> String {
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let region = Region::start(dir.path(), "127.0.0.1:0", Config::default())
+    let mut config = Config::default();
+    config.host.driver = "sim".into();
+    let region = Region::start(dir.path(), "127.0.0.1:0", config)
         .await
         .unwrap();
     let base = format!("http://{}", region.addr);

@@ -46,7 +46,8 @@ pub struct HostSection {
     pub name: String,
     /// Zone of the host; the catalog's first zone when empty.
     pub zone: String,
-    /// `sim` or `qemu`.
+    /// `auto` (QEMU where it can run, installed and given an image as needed; else the
+    /// simulator), `qemu` or `sim`.
     pub driver: String,
     pub vcpus: u32,
     pub memory_mb: u64,
@@ -59,7 +60,7 @@ impl Default for HostSection {
             enabled: true,
             name: "local".into(),
             zone: String::new(),
-            driver: "sim".into(),
+            driver: "auto".into(),
             vcpus: 256,
             memory_mb: 1024 * 1024,
             gpus: vec![GpuCount {
@@ -172,8 +173,8 @@ impl Config {
         let config: Config = toml::from_str(text)?;
         config.catalog().validate().map_err(anyhow::Error::msg)?;
         anyhow::ensure!(
-            matches!(config.host.driver.as_str(), "sim" | "qemu"),
-            "host.driver is {:?}; use \"sim\" or \"qemu\"",
+            matches!(config.host.driver.as_str(), "auto" | "sim" | "qemu"),
+            "host.driver is {:?}; use \"auto\", \"qemu\" or \"sim\"",
             config.host.driver
         );
         anyhow::ensure!(

@@ -2,6 +2,7 @@
 //! used by the binary itself, the end-to-end tests and the benchmark.
 
 pub mod config;
+pub mod host_setup;
 pub mod local_agent;
 pub mod metadata_proxy;
 pub mod region;

@@ -58,7 +58,7 @@ enum Command {
         /// Zone of this host.
         #[arg(long)]
         zone: Option<String>,
-        /// `qemu` or `sim`.
+        /// `auto` (QEMU where it runs, else the simulator), `qemu` or `sim`.
         #[arg(long)]
         driver: Option<String>,
         /// Name of this host (default: `[host] name` of the config, else the machine's hostname).
@@ -141,11 +141,12 @@ async fn main() -> anyhow::Result<()> {
             }
             if let Some(driver) = driver {
                 anyhow::ensure!(
-                    matches!(driver.as_str(), "sim" | "qemu"),
-                    "--driver is {driver:?}; use qemu or sim"
+                    matches!(driver.as_str(), "auto" | "sim" | "qemu"),
+                    "--driver is {driver:?}; use auto, qemu or sim"
                 );
                 config.host.driver = driver;
             }
+            stratus::host_setup::resolve(&mut config, &data_dir, false);
             config.host.name = match name {
                 Some(name) => name,
                 None if config.host.name != stratus::config::HostSection::default().name => {

@@ -42,7 +42,18 @@ pub struct Region {
 
 impl Region {
     /// Opens the store in `data_dir`, then starts the API on `listen` and the background work.
-    pub async fn start(data_dir: &Path, listen: &str, config: Config) -> anyhow::Result<Self> {
+    pub async fn start(data_dir: &Path, listen: &str, mut config: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        let data_dir = &std::fs::canonicalize(data_dir)?;
+        if config.host.enabled {
+            let dir = data_dir.to_owned();
+            config = tokio::task::spawn_blocking(move || {
+                crate::host_setup::resolve(&mut config, &dir, true);
+                config
+            })
+            .await?;
+        }
         let store: Arc<dyn Store> = Arc::new(
             SqliteStore::open(data_dir)
                 .await

@@ -96,8 +96,11 @@ fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DriverE
 
 impl QemuDriver {
     /// A driver keeping its VMs under `config.vm_dir`; probes the accelerator when not forced.
-    pub async fn new(config: QemuConfig) -> Result<Self, DriverError> {
+    pub async fn new(mut config: QemuConfig) -> Result<Self, DriverError> {
         std::fs::create_dir_all(&config.vm_dir).map_err(io(config.vm_dir.display()))?;
+        // QEMU runs inside each VM's directory: every path handed to it must be absolute.
+        config.vm_dir =
+            std::fs::canonicalize(&config.vm_dir).map_err(io(config.vm_dir.display()))?;
         let accel = match config.accel {
             Some(accel) => accel,
             None => probe_accel(&config.binary, &config.vm_dir).await,

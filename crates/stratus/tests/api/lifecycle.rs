@@ -21,7 +21,7 @@ async fn a_created_instance_has_every_field_and_runs_within_five_seconds() {
                 "labels": {"tier": "web"},
                 "type": TYPE_SMALL,
                 "instanceMetadata": [{"key": "ssh-keys", "value": "alice:ssh-ed25519 AAAA alice\n"}],
-                "disks": [{"boot": true, "source": "/v1/regions/local-1/compute/images/debian-12", "sizeGb": 20}],
+                "disks": [{"boot": true, "source": "/v1/regions/local-1/compute/images/stratus-guest", "sizeGb": 20}],
             }),
         )
         .await;

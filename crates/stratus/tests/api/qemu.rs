@@ -221,6 +221,28 @@ async fn images_import_with_checksums_and_formats_checked() {
     )
     .await
     .assert_error(409);
+    // A disk smaller than the image needs is refused.
+    let reply = c
+        .post(
+            images,
+            json!({"id": "needs-three", "source": file, "format": "raw", "minDiskGb": 3}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED);
+    let deadline = std::time::Instant::now() + BOOT;
+    while c.get(&format!("{images}/needs-three")).await.body["status"] != "READY" {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let small = c
+        .post(
+            INSTANCES,
+            json!({"type": TYPE_MICRO, "disks": [{"boot": true, "source": format!("{images}/needs-three"), "sizeGb": 2}]}),
+        )
+        .await;
+    small.assert_error(400);
+    assert_eq!(small.field(), "disks[0].sizeGb");
+    assert!(small.message().contains("needs 3"), "{}", small.message());
     // An image in use cannot be deleted; an unused one can.
     let vm = c
         .post(
@@ -525,5 +547,28 @@ async fn nvme_and_temporary_disks_behave_as_declared() {
         assert!(std::time::Instant::now() < deadline, "{text}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn serve_with_no_configuration_boots_real_guests() {
+    let mut config = Config::default();
+    config.agent.poll_wait_ms = 500;
+    config.qemu.stratus_binary = env!("CARGO_BIN_EXE_stratus").into();
+    let region = TestRegion::with_config(config).await;
+    let c = &region.client;
+    let reply = c
+        .post(
+            INSTANCES,
+            json!({"id": "first", "type": "/v1/regions/local-1/zones/local-1a/instance-types/e2-small",
+                   "disks": [{"boot": true, "source": "/v1/regions/local-1/compute/images/stratus-guest", "sizeGb": 1}],
+                   "instanceMetadata": [{"key": "ssh-keys", "value": "frank:ssh-ed25519 AAAAf frank"}]}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    let console = c.wait_console("first", "stratus-guest: ready", BOOT).await;
+    assert!(console["contents"].as_str().unwrap().contains("AAAAf"));
+    let uid = reply.body["uid"].as_str().unwrap();
+    assert_eq!(qemu_processes(uid).len(), 1, "a real QEMU guest");
     region.stop().await;
 }

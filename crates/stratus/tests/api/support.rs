@@ -15,6 +15,7 @@ pub const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instan
 /// Simulator timings short enough for tests, long enough to observe each state.
 pub fn fast_config() -> Config {
     let mut config = Config::default();
+    config.host.driver = "sim".into();
     config.sim.prepare_ms = 100;
     config.sim.boot_ms = 100;
     config.sim.stop_ms = 50;

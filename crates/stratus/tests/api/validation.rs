@@ -76,7 +76,7 @@ async fn bad_create_bodies_name_the_offending_field() {
             "disks[0].source",
         ),
         (
-            json!({"disks": [{"source": "/v1/regions/local-1/compute/images/debian-12", "sizeGb": 1}]}),
+            json!({"disks": [{"source": "/v1/regions/local-1/compute/images/stratus-guest", "sizeGb": 0}]}),
             "disks[0].sizeGb",
         ),
         (json!({"disks": [{"boot": true}]}), "disks[0].sizeGb"),

@@ -426,8 +426,20 @@ fn kvm_probe_disk() -> Vec<u8> {
 }
 
 /// Whether KVM really runs guest code here: boots [`kvm_probe_disk`] under KVM. Exit code 99
-/// means it works; a hang, an internal error or anything else means TCG.
+/// means it works; a hang, a "KVM internal error" or anything else means TCG. The answer is
+/// kept for the life of the process.
 pub async fn probe_accel(binary: &str, scratch: &Path) -> Accel {
+    static PROBED: std::sync::Mutex<Vec<(String, Accel)>> = std::sync::Mutex::new(Vec::new());
+    if let Some((_, accel)) = PROBED.lock().unwrap().iter().find(|(b, _)| b == binary) {
+        return *accel;
+    }
+    let accel = probe_uncached(binary, scratch).await;
+    PROBED.lock().unwrap().push((binary.to_owned(), accel));
+    accel
+}
+
+async fn probe_uncached(binary: &str, scratch: &Path) -> Accel {
+    use tokio::io::AsyncBufReadExt;
     if std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -436,7 +448,7 @@ pub async fn probe_accel(binary: &str, scratch: &Path) -> Accel {
     {
         return Accel::Tcg;
     }
-    let image = scratch.join("kvm-probe.img");
+    let image = scratch.join(format!("kvm-probe-{}.img", Uuid::new_v4()));
     if std::fs::write(&image, kvm_probe_disk()).is_err() {
         return Accel::Tcg;
     }
@@ -457,19 +469,40 @@ pub async fn probe_accel(binary: &str, scratch: &Path) -> Accel {
         .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let outcome = match command.spawn() {
-        Ok(mut child) => tokio::time::timeout(Duration::from_secs(5), child.wait()).await,
-        Err(_) => return Accel::Tcg,
+    let works = match command.spawn() {
+        Ok(mut child) => {
+            let stderr = child.stderr.take();
+            // KVM failing on guest code says so on stderr at once; no need to wait it out.
+            let internal_error = async {
+                if let Some(stderr) = stderr {
+                    let mut lines = tokio::io::BufReader::new(stderr).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if line.contains("KVM internal error") {
+                            return;
+                        }
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            let outcome = tokio::time::timeout(Duration::from_secs(5), async {
+                tokio::select! {
+                    status = child.wait() => status.ok().and_then(|s| s.code()) == Some(99),
+                    _ = internal_error => false,
+                }
+            })
+            .await;
+            outcome.unwrap_or(false)
+        }
+        Err(_) => false,
     };
     let _ = std::fs::remove_file(&image);
-    match outcome {
-        Ok(Ok(status)) if status.code() == Some(99) => Accel::Kvm,
-        _ => {
-            tracing::info!("KVM does not run guests correctly here; using TCG");
-            Accel::Tcg
-        }
+    if works {
+        Accel::Kvm
+    } else {
+        tracing::info!("KVM does not run guests correctly here; using TCG");
+        Accel::Tcg
     }
 }
 
@@ -498,13 +531,29 @@ impl Driver for QemuDriver {
             }));
         }
         let dir = self.dir(uid);
-        let stop_reason = if dir.join(STOPPED_BY_AGENT).exists() {
+        let stopped_by_agent = dir.join(STOPPED_BY_AGENT).exists();
+        let exit_code = dir.join(EXIT_CODE);
+        if !stopped_by_agent && dir.join(SERIAL).exists() && !exit_code.exists() {
+            // QEMU ended on its own; its supervisor writes the exit code a moment later.
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                if exit_code.exists() {
+                    break;
+                }
+            }
+            if !exit_code.exists() {
+                // The supervisor is gone too (killed with it): say so, once.
+                let _ = std::fs::write(&exit_code, "unknown");
+            }
+        }
+        let stop_reason = if stopped_by_agent {
             None
         } else {
-            std::fs::read_to_string(dir.join(EXIT_CODE))
+            std::fs::read_to_string(&exit_code)
                 .ok()
                 .map(|code| match code.trim() {
                     "0" => "the guest powered off".to_owned(),
+                    "unknown" => "QEMU ended without leaving an exit code (killed?)".to_owned(),
                     other => format!("QEMU exited with code {other}"),
                 })
         };

@@ -74,15 +74,8 @@ impl App {
         permission: Permission,
     ) -> Result<ProjectRecord> {
         self.check_region(region)?;
-        let id = crate::extract::path_id("project", project)?;
-        let not_found = || Error::NotFound(format!("project {id} not found"));
-        let record = self
-            .store
-            .get_project(id.as_str())
-            .await?
-            .ok_or_else(not_found)?;
-        principal.authorize(permission, &record.organization_id, not_found)?;
-        Ok(record)
+        self.project_record(principal, "project", project, permission)
+            .await
     }
 
     async fn instance_for(

@@ -219,13 +219,16 @@ impl App {
         Ok(())
     }
 
-    async fn project_record(
+    /// The project `id` (named by path parameter `param`), if the caller may use it for
+    /// `permission`; a project the caller cannot see is a 404 like a missing one.
+    pub(crate) async fn project_record(
         &self,
         principal: &Principal,
+        param: &str,
         id: &str,
         permission: Permission,
     ) -> Result<ProjectRecord> {
-        let id = path_id("id", id)?;
+        let id = path_id(param, id)?;
         let not_found = || Error::NotFound(format!("project {id} not found"));
         let record = self
             .store
@@ -269,7 +272,7 @@ impl App {
 
     pub async fn get_project(&self, principal: &Principal, id: &str) -> Result<Versioned<Project>> {
         let record = self
-            .project_record(principal, id, Permission::ProjectsGet)
+            .project_record(principal, "id", id, Permission::ProjectsGet)
             .await?;
         Ok(project_view(&record))
     }
@@ -324,7 +327,7 @@ impl App {
         let text = checked_text(body.display_name, body.description)?;
         loop {
             let mut record = self
-                .project_record(principal, id, Permission::ProjectsUpdate)
+                .project_record(principal, "id", id, Permission::ProjectsUpdate)
                 .await?;
             record.apply_text(if_match, &text)?;
             if let Some(stored) = self.store.update_project(&record).await? {
@@ -340,7 +343,7 @@ impl App {
         if_match: Option<&str>,
     ) -> Result<()> {
         let record = self
-            .project_record(principal, id, Permission::ProjectsDelete)
+            .project_record(principal, "id", id, Permission::ProjectsDelete)
             .await?;
         check_if_match(if_match, &record.etag(), &record.what())?;
         self.store.delete_project(&record.id).await?;

@@ -44,7 +44,7 @@ impl App {
                     r.id
                 ),
                 uid: r.uid,
-                id: ResourceId::parse(&r.id).unwrap_or_else(|_| ids::generate("invalid")),
+                id: ResourceId::parse(&r.id).expect("stored ids are valid"),
                 display_name: r.spec.display_name.clone(),
                 description: r.spec.description.clone(),
                 labels: r.spec.labels.clone(),

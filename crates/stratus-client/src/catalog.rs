@@ -1,0 +1,86 @@
+//! The catalog of a region: zones, instance types, GPU types and images.
+
+use crate::{Client, Result, segment};
+use reqwest::Method;
+use stratus_types::{
+    GpuTypeList, Image, ImageCreateRequest, ImageList, InstanceType, InstanceTypeList, Region,
+    ZoneList,
+};
+
+/// The catalog of one region; made by [`Client::catalog`].
+pub struct Catalog<'a> {
+    client: &'a Client,
+    region: String,
+}
+
+impl<'a> Catalog<'a> {
+    pub(crate) fn new(client: &'a Client, region: &str) -> Self {
+        Self {
+            client,
+            region: format!("/v1/regions/{}", segment(region)),
+        }
+    }
+
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let request = self.client.request(Method::GET, path);
+        self.client.send(request).await
+    }
+
+    pub async fn region(&self) -> Result<Region> {
+        self.get(&self.region).await
+    }
+
+    pub async fn zones(&self) -> Result<ZoneList> {
+        self.get(&format!("{}/zones", self.region)).await
+    }
+
+    pub async fn instance_types(&self, zone: &str) -> Result<InstanceTypeList> {
+        self.get(&format!(
+            "{}/zones/{}/instance-types",
+            self.region,
+            segment(zone)
+        ))
+        .await
+    }
+
+    pub async fn instance_type(&self, zone: &str, id: &str) -> Result<InstanceType> {
+        self.get(&format!(
+            "{}/zones/{}/instance-types/{}",
+            self.region,
+            segment(zone),
+            segment(id)
+        ))
+        .await
+    }
+
+    pub async fn gpu_types(&self, zone: &str) -> Result<GpuTypeList> {
+        self.get(&format!(
+            "{}/zones/{}/gpu-types",
+            self.region,
+            segment(zone)
+        ))
+        .await
+    }
+
+    pub async fn images(&self) -> Result<ImageList> {
+        self.get(&format!("{}/compute/images", self.region)).await
+    }
+
+    pub async fn image(&self, id: &str) -> Result<Image> {
+        self.get(&format!("{}/compute/images/{}", self.region, segment(id)))
+            .await
+    }
+
+    /// Registers an image to import (administrators); it starts `PENDING`.
+    pub async fn create_image(&self, body: &ImageCreateRequest) -> Result<Image> {
+        let path = format!("{}/compute/images", self.region);
+        let request = self.client.request(Method::POST, &path).json(body);
+        self.client.send(request).await
+    }
+
+    pub async fn delete_image(&self, id: &str) -> Result<()> {
+        let path = format!("{}/compute/images/{}", self.region, segment(id));
+        let request = self.client.request(Method::DELETE, &path);
+        self.client.send_empty(request).await
+    }
+}

@@ -1,0 +1,123 @@
+//! Instances of one project: CRUD, lifecycle actions, the serial console.
+
+use crate::{Client, ListOptions, Result, segment};
+use reqwest::Method;
+use stratus_types::{
+    Instance, InstanceCreateRequest, InstanceList, InstanceUpdateRequest, SerialPortOutput,
+};
+
+/// A lifecycle action (`POST …/instances/{id}:{action}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceAction {
+    Start,
+    Stop,
+    Reboot,
+    Suspend,
+    Resume,
+}
+
+impl InstanceAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Stop => "stop",
+            Self::Reboot => "reboot",
+            Self::Suspend => "suspend",
+            Self::Resume => "resume",
+        }
+    }
+}
+
+/// The instances of a project in a region; made by [`Client::instances`].
+pub struct Instances<'a> {
+    client: &'a Client,
+    collection: String,
+}
+
+impl<'a> Instances<'a> {
+    pub(crate) fn new(client: &'a Client, region: &str, project: &str) -> Self {
+        let collection = format!(
+            "/v1/regions/{}/projects/{}/compute/instances",
+            segment(region),
+            segment(project)
+        );
+        Self { client, collection }
+    }
+
+    fn item(&self, id: &str) -> String {
+        format!("{}/{}", self.collection, segment(id))
+    }
+
+    /// One page of instances.
+    pub async fn list(&self, options: &ListOptions) -> Result<InstanceList> {
+        let request = self
+            .client
+            .request(Method::GET, &self.collection)
+            .query(&options.query());
+        self.client.send(request).await
+    }
+
+    /// Every instance, following `nextPageToken`; `label_selector` filters.
+    pub async fn list_all(&self, label_selector: Option<&str>) -> Result<Vec<Instance>> {
+        let mut options = ListOptions {
+            page_size: Some(500),
+            label_selector: label_selector.map(str::to_owned),
+            ..ListOptions::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list(&options).await?;
+            all.extend(page.instances);
+            match page.next_page_token {
+                Some(token) => options.page_token = Some(token),
+                None => return Ok(all),
+            }
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Instance> {
+        let request = self.client.request(Method::GET, &self.item(id));
+        self.client.send(request).await
+    }
+
+    /// Creates an instance; it starts `PROVISIONING`.
+    pub async fn create(&self, body: &InstanceCreateRequest) -> Result<Instance> {
+        let request = self
+            .client
+            .request(Method::POST, &self.collection)
+            .json(body);
+        self.client.send(request).await
+    }
+
+    /// Replaces the fields present in `body`.
+    pub async fn update(&self, id: &str, body: &InstanceUpdateRequest) -> Result<Instance> {
+        let request = self
+            .client
+            .request(Method::PATCH, &self.item(id))
+            .json(body);
+        self.client.send(request).await
+    }
+
+    /// Starts the deletion; the instance answers 404 once its host has destroyed it.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let request = self.client.request(Method::DELETE, &self.item(id));
+        self.client.send_empty(request).await
+    }
+
+    /// Runs a lifecycle action; answers the instance as the action left it.
+    pub async fn act(&self, id: &str, action: InstanceAction) -> Result<Instance> {
+        let path = format!("{}:{}", self.item(id), action.as_str());
+        let request = self.client.request(Method::POST, &path);
+        self.client.send(request).await
+    }
+
+    /// The serial console from byte `start`.
+    pub async fn serial_port_output(&self, id: &str, start: u64) -> Result<SerialPortOutput> {
+        let path = format!("{}/serialPortOutput", self.item(id));
+        let request = self
+            .client
+            .request(Method::GET, &path)
+            .query(&[("start", start)]);
+        self.client.send(request).await
+    }
+}

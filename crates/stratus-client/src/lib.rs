@@ -1,0 +1,228 @@
+//! A typed async client of the Stratus API.
+//!
+//! Every request and response body is a type from `stratus-types`, the same types the server
+//! serializes, so the client cannot drift from the API: a renamed field breaks the build, not a
+//! user's script. The client is deliberately thin: one method per operation, no retries, no
+//! caching, no token refresh. Those are policies of its users (the CLI refreshes tokens from a
+//! stored API key; tests want to see every answer), so they live there.
+//!
+//! A failed call returns [`Error::Api`] carrying the contract's error body untouched, so a
+//! caller can show the message, branch on the reason and point at the field at fault.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), stratus_client::Error> {
+//! let mut client = stratus_client::Client::new("http://127.0.0.1:8080")?;
+//! let token = client.exchange_api_key("stratus_…").await?;
+//! client.set_token(Some(token.access_token));
+//! let instances = client.instances("local-1", "default").list_all(None).await?;
+//! # Ok(()) }
+//! ```
+
+mod catalog;
+mod error;
+mod instances;
+mod tenancy;
+
+pub use catalog::Catalog;
+pub use error::{ApiError, Error};
+pub use instances::{InstanceAction, Instances};
+pub use stratus_types as types;
+
+use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
+use stratus_types::ErrorBody;
+use stratus_types::auth::{TokenRequest, TokenResponse};
+
+/// Result of a client call.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A connection to one Stratus endpoint, optionally holding an access token.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// Paging and filtering of a list call.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// 1 to 500; the server's default (50) when absent.
+    pub page_size: Option<u32>,
+    /// `nextPageToken` of the previous page.
+    pub page_token: Option<String>,
+    /// `k=v,k2!=v2` (instances only).
+    pub label_selector: Option<String>,
+}
+
+impl ListOptions {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        if let Some(size) = self.page_size {
+            query.push(("pageSize", size.to_string()));
+        }
+        if let Some(token) = &self.page_token {
+            query.push(("pageToken", token.clone()));
+        }
+        if let Some(selector) = &self.label_selector {
+            query.push(("labelSelector", selector.clone()));
+        }
+        query
+    }
+}
+
+impl Client {
+    /// A client of the endpoint at `base` (e.g. `http://127.0.0.1:8080`), without a token.
+    pub fn new(base: &str) -> Result<Self> {
+        let base = base.trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::Unexpected {
+                url: base,
+                status: 0,
+                message: "the endpoint must be an http:// or https:// URL".into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("stratus-client/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| Error::Transport {
+                url: base.clone(),
+                source,
+            })?;
+        Ok(Self {
+            base,
+            token: None,
+            http,
+        })
+    }
+
+    /// This client with `token` as its bearer token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.token = token;
+    }
+
+    /// The endpoint's base URL, without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// Exchanges an API key for an access token (`POST /v1/regions/global/auth/token`).
+    /// The client's own token is neither needed nor changed.
+    pub async fn exchange_api_key(&self, api_key: &str) -> Result<TokenResponse> {
+        let body = TokenRequest {
+            grant_type: "api_key".into(),
+            api_key: Some(api_key.trim().to_owned()),
+        };
+        let request = self
+            .http
+            .post(format!("{}/v1/regions/global/auth/token", self.base))
+            .json(&body);
+        self.send(request).await
+    }
+
+    /// The instances of `project` in `region`.
+    pub fn instances<'a>(&'a self, region: &str, project: &str) -> Instances<'a> {
+        Instances::new(self, region, project)
+    }
+
+    /// The catalog of `region`: zones, instance types, images.
+    pub fn catalog<'a>(&'a self, region: &str) -> Catalog<'a> {
+        Catalog::new(self, region)
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends `request` and decodes a JSON answer, or the contract's error body.
+    async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let (url, status, bytes) = self.exchange(request).await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Unexpected {
+            url,
+            status,
+            message: format!("the body does not match the API's schema: {e}"),
+        })
+    }
+
+    /// Sends `request` whose success answer has no body (204).
+    async fn send_empty(&self, request: RequestBuilder) -> Result<()> {
+        self.exchange(request).await.map(|_| ())
+    }
+
+    async fn exchange(&self, request: RequestBuilder) -> Result<(String, u16, Vec<u8>)> {
+        let request = request.build().map_err(|source| Error::Transport {
+            url: self.base.clone(),
+            source,
+        })?;
+        let url = request.url().to_string();
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|source| Error::Transport {
+                url: url.clone(),
+                source,
+            })?;
+        let status = response.status().as_u16();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| Error::Transport {
+                url: url.clone(),
+                source,
+            })?
+            .to_vec();
+        if status < 400 {
+            return Ok((url, status, bytes));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => Err(Error::Api(ApiError {
+                status,
+                body,
+                request_id,
+            })),
+            Err(_) => Err(Error::Unexpected {
+                url,
+                status,
+                message: String::from_utf8_lossy(&bytes).chars().take(200).collect(),
+            }),
+        }
+    }
+}
+
+/// Percent-encodes one path segment, so that an id typed by a user can never leave its place
+/// in the path.
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_keep_ids_and_escape_everything_else() {
+        assert_eq!(super::segment("web-1"), "web-1");
+        assert_eq!(super::segment("../x?y"), "..%2Fx%3Fy");
+    }
+}

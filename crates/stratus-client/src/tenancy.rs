@@ -1,0 +1,64 @@
+//! Organizations and projects (global resources).
+
+use crate::{Client, ListOptions, Result, segment};
+use reqwest::Method;
+use stratus_types::{
+    Organization, OrganizationCreateRequest, OrganizationList, Project, ProjectCreateRequest,
+    ProjectList, ProjectUpdateRequest,
+};
+
+const PROJECTS: &str = "/v1/regions/global/projects";
+const ORGANIZATIONS: &str = "/v1/regions/global/organizations";
+
+impl Client {
+    pub async fn list_projects(&self, options: &ListOptions) -> Result<ProjectList> {
+        let request = self.request(Method::GET, PROJECTS).query(&options.query());
+        self.send(request).await
+    }
+
+    pub async fn get_project(&self, id: &str) -> Result<Project> {
+        let path = format!("{PROJECTS}/{}", segment(id));
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn create_project(&self, body: &ProjectCreateRequest) -> Result<Project> {
+        self.send(self.request(Method::POST, PROJECTS).json(body))
+            .await
+    }
+
+    pub async fn update_project(&self, id: &str, body: &ProjectUpdateRequest) -> Result<Project> {
+        let path = format!("{PROJECTS}/{}", segment(id));
+        self.send(self.request(Method::PATCH, &path).json(body))
+            .await
+    }
+
+    pub async fn delete_project(&self, id: &str) -> Result<()> {
+        let path = format!("{PROJECTS}/{}", segment(id));
+        self.send_empty(self.request(Method::DELETE, &path)).await
+    }
+
+    pub async fn list_organizations(&self, options: &ListOptions) -> Result<OrganizationList> {
+        let request = self
+            .request(Method::GET, ORGANIZATIONS)
+            .query(&options.query());
+        self.send(request).await
+    }
+
+    pub async fn get_organization(&self, id: &str) -> Result<Organization> {
+        let path = format!("{ORGANIZATIONS}/{}", segment(id));
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    pub async fn create_organization(
+        &self,
+        body: &OrganizationCreateRequest,
+    ) -> Result<Organization> {
+        self.send(self.request(Method::POST, ORGANIZATIONS).json(body))
+            .await
+    }
+
+    pub async fn delete_organization(&self, id: &str) -> Result<()> {
+        let path = format!("{ORGANIZATIONS}/{}", segment(id));
+        self.send_empty(self.request(Method::DELETE, &path)).await
+    }
+}

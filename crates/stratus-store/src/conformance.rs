@@ -32,6 +32,8 @@ where
     console_log_appends_and_trims(make().await).await;
     identity_records_round_trip(make().await).await;
     images_are_upserted_imported_and_guarded(make().await).await;
+    concurrent_creates_never_overcommit(make().await).await;
+    snapshots_carry_every_row(make().await, make().await).await;
 }
 
 fn org(id: &str) -> OrganizationRecord {
@@ -547,4 +549,132 @@ pub async fn images_are_upserted_imported_and_guarded(store: Arc<dyn Store>) {
     store.finalize_instance_deletion(gone.uid).await.unwrap();
     assert!(store.delete_image("debian", link).await.unwrap());
     assert!(store.get_image("debian").await.unwrap().is_none());
+}
+
+pub async fn concurrent_creates_never_overcommit(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let attempts = (0..20).map(|n| {
+        let store = store.clone();
+        tokio::spawn(async move { create(&store, instance(&format!("vm-{n:02}"), 1, &[])).await })
+    });
+    let mut placed = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => placed += 1,
+            Err(Error::ResourceExhausted(_)) => {}
+            Err(other) => panic!("a concurrent create failed with {other:?}"),
+        }
+    }
+    assert_eq!(
+        placed, 8,
+        "an 8-vCPU host takes exactly eight 1-vCPU instances"
+    );
+    assert_eq!(store.count_instances().await.unwrap(), 8);
+}
+
+pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn Store>) {
+    use stratus_types::{ImageFormat, ImageStatus};
+    let host = seeded(&source).await;
+    source
+        .setting_or_init("paging-key", "secret")
+        .await
+        .unwrap();
+    let vm = create(&source, instance("vm", 2, &[("app", "web")]))
+        .await
+        .unwrap();
+    source
+        .append_console(vm.uid, 0, b"booted\n", 1024)
+        .await
+        .unwrap();
+    assert!(
+        source
+            .claim_instance_lease(vm.uid, "replica-a", Utc::now(), Utc::now())
+            .await
+            .unwrap()
+    );
+    source
+        .init_signing_key(&SigningKeyRecord {
+            kid: "k1".into(),
+            algorithm: "EdDSA".into(),
+            private_key: vec![9; 32],
+            public_key: vec![7; 32],
+            created_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+    source
+        .create_api_key(&ApiKeyRecord {
+            uid: Uuid::new_v4(),
+            id: "key".into(),
+            secret_hash: "hash".into(),
+            organization_id: "o".into(),
+            scope: "project".into(),
+            scope_id: "p".into(),
+            roles: vec!["member".into()],
+            created_by: "someone".into(),
+            display_name: "ci".into(),
+            created_at: Utc::now(),
+            last_used_at: Some(Utc::now()),
+        })
+        .await
+        .unwrap();
+    source
+        .create_image(&ImageRecord {
+            uid: Uuid::new_v4(),
+            id: "img".into(),
+            display_name: "Image".into(),
+            description: "d".into(),
+            os: "linux".into(),
+            format: ImageFormat::Qcow2,
+            size_bytes: 1 << 20,
+            min_disk_gb: 1,
+            status: ImageStatus::Ready,
+            status_message: None,
+            source: Some("https://example.test/img.qcow2".into()),
+            sha256: Some("ab".repeat(32)),
+            file: Some("/images/img".into()),
+            bytes_done: 1 << 20,
+            generation: 3,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+
+    let snapshot = source.export().await.unwrap();
+    assert_eq!(snapshot.hosts[0].id, host.id);
+    target.import(&snapshot).await.unwrap();
+    assert_eq!(
+        target.export().await.unwrap(),
+        snapshot,
+        "the copy holds the same rows"
+    );
+    let counts = source.row_counts().await.unwrap();
+    assert!(
+        counts.values().all(|n| *n > 0),
+        "the check fills every table of the schema: {counts:?}"
+    );
+    assert_eq!(
+        target.row_counts().await.unwrap(),
+        counts,
+        "every table of the schema is carried"
+    );
+    assert_eq!(
+        snapshot.row_counts(),
+        counts,
+        "the snapshot names every table"
+    );
+    let copied = target.get_instance("p", "vm").await.unwrap().unwrap();
+    assert_eq!(copied.generation, vm.generation);
+    assert!(
+        target
+            .claim_instance_lease(vm.uid, "replica-b", Utc::now(), Utc::now())
+            .await
+            .unwrap(),
+        "leases are not carried over"
+    );
+    assert!(matches!(
+        target.import(&snapshot).await,
+        Err(Error::FailedPrecondition(_))
+    ));
 }

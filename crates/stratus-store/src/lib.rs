@@ -19,15 +19,20 @@
 
 mod changes;
 pub mod conformance;
+mod postgres;
 mod records;
+mod rows;
 mod sqlite;
+pub mod testing;
 
 pub use changes::Changes;
+pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use stratus_core::Result;
 use stratus_core::placement::Demand;
 use stratus_core::selector::LabelSelector;
@@ -142,4 +147,14 @@ pub trait Store: Send + Sync + 'static {
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
     async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
     async fn touch_api_key(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()>;
+
+    // moving a region between backends
+    /// Every row the region stores.
+    async fn export(&self) -> Result<Snapshot>;
+    /// Loads `snapshot` in one transaction into this store, which must be empty
+    /// (`FailedPrecondition` otherwise).
+    async fn import(&self, snapshot: &Snapshot) -> Result<()>;
+    /// The number of rows in every table of the schema, by table name (the migrations'
+    /// own bookkeeping left out). Tells whether a copy carried everything.
+    async fn row_counts(&self) -> Result<BTreeMap<String, u64>>;
 }

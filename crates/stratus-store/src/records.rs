@@ -186,3 +186,47 @@ pub struct Page<T> {
     pub more: bool,
     pub total: Option<u64>,
 }
+
+/// The retained serial-console output of an instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsoleLogRecord {
+    pub instance_uid: Uuid,
+    /// Byte offset of `content`'s first byte in the whole output.
+    pub base_offset: u64,
+    pub content: Vec<u8>,
+}
+
+/// Every row a region stores, for moving a region between backends (`stratus db copy`).
+/// Leases are not carried: a copy is made with the region stopped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Snapshot {
+    pub settings: Vec<(String, String)>,
+    pub organizations: Vec<OrganizationRecord>,
+    pub projects: Vec<ProjectRecord>,
+    pub hosts: Vec<HostRecord>,
+    pub instances: Vec<InstanceRecord>,
+    pub console_logs: Vec<ConsoleLogRecord>,
+    pub signing_keys: Vec<SigningKeyRecord>,
+    pub api_keys: Vec<ApiKeyRecord>,
+    pub images: Vec<ImageRecord>,
+}
+
+impl Snapshot {
+    /// Rows per table, by table name.
+    pub fn row_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("settings", self.settings.len()),
+            ("organizations", self.organizations.len()),
+            ("projects", self.projects.len()),
+            ("hosts", self.hosts.len()),
+            ("instances", self.instances.len()),
+            ("console_logs", self.console_logs.len()),
+            ("signing_keys", self.signing_keys.len()),
+            ("api_keys", self.api_keys.len()),
+            ("images", self.images.len()),
+        ]
+        .into_iter()
+        .map(|(table, n)| (table.to_owned(), n as u64))
+        .collect()
+    }
+}

@@ -1,21 +1,23 @@
 //! The embedded SQLite backend: one file in the data directory, WAL, one writer connection.
 
 use crate::records::*;
+use crate::rows::*;
 use crate::{Page, PageRequest, Store};
 use async_trait::async_trait;
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteExecutor, Transaction};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
-use stratus_core::placement::{Demand, HostUsage, choose_host};
+use stratus_core::placement::{Demand, choose_host};
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result};
-use stratus_types::{DesiredState, ImageFormat, ImageStatus, InstanceStatus};
+use stratus_types::InstanceStatus;
 use uuid::Uuid;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -72,6 +74,15 @@ impl SqliteStore {
     }
 }
 
+impl_columns!(
+    SqliteRow,
+    db_error,
+    |row: &SqliteRow, col: &str| parse_uuid(col, &Columns::text(row, col)?),
+    |row: &SqliteRow, col: &str| Columns::opt_text(row, col)?
+        .map(|text| parse_uuid(col, &text))
+        .transpose()
+);
+
 fn db_error(e: sqlx::Error) -> Error {
     match e {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
@@ -106,126 +117,6 @@ async fn fetch_by<T>(
         .transpose()
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
-fn uuid_col(row: &SqliteRow, col: &str) -> Result<Uuid> {
-    let text: String = row.try_get(col).map_err(db_error)?;
-    Uuid::parse_str(&text).map_err(|e| Error::internal(format!("bad uuid in {col}: {e}")))
-}
-
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> Result<T> {
-    let text: String = row.try_get(col).map_err(db_error)?;
-    serde_json::from_str(&text).map_err(|e| Error::internal(format!("bad json in {col}: {e}")))
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("records serialize")
-}
-
-fn instance_from_row(row: &SqliteRow) -> Result<InstanceRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(db_error) };
-    let host: Option<String> = row.try_get("host_id").map_err(db_error)?;
-    let desired: String = row.try_get("desired").map_err(db_error)?;
-    let status: String = row.try_get("status").map_err(db_error)?;
-    Ok(InstanceRecord {
-        uid: uuid_col(row, "uid")?,
-        project: row.try_get("project").map_err(db_error)?,
-        id: row.try_get("id").map_err(db_error)?,
-        zone: row.try_get("zone").map_err(db_error)?,
-        host_id: host
-            .map(|h| Uuid::parse_str(&h))
-            .transpose()
-            .map_err(|e| Error::internal(format!("bad host uuid: {e}")))?,
-        spec: json_col(row, "spec")?,
-        vcpus: get_i64("vcpus")? as u32,
-        memory_mb: get_i64("memory_mb")? as u64,
-        gpu_type: row.try_get("gpu_type").map_err(db_error)?,
-        gpu_count: get_i64("gpu_count")? as u32,
-        desired: DesiredState::parse(&desired)
-            .ok_or_else(|| Error::internal(format!("bad desired state {desired}")))?,
-        status: InstanceStatus::parse(&status)
-            .ok_or_else(|| Error::internal(format!("bad status {status}")))?,
-        status_message: row.try_get("status_message").map_err(db_error)?,
-        status_changed_at: time(get_i64("status_changed_at")?),
-        generation: get_i64("generation")?,
-        created_at: time(get_i64("created_at")?),
-        updated_at: time(get_i64("updated_at")?),
-    })
-}
-
-fn organization_from_row(row: &SqliteRow) -> Result<OrganizationRecord> {
-    Ok(OrganizationRecord {
-        uid: uuid_col(row, "uid")?,
-        id: row.try_get("id").map_err(db_error)?,
-        display_name: row.try_get("display_name").map_err(db_error)?,
-        description: row.try_get("description").map_err(db_error)?,
-        generation: row.try_get("generation").map_err(db_error)?,
-        created_at: time(row.try_get("created_at").map_err(db_error)?),
-        updated_at: time(row.try_get("updated_at").map_err(db_error)?),
-    })
-}
-
-fn project_from_row(row: &SqliteRow) -> Result<ProjectRecord> {
-    Ok(ProjectRecord {
-        uid: uuid_col(row, "uid")?,
-        id: row.try_get("id").map_err(db_error)?,
-        organization_id: row.try_get("organization_id").map_err(db_error)?,
-        display_name: row.try_get("display_name").map_err(db_error)?,
-        description: row.try_get("description").map_err(db_error)?,
-        generation: row.try_get("generation").map_err(db_error)?,
-        created_at: time(row.try_get("created_at").map_err(db_error)?),
-        updated_at: time(row.try_get("updated_at").map_err(db_error)?),
-    })
-}
-
-fn host_from_row(row: &SqliteRow) -> Result<HostRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(db_error) };
-    Ok(HostRecord {
-        id: uuid_col(row, "id")?,
-        name: row.try_get("name").map_err(db_error)?,
-        zone: row.try_get("zone").map_err(db_error)?,
-        driver: row.try_get("driver").map_err(db_error)?,
-        vcpus: get_i64("vcpus")? as u32,
-        memory_mb: get_i64("memory_mb")? as u64,
-        gpus: json_col(row, "gpus")?,
-        registered_at: time(get_i64("registered_at")?),
-        last_seen_at: time(get_i64("last_seen_at")?),
-    })
-}
-
-fn image_from_row(row: &SqliteRow) -> Result<ImageRecord> {
-    let get_i64 = |c: &str| -> Result<i64> { row.try_get(c).map_err(db_error) };
-    let format: String = row.try_get("format").map_err(db_error)?;
-    let status: String = row.try_get("status").map_err(db_error)?;
-    Ok(ImageRecord {
-        uid: uuid_col(row, "uid")?,
-        id: row.try_get("id").map_err(db_error)?,
-        display_name: row.try_get("display_name").map_err(db_error)?,
-        description: row.try_get("description").map_err(db_error)?,
-        os: row.try_get("os").map_err(db_error)?,
-        format: ImageFormat::parse(&format)
-            .ok_or_else(|| Error::internal(format!("bad image format {format}")))?,
-        size_bytes: get_i64("size_bytes")? as u64,
-        min_disk_gb: get_i64("min_disk_gb")? as u32,
-        status: ImageStatus::parse(&status)
-            .ok_or_else(|| Error::internal(format!("bad image status {status}")))?,
-        status_message: row.try_get("status_message").map_err(db_error)?,
-        source: row.try_get("source").map_err(db_error)?,
-        sha256: row.try_get("sha256").map_err(db_error)?,
-        file: row.try_get("file").map_err(db_error)?,
-        bytes_done: get_i64("bytes_done")? as u64,
-        generation: get_i64("generation")?,
-        created_at: time(get_i64("created_at")?),
-        updated_at: time(get_i64("updated_at")?),
-    })
-}
-
 const IMAGE_INSERT: &str = "INSERT INTO images (uid, id, display_name, description, os, format, \
      size_bytes, min_disk_gb, status, status_message, source, sha256, file, bytes_done, generation, \
      created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
@@ -254,26 +145,9 @@ fn bind_image<'q>(
         .bind(ms(i.updated_at))
 }
 
-fn api_key_from_row(row: &SqliteRow) -> Result<ApiKeyRecord> {
-    let last_used: Option<i64> = row.try_get("last_used_at").map_err(db_error)?;
-    Ok(ApiKeyRecord {
-        uid: uuid_col(row, "uid")?,
-        id: row.try_get("id").map_err(db_error)?,
-        secret_hash: row.try_get("secret_hash").map_err(db_error)?,
-        organization_id: row.try_get("organization_id").map_err(db_error)?,
-        scope: row.try_get("scope").map_err(db_error)?,
-        scope_id: row.try_get("scope_id").map_err(db_error)?,
-        roles: json_col(row, "roles")?,
-        created_by: row.try_get("created_by").map_err(db_error)?,
-        display_name: row.try_get("display_name").map_err(db_error)?,
-        created_at: time(row.try_get("created_at").map_err(db_error)?),
-        last_used_at: last_used.map(time),
-    })
-}
-
-/// Reads one page of an id-ordered collection in keyset batches, keeping the rows `keep`
-/// accepts. `select` is a query ending in a WHERE clause to which `AND id > ? ORDER BY id
-/// LIMIT ?` is appended; `binds` fill its placeholders.
+/// Reads one page of an id-ordered collection (see [`page_from_batches`]). `select` ends in
+/// a WHERE clause whose placeholders `binds` fill; the cursor and the batch size follow as
+/// two more.
 async fn scan_page<T>(
     pool: &SqlitePool,
     select: &str,
@@ -283,58 +157,27 @@ async fn scan_page<T>(
     id_of: fn(&T) -> &str,
     keep: &(dyn Fn(&T) -> bool + Send + Sync),
 ) -> Result<Page<T>> {
-    let limit = page.limit as usize;
-    let mut to_skip = page.offset.unwrap_or(0);
-    let batch = (limit + 1).max(if page.offset.is_some() || page.with_total {
-        500
-    } else {
-        0
-    });
-    let mut cursor = page.after.clone().unwrap_or_default();
-    let mut items = Vec::new();
-    let mut more = false;
-    let mut total: u64 = 0;
-    loop {
-        // `select` is one of this module's constant queries; values go in as binds.
-        let sql = format!("{select} AND id > ? ORDER BY id LIMIT ?");
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for b in binds {
-            query = query.bind(*b);
-        }
-        let rows = query
-            .bind(&cursor)
-            .bind(batch as i64)
-            .fetch_all(pool)
-            .await
-            .map_err(db_error)?;
-        let exhausted = rows.len() < batch;
-        for row in &rows {
-            let item = map(row)?;
-            cursor = id_of(&item).to_owned();
-            if !keep(&item) {
-                continue;
+    // `select` is one of this module's constant queries; values go in as binds.
+    let sql = format!("{select} AND id > ? ORDER BY id LIMIT ?");
+    let fetch = |cursor: String, batch: usize| {
+        let sql = sql.clone();
+        async move {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for b in binds {
+                query = query.bind(*b);
             }
-            total += 1;
-            if to_skip > 0 {
-                to_skip -= 1;
-            } else if items.len() < limit {
-                items.push(item);
-            } else {
-                more = true;
-                if !page.with_total {
-                    break;
-                }
-            }
+            query
+                .bind(cursor)
+                .bind(batch as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(db_error)?
+                .iter()
+                .map(map)
+                .collect::<Result<Vec<T>>>()
         }
-        if exhausted || (more && !page.with_total) {
-            break;
-        }
-    }
-    Ok(Page {
-        items,
-        more,
-        total: page.with_total.then_some(total),
-    })
+    };
+    page_from_batches(page, fetch, id_of, keep).await
 }
 
 const INSTANCE_COLUMNS: &str = "uid, project, id, zone, host_id, spec, vcpus, memory_mb, gpu_type, \
@@ -368,20 +211,11 @@ impl Store for SqliteStore {
     }
 
     async fn create_organization(&self, org: &OrganizationRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO organizations (uid, id, display_name, description, generation, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(org.uid.to_string())
-        .bind(&org.id)
-        .bind(&org.display_name)
-        .bind(&org.description)
-        .bind(org.generation)
-        .bind(ms(org.created_at))
-        .bind(ms(org.updated_at))
-        .execute(&self.write)
-        .await
-        .map_err(|e| unique_or(e, || Error::AlreadyExists(format!("organization {} already exists", org.id))))?;
+        insert_organization(&self.write, org).await.map_err(|e| {
+            unique_or(e, || {
+                Error::AlreadyExists(format!("organization {} already exists", org.id))
+            })
+        })?;
         Ok(())
     }
 
@@ -466,21 +300,11 @@ impl Store for SqliteStore {
                 format!("organization {} does not exist", project.organization_id),
             ));
         }
-        sqlx::query(
-            "INSERT INTO projects (uid, id, organization_id, display_name, description, generation, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(project.uid.to_string())
-        .bind(&project.id)
-        .bind(&project.organization_id)
-        .bind(&project.display_name)
-        .bind(&project.description)
-        .bind(project.generation)
-        .bind(ms(project.created_at))
-        .bind(ms(project.updated_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unique_or(e, || Error::AlreadyExists(format!("project {} already exists", project.id))))?;
+        insert_project(&mut *tx, project).await.map_err(|e| {
+            unique_or(e, || {
+                Error::AlreadyExists(format!("project {} already exists", project.id))
+            })
+        })?;
         tx.commit().await.map_err(db_error)
     }
 
@@ -637,72 +461,21 @@ impl Store for SqliteStore {
                 .iter()
                 .map(host_from_row)
                 .collect::<Result<_>>()?;
-        let mut usage: Vec<HostUsage> = hosts
-            .iter()
-            .map(|h| HostUsage {
-                host_id: h.id,
-                vcpus: h.vcpus,
-                memory_mb: h.memory_mb,
-                gpus: h.gpus.clone(),
-                used_vcpus: 0,
-                used_memory_mb: 0,
-                used_gpus: vec![],
-            })
-            .collect();
-        let sums = sqlx::query(
-            "SELECT host_id, SUM(vcpus) AS vcpus, SUM(memory_mb) AS memory_mb FROM instances \
-             WHERE host_id IS NOT NULL GROUP BY host_id",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        for row in &sums {
-            let host = uuid_col(row, "host_id")?;
-            if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
-                u.used_vcpus = row.try_get::<i64, _>("vcpus").map_err(db_error)? as u32;
-                u.used_memory_mb = row.try_get::<i64, _>("memory_mb").map_err(db_error)? as u64;
-            }
-        }
-        let gpu_sums = sqlx::query(
-            "SELECT host_id, gpu_type, SUM(gpu_count) AS n FROM instances \
-             WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type",
-        )
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db_error)?;
-        for row in &gpu_sums {
-            let host = uuid_col(row, "host_id")?;
-            if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
-                let gpu_type: String = row.try_get("gpu_type").map_err(db_error)?;
-                let n: i64 = row.try_get("n").map_err(db_error)?;
-                u.used_gpus.push((gpu_type, n as u32));
-            }
-        }
+        let sums = sqlx::query(USAGE_BY_HOST)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let gpu_sums = sqlx::query(GPU_USAGE_BY_HOST)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let usage = host_usage(&hosts, &sums, &gpu_sums)?;
         let host_id = choose_host(&instance.zone, demand, &usage)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO instances ({INSTANCE_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *"
-        )))
-        .bind(instance.uid.to_string())
-        .bind(&instance.project)
-        .bind(&instance.id)
-        .bind(&instance.zone)
-        .bind(host_id.to_string())
-        .bind(to_json(&instance.spec))
-        .bind(instance.vcpus as i64)
-        .bind(instance.memory_mb as i64)
-        .bind(&instance.gpu_type)
-        .bind(instance.gpu_count as i64)
-        .bind(instance.desired.as_str())
-        .bind(instance.status.as_str())
-        .bind(&instance.status_message)
-        .bind(ms(instance.status_changed_at))
-        .bind(instance.generation)
-        .bind(ms(instance.created_at))
-        .bind(ms(instance.updated_at))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| unique_or(e, || already_exists(instance)))?;
+        let mut placed = instance.clone();
+        placed.host_id = Some(host_id);
+        let row = insert_instance(&mut *tx, &placed)
+            .await
+            .map_err(|e| unique_or(e, || already_exists(instance)))?;
         let stored = instance_from_row(&row)?;
         tx.commit().await.map_err(db_error)?;
         Ok(stored)
@@ -1028,17 +801,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.read)
             .await
             .map_err(db_error)?;
-        rows.iter()
-            .map(|r| {
-                Ok(SigningKeyRecord {
-                    kid: r.try_get("kid").map_err(db_error)?,
-                    algorithm: r.try_get("algorithm").map_err(db_error)?,
-                    private_key: r.try_get("private_key").map_err(db_error)?,
-                    public_key: r.try_get("public_key").map_err(db_error)?,
-                    created_at: time(r.try_get("created_at").map_err(db_error)?),
-                })
-            })
-            .collect()
+        rows.iter().map(signing_key_from_row).collect()
     }
 
     async fn init_signing_key(&self, key: &SigningKeyRecord) -> Result<Vec<SigningKeyRecord>> {
@@ -1048,42 +811,18 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         if existing == 0 {
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&key.kid)
-            .bind(&key.algorithm)
-            .bind(&key.private_key)
-            .bind(&key.public_key)
-            .bind(ms(key.created_at))
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+            insert_signing_key(&mut *tx, key).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         self.list_signing_keys().await
     }
 
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO api_keys (uid, id, secret_hash, organization_id, scope, scope_id, roles, \
-             created_by, display_name, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(key.uid.to_string())
-        .bind(&key.id)
-        .bind(&key.secret_hash)
-        .bind(&key.organization_id)
-        .bind(&key.scope)
-        .bind(&key.scope_id)
-        .bind(to_json(&key.roles))
-        .bind(&key.created_by)
-        .bind(&key.display_name)
-        .bind(ms(key.created_at))
-        .bind(key.last_used_at.map(ms))
-        .execute(&self.write)
-        .await
-        .map_err(|e| unique_or(e, || Error::AlreadyExists(format!("API key {} already exists", key.id))))?;
+        insert_api_key(&self.write, key).await.map_err(|e| {
+            unique_or(e, || {
+                Error::AlreadyExists(format!("API key {} already exists", key.id))
+            })
+        })?;
         Ok(())
     }
 
@@ -1106,6 +845,89 @@ impl Store for SqliteStore {
             .map_err(db_error)?;
         Ok(())
     }
+
+    async fn export(&self) -> Result<Snapshot> {
+        let settings = sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
+            .fetch_all(&self.read)
+            .await
+            .map_err(db_error)?;
+        Ok(Snapshot {
+            settings,
+            organizations: select_all(&self.read, "organizations", organization_from_row).await?,
+            projects: select_all(&self.read, "projects", project_from_row).await?,
+            hosts: select_all(&self.read, "hosts", host_from_row).await?,
+            instances: select_all(&self.read, "instances", instance_from_row).await?,
+            console_logs: select_all(&self.read, "console_logs", console_log_from_row).await?,
+            signing_keys: select_all(&self.read, "signing_keys", signing_key_from_row).await?,
+            api_keys: select_all(&self.read, "api_keys", api_key_from_row).await?,
+            images: select_all(&self.read, "images", image_from_row).await?,
+        })
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> Result<()> {
+        let mut tx = self.begin().await?;
+        ensure_empty(self.row_counts().await?)?;
+        for (key, value) in &snapshot.settings {
+            sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?)")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        for org in &snapshot.organizations {
+            insert_organization(&mut *tx, org).await.map_err(db_error)?;
+        }
+        for project in &snapshot.projects {
+            insert_project(&mut *tx, project).await.map_err(db_error)?;
+        }
+        for host in &snapshot.hosts {
+            insert_host(&mut *tx, host).await.map_err(db_error)?;
+        }
+        for instance in &snapshot.instances {
+            insert_instance(&mut *tx, instance)
+                .await
+                .map_err(db_error)?;
+        }
+        for log in &snapshot.console_logs {
+            insert_console_log(&mut *tx, log).await.map_err(db_error)?;
+        }
+        for key in &snapshot.signing_keys {
+            insert_signing_key(&mut *tx, key).await.map_err(db_error)?;
+        }
+        for key in &snapshot.api_keys {
+            insert_api_key(&mut *tx, key).await.map_err(db_error)?;
+        }
+        for image in &snapshot.images {
+            bind_image(sqlx::query(IMAGE_INSERT), image)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn row_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx_%' ORDER BY name",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?;
+        let mut counts = BTreeMap::new();
+        for table in tables {
+            // `table` comes from the schema itself.
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM \"{table}\""
+            )))
+            .fetch_one(&self.read)
+            .await
+            .map_err(db_error)?;
+            counts.insert(table, n as u64);
+        }
+        Ok(counts)
+    }
 }
 
 fn already_exists(instance: &InstanceRecord) -> Error {
@@ -1113,4 +935,165 @@ fn already_exists(instance: &InstanceRecord) -> Error {
         "instance {} already exists in project {}",
         instance.id, instance.project
     ))
+}
+
+async fn insert_organization<'c>(
+    db: impl SqliteExecutor<'c>,
+    org: &OrganizationRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO organizations (uid, id, display_name, description, generation, created_at, \
+         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(org.uid.to_string())
+    .bind(&org.id)
+    .bind(&org.display_name)
+    .bind(&org.description)
+    .bind(org.generation)
+    .bind(ms(org.created_at))
+    .bind(ms(org.updated_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_project<'c>(
+    db: impl SqliteExecutor<'c>,
+    project: &ProjectRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO projects (uid, id, organization_id, display_name, description, generation, \
+         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(project.uid.to_string())
+    .bind(&project.id)
+    .bind(&project.organization_id)
+    .bind(&project.display_name)
+    .bind(&project.description)
+    .bind(project.generation)
+    .bind(ms(project.created_at))
+    .bind(ms(project.updated_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_host<'c>(db: impl SqliteExecutor<'c>, host: &HostRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO hosts (id, name, zone, driver, vcpus, memory_mb, gpus, registered_at, \
+         last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(host.id.to_string())
+    .bind(&host.name)
+    .bind(&host.zone)
+    .bind(&host.driver)
+    .bind(host.vcpus as i64)
+    .bind(host.memory_mb as i64)
+    .bind(to_json(&host.gpus))
+    .bind(ms(host.registered_at))
+    .bind(ms(host.last_seen_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+/// Inserts `instance` as it is (its host included); returns the stored row.
+async fn insert_instance<'c>(
+    db: impl SqliteExecutor<'c>,
+    instance: &InstanceRecord,
+) -> sqlx::Result<SqliteRow> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO instances ({INSTANCE_COLUMNS}) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *"
+    )))
+    .bind(instance.uid.to_string())
+    .bind(&instance.project)
+    .bind(&instance.id)
+    .bind(&instance.zone)
+    .bind(instance.host_id.map(|h| h.to_string()))
+    .bind(to_json(&instance.spec))
+    .bind(instance.vcpus as i64)
+    .bind(instance.memory_mb as i64)
+    .bind(&instance.gpu_type)
+    .bind(instance.gpu_count as i64)
+    .bind(instance.desired.as_str())
+    .bind(instance.status.as_str())
+    .bind(&instance.status_message)
+    .bind(ms(instance.status_changed_at))
+    .bind(instance.generation)
+    .bind(ms(instance.created_at))
+    .bind(ms(instance.updated_at))
+    .fetch_one(db)
+    .await
+}
+
+async fn insert_signing_key<'c>(
+    db: impl SqliteExecutor<'c>,
+    key: &SigningKeyRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&key.kid)
+    .bind(&key.algorithm)
+    .bind(&key.private_key)
+    .bind(&key.public_key)
+    .bind(ms(key.created_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_api_key<'c>(db: impl SqliteExecutor<'c>, key: &ApiKeyRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (uid, id, secret_hash, organization_id, scope, scope_id, roles, \
+         created_by, display_name, created_at, last_used_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(key.uid.to_string())
+    .bind(&key.id)
+    .bind(&key.secret_hash)
+    .bind(&key.organization_id)
+    .bind(&key.scope)
+    .bind(&key.scope_id)
+    .bind(to_json(&key.roles))
+    .bind(&key.created_by)
+    .bind(&key.display_name)
+    .bind(ms(key.created_at))
+    .bind(key.last_used_at.map(ms))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_console_log<'c>(
+    db: impl SqliteExecutor<'c>,
+    log: &ConsoleLogRecord,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO console_logs (instance_uid, base_offset, content) VALUES (?, ?, ?)")
+        .bind(log.instance_uid.to_string())
+        .bind(log.base_offset as i64)
+        .bind(&log.content)
+        .execute(db)
+        .await
+        .map(drop)
+}
+
+/// Every row of `table`, mapped.
+async fn select_all<T>(
+    pool: &SqlitePool,
+    table: &str,
+    map: fn(&SqliteRow) -> Result<T>,
+) -> Result<Vec<T>> {
+    // `table` is one of this module's table names.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT * FROM {table} ORDER BY 1"
+    )))
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(map)
+    .collect()
 }

@@ -1,0 +1,1 @@
+CREATE INDEX projects_by_organization ON projects (organization_id, id);

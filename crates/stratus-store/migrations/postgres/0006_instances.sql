@@ -1,0 +1,22 @@
+CREATE TABLE instances (
+    uid UUID PRIMARY KEY,
+    project TEXT NOT NULL REFERENCES projects (id),
+    id TEXT NOT NULL,
+    zone TEXT NOT NULL,
+    host_id UUID REFERENCES hosts (id),
+    spec TEXT NOT NULL,
+    vcpus BIGINT NOT NULL,
+    memory_mb BIGINT NOT NULL,
+    gpu_type TEXT,
+    gpu_count BIGINT NOT NULL,
+    desired TEXT NOT NULL,
+    status TEXT NOT NULL,
+    status_message TEXT,
+    status_changed_at BIGINT NOT NULL,
+    generation BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (project, id)
+);

@@ -1,0 +1,1 @@
+CREATE INDEX instances_by_host ON instances (host_id);

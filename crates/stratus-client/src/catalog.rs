@@ -4,8 +4,15 @@ use crate::{Client, Result, segment};
 use reqwest::Method;
 use stratus_types::{
     GpuTypeList, Image, ImageCreateRequest, ImageList, InstanceType, InstanceTypeList, Region,
-    ZoneList,
+    RegionList, ZoneList,
 };
+
+impl Client {
+    /// The regions this endpoint serves (`GET /v1/regions`).
+    pub async fn list_regions(&self) -> Result<RegionList> {
+        self.send(self.request(Method::GET, "/v1/regions")).await
+    }
+}
 
 /// The catalog of one region; made by [`Client::catalog`].
 pub struct Catalog<'a> {

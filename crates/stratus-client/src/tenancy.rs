@@ -16,6 +16,23 @@ impl Client {
         self.send(request).await
     }
 
+    /// Every project the caller can see, following `nextPageToken`.
+    pub async fn list_all_projects(&self) -> Result<Vec<Project>> {
+        let mut options = ListOptions {
+            page_size: Some(500),
+            ..ListOptions::default()
+        };
+        let mut all = Vec::new();
+        loop {
+            let page = self.list_projects(&options).await?;
+            all.extend(page.projects);
+            match page.next_page_token {
+                Some(token) => options.page_token = Some(token),
+                None => return Ok(all),
+            }
+        }
+    }
+
     pub async fn get_project(&self, id: &str) -> Result<Project> {
         let path = format!("{PROJECTS}/{}", segment(id));
         self.send(self.request(Method::GET, &path)).await

@@ -1,7 +1,7 @@
 //! `stratus`: serve a region, migrate its store, print its OpenAPI document.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 use stratus::{Config, Region};
@@ -83,6 +83,9 @@ enum Command {
     /// guest connection to 169.254.169.254).
     #[command(hide = true)]
     MetadataProxy { socket: PathBuf },
+    /// The client: `login`, `instances`, `instance-types`, `images`, `projects`, `completions`.
+    #[command(flatten)]
+    Client(Box<stratus::cli::ClientCommand>),
 }
 
 #[tokio::main]
@@ -91,6 +94,10 @@ async fn main() -> anyhow::Result<()> {
     if let Command::MetadataProxy { socket } = &cli.command {
         // No logging: standard output belongs to the guest's connection.
         return stratus::metadata_proxy::run(socket).await;
+    }
+    if let Command::Client(command) = cli.command {
+        // No logging: the client reports on standard error itself, and its exit code matters.
+        std::process::exit(command.run(Cli::command()).await);
     }
     let filter =
         EnvFilter::try_from_env("STRATUS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
@@ -192,6 +199,8 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", stratus_api::openapi::document_json());
             Ok(())
         }
-        Command::MetadataProxy { .. } => unreachable!("handled before logging starts"),
+        Command::MetadataProxy { .. } | Command::Client(_) => {
+            unreachable!("handled before logging starts")
+        }
     }
 }

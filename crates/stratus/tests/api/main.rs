@@ -1,5 +1,6 @@
 //! End-to-end tests of the API against a region on a real listener.
 
+mod cli;
 mod crash;
 mod lifecycle;
 mod openapi;

@@ -325,3 +325,17 @@ impl Client {
         panic!("instance {id} was not gone within {within:?}");
     }
 }
+
+impl TestRegion {
+    /// The region's base URL.
+    pub fn endpoint(&self) -> String {
+        self.client.base.clone()
+    }
+
+    /// A typed `stratus-client` signed in as the administrator.
+    pub fn typed(&self) -> stratus_client::Client {
+        stratus_client::Client::new(&self.client.base)
+            .unwrap()
+            .with_token(self.client.token.clone().unwrap())
+    }
+}

@@ -1,0 +1,505 @@
+//! `stratus instances …`.
+
+use super::output::{Tabular, emit, fields, last_segment, when};
+use super::wait::{self, Goal};
+use super::{Failure, Session, read_file};
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+use stratus_client::InstanceAction;
+use stratus_types::{
+    Disk, DiskMode, Instance, InstanceCreateRequest, InstanceStatus, InstanceUpdateRequest, Labels,
+    MetadataItem, MetadataKey, ResourceId,
+};
+
+/// `stratus instances …`.
+#[derive(Subcommand)]
+pub enum InstancesCommand {
+    /// List the project's instances (every page).
+    List {
+        /// Only instances whose labels match, e.g. `tier=web,env!=prod`.
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+    },
+    /// Show one instance.
+    Get { id: String },
+    /// Create an instance.
+    Create(CreateArgs),
+    /// Change an instance's name, description, labels or metadata.
+    Update(UpdateArgs),
+    /// Delete an instance (its disks go with it).
+    Delete {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Start a stopped instance.
+    Start {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Stop an instance (ACPI power-off, then a hard stop).
+    Stop {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Restart a running instance.
+    Reboot {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Pause an instance, keeping its memory.
+    Suspend {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Continue a suspended instance.
+    Resume {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArgs,
+    },
+    /// Print the instance's serial console.
+    Console {
+        id: String,
+        /// Keep printing new output until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Byte offset to start from.
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+    },
+}
+
+/// `--wait` and `--timeout`.
+#[derive(Args, Clone, Copy)]
+pub struct WaitArgs {
+    /// Follow the lifecycle until the operation is done, showing each status change.
+    #[arg(long)]
+    wait: bool,
+    /// Seconds to wait at most (with --wait); exit code 3 when they pass.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    timeout: f64,
+}
+
+impl WaitArgs {
+    fn timeout(&self) -> Result<Duration, Failure> {
+        Duration::try_from_secs_f64(self.timeout)
+            .map_err(|_| Failure::Usage(format!("--timeout {} is not a duration", self.timeout)))
+    }
+}
+
+/// `stratus instances create`.
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Id of the new instance (generated when absent).
+    id: Option<String>,
+    /// Instance type: an id in the zone (`e2-small`) or a full URI.
+    #[arg(long = "type", short = 't')]
+    instance_type: String,
+    /// Boot disk image: an id in the region (`stratus-guest`) or a full URI.
+    #[arg(long)]
+    image: Option<String>,
+    /// Boot disk size in GB (with --image; default: the image's minimum).
+    #[arg(long, value_name = "GB")]
+    disk_size: Option<u32>,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    hostname: Option<String>,
+    /// A label `key=value` (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// A metadata entry `key=value` (repeatable).
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
+    /// Public key file(s) to authorize, stored as the `ssh-keys` metadata entry.
+    #[arg(long = "ssh-key", value_name = "FILE")]
+    ssh_keys: Vec<PathBuf>,
+    /// User name the ssh keys are for (default: $USER).
+    #[arg(long)]
+    ssh_user: Option<String>,
+    /// Cloud-init user-data file, stored as the `user-data` metadata entry.
+    #[arg(long, value_name = "FILE")]
+    user_data: Option<PathBuf>,
+    #[command(flatten)]
+    wait: WaitArgs,
+}
+
+/// `stratus instances update`.
+#[derive(Args)]
+pub struct UpdateArgs {
+    id: String,
+    #[arg(long)]
+    display_name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    /// Set a label `key=value` (repeatable); other labels are kept.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    labels: Vec<String>,
+    /// Remove a label (repeatable).
+    #[arg(long = "remove-label", value_name = "KEY")]
+    remove_labels: Vec<String>,
+    /// Set a metadata entry `key=value` (repeatable); other entries are kept.
+    #[arg(long = "metadata", value_name = "KEY=VALUE")]
+    metadata: Vec<String>,
+    /// Remove a metadata entry (repeatable).
+    #[arg(long = "remove-metadata", value_name = "KEY")]
+    remove_metadata: Vec<String>,
+}
+
+impl InstancesCommand {
+    pub async fn run(self, session: &Session) -> Result<(), Failure> {
+        let instances = session.instances();
+        match self {
+            InstancesCommand::List { selector } => {
+                let list = instances.list_all(selector.as_deref()).await?;
+                emit(session.output, &list)
+            }
+            InstancesCommand::Get { id } => emit(session.output, &instances.get(&id).await?),
+            InstancesCommand::Create(args) => {
+                let wait = args.wait;
+                let request = create_request(session, args)?;
+                let created = instances.create(&request).await?;
+                finish(
+                    session,
+                    &created,
+                    Goal::Status(InstanceStatus::Running),
+                    wait,
+                )
+                .await
+            }
+            InstancesCommand::Update(args) => {
+                let current = instances.get(&args.id).await?;
+                let request = update_request(&current, &args)?;
+                emit(session.output, &instances.update(&args.id, &request).await?)
+            }
+            InstancesCommand::Delete { id, wait } => {
+                instances.delete(&id).await?;
+                if wait.wait {
+                    wait::until(&instances, &id, None, Goal::Gone, wait.timeout()?).await?;
+                    eprintln!("instance {id} deleted");
+                } else {
+                    eprintln!("instance {id} is being deleted");
+                }
+                Ok(())
+            }
+            InstancesCommand::Start { id, wait } => {
+                act(session, &id, InstanceAction::Start, wait).await
+            }
+            InstancesCommand::Stop { id, wait } => {
+                act(session, &id, InstanceAction::Stop, wait).await
+            }
+            InstancesCommand::Reboot { id, wait } => {
+                act(session, &id, InstanceAction::Reboot, wait).await
+            }
+            InstancesCommand::Suspend { id, wait } => {
+                act(session, &id, InstanceAction::Suspend, wait).await
+            }
+            InstancesCommand::Resume { id, wait } => {
+                act(session, &id, InstanceAction::Resume, wait).await
+            }
+            InstancesCommand::Console { id, follow, start } => {
+                console(session, &id, follow, start).await
+            }
+        }
+    }
+}
+
+/// Runs `action`, then waits for its target state if asked.
+async fn act(
+    session: &Session,
+    id: &str,
+    action: InstanceAction,
+    wait: WaitArgs,
+) -> Result<(), Failure> {
+    let instance = session.instances().act(id, action).await?;
+    let target = match action {
+        InstanceAction::Stop => InstanceStatus::Terminated,
+        InstanceAction::Suspend => InstanceStatus::Suspended,
+        InstanceAction::Start | InstanceAction::Reboot | InstanceAction::Resume => {
+            InstanceStatus::Running
+        }
+    };
+    finish(session, &instance, Goal::Status(target), wait).await
+}
+
+/// Prints the instance an operation answered, after waiting for `goal` if asked.
+async fn finish(
+    session: &Session,
+    instance: &Instance,
+    goal: Goal,
+    wait: WaitArgs,
+) -> Result<(), Failure> {
+    if !wait.wait {
+        return emit(session.output, instance);
+    }
+    let id = instance.id.as_str();
+    let last = wait::until(
+        &session.instances(),
+        id,
+        Some(instance),
+        goal,
+        wait.timeout()?,
+    )
+    .await?;
+    emit(session.output, last.as_ref().unwrap_or(instance))
+}
+
+async fn console(session: &Session, id: &str, follow: bool, start: u64) -> Result<(), Failure> {
+    let instances = session.instances();
+    let mut from = start;
+    loop {
+        let window = instances.serial_port_output(id, from).await?;
+        if !follow && session.output != super::output::OutputFormat::Table {
+            return emit(session.output, &window);
+        }
+        if !window.contents.is_empty() {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(window.contents.as_bytes());
+            let _ = stdout.flush();
+        }
+        if !follow {
+            return Ok(());
+        }
+        from = window.next;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn create_request(session: &Session, args: CreateArgs) -> Result<InstanceCreateRequest, Failure> {
+    let mut metadata = Vec::new();
+    for pair in &args.metadata {
+        let (key, value) = key_value(pair, "--metadata")?;
+        metadata.push(metadata_item(&key, value)?);
+    }
+    if !args.ssh_keys.is_empty() {
+        let user = args
+            .ssh_user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "stratus".into());
+        let mut lines = String::new();
+        for path in &args.ssh_keys {
+            for key in read_file(path, "the ssh key")?.lines() {
+                let key = key.trim();
+                if !key.is_empty() && !key.starts_with('#') {
+                    lines.push_str(&format!("{user}:{key}\n"));
+                }
+            }
+        }
+        metadata.push(metadata_item("ssh-keys", lines)?);
+    }
+    if let Some(path) = &args.user_data {
+        metadata.push(metadata_item(
+            "user-data",
+            read_file(path, "the user-data")?,
+        )?);
+    }
+    let disks = args.image.as_deref().map(|image| {
+        vec![Disk {
+            size_gb: args.disk_size,
+            interface: None,
+            source: Some(reference(
+                image,
+                &format!("/v1/regions/{}/compute/images", session.region),
+            )),
+            boot: true,
+            disk_type: None,
+            mode: DiskMode::ReadWrite,
+        }]
+    });
+    if disks.is_none() && args.disk_size.is_some() {
+        return Err(Failure::Usage(
+            "--disk-size sizes the boot disk made from --image; name an --image".into(),
+        ));
+    }
+    Ok(InstanceCreateRequest {
+        id: args
+            .id
+            .as_deref()
+            .map(|id| parse(ResourceId::parse(id), "id"))
+            .transpose()?,
+        display_name: args.display_name,
+        description: args.description,
+        labels: (!args.labels.is_empty())
+            .then(|| labels(BTreeMap::new(), &args.labels, &[]))
+            .transpose()?,
+        instance_type: reference(
+            &args.instance_type,
+            &format!(
+                "/v1/regions/{}/zones/{}/instance-types",
+                session.region, session.zone
+            ),
+        ),
+        instance_metadata: (!metadata.is_empty()).then_some(metadata),
+        hostname: args
+            .hostname
+            .as_deref()
+            .map(|h| parse(stratus_types::Hostname::parse(h), "--hostname"))
+            .transpose()?,
+        disks,
+        nics: None,
+        gpus: None,
+    })
+}
+
+fn update_request(current: &Instance, args: &UpdateArgs) -> Result<InstanceUpdateRequest, Failure> {
+    let mut request = InstanceUpdateRequest {
+        display_name: args.display_name.clone(),
+        description: args.description.clone(),
+        ..InstanceUpdateRequest::default()
+    };
+    if !args.labels.is_empty() || !args.remove_labels.is_empty() {
+        request.labels = Some(labels(
+            current.labels.as_map().clone(),
+            &args.labels,
+            &args.remove_labels,
+        )?);
+    }
+    if !args.metadata.is_empty() || !args.remove_metadata.is_empty() {
+        let mut items = current.instance_metadata.clone();
+        items.retain(|item| !args.remove_metadata.iter().any(|k| k == item.key.as_str()));
+        for pair in &args.metadata {
+            let (key, value) = key_value(pair, "--metadata")?;
+            items.retain(|item| item.key.as_str() != key);
+            items.push(metadata_item(&key, value)?);
+        }
+        request.instance_metadata = Some(items);
+    }
+    if request == InstanceUpdateRequest::default() {
+        return Err(Failure::Usage(
+            "nothing to change: give --display-name, --description, --label, --remove-label, --metadata or --remove-metadata".into(),
+        ));
+    }
+    Ok(request)
+}
+
+/// A reference given as an id becomes `collection/id`; a URI is taken as it is.
+fn reference(text: &str, collection: &str) -> String {
+    if text.starts_with('/') {
+        text.to_owned()
+    } else {
+        format!("{collection}/{text}")
+    }
+}
+
+fn key_value(pair: &str, flag: &str) -> Result<(String, String), Failure> {
+    pair.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| Failure::Usage(format!("{flag} {pair:?} is not KEY=VALUE")))
+}
+
+fn labels(
+    mut map: BTreeMap<String, String>,
+    set: &[String],
+    remove: &[String],
+) -> Result<Labels, Failure> {
+    for key in remove {
+        map.remove(key);
+    }
+    for pair in set {
+        let (key, value) = key_value(pair, "--label")?;
+        map.insert(key, value);
+    }
+    parse(Labels::parse(map), "--label")
+}
+
+fn metadata_item(key: &str, value: String) -> Result<MetadataItem, Failure> {
+    Ok(MetadataItem {
+        key: parse(MetadataKey::parse(key), "metadata key")?,
+        value,
+    })
+}
+
+fn parse<T>(parsed: Result<T, String>, what: &str) -> Result<T, Failure> {
+    parsed.map_err(|e| Failure::Usage(format!("invalid {what}: {e}")))
+}
+
+impl Tabular for Vec<Instance> {
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let rows = self
+            .iter()
+            .map(|i| {
+                vec![
+                    i.id.to_string(),
+                    i.lifecycle.status.as_str().to_owned(),
+                    last_segment(&i.instance_type).to_owned(),
+                    i.hostname.clone(),
+                    when(&i.created_at),
+                    i.lifecycle.status_message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        (
+            vec!["ID", "STATUS", "TYPE", "HOSTNAME", "CREATED", "MESSAGE"],
+            rows,
+        )
+    }
+}
+
+impl Tabular for Instance {
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        let labels = self
+            .labels
+            .as_map()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let metadata = self
+            .instance_metadata
+            .iter()
+            .map(|m| m.key.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let disks = self
+            .disks
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}{} GB{}",
+                    if d.boot { "boot " } else { "" },
+                    d.size_gb.map(|s| s.to_string()).unwrap_or("?".into()),
+                    d.source
+                        .as_deref()
+                        .map(|s| format!(" from {}", last_segment(s)))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        fields(vec![
+            ("id", self.id.to_string()),
+            ("status", self.lifecycle.status.as_str().to_owned()),
+            (
+                "message",
+                self.lifecycle.status_message.clone().unwrap_or_default(),
+            ),
+            ("type", last_segment(&self.instance_type).to_owned()),
+            ("hostname", self.hostname.clone()),
+            ("display name", self.display_name.clone()),
+            ("description", self.description.clone()),
+            ("labels", labels),
+            ("metadata", metadata),
+            ("disks", disks),
+            ("created", when(&self.created_at)),
+            ("updated", when(&self.updated_at)),
+            ("self link", self.self_link.clone()),
+        ])
+    }
+}
+
+impl Tabular for stratus_types::SerialPortOutput {
+    fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
+        (Vec::new(), vec![vec![self.contents.clone()]])
+    }
+}

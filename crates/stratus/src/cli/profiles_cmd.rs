@@ -1,0 +1,141 @@
+//! `stratus login` and `stratus profiles …`.
+
+use super::profiles::{Profile, ProfileFile, now};
+use super::{Failure, LoginArgs, out, read_file};
+use clap::Subcommand;
+use stratus_client::Client;
+
+/// `stratus profiles …`.
+#[derive(Subcommand)]
+pub enum ProfilesCommand {
+    /// List the saved profiles; `*` marks the current one.
+    List,
+    /// Make a profile the current one.
+    Use { name: String },
+    /// Change the defaults of a profile (the current one unless --profile).
+    Set {
+        #[arg(long, env = "STRATUS_PROFILE")]
+        profile: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// Forget a profile, its key and its token.
+    Delete { name: String },
+}
+
+/// Exchanges the key for a token, finds the region's defaults, and saves the profile.
+pub async fn login(args: LoginArgs) -> Result<(), Failure> {
+    let api_key = read_file(&args.api_key_file, "the API key file")?
+        .trim()
+        .to_owned();
+    if api_key.is_empty() {
+        return Err(Failure::Usage(format!(
+            "{} is empty",
+            args.api_key_file.display()
+        )));
+    }
+    let mut profile = Profile {
+        endpoint: args.endpoint.trim_end_matches('/').to_owned(),
+        api_key,
+        project: args.project.unwrap_or_else(|| "default".into()),
+        ..Profile::default()
+    };
+    profile.renew_token().await?;
+    let client = Client::new(&profile.endpoint)?
+        .with_token(profile.access_token.clone().unwrap_or_default());
+    let region = match args.region {
+        Some(region) => client.catalog(&region).region().await?,
+        None => {
+            let regions = client.list_regions().await?.regions;
+            regions.into_iter().next().ok_or_else(|| {
+                Failure::Usage("the endpoint serves no region; name one with --region".into())
+            })?
+        }
+    };
+    let first_zone = region
+        .zones
+        .first()
+        .and_then(|uri| uri.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    profile.region = region.id;
+    profile.zone = args.zone.unwrap_or(first_zone);
+
+    let mut file = ProfileFile::load()?;
+    let name = args.profile.unwrap_or_else(|| "default".into());
+    file.profiles.insert(name.clone(), profile.clone());
+    file.current = Some(name.clone());
+    file.save()?;
+    let expires_in = profile.token_expires_at.unwrap_or_default() - now();
+    eprintln!(
+        "Signed in to {} as profile {name:?} (region {}, zone {}, project {}); the token is valid for {} min and renewed from the key as needed.\nSaved in {}",
+        profile.endpoint,
+        profile.region,
+        profile.zone,
+        profile.project,
+        expires_in / 60,
+        ProfileFile::path()?.display()
+    );
+    Ok(())
+}
+
+impl ProfilesCommand {
+    pub fn run(self) -> Result<(), Failure> {
+        let mut file = ProfileFile::load()?;
+        match self {
+            ProfilesCommand::List => {
+                let current = file.resolve_name(None);
+                let mut text = String::new();
+                for (name, p) in &file.profiles {
+                    let mark = if *name == current { "*" } else { " " };
+                    text.push_str(&format!(
+                        "{mark} {name}  {}  region={} zone={} project={}\n",
+                        p.endpoint, p.region, p.zone, p.project
+                    ));
+                }
+                if text.is_empty() {
+                    text = "no profiles; run `stratus login` first\n".into();
+                }
+                out(&text);
+                Ok(())
+            }
+            ProfilesCommand::Use { name } => {
+                file.get(&name)?;
+                file.current = Some(name);
+                file.save()
+            }
+            ProfilesCommand::Set {
+                profile,
+                project,
+                region,
+                zone,
+            } => {
+                let name = file.resolve_name(profile.as_deref());
+                file.get(&name)?;
+                let entry = file.profiles.get_mut(&name).expect("checked above");
+                if let Some(project) = project {
+                    entry.project = project;
+                }
+                if let Some(region) = region {
+                    entry.region = region;
+                }
+                if let Some(zone) = zone {
+                    entry.zone = zone;
+                }
+                file.save()
+            }
+            ProfilesCommand::Delete { name } => {
+                file.get(&name)?;
+                file.profiles.remove(&name);
+                if file.current.as_deref() == Some(name.as_str()) {
+                    file.current = None;
+                }
+                file.save()
+            }
+        }
+    }
+}

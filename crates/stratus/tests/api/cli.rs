@@ -1,0 +1,447 @@
+//! The `stratus` command-line client, run as a user runs it: the built binary against a region,
+//! with its own config directory.
+
+use crate::support::*;
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Instant;
+use stratus_types::InstanceStatus;
+
+/// A user's shell: a config directory of its own, signed in or not.
+struct Shell {
+    config_home: tempfile::TempDir,
+}
+
+/// What a command printed and how it ended.
+#[derive(Debug)]
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:#?}"))
+    }
+
+    fn assert_ok(&self) -> &Self {
+        assert_eq!(self.code, 0, "{self:#?}");
+        self
+    }
+}
+
+impl Shell {
+    fn new() -> Self {
+        Self {
+            config_home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// `stratus login` against `region`'s administrator key.
+    async fn signed_in(region: &TestRegion) -> Self {
+        let shell = Self::new();
+        let key = region.dir.path().join("admin-api-key");
+        shell
+            .run(&[
+                "login",
+                "--endpoint",
+                &region.endpoint(),
+                "--api-key-file",
+                key.to_str().unwrap(),
+            ])
+            .await
+            .assert_ok();
+        shell
+    }
+
+    fn profiles_file(&self) -> PathBuf {
+        self.config_home.path().join("stratus/profiles.toml")
+    }
+
+    /// Runs `stratus ARGS` with piped output (so JSON is the default format).
+    async fn run(&self, args: &[&str]) -> Run {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+            .args(args)
+            .env("XDG_CONFIG_HOME", self.config_home.path())
+            .env_remove("STRATUS_PROFILE")
+            .env_remove("STRATUS_PROJECT")
+            .output()
+            .await
+            .unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_login_saves_a_private_profile_and_create_wait_shows_each_status_until_running() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let mode = std::fs::metadata(shell.profiles_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the profile holds secrets");
+
+    let started = Instant::now();
+    let run = shell
+        .run(&[
+            "instances",
+            "create",
+            "web-1",
+            "--type",
+            "e2-small",
+            "--image",
+            "stratus-guest",
+            "--label",
+            "tier=web",
+            "--wait",
+        ])
+        .await;
+    run.assert_ok();
+    eprintln!("create --wait took {:?}", started.elapsed());
+    assert_eq!(run.json()["lifecycle"]["status"], "RUNNING", "{run:#?}");
+    let changes: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        changes,
+        ["PROVISIONING", "STAGING", "RUNNING"],
+        "each status change is shown once: {run:#?}"
+    );
+    // What the CLI says is what the API holds.
+    let instance = region
+        .typed()
+        .instances("local-1", "default")
+        .get("web-1")
+        .await
+        .unwrap();
+    assert_eq!(instance.lifecycle.status, InstanceStatus::Running);
+    assert_eq!(instance.labels.get("tier"), Some("web"));
+    assert_eq!(
+        instance.disks[0].source.as_deref(),
+        Some("/v1/regions/local-1/compute/images/stratus-guest")
+    );
+
+    let list = shell.run(&["instances", "list"]).await;
+    list.assert_ok();
+    let listed = list.json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["web-1"]);
+    let yaml = shell
+        .run(&["instances", "get", "web-1", "-o", "yaml"])
+        .await;
+    yaml.assert_ok();
+    assert!(yaml.stdout.contains("status: RUNNING"), "{yaml:#?}");
+    let table = shell.run(&["instances", "list", "-o", "table"]).await;
+    let header = table.stdout.lines().next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS"),
+        "{table:#?}"
+    );
+    assert!(table.stdout.contains("web-1") && table.stdout.contains("RUNNING"));
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_bad_type_prints_one_line_naming_the_field_and_exits_with_the_api_error_code() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let run = shell
+        .run(&["instances", "create", "--type", "no-such-type"])
+        .await;
+    assert_eq!(run.code, stratus::cli::EXIT_API_ERROR, "{run:#?}");
+    assert!(run.stdout.is_empty(), "{run:#?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {run:#?}");
+    assert!(run.stderr.contains("field type"), "{run:#?}");
+    assert!(run.stderr.contains("no-such-type"), "{run:#?}");
+    assert!(
+        run.stderr.contains("e2-small"),
+        "says what exists: {run:#?}"
+    );
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_wait_that_runs_out_of_time_exits_with_the_timeout_code() {
+    let mut config = fast_config();
+    config.sim.boot_ms = 5_000;
+    let region = TestRegion::with_config(config).await;
+    let shell = Shell::signed_in(&region).await;
+    let run = shell
+        .run(&[
+            "instances",
+            "create",
+            "slow-1",
+            "--type",
+            "e2-micro",
+            "--wait",
+            "--timeout",
+            "1",
+        ])
+        .await;
+    assert_eq!(run.code, stratus::cli::EXIT_TIMEOUT, "{run:#?}");
+    assert!(
+        run.stderr.contains("timed out after 1s") && run.stderr.contains("RUNNING"),
+        "{run:#?}"
+    );
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_usage_errors_exit_with_the_usage_code() {
+    let shell = Shell::new();
+    let not_signed_in = shell.run(&["instances", "list"]).await;
+    assert_eq!(
+        not_signed_in.code,
+        stratus::cli::EXIT_USAGE,
+        "{not_signed_in:#?}"
+    );
+    assert!(
+        not_signed_in.stderr.contains("stratus login"),
+        "says what to do: {not_signed_in:#?}"
+    );
+    let bad_flag = shell.run(&["instances", "list", "--no-such-flag"]).await;
+    assert_eq!(bad_flag.code, stratus::cli::EXIT_USAGE, "{bad_flag:#?}");
+    let missing_type = shell.run(&["instances", "create"]).await;
+    assert_eq!(
+        missing_type.code,
+        stratus::cli::EXIT_USAGE,
+        "{missing_type:#?}"
+    );
+    assert!(missing_type.stderr.contains("--type"), "{missing_type:#?}");
+}
+
+#[tokio::test]
+async fn cli_ssh_key_and_user_data_files_fill_the_instance_metadata() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("id_ed25519.pub");
+    std::fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA alice@laptop\n").unwrap();
+    let user_data = dir.path().join("user-data");
+    std::fs::write(&user_data, "#cloud-config\nhostname: web\n").unwrap();
+    shell
+        .run(&[
+            "instances",
+            "create",
+            "meta-1",
+            "--type",
+            "e2-micro",
+            "--ssh-key",
+            key.to_str().unwrap(),
+            "--ssh-user",
+            "alice",
+            "--user-data",
+            user_data.to_str().unwrap(),
+            "--metadata",
+            "role=web",
+        ])
+        .await
+        .assert_ok();
+    let instance = region
+        .typed()
+        .instances("local-1", "default")
+        .get("meta-1")
+        .await
+        .unwrap();
+    let metadata: Vec<(&str, &str)> = instance
+        .instance_metadata
+        .iter()
+        .map(|m| (m.key.as_str(), m.value.as_str()))
+        .collect();
+    assert_eq!(
+        metadata,
+        [
+            ("role", "web"),
+            (
+                "ssh-keys",
+                "alice:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA alice@laptop\n"
+            ),
+            ("user-data", "#cloud-config\nhostname: web\n"),
+        ]
+    );
+    let missing = shell
+        .run(&[
+            "instances",
+            "create",
+            "--type",
+            "e2-micro",
+            "--ssh-key",
+            "/no/such/key",
+        ])
+        .await;
+    assert_eq!(missing.code, stratus::cli::EXIT_USAGE, "{missing:#?}");
+    assert!(missing.stderr.contains("/no/such/key"), "{missing:#?}");
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_actions_and_delete_wait_for_their_target_state() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let typed = region.typed();
+    let instances = typed.instances("local-1", "default");
+    shell
+        .run(&[
+            "instances",
+            "create",
+            "act-1",
+            "--type",
+            "e2-micro",
+            "--wait",
+        ])
+        .await
+        .assert_ok();
+    for (verb, want) in [
+        ("stop", "TERMINATED"),
+        ("start", "RUNNING"),
+        ("suspend", "SUSPENDED"),
+        ("resume", "RUNNING"),
+        ("reboot", "RUNNING"),
+    ] {
+        let run = shell.run(&["instances", verb, "act-1", "--wait"]).await;
+        run.assert_ok();
+        assert_eq!(run.json()["lifecycle"]["status"], want, "{verb}: {run:#?}");
+        assert_eq!(
+            instances
+                .get("act-1")
+                .await
+                .unwrap()
+                .lifecycle
+                .status
+                .as_str(),
+            want
+        );
+    }
+    // An action that makes no sense now is the API's 409, with exit code 1.
+    let run = shell.run(&["instances", "resume", "act-1"]).await;
+    assert_eq!(run.code, stratus::cli::EXIT_API_ERROR, "{run:#?}");
+    assert!(run.stderr.contains("409"), "{run:#?}");
+
+    let update = shell
+        .run(&[
+            "instances",
+            "update",
+            "act-1",
+            "--display-name",
+            "Act one",
+            "--label",
+            "env=dev",
+        ])
+        .await;
+    update.assert_ok();
+    assert_eq!(update.json()["displayName"], "Act one");
+    assert_eq!(update.json()["labels"]["env"], "dev");
+
+    let console = shell
+        .run(&["instances", "console", "act-1", "-o", "table"])
+        .await;
+    console.assert_ok();
+    assert!(
+        !console.stdout.is_empty(),
+        "the simulated guest prints a boot log"
+    );
+
+    shell
+        .run(&["instances", "delete", "act-1", "--wait"])
+        .await
+        .assert_ok();
+    let gone = instances.get("act-1").await.unwrap_err();
+    assert_eq!(gone.status(), Some(404), "{gone}");
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_renews_an_expired_token_from_the_stored_key() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let path = shell.profiles_file();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut file: toml::Table = toml::from_str(&text).unwrap();
+    let profile = file["profiles"]["default"].as_table_mut().unwrap();
+    profile.insert("access-token".into(), "expired-token".into());
+    profile.insert("token-expires-at".into(), toml::Value::Integer(1));
+    std::fs::write(&path, toml::to_string(&file).unwrap()).unwrap();
+
+    shell.run(&["instances", "list"]).await.assert_ok();
+    let renewed: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let profile = &renewed["profiles"]["default"];
+    assert_ne!(profile["access-token"].as_str(), Some("expired-token"));
+    assert!(profile["token-expires-at"].as_integer().unwrap() > 1);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_catalog_projects_profiles_and_completions() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let types = shell.run(&["instance-types", "list"]).await;
+    types.assert_ok();
+    assert!(
+        types
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == "e2-small"),
+        "{types:#?}"
+    );
+    let images = shell.run(&["images", "get", "stratus-guest"]).await;
+    images.assert_ok();
+    assert_eq!(images.json()["status"], "READY");
+    let created = shell
+        .run(&["projects", "create", "team-a", "--organization", "default"])
+        .await;
+    created.assert_ok();
+    let projects = shell.run(&["projects", "list"]).await;
+    let ids: Vec<String> = projects
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(ids.contains(&"team-a".to_owned()), "{projects:#?}");
+    // --project picks the project per call; `profiles set` changes the default.
+    shell
+        .run(&[
+            "instances",
+            "create",
+            "a-1",
+            "--type",
+            "e2-micro",
+            "--project",
+            "team-a",
+        ])
+        .await
+        .assert_ok();
+    shell
+        .run(&["profiles", "set", "--project", "team-a"])
+        .await
+        .assert_ok();
+    let listed = shell.run(&["instances", "list"]).await;
+    assert_eq!(listed.json()[0]["id"], "a-1", "{listed:#?}");
+    let profiles = shell.run(&["profiles", "list"]).await;
+    assert!(profiles.stdout.contains("* default") && profiles.stdout.contains("project=team-a"));
+
+    let completions = shell.run(&["completions", "bash"]).await;
+    completions.assert_ok();
+    assert!(completions.stdout.contains("instances") && completions.stdout.contains("--wait"));
+    region.stop().await;
+}

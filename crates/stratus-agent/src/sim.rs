@@ -7,7 +7,9 @@
 //! file after every change, so VMs survive a restart of the agent the way QEMU processes
 //! do, and the restarted agent adopts them. Failures can be injected per instance with the
 //! metadata key `stratus-sim-fail` (`boot`: every boot fails), to exercise the paths by which
-//! an instance leaves a state it cannot complete.
+//! an instance leaves a state it cannot complete. Every VM the host creates is also appended
+//! to a provisioning log beside the state file (`<state>.provisions`, one instance uid per
+//! line), so an operator or a test can tell that no instance was ever provisioned twice.
 
 use crate::driver::{Driver, DriverError, VmInfo, VmState};
 use async_trait::async_trait;
@@ -92,6 +94,25 @@ impl SimDriver {
         let text = serde_json::to_string(vms).map_err(|e| DriverError(e.to_string()))?;
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| DriverError(format!("writing {}: {e}", path.display())))
+    }
+
+    /// The provisioning log of a host persisted to `state_file`.
+    pub fn provisions_file(state_file: &std::path::Path) -> PathBuf {
+        state_file.with_extension("provisions")
+    }
+
+    fn log_provision(&self, uid: Uuid) -> Result<(), DriverError> {
+        use std::io::Write;
+        let Some(path) = &self.state_file else {
+            return Ok(());
+        };
+        let path = Self::provisions_file(path);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut log| writeln!(log, "{uid}"))
             .map_err(|e| DriverError(format!("writing {}: {e}", path.display())))
     }
 
@@ -180,15 +201,23 @@ impl Driver for SimDriver {
         }
         Self::pause_for(self.timings.prepare_ms).await;
         let mut vms = self.vms.lock().await;
-        vms.entry(spec.uid).or_insert_with(|| SimVm {
-            spec: spec.clone(),
-            state: VmState::Stopped,
-            stop_reason: None,
-            serial: String::new(),
-            boots: 0,
-            started: Instant::now(),
+        let mut created = false;
+        vms.entry(spec.uid).or_insert_with(|| {
+            created = true;
+            SimVm {
+                spec: spec.clone(),
+                state: VmState::Stopped,
+                stop_reason: None,
+                serial: String::new(),
+                boots: 0,
+                started: Instant::now(),
+            }
         });
-        self.save(&vms)
+        self.save(&vms)?;
+        if created {
+            self.log_provision(spec.uid)?;
+        }
+        Ok(())
     }
 
     async fn boot(&self, uid: Uuid) -> Result<(), DriverError> {

@@ -12,6 +12,7 @@ use stratus_core::catalog::{Catalog, GpuCount};
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct Config {
     pub api: ApiSection,
+    pub database: DatabaseSection,
     /// The region's catalog; when given, it replaces the built-in one entirely.
     pub catalog: Option<Catalog>,
     pub host: HostSection,
@@ -35,6 +36,16 @@ impl Default for ApiSection {
             listen: "127.0.0.1:8080".into(),
         }
     }
+}
+
+/// Where the region's state lives.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct DatabaseSection {
+    /// `postgres://user:password@host:port/database` to keep the state in PostgreSQL (or a
+    /// database speaking its protocol), which several `serve` replicas can share; empty: the
+    /// embedded SQLite store in the data directory. Overridden by `--database-url`.
+    pub url: String,
 }
 
 /// The hypervisor host that `serve` runs in-process.
@@ -176,6 +187,10 @@ impl Config {
             matches!(config.host.driver.as_str(), "auto" | "sim" | "qemu"),
             "host.driver is {:?}; use \"auto\", \"qemu\" or \"sim\"",
             config.host.driver
+        );
+        anyhow::ensure!(
+            config.database.url.is_empty() || crate::db::is_database_url(&config.database.url),
+            "database.url must be a postgres:// URL (or empty for the embedded store)"
         );
         anyhow::ensure!(
             matches!(config.qemu.accel.as_str(), "auto" | "kvm" | "tcg"),

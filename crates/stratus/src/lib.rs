@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod host_setup;
 pub mod local_agent;
 pub mod metadata_proxy;

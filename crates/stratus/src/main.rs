@@ -40,6 +40,14 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, env = "STRATUS_CONFIG")]
         config: Option<PathBuf>,
+        /// `postgres://…` URL of the region's database, shared by all replicas (default:
+        /// `database.url` of the config, else the embedded store in DATA_DIR).
+        #[arg(long, env = "STRATUS_DATABASE_URL")]
+        database_url: Option<String>,
+        /// Run no host in this process: a control-plane replica only; hosts join with
+        /// `stratus agent`.
+        #[arg(long)]
+        no_local_agent: bool,
     },
     /// Run a host agent that joins an existing region: it registers this host, pulls the
     /// instances placed on it and runs them with the chosen driver.
@@ -72,10 +80,17 @@ enum Command {
         #[arg(long, env = "STRATUS_CONFIG")]
         config: Option<PathBuf>,
     },
-    /// Create or upgrade the store in DATA_DIR, then exit.
+    /// Create or upgrade the store in DATA_DIR (or the database of `--database-url`), then exit.
     Migrate {
         #[arg(long, default_value = "stratus-data", env = "STRATUS_DATA_DIR")]
         data_dir: PathBuf,
+        #[arg(long, env = "STRATUS_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Move a region's state between stores.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
     },
     /// Print the OpenAPI document.
     Openapi,
@@ -86,6 +101,20 @@ enum Command {
     /// The client: `login`, `instances`, `instance-types`, `images`, `projects`, `completions`.
     #[command(flatten)]
     Client(Box<stratus::cli::ClientCommand>),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Copy every row of a stopped region into an empty database: from the embedded store of
+    /// a data directory to PostgreSQL, or back.
+    Copy {
+        /// The source: a data directory of `serve`, or a `postgres://` URL.
+        #[arg(long)]
+        from: String,
+        /// The target: a `postgres://` URL of an empty database, or a data directory.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[tokio::main]
@@ -113,11 +142,23 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             config,
+            database_url,
+            no_local_agent,
         } => {
-            let config = match config {
+            let mut config = match config {
                 Some(path) => Config::load(&path)?,
                 None => Config::default(),
             };
+            if let Some(url) = database_url {
+                anyhow::ensure!(
+                    stratus::db::is_database_url(&url),
+                    "--database-url must be a postgres:// URL"
+                );
+                config.database.url = url;
+            }
+            if no_local_agent {
+                config.host.enabled = false;
+            }
             let listen = listen.unwrap_or_else(|| config.api.listen.clone());
             let region = Region::start(&data_dir, &listen, config).await?;
             // The banner is for whoever started the server; a closed stdout must not stop it.
@@ -188,11 +229,32 @@ async fn main() -> anyhow::Result<()> {
             agent.run(cancel).await;
             Ok(())
         }
-        Command::Migrate { data_dir } => {
-            stratus_store::SqliteStore::open(&data_dir)
-                .await
-                .with_context(|| format!("migrating the store in {}", data_dir.display()))?;
-            println!("store in {} is up to date", data_dir.display());
+        Command::Migrate {
+            data_dir,
+            database_url,
+        } => {
+            let url = database_url.unwrap_or_default();
+            stratus::db::open_region_store(&data_dir, &url).await?;
+            if url.is_empty() {
+                println!("store in {} is up to date", data_dir.display());
+            } else {
+                println!("database {} is up to date", stratus::db::redact(&url));
+            }
+            Ok(())
+        }
+        Command::Db {
+            command: DbCommand::Copy { from, to },
+        } => {
+            let copied = stratus::db::copy(&from, &to).await?;
+            let total: u64 = copied.values().sum();
+            println!(
+                "copied {total} rows from {} to {}:",
+                stratus::db::redact(&from),
+                stratus::db::redact(&to)
+            );
+            for (table, rows) in copied {
+                println!("  {table:<16} {rows}");
+            }
             Ok(())
         }
         Command::Openapi => {

@@ -14,7 +14,7 @@ use stratus_api::App;
 use stratus_api::app::AppConfig;
 use stratus_reconciler::images::ImageImporter;
 use stratus_reconciler::{Reconciler, ReconcilerConfig};
-use stratus_store::{Changes, SqliteStore, Store};
+use stratus_store::Changes;
 use stratus_types::agent::HostRegistration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -54,11 +54,7 @@ impl Region {
             })
             .await?;
         }
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(data_dir)
-                .await
-                .with_context(|| format!("opening the store in {}", data_dir.display()))?,
-        );
+        let store = crate::db::open_region_store(data_dir, &config.database.url).await?;
         let changes = Changes::new();
         let catalog = config.catalog();
         let app = App::new(

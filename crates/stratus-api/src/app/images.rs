@@ -65,7 +65,32 @@ impl App {
     /// Writes the configured catalog's images to the store (at every start).
     pub async fn seed_catalog_images(&self) -> Result<()> {
         for spec in &self.catalog.images {
-            self.store.upsert_image(&catalog_image(spec)).await?;
+            let wanted = catalog_image(spec);
+            // An unchanged catalog image keeps its generation and `updatedAt` across restarts.
+            if let Some(stored) = self.store.get_image(&wanted.id).await?
+                && (
+                    &stored.display_name,
+                    &stored.description,
+                    &stored.os,
+                    stored.format,
+                    stored.size_bytes,
+                    stored.min_disk_gb,
+                    stored.status,
+                    &stored.file,
+                ) == (
+                    &wanted.display_name,
+                    &wanted.description,
+                    &wanted.os,
+                    wanted.format,
+                    wanted.size_bytes,
+                    wanted.min_disk_gb,
+                    wanted.status,
+                    &wanted.file,
+                )
+            {
+                continue;
+            }
+            self.store.upsert_image(&wanted).await?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ mod crash;
 mod lifecycle;
 mod openapi;
 mod paging;
+mod postgres;
 mod qemu;
 mod support;
 mod tenancy;

@@ -1,0 +1,382 @@
+//! A region on PostgreSQL, as operators run it: several `serve` replicas sharing a real
+//! PostgreSQL server started for the test, a separate `stratus agent`, replicas killed with
+//! SIGKILL, the database restarted under load, and a region moved off SQLite with
+//! `stratus db copy`.
+
+use crate::support::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use stratus::Config;
+use stratus_store::testing::PostgresCluster;
+
+/// The length of a reconciler's instance lease (`ReconcilerConfig::default().lease`).
+const LEASE: Duration = Duration::from_secs(30);
+
+fn admin_key(serve_dir: &Path) -> String {
+    std::fs::read_to_string(serve_dir.join("data").join("admin-api-key"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// Starts `stratus agent` with the simulated driver, joined to `control_planes`.
+fn spawn_agent(dir: &Path, control_planes: &[&str], credential: &Path) -> tokio::process::Child {
+    let config_file = dir.join("agent.toml");
+    std::fs::write(&config_file, toml::to_string(&fast_config()).unwrap()).unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .arg("agent")
+        .arg("--control-plane")
+        .arg(control_planes.join(","))
+        .arg("--credential-file")
+        .arg(credential)
+        .args(["--driver", "sim", "--name", "pg-host-1", "--data-dir"])
+        .arg(dir.join("host"))
+        .arg("--config")
+        .arg(&config_file)
+        .env("STRATUS_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn micro(id: &str) -> Value {
+    json!({"id": id, "type": TYPE_MICRO})
+}
+
+/// Every instance of the default project with its status, read in pages.
+async fn statuses(c: &Client) -> Option<BTreeMap<String, String>> {
+    let mut all = BTreeMap::new();
+    let mut token = String::new();
+    loop {
+        let reply = c
+            .try_send(
+                Method::GET,
+                &format!("{INSTANCES}?pageSize=100&pageToken={token}"),
+                None,
+                &[],
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return None;
+        }
+        for item in reply.body["instances"].as_array().unwrap() {
+            all.insert(
+                item["id"].as_str().unwrap().to_owned(),
+                item["lifecycle"]["status"].as_str().unwrap().to_owned(),
+            );
+        }
+        match reply.body["nextPageToken"].as_str() {
+            Some(next) if !next.is_empty() => token = next.to_owned(),
+            _ => return Some(all),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_postgres_and_one_killed_loses_nothing() {
+    let pg = PostgresCluster::start().unwrap();
+    let mut config = fast_config();
+    config.database.url = pg.create_database("replicas").await.unwrap();
+    config.host.enabled = false;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let agent_dir = tempfile::tempdir().unwrap();
+    let (mut replica_a, base_a) = spawn_serve(dir_a.path(), &config).await;
+    let (_replica_b, base_b) = spawn_serve(dir_b.path(), &config).await;
+    assert!(
+        !dir_b.path().join("data/admin-api-key").exists(),
+        "the region was bootstrapped once, by the first replica"
+    );
+    let _agent = spawn_agent(
+        agent_dir.path(),
+        &[&base_a, &base_b],
+        &dir_a.path().join("data/host-credential"),
+    );
+    let key = admin_key(dir_a.path());
+    let a = Client::login(&base_a, &key).await;
+    let b = Client::login(&base_b, &key).await;
+
+    // The host registers with whichever replica answers; creates wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let reply = a.post(INSTANCES, micro("vm-000")).await;
+        if reply.status == StatusCode::CREATED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no host joined: {:#}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut acknowledged = BTreeSet::from(["vm-000".to_owned()]);
+    let mut served_by = [1usize, 0];
+    for n in 1..100 {
+        if n == 50 {
+            replica_a.start_kill().unwrap();
+            replica_a.wait().await.unwrap();
+        }
+        let id = format!("vm-{n:03}");
+        let first_choice = if n % 2 == 0 { &a } else { &b };
+        let reply = match first_choice
+            .try_send(Method::POST, INSTANCES, Some(micro(&id)), &[])
+            .await
+        {
+            Some(reply) => {
+                served_by[n % 2] += 1;
+                reply
+            }
+            // A client fails over to the replica that is still there.
+            None => {
+                served_by[1] += 1;
+                b.post(INSTANCES, micro(&id)).await
+            }
+        };
+        assert_eq!(reply.status, StatusCode::CREATED, "{id}: {:#}", reply.body);
+        acknowledged.insert(id);
+    }
+    assert!(
+        served_by[0] >= 25 && served_by[1] >= 50,
+        "creates were spread over both replicas: {served_by:?}"
+    );
+
+    let killed_at = Instant::now();
+    let deadline = killed_at + LEASE + Duration::from_secs(10);
+    let last = loop {
+        let seen = statuses(&b).await.unwrap_or_default();
+        let running = seen.values().filter(|s| *s == "RUNNING").count();
+        if running == acknowledged.len() {
+            break seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{running} of {} acknowledged instances reached RUNNING after replica A died: {seen:?}",
+            acknowledged.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        last.keys().cloned().collect::<BTreeSet<_>>(),
+        acknowledged,
+        "exactly the acknowledged instances exist"
+    );
+    eprintln!(
+        "all {} instances RUNNING {:.1} s after replica A was killed",
+        acknowledged.len(),
+        killed_at.elapsed().as_secs_f64()
+    );
+
+    // Deletions finish through the survivor: its reconciler takes over whatever A held.
+    for n in 0..10 {
+        let reply = b.delete(&format!("{INSTANCES}/vm-{n:03}")).await;
+        assert!(reply.status.is_success(), "{:#}", reply.body);
+    }
+    for n in 0..10 {
+        b.wait_gone(&format!("vm-{n:03}"), LEASE + Duration::from_secs(10))
+            .await;
+    }
+
+    let provisions =
+        std::fs::read_to_string(agent_dir.path().join("host/sim-host.provisions")).unwrap();
+    let mut seen = BTreeSet::new();
+    for uid in provisions.lines() {
+        assert!(seen.insert(uid), "instance {uid} was provisioned twice");
+    }
+    assert_eq!(seen.len(), acknowledged.len(), "one guest per instance");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_gives_503s_and_loses_no_acknowledged_write() {
+    let pg = PostgresCluster::start().unwrap();
+    let mut config = fast_config();
+    config.database.url = pg.create_database("outage").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (_serve, base) = spawn_serve(dir.path(), &config).await;
+    let c = Client::login(&base, &admin_key(dir.path())).await;
+
+    let stream = {
+        let c = c.clone();
+        tokio::spawn(async move {
+            let mut answers: Vec<(String, StatusCode)> = Vec::new();
+            let mut created = Vec::new();
+            let started = Instant::now();
+            let mut n = 0;
+            while started.elapsed() < Duration::from_secs(16) {
+                n += 1;
+                let id = format!("vm-{n:04}");
+                let reply = c.send(Method::POST, INSTANCES, Some(micro(&id)), &[]).await;
+                if reply.status == StatusCode::CREATED {
+                    created.push(id.clone());
+                }
+                answers.push((format!("create {id}"), reply.status));
+                let reply = c.get(&format!("{INSTANCES}?pageSize=10")).await;
+                answers.push(("list".into(), reply.status));
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            (answers, created)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    pg.stop_server().unwrap();
+    let down = reqwest::Client::new()
+        .get(format!("{base}{INSTANCES}/vm-0001"))
+        .bearer_auth(c.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        down.headers().contains_key("retry-after"),
+        "a 503 tells when to retry"
+    );
+    let body: Value = down.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 503);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("database"),
+        "the 503 says what is wrong: {body}"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    pg.start_server().unwrap();
+    let (answers, created) = stream.await.unwrap();
+
+    let unexpected: Vec<_> = answers
+        .iter()
+        .filter(|(_, status)| {
+            !matches!(status.as_u16(), 200 | 201) && *status != StatusCode::SERVICE_UNAVAILABLE
+        })
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "only 503s during the outage: {unexpected:?}"
+    );
+    let unavailable = answers.iter().filter(|(_, s)| s.as_u16() == 503).count();
+    assert!(unavailable > 0, "the outage was seen by the stream");
+    assert!(
+        answers.iter().rev().take(4).all(|(_, s)| s.is_success()),
+        "requests succeed again after the database is back: {:?}",
+        &answers[answers.len().saturating_sub(4)..]
+    );
+    eprintln!(
+        "{} requests, {unavailable} answered 503 during the outage, {} instances created",
+        answers.len(),
+        created.len()
+    );
+    for id in &created {
+        c.wait_status(id, "RUNNING", Duration::from_secs(30)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn db_copy_moves_a_region_from_sqlite_to_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fast_config();
+    let (mut serve, base) = spawn_serve(dir.path(), &config).await;
+    let key = admin_key(dir.path());
+    let c = Client::login(&base, &key).await;
+    for id in ["web-1", "web-2", "db-1"] {
+        c.create_instance(id).await;
+    }
+    c.wait_status("db-1", "RUNNING", Duration::from_secs(20))
+        .await;
+    let image_file = dir.path().join("tiny.raw");
+    std::fs::write(&image_file, vec![0u8; 1 << 20]).unwrap();
+    let image = c
+        .post(
+            "/v1/regions/local-1/compute/images",
+            json!({"id": "tiny", "source": image_file, "format": "raw", "os": "none"}),
+        )
+        .await;
+    assert_eq!(image.status, StatusCode::CREATED, "{:#}", image.body);
+    let paths: Vec<String> = [
+        format!("{INSTANCES}?pageSize=50"),
+        format!("{INSTANCES}/web-1"),
+        format!("{INSTANCES}/web-2"),
+        format!("{INSTANCES}/db-1"),
+        "/v1/regions/local-1/compute/images/tiny".into(),
+        "/v1/regions/local-1/compute/images".into(),
+        "/v1/regions/global/organizations/default".into(),
+        "/v1/regions/global/projects/default".into(),
+    ]
+    .into();
+    // Settle: every instance RUNNING, the image imported.
+    for id in ["web-1", "web-2"] {
+        c.wait_status(id, "RUNNING", Duration::from_secs(20)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.get("/v1/regions/local-1/compute/images/tiny").await.body["status"] != "READY" {
+        assert!(Instant::now() < deadline, "the image import did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut before = Vec::new();
+    for path in &paths {
+        let reply = c.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {:#}", reply.body);
+        before.push(reply.body);
+    }
+    let old_token = c.token.clone();
+    serve.start_kill().unwrap();
+    serve.wait().await.unwrap();
+
+    let pg = PostgresCluster::start().unwrap();
+    let url = pg.create_database("moved").await.unwrap();
+    let copy = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args(["db", "copy", "--from"])
+        .arg(dir.path().join("data"))
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&copy.stdout);
+    assert!(
+        copy.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
+    assert!(
+        report.contains("instances") && report.contains("api_keys"),
+        "{report}"
+    );
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args(["db", "copy", "--from"])
+        .arg(dir.path().join("data"))
+        .args(["--to", &url])
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "a second copy into a used database is refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already holds a region"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let mut on_postgres: Config = config.clone();
+    on_postgres.database.url = url;
+    let (_serve, base) = spawn_serve(dir.path(), &on_postgres).await;
+    let mut moved = Client::login(&base, &key).await;
+    for (path, was) in paths.iter().zip(&before) {
+        let reply = moved.get(path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {:#}", reply.body);
+        assert_eq!(&reply.body, was, "{path} answers as before the move");
+    }
+    moved.token = old_token;
+    let reply = moved.get(&format!("{INSTANCES}/web-1")).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "a token issued before the move still works: {:#}",
+        reply.body
+    );
+    moved.create_instance("after-move").await;
+    moved
+        .wait_status("after-move", "RUNNING", Duration::from_secs(20))
+        .await;
+}

@@ -15,6 +15,14 @@ if ! command -v qemu-system-x86_64 >/dev/null 2>&1 || ! command -v qemu-img >/de
     qemu-system-x86 "qemu-utils=$version" >/dev/null
 fi
 
+# The PostgreSQL tests start throwaway servers of their own with initdb and pg_ctl from
+# Debian's postgresql package (as the package's `postgres` user when run as root).
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! id postgres >/dev/null 2>&1; then
+  echo "== installing PostgreSQL"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+
 echo "== building the test guest"
 STRATUS_TEST_GUEST=$(bash scripts/build-test-guest.sh)
 export STRATUS_TEST_GUEST

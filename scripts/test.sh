@@ -35,3 +35,15 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 cargo test --workspace --locked
+
+# Browser tests of the web console: Debian's Chromium driven by playwright-core (pinned in
+# tests/browser/package-lock.json). Screenshots of every page land in target/browser-artifacts/.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing Chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+echo "== browser tests"
+(cd tests/browser && npm ci --no-audit --no-fund --silent)
+cargo build --locked -q -p stratus
+node --test tests/browser/

@@ -9,6 +9,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
@@ -129,6 +130,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/internal/v1/hosts/{host}/serial/{uid}",
             post(hosts::serial),
         )
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(app);
     routes.layer(

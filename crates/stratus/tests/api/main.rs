@@ -1,6 +1,7 @@
 //! End-to-end tests of the API against a region on a real listener.
 
 mod cli;
+mod console;
 mod crash;
 mod lifecycle;
 mod openapi;

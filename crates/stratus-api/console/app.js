@@ -1,0 +1,579 @@
+// The Stratus console: a small single-page app over the same API the CLI uses.
+//
+// No framework and no build step: the server embeds this file as it is. Pages are chosen by the
+// URL fragment (#/instances, #/create, #/instances/ID); every element is built with
+// document.createElement and textContent, never from HTML strings, so nothing the API returns
+// is interpreted as markup. The access token lives in sessionStorage (gone when the tab
+// closes) and travels only in the Authorization header, never in a URL. Status changes are
+// polled every two seconds while a page shows them, and announced to screen readers.
+'use strict';
+
+const POLL_MS = 2000;
+const SESSION_KEY = 'stratus.session';
+const BUSY = ['PROVISIONING', 'STAGING', 'STOPPING', 'SUSPENDING'];
+
+const state = { session: null, region: null, zone: null, timers: [], projects: [] };
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+/** Builds an element: h('a', {href: '#/x', class: 'y'}, 'text', child…). */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (value === true) el.setAttribute(key, '');
+    else el.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+const $ = (id) => document.getElementById(id);
+const lastSegment = (uri) => (uri || '').split('/').pop();
+
+function announce(text) {
+  const announcer = $('announcer');
+  announcer.textContent = '';
+  setTimeout(() => { announcer.textContent = text; }, 50);
+}
+
+function statusPill(status) {
+  const kind = status === 'RUNNING' ? 'running'
+    : BUSY.includes(status) ? 'busy'
+    : status === 'SUSPENDED' ? 'suspended'
+    : status === 'REPAIRING' ? 'repairing' : 'stopped';
+  return h('span', { class: `status ${kind}`, 'data-status': status }, status);
+}
+
+function formatTime(text) {
+  const date = new Date(text);
+  return isNaN(date) ? text : date.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+}
+
+/** Shows a page: replaces the main content, sets the title, moves focus to the heading. */
+function show(title, ...content) {
+  stopPolling();
+  document.title = `${title} · Stratus console`;
+  const main = $('main');
+  main.replaceChildren(...content.filter(Boolean));
+  const heading = main.querySelector('h1');
+  if (heading) {
+    heading.setAttribute('tabindex', '-1');
+    heading.focus();
+  }
+}
+
+function poll(fn) {
+  let stopped = false;
+  const tick = async () => {
+    if (stopped) return;
+    try { await fn(); } catch (e) { if (!(e instanceof SignedOut)) console.warn(e); }
+    if (!stopped) state.timers.push(setTimeout(tick, POLL_MS));
+  };
+  state.timers.push({ stop: () => { stopped = true; } });
+  tick();
+}
+
+function stopPolling() {
+  for (const t of state.timers) {
+    if (typeof t === 'object' && t.stop) t.stop(); else clearTimeout(t);
+  }
+  state.timers = [];
+}
+
+// ---------------------------------------------------------------------------------------
+// The API
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const error = (body && body.error) || {};
+    super(error.message || `the request failed (HTTP ${status})`);
+    this.status = status;
+    this.details = Array.isArray(error.details) ? error.details : [];
+    this.field = (this.details.find((d) => d.field) || {}).field || null;
+  }
+}
+
+class SignedOut extends Error {}
+
+async function api(method, path, body) {
+  const headers = {};
+  if (state.session) headers.Authorization = `Bearer ${state.session.token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const response = await fetch(path, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+    cache: 'no-store', credentials: 'omit',
+  });
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (response.status === 401 && state.session) {
+    signOut('Your session has expired. Sign in again.');
+    throw new SignedOut();
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+const instancesPath = () =>
+  `/v1/regions/${encodeURIComponent(state.region)}/projects/${encodeURIComponent(state.session.project)}/compute/instances`;
+const instancePath = (id) => `${instancesPath()}/${encodeURIComponent(id)}`;
+
+// ---------------------------------------------------------------------------------------
+// Session
+
+function loadSession() {
+  try {
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) || 'null');
+    if (session && session.token && session.expiresAt > Date.now()) return session;
+  } catch { /* a damaged entry is no session */ }
+  sessionStorage.removeItem(SESSION_KEY);
+  return null;
+}
+
+function saveSession() {
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(state.session));
+}
+
+function signOut(message) {
+  stopPolling();
+  state.session = null;
+  sessionStorage.removeItem(SESSION_KEY);
+  $('bar').hidden = true;
+  signInPage(message);
+}
+
+/** Reads the region, its first zone and the projects once per sign-in or reload. */
+async function loadContext() {
+  const regions = await api('GET', '/v1/regions');
+  const region = regions.regions[0];
+  state.region = region.id;
+  state.zone = lastSegment(region.zones[0]);
+  $('region-name').textContent = `${region.displayName || region.id} · ${state.zone}`;
+  const projects = await api('GET', '/v1/regions/global/projects?pageSize=500');
+  state.projects = projects.projects;
+  if (!state.projects.some((p) => p.id === state.session.project)) {
+    state.session.project = state.projects.length ? state.projects[0].id : 'default';
+    saveSession();
+  }
+  const picker = $('project-picker');
+  picker.replaceChildren(...state.projects.map((p) =>
+    h('option', { value: p.id, selected: p.id === state.session.project }, p.displayName ? `${p.displayName} (${p.id})` : p.id)));
+  $('bar').hidden = false;
+}
+
+// ---------------------------------------------------------------------------------------
+// Pages
+
+function signInPage(message) {
+  const error = h('p', { class: 'alert', role: 'alert', id: 'signin-error' });
+  const key = h('input', {
+    id: 'api-key', name: 'api-key', type: 'password', autocomplete: 'off', required: true,
+    spellcheck: 'false', 'aria-describedby': 'api-key-hint signin-error',
+  });
+  const submit = h('button', { type: 'submit' }, 'Sign in');
+  const form = h('form', { class: 'stack', 'aria-labelledby': 'signin-title' },
+    h('div', { class: 'field' },
+      h('label', { for: 'api-key' }, 'API key'),
+      key,
+      h('span', { class: 'hint', id: 'api-key-hint' },
+        'Exchanged for an access token kept only in this tab. ',
+        h('code', {}, 'stratus serve'), ' writes the administrator key to ', h('code', {}, 'DATA_DIR/admin-api-key'), '.')),
+    error,
+    h('div', { class: 'form-actions' }, submit));
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    error.textContent = '';
+    key.removeAttribute('aria-invalid');
+    submit.disabled = true;
+    try {
+      const token = await api('POST', '/v1/regions/global/auth/token', { grant_type: 'api_key', api_key: key.value.trim() });
+      state.session = {
+        token: token.access_token,
+        expiresAt: Date.now() + token.expires_in * 1000,
+        project: 'default',
+      };
+      saveSession();
+      await loadContext();
+      if (location.hash === '#/instances') route(); else location.hash = '#/instances';
+    } catch (e) {
+      state.session = null;
+      sessionStorage.removeItem(SESSION_KEY);
+      error.textContent = e.message;
+      key.setAttribute('aria-invalid', 'true');
+      key.focus();
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  show('Sign in', h('div', { class: 'signin' },
+    h('div', { class: 'brand-big' }, h('span', { class: 'logo', 'aria-hidden': 'true' }), 'Stratus'),
+    h('div', { class: 'card' },
+      h('h1', { id: 'signin-title' }, 'Sign in'),
+      message ? h('p', { class: 'notice', role: 'status' }, message) : null,
+      form)));
+  key.focus();
+}
+
+function instancesPage(notice) {
+  const tbody = h('tbody');
+  const rows = new Map();
+  const empty = h('div', { class: 'empty', hidden: true },
+    h('p', {}, 'No instances in this project yet.'),
+    h('a', { class: 'button', href: '#/create' }, 'Create an instance'));
+  const table = h('div', { class: 'table-wrap' },
+    h('table', { id: 'instances' },
+      h('caption', { class: 'visually-hidden' }, 'Instances of the project; statuses update live'),
+      h('thead', {}, h('tr', {},
+        ['Name', 'Status', 'Type', 'Created', 'Message'].map((t) => h('th', { scope: 'col' }, t)))),
+      tbody),
+    empty);
+  const updated = h('span', { class: 'muted', id: 'updated' });
+  show('Instances',
+    h('div', { class: 'page-head' },
+      h('h1', {}, 'Instances'),
+      h('span', { class: 'muted' }, `project ${state.session.project}`),
+      h('span', { class: 'spacer' }),
+      updated,
+      h('a', { class: 'button', href: '#/create', id: 'create-link' }, 'Create instance')),
+    notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
+    table);
+  let first = true;
+  poll(async () => {
+    const list = await api('GET', `${instancesPath()}?pageSize=500`);
+    const seen = new Set();
+    for (const instance of list.instances) {
+      seen.add(instance.id);
+      const status = instance.lifecycle.status;
+      let row = rows.get(instance.id);
+      if (!row) {
+        row = h('tr', { 'data-id': instance.id },
+          h('td', { class: 'id' }, h('a', { href: `#/instances/${encodeURIComponent(instance.id)}` }, instance.id)),
+          h('td', { class: 'status-cell' }),
+          h('td', {}, lastSegment(instance.type)),
+          h('td', {}, formatTime(instance.createdAt)),
+          h('td', { class: 'message muted' }));
+        rows.set(instance.id, row);
+        tbody.append(row);
+      }
+      const cell = row.querySelector('.status-cell');
+      const before = cell.textContent;
+      if (before !== status) {
+        cell.replaceChildren(statusPill(status));
+        if (!first) announce(`${instance.id} is ${status}`);
+      }
+      row.querySelector('.message').textContent = instance.lifecycle.statusMessage || '';
+    }
+    for (const [id, row] of rows) {
+      if (!seen.has(id)) {
+        row.remove();
+        rows.delete(id);
+        announce(`${id} was deleted`);
+      }
+    }
+    // Keep rows in id order, as the API lists them.
+    for (const instance of list.instances) tbody.append(rows.get(instance.id));
+    empty.hidden = list.instances.length > 0;
+    table.querySelector('table').hidden = list.instances.length === 0;
+    updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
+    first = false;
+  });
+}
+
+/** The form fields of the create page, and which API field paths land on each. */
+const CREATE_FIELDS = [
+  { id: 'f-id', matches: (f) => f === 'id' || f === 'hostname' },
+  { id: 'f-type', matches: (f) => f === 'type' },
+  { id: 'f-image', matches: (f) => f.startsWith('disks') && !f.endsWith('sizeGb') },
+  { id: 'f-disk', matches: (f) => f.endsWith('sizeGb') },
+  { id: 'f-ssh', matches: (f, metadata) => metadataKeyAt(f, metadata) === 'ssh-keys' },
+  { id: 'f-user-data', matches: (f, metadata) => metadataKeyAt(f, metadata) === 'user-data' },
+  { id: 'f-labels', matches: (f) => f.startsWith('labels') },
+];
+
+function metadataKeyAt(field, metadata) {
+  const match = /^instanceMetadata\[(\d+)\]/.exec(field);
+  return match && metadata[Number(match[1])] ? metadata[Number(match[1])].key : null;
+}
+
+function field(id, label, control, hint) {
+  control.id = id;
+  const describedBy = [hint ? `${id}-hint` : null, `${id}-error`].filter(Boolean).join(' ');
+  control.setAttribute('aria-describedby', describedBy);
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    control,
+    hint ? h('span', { class: 'hint', id: `${id}-hint` }, hint) : null,
+    h('span', { class: 'error', id: `${id}-error` }));
+}
+
+async function createPage() {
+  show('Create instance', h('p', { class: 'muted' }, 'Loading the catalog…'));
+  const [types, images] = await Promise.all([
+    api('GET', `/v1/regions/${encodeURIComponent(state.region)}/zones/${encodeURIComponent(state.zone)}/instance-types`),
+    api('GET', `/v1/regions/${encodeURIComponent(state.region)}/compute/images`),
+  ]);
+  const typeSelect = h('select', { name: 'type', required: true },
+    types.instanceTypes.map((t) => h('option', { value: t.selfLink, selected: t.id === 'e2-small' },
+      `${t.id} — ${t.vcpus} vCPU, ${Math.round(t.memoryMb / 1024)} GB${t.gpus.length ? `, ${t.gpus.map((g) => `${g.count}× ${lastSegment(g.type)}`).join(', ')}` : ''}`)));
+  const ready = images.images.filter((i) => i.status === 'READY');
+  const imageSelect = h('select', { name: 'image' },
+    ready.map((i, n) => h('option', { value: i.selfLink, selected: n === 0, 'data-min': i.minDiskGb }, `${i.id} (${i.os}, at least ${i.minDiskGb} GB)`)),
+    h('option', { value: '' }, 'No boot disk'));
+  const error = h('div', { class: 'alert', role: 'alert', id: 'create-error' });
+  const submit = h('button', { type: 'submit' }, 'Create instance');
+  const form = h('form', { class: 'stack card', novalidate: true, 'aria-labelledby': 'create-title' },
+    field('f-id', 'Name', h('input', { name: 'id', autocomplete: 'off', spellcheck: 'false', placeholder: 'web-1' }),
+      'Lowercase letters, digits and hyphens. Generated when empty.'),
+    h('div', { class: 'row' },
+      field('f-type', 'Instance type', typeSelect),
+      field('f-image', 'Boot image', imageSelect)),
+    field('f-disk', 'Boot disk size (GB)', h('input', { name: 'disk', type: 'number', inputmode: 'numeric', step: '1' }),
+      'Empty: the image\'s minimum size.'),
+    field('f-ssh', 'SSH public keys', h('textarea', { name: 'ssh', rows: 2, spellcheck: 'false', placeholder: 'alice:ssh-ed25519 AAAA… alice@laptop' }),
+      'One per line as user:key; stored as the ssh-keys metadata entry.'),
+    field('f-user-data', 'User data', h('textarea', { name: 'user-data', rows: 4, spellcheck: 'false', placeholder: '#cloud-config' }),
+      'Given to the guest as user-data (cloud-init).'),
+    field('f-labels', 'Labels', h('textarea', { name: 'labels', rows: 2, spellcheck: 'false', placeholder: 'tier=web' }),
+      'One key=value per line.'),
+    error,
+    h('div', { class: 'form-actions' }, submit, h('a', { class: 'button quiet', href: '#/instances' }, 'Cancel')));
+  form.addEventListener('submit', (event) => {
+    event.preventDefault();
+    submitCreate(form, submit, error);
+  });
+  show('Create instance',
+    h('div', { class: 'crumbs' }, h('a', { href: '#/instances' }, 'Instances'), ' / New'),
+    h('div', { class: 'page-head' }, h('h1', { id: 'create-title' }, 'Create instance'),
+      h('span', { class: 'muted' }, `in project ${state.session.project}, zone ${state.zone}`)),
+    form);
+}
+
+function clearErrors(form, alert) {
+  alert.textContent = '';
+  for (const control of form.querySelectorAll('[aria-invalid]')) control.removeAttribute('aria-invalid');
+  for (const message of form.querySelectorAll('.field .error')) message.textContent = '';
+}
+
+function fieldError(id, message) {
+  const control = $(id);
+  control.setAttribute('aria-invalid', 'true');
+  $(`${id}-error`).textContent = message;
+  return control;
+}
+
+async function submitCreate(form, submit, alert) {
+  clearErrors(form, alert);
+  const value = (name) => form.elements[name].value.trim();
+  const body = { type: value('type') };
+  if (value('id')) body.id = value('id');
+  if (value('image')) {
+    const disk = { boot: true, source: value('image') };
+    if (value('disk')) disk.sizeGb = Number(value('disk'));
+    body.disks = [disk];
+  }
+  const metadata = [];
+  if (value('ssh')) metadata.push({ key: 'ssh-keys', value: `${value('ssh')}\n` });
+  if (form.elements['user-data'].value.trim()) metadata.push({ key: 'user-data', value: form.elements['user-data'].value });
+  if (metadata.length) body.instanceMetadata = metadata;
+  const labelLines = value('labels').split('\n').map((l) => l.trim()).filter(Boolean);
+  if (labelLines.length) {
+    body.labels = {};
+    for (const line of labelLines) {
+      const at = line.indexOf('=');
+      if (at < 1) {
+        fieldError('f-labels', `"${line}" is not key=value.`).focus();
+        return;
+      }
+      body.labels[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    }
+  }
+  submit.disabled = true;
+  submit.textContent = 'Creating…';
+  try {
+    const instance = await api('POST', instancesPath(), body);
+    announce(`${instance.id} created`);
+    location.hash = `#/instances/${encodeURIComponent(instance.id)}`;
+  } catch (e) {
+    if (e instanceof SignedOut) return;
+    const target = e.field && CREATE_FIELDS.find((f) => f.matches(e.field, metadata));
+    if (target) {
+      fieldError(target.id, e.message).focus();
+    } else {
+      alert.textContent = e.message;
+      alert.setAttribute('tabindex', '-1');
+      alert.focus();
+    }
+  } finally {
+    submit.disabled = false;
+    submit.textContent = 'Create instance';
+  }
+}
+
+/** What each action needs: the states it applies to, and how to confirm it. */
+const ACTIONS = [
+  { verb: 'start', label: 'Start', when: ['TERMINATED'], confirm: 'Start {id}? It boots again with its disks as they are.' },
+  { verb: 'stop', label: 'Stop', when: ['RUNNING', 'STAGING', 'PROVISIONING', 'SUSPENDED', 'REPAIRING'], confirm: 'Stop {id}? The guest gets an ACPI power-off, then a hard stop.', danger: true },
+  { verb: 'delete', label: 'Delete', when: null, confirm: 'Delete {id} and its disks? This cannot be undone.', danger: true },
+];
+
+function confirmAction(title, text, danger) {
+  const dialog = $('confirm');
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  const ok = $('confirm-ok');
+  ok.textContent = title.split(' ')[0];
+  ok.className = danger ? 'danger' : '';
+  dialog.returnValue = '';
+  return new Promise((resolve) => {
+    dialog.addEventListener('close', () => resolve(dialog.returnValue === 'ok'), { once: true });
+    dialog.showModal();
+    $('confirm-cancel').focus();
+  });
+}
+
+function instancePage(id) {
+  const status = h('span', { id: 'instance-status' });
+  const message = h('span', { class: 'muted', id: 'instance-message' });
+  const details = h('dl', { class: 'details' });
+  const consoleOut = h('pre', { class: 'console', id: 'serial-console', role: 'log', tabindex: '0', 'aria-label': 'Serial console output' });
+  const feedback = h('p', { class: 'alert', role: 'alert' });
+  const buttons = ACTIONS.map((a) => h('button', {
+    type: 'button', class: a.danger ? 'quiet' : '', 'data-verb': a.verb,
+    onclick: () => runAction(a),
+  }, a.label));
+  let current = null;
+
+  async function runAction(action) {
+    const ok = await confirmAction(`${action.label} ${id}?`, action.confirm.replace('{id}', id), action.danger);
+    if (!ok) return;
+    feedback.textContent = '';
+    try {
+      if (action.verb === 'delete') {
+        await api('DELETE', instancePath(id));
+        instancesPageNotice = `${id} is being deleted.`;
+        location.hash = '#/instances';
+        return;
+      }
+      render(await api('POST', `${instancePath(id)}:${action.verb}`));
+      announce(`${id}: ${action.label.toLowerCase()} requested`);
+    } catch (e) {
+      if (!(e instanceof SignedOut)) feedback.textContent = e.message;
+    }
+  }
+
+  function render(instance) {
+    const changed = !current || current.lifecycle.status !== instance.lifecycle.status;
+    current = instance;
+    if (changed) {
+      status.replaceChildren(statusPill(instance.lifecycle.status));
+      announce(`${id} is ${instance.lifecycle.status}`);
+    }
+    message.textContent = instance.lifecycle.statusMessage || '';
+    const disks = instance.disks.map((d) =>
+      `${d.boot ? 'boot, ' : ''}${d.sizeGb ?? '?'} GB${d.source ? ` from ${lastSegment(d.source)}` : ''}`).join('; ');
+    const labels = Object.entries(instance.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+    const rows = [
+      ['Type', lastSegment(instance.type)],
+      ['Hostname', instance.hostname],
+      ['Disks', disks || '—'],
+      ['Labels', labels || '—'],
+      ['Metadata', instance.instanceMetadata.map((m) => m.key).join(', ') || '—'],
+      ['Created', formatTime(instance.createdAt)],
+      ['Updated', formatTime(instance.updatedAt)],
+      ['UID', instance.uid],
+    ];
+    details.replaceChildren(...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+    for (const button of buttons) {
+      const action = ACTIONS.find((a) => a.verb === button.dataset.verb);
+      button.disabled = action.when !== null && !action.when.includes(instance.lifecycle.status);
+    }
+  }
+
+  show(id,
+    h('div', { class: 'crumbs' }, h('a', { href: '#/instances' }, 'Instances'), ` / ${id}`),
+    h('div', { class: 'page-head' }, h('h1', {}, id), status, message,
+      h('span', { class: 'spacer' }), h('div', { class: 'actions', role: 'group', 'aria-label': 'Actions' }, buttons)),
+    feedback,
+    h('div', { class: 'grid2' },
+      h('section', { class: 'card', 'aria-labelledby': 'details-title' }, h('h2', { id: 'details-title' }, 'Details'), details),
+      h('section', { class: 'card', 'aria-labelledby': 'console-title' }, h('h2', { id: 'console-title' }, 'Serial console'), consoleOut)));
+
+  let next = 0;
+  poll(async () => {
+    try {
+      render(await api('GET', instancePath(id)));
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        instancesPageNotice = `${id} no longer exists.`;
+        location.hash = '#/instances';
+        return;
+      }
+      throw e;
+    }
+    const serial = await api('GET', `${instancePath(id)}/serialPortOutput?start=${next}`);
+    if (serial.contents) {
+      const atBottom = consoleOut.scrollTop + consoleOut.clientHeight >= consoleOut.scrollHeight - 4;
+      if (serial.start > next) consoleOut.textContent = '';
+      consoleOut.textContent += serial.contents;
+      if (atBottom) consoleOut.scrollTop = consoleOut.scrollHeight;
+    }
+    next = serial.next;
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing
+
+let instancesPageNotice = null;
+
+function route() {
+  if (!state.session) {
+    signInPage();
+    return;
+  }
+  const hash = location.hash || '#/instances';
+  const match = /^#\/instances\/([^/]+)$/.exec(hash);
+  const failed = (e) => {
+    if (e instanceof SignedOut) return;
+    show('Error', h('h1', {}, 'Something went wrong'), h('p', { class: 'alert', role: 'alert' }, e.message),
+      h('a', { href: '#/instances' }, 'Back to instances'));
+  };
+  if (match) {
+    instancePage(decodeURIComponent(match[1]));
+  } else if (hash === '#/create') {
+    createPage().catch(failed);
+  } else {
+    const notice = instancesPageNotice;
+    instancesPageNotice = null;
+    instancesPage(notice);
+  }
+}
+
+async function start() {
+  $('sign-out').addEventListener('click', () => signOut('You are signed out.'));
+  $('project-picker').addEventListener('change', (event) => {
+    state.session.project = event.target.value;
+    saveSession();
+    if (location.hash === '#/instances') route(); else location.hash = '#/instances';
+  });
+  window.addEventListener('hashchange', route);
+  state.session = loadSession();
+  if (state.session) {
+    try {
+      await loadContext();
+    } catch (e) {
+      if (!(e instanceof SignedOut)) signOut(e.message);
+      return;
+    }
+  }
+  route();
+}
+
+document.addEventListener('DOMContentLoaded', start);

@@ -324,8 +324,17 @@ async function createPage() {
       `${t.id} — ${t.vcpus} vCPU, ${Math.round(t.memoryMb / 1024)} GB${t.gpus.length ? `, ${t.gpus.map((g) => `${g.count}× ${lastSegment(g.type)}`).join(', ')}` : ''}`)));
   const ready = images.images.filter((i) => i.status === 'READY');
   const imageSelect = h('select', { name: 'image' },
-    ready.map((i, n) => h('option', { value: i.selfLink, selected: n === 0, 'data-min': i.minDiskGb }, `${i.id} (${i.os}, at least ${i.minDiskGb} GB)`)),
+    ready.map((i, n) => h('option', { value: i.selfLink, selected: n === 0, 'data-min': i.minDiskGb }, `${i.id} (${i.os})`)),
     h('option', { value: '' }, 'No boot disk'));
+  const diskHint = h('span', {});
+  const describeDisk = () => {
+    const chosen = imageSelect.selectedOptions[0];
+    diskHint.textContent = chosen && chosen.value
+      ? `Empty: the image's minimum, ${chosen.dataset.min} GB.`
+      : 'Only with a boot image.';
+  };
+  imageSelect.addEventListener('change', describeDisk);
+  describeDisk();
   const error = h('div', { class: 'alert', role: 'alert', id: 'create-error' });
   const submit = h('button', { type: 'submit' }, 'Create instance');
   const form = h('form', { class: 'stack card', novalidate: true, 'aria-labelledby': 'create-title' },
@@ -335,7 +344,7 @@ async function createPage() {
       field('f-type', 'Instance type', typeSelect),
       field('f-image', 'Boot image', imageSelect)),
     field('f-disk', 'Boot disk size (GB)', h('input', { name: 'disk', type: 'number', inputmode: 'numeric', step: '1' }),
-      'Empty: the image\'s minimum size.'),
+      diskHint),
     field('f-ssh', 'SSH public keys', h('textarea', { name: 'ssh', rows: 2, spellcheck: 'false', placeholder: 'alice:ssh-ed25519 AAAA… alice@laptop' }),
       'One per line as user:key; stored as the ssh-keys metadata entry.'),
     field('f-user-data', 'User data', h('textarea', { name: 'user-data', rows: 4, spellcheck: 'false', placeholder: '#cloud-config' }),

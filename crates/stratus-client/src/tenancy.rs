@@ -3,8 +3,8 @@
 use crate::{Client, ListOptions, Result, segment};
 use reqwest::Method;
 use stratus_types::{
-    Organization, OrganizationCreateRequest, OrganizationList, Project, ProjectCreateRequest,
-    ProjectList, ProjectUpdateRequest,
+    Organization, OrganizationCreateRequest, OrganizationList, OrganizationUpdateRequest, Project,
+    ProjectCreateRequest, ProjectList, ProjectUpdateRequest,
 };
 
 const PROJECTS: &str = "/v1/regions/global/projects";
@@ -71,6 +71,16 @@ impl Client {
         body: &OrganizationCreateRequest,
     ) -> Result<Organization> {
         self.send(self.request(Method::POST, ORGANIZATIONS).json(body))
+            .await
+    }
+
+    pub async fn update_organization(
+        &self,
+        id: &str,
+        body: &OrganizationUpdateRequest,
+    ) -> Result<Organization> {
+        let path = format!("{ORGANIZATIONS}/{}", segment(id));
+        self.send(self.request(Method::PATCH, &path).json(body))
             .await
     }
 

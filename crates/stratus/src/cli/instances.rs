@@ -1,6 +1,6 @@
 //! `stratus instances …`.
 
-use super::output::{Tabular, emit, fields, last_segment, when};
+use super::output::{OutputFormat, Tabular, emit, fields, last_segment, when};
 use super::wait::{self, Goal};
 use super::{Failure, Session, read_file};
 use clap::{Args, Subcommand};
@@ -258,7 +258,9 @@ async fn console(session: &Session, id: &str, follow: bool, start: u64) -> Resul
     let mut from = start;
     loop {
         let window = instances.serial_port_output(id, from).await?;
-        if !follow && session.output != super::output::OutputFormat::Table {
+        // The console is text; JSON or YAML (with offsets) only when asked for by name.
+        let structured = session.output_chosen && session.output != OutputFormat::Table;
+        if !follow && structured {
             return emit(session.output, &window);
         }
         if !window.contents.is_empty() {

@@ -177,6 +177,8 @@ pub struct Session {
     pub region: String,
     pub zone: String,
     pub output: OutputFormat,
+    /// Whether `-o` was given (commands whose natural output is text honour only an explicit one).
+    pub output_chosen: bool,
 }
 
 impl Session {
@@ -188,6 +190,7 @@ impl Session {
             region: scope.region.clone().unwrap_or(profile.region),
             zone: scope.zone.clone().unwrap_or(profile.zone),
             output: scope.output.unwrap_or_else(OutputFormat::for_stdout),
+            output_chosen: scope.output.is_some(),
         })
     }
 

@@ -347,14 +347,19 @@ async fn cli_actions_and_delete_wait_for_their_target_state() {
     assert_eq!(update.json()["displayName"], "Act one");
     assert_eq!(update.json()["labels"]["env"], "dev");
 
-    let console = shell
-        .run(&["instances", "console", "act-1", "-o", "table"])
-        .await;
+    // The console is text even when piped; JSON with its offsets only when asked for.
+    let console = shell.run(&["instances", "console", "act-1"]).await;
     console.assert_ok();
     assert!(
-        !console.stdout.is_empty(),
-        "the simulated guest prints a boot log"
+        console.stdout.contains("act-1 login:"),
+        "the simulated guest's boot log: {console:#?}"
     );
+    let window = shell
+        .run(&["instances", "console", "act-1", "-o", "json"])
+        .await;
+    window.assert_ok();
+    assert_eq!(window.json()["start"], 0);
+    assert!(window.json()["next"].as_u64().unwrap() > 0);
 
     shell
         .run(&["instances", "delete", "act-1", "--wait"])

@@ -10,4 +10,5 @@ mod postgres;
 mod qemu;
 mod support;
 mod tenancy;
+mod typed_client;
 mod validation;

@@ -172,19 +172,26 @@ impl Client {
         }
     }
 
+    /// Signs in with `api_key` through the typed client's token exchange.
     pub async fn login(base: &str, api_key: &str) -> Self {
+        let token = stratus_client::Client::new(base)
+            .unwrap()
+            .exchange_api_key(api_key)
+            .await
+            .unwrap_or_else(|e| panic!("token exchange at {base}: {e}"));
         let mut client = Self::anonymous(base);
-        let reply = client
-            .send(
-                Method::POST,
-                "/v1/regions/global/auth/token",
-                Some(json!({"grant_type": "api_key", "api_key": api_key})),
-                &[],
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
-        client.token = Some(reply.body["access_token"].as_str().unwrap().to_owned());
+        client.token = Some(token.access_token);
         client
+    }
+
+    /// The typed `stratus-client` with this client's endpoint and token, for tests that care
+    /// about behaviour rather than the exact JSON on the wire.
+    pub fn typed(&self) -> stratus_client::Client {
+        let client = stratus_client::Client::new(&self.base).unwrap();
+        match &self.token {
+            Some(token) => client.with_token(token.clone()),
+            None => client,
+        }
     }
 
     pub async fn send(
@@ -334,8 +341,6 @@ impl TestRegion {
 
     /// A typed `stratus-client` signed in as the administrator.
     pub fn typed(&self) -> stratus_client::Client {
-        stratus_client::Client::new(&self.client.base)
-            .unwrap()
-            .with_token(self.client.token.clone().unwrap())
+        self.client.typed()
     }
 }

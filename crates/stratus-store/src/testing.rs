@@ -6,8 +6,9 @@
 //! dropped. The binaries are those of `STRATUS_PG_BIN` or the newest
 //! `/usr/lib/postgresql/*/bin` (Debian's layout); the test script installs Debian's
 //! `postgresql` where it is missing. PostgreSQL refuses to run as root, so as root the server
-//! runs as the `postgres` user that package creates. Durability settings are relaxed (`fsync`
-//! off): a test may crash the server, not the machine.
+//! runs as the `postgres` user that package creates. Tests relax durability (`fsync` off): a
+//! test may crash the server, not the machine; benchmarks use [`PostgresCluster::start_durable`]
+//! so PostgreSQL flushes its commits as the embedded store does.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,11 +19,21 @@ pub struct PostgresCluster {
     bin: PathBuf,
     port: u16,
     run_as: Option<String>,
+    durable: bool,
 }
 
 impl PostgresCluster {
     /// Initializes and starts a new cluster; the error says what is missing or what failed.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Self::start`], with every commit flushed to disk (`fsync` on), for measurements.
+    pub fn start_durable() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Result<Self, String> {
         let bin = postgres_bin()?;
         let run_as = running_as_root().then(|| "postgres".to_owned());
         let dir = tempfile::Builder::new()
@@ -40,6 +51,7 @@ impl PostgresCluster {
             bin,
             port,
             run_as,
+            durable,
         };
         let data = cluster.data_dir();
         cluster.run(
@@ -99,9 +111,10 @@ impl PostgresCluster {
     /// Starts the server again on the same port after [`Self::stop_server`].
     pub fn start_server(&self) -> Result<(), String> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=300",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.durable { "on" } else { "off" }
         );
         let log = self.dir.path().join("server.log");
         self.run(

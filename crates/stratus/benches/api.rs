@@ -1,20 +1,25 @@
-//! API benchmark: GET throughput and latency at 64 concurrent connections, and the time from
-//! create to RUNNING on the simulated host. Prints a results table.
+//! API benchmark: create throughput, the time from create to RUNNING on the simulated host,
+//! and GET throughput and latency at 64 concurrent connections, on the embedded SQLite store
+//! and on PostgreSQL in one run. Prints a results table.
 //!
 //!     cargo bench -p stratus --bench api
 //!
-//! The region runs in this process on SQLite in a temp dir, so the load generator and the
-//! server share the machine's cores; the figures are for comparing changes on one machine.
+//! Each region runs in this process (SQLite in a temp dir; PostgreSQL on a server of its own
+//! started for the run with every commit flushed, as SQLite does), so the load generator, the
+//! server and the database share the machine's cores; the figures are for comparing changes
+//! and backends on one machine.
 
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use stratus::{Config, Region};
+use stratus_store::testing::PostgresCluster;
 
 const CONNECTIONS: usize = 64;
 const GET_SECONDS: u64 = 10;
 const CREATES: usize = 50;
+const THROUGHPUT_CREATES: usize = 200;
 const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -29,11 +34,53 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// What one backend measured, as table cells.
+struct Results {
+    get_rps: String,
+    get_latency: String,
+    create_rps: String,
+    create_latency: String,
+    running_latency: String,
+    running_wall: String,
+}
+
 #[tokio::main]
 async fn main() {
+    let sqlite = measure("").await;
+    let cluster = PostgresCluster::start_durable().expect("a PostgreSQL server for the benchmark");
+    let url = cluster.create_database("bench").await.unwrap();
+    let postgres = measure(&url).await;
+    let rows: [(&str, fn(&Results) -> &String); 6] = [
+        ("GET instance, 64 connections, 10 s (requests/s)", |r| {
+            &r.get_rps
+        }),
+        ("GET instance p50 / p99", |r| &r.get_latency),
+        ("creates (201) per second, 200 creates, 16 in flight", |r| {
+            &r.create_rps
+        }),
+        ("create (201) p50 / p99, 10 in flight", |r| {
+            &r.create_latency
+        }),
+        (
+            "create → RUNNING p50 / p99 (sim: prepare 200 ms + boot 300 ms)",
+            |r| &r.running_latency,
+        ),
+        ("50 creates to all RUNNING, wall", |r| &r.running_wall),
+    ];
+    println!();
+    println!("| measurement | SQLite | PostgreSQL |");
+    println!("|---|---|---|");
+    for (name, cell) in rows {
+        println!("| {name} | {} | {} |", cell(&sqlite), cell(&postgres));
+    }
+}
+
+/// Runs every measurement on a fresh region whose store is `database_url` (empty: SQLite).
+async fn measure(database_url: &str) -> Results {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::default();
     config.host.driver = "sim".into();
+    config.database.url = database_url.to_owned();
     let region = Region::start(dir.path(), "127.0.0.1:0", config)
         .await
         .unwrap();
@@ -138,30 +185,48 @@ async fn main() {
     get_latency.sort();
     let rps = get_latency.len() as f64 / GET_SECONDS as f64;
 
-    println!();
-    println!("| measurement | value |");
-    println!("|---|---|");
-    println!(
-        "| GET instance, {CONNECTIONS} connections, {GET_SECONDS} s | {rps:.0} requests/s ({errors} errors) |"
-    );
-    println!(
-        "| GET instance p50 / p99 | {} / {} |",
-        ms(percentile(&get_latency, 0.5)),
-        ms(percentile(&get_latency, 0.99))
-    );
-    println!(
-        "| create (201) p50 / p99, 10 in flight | {} / {} |",
-        ms(percentile(&create_latency, 0.5)),
-        ms(percentile(&create_latency, 0.99))
-    );
-    println!(
-        "| create → RUNNING p50 / p99 (sim: prepare 200 ms + boot 300 ms) | {} / {} |",
-        ms(percentile(&running_latency, 0.5)),
-        ms(percentile(&running_latency, 0.99))
-    );
-    println!(
-        "| {CREATES} creates to all RUNNING, wall | {} |",
-        ms(create_wall)
-    );
+    // Create throughput: only the 201s, 16 in flight.
+    let started = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut tasks = Vec::new();
+    for i in 0..THROUGHPUT_CREATES {
+        let (http, base, token, gate) = (http.clone(), base.clone(), token.clone(), gate.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = gate.acquire().await.unwrap();
+            let reply = http
+                .post(format!("{base}{INSTANCES}"))
+                .bearer_auth(&token)
+                .json(&json!({"id": format!("load-{i:03}"), "type": "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(reply.status(), 201);
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let create_rps = THROUGHPUT_CREATES as f64 / started.elapsed().as_secs_f64();
     region.shutdown().await;
+
+    Results {
+        get_rps: format!("{rps:.0} ({errors} errors)"),
+        get_latency: format!(
+            "{} / {}",
+            ms(percentile(&get_latency, 0.5)),
+            ms(percentile(&get_latency, 0.99))
+        ),
+        create_rps: format!("{create_rps:.0}"),
+        create_latency: format!(
+            "{} / {}",
+            ms(percentile(&create_latency, 0.5)),
+            ms(percentile(&create_latency, 0.99))
+        ),
+        running_latency: format!(
+            "{} / {}",
+            ms(percentile(&running_latency, 0.5)),
+            ms(percentile(&running_latency, 0.99))
+        ),
+        running_wall: ms(create_wall),
+    }
 }

@@ -184,7 +184,7 @@ impl InstancesCommand {
             InstancesCommand::Delete { id, wait } => {
                 instances.delete(&id).await?;
                 if wait.wait {
-                    wait::until(&instances, &id, None, Goal::Gone, wait.timeout()?).await?;
+                    wait::until(session, &id, None, Goal::Gone, wait.timeout()?).await?;
                     eprintln!("instance {id} deleted");
                 } else {
                     eprintln!("instance {id} is being deleted");
@@ -242,21 +242,15 @@ async fn finish(
         return emit(session.output, instance);
     }
     let id = instance.id.as_str();
-    let last = wait::until(
-        &session.instances(),
-        id,
-        Some(instance),
-        goal,
-        wait.timeout()?,
-    )
-    .await?;
+    let last = wait::until(session, id, Some(instance), goal, wait.timeout()?).await?;
     emit(session.output, last.as_ref().unwrap_or(instance))
 }
 
 async fn console(session: &Session, id: &str, follow: bool, start: u64) -> Result<(), Failure> {
-    let instances = session.instances();
     let mut from = start;
     loop {
+        let client = session.fresh_client().await?;
+        let instances = client.instances(&session.region, &session.project);
         let window = instances.serial_port_output(id, from).await?;
         // The console is text; JSON or YAML (with offsets) only when asked for by name.
         let structured = session.output_chosen && session.output != OutputFormat::Table;

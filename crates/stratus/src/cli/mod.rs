@@ -172,7 +172,13 @@ impl std::fmt::Display for Failure {
 
 /// The resolved context of a resource command: a client with a fresh token, and where to act.
 pub struct Session {
+    /// A client whose token was valid for at least a minute when the command started; long
+    /// loops use [`Session::fresh_client`] instead.
     pub client: stratus_client::Client,
+    profile_name: String,
+    /// Unix seconds at which the token of `client` (or of the latest renewal) expires, and the
+    /// latest renewed client.
+    renewed: std::sync::Mutex<(i64, stratus_client::Client)>,
     pub project: String,
     pub region: String,
     pub zone: String,
@@ -183,8 +189,13 @@ pub struct Session {
 
 impl Session {
     async fn open(scope: &Scope) -> Result<Self, Failure> {
-        let (profile, client) = profiles::authenticated(scope.profile.as_deref()).await?;
+        let (name, profile, client) = profiles::authenticated(scope.profile.as_deref()).await?;
         Ok(Self {
+            renewed: std::sync::Mutex::new((
+                profile.token_expires_at.unwrap_or_default(),
+                client.clone(),
+            )),
+            profile_name: name,
             client,
             project: scope.project.clone().unwrap_or(profile.project),
             region: scope.region.clone().unwrap_or(profile.region),
@@ -196,6 +207,24 @@ impl Session {
 
     fn instances(&self) -> stratus_client::Instances<'_> {
         self.client.instances(&self.region, &self.project)
+    }
+
+    /// A client whose token is valid for at least another minute, renewed from the profile's
+    /// key when needed: for loops (`--wait`, `console --follow`) that may outlive a token.
+    async fn fresh_client(&self) -> Result<stratus_client::Client, Failure> {
+        let (expires_at, client) = self
+            .renewed
+            .lock()
+            .map_err(|_| Failure::Usage("internal: session lock poisoned".into()))?
+            .clone();
+        if !profiles::expires_soon(expires_at) {
+            return Ok(client);
+        }
+        let (_, profile, client) = profiles::authenticated(Some(&self.profile_name)).await?;
+        if let Ok(mut renewed) = self.renewed.lock() {
+            *renewed = (profile.token_expires_at.unwrap_or_default(), client.clone());
+        }
+        Ok(client)
     }
 }
 

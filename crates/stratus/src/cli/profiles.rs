@@ -105,11 +105,8 @@ impl ProfileFile {
 
 impl Profile {
     /// Whether the cached token is usable for at least another minute.
-    fn token_is_fresh(&self, now: i64) -> bool {
-        self.access_token.is_some()
-            && self
-                .token_expires_at
-                .is_some_and(|at| at - RENEW_BEFORE_S > now)
+    fn token_is_fresh(&self) -> bool {
+        self.access_token.is_some() && self.token_expires_at.is_some_and(|at| !expires_soon(at))
     }
 
     /// Exchanges the stored key for a fresh token.
@@ -122,19 +119,25 @@ impl Profile {
     }
 }
 
-/// A client for the named profile with a fresh token, renewing and saving it as needed.
-pub async fn authenticated(name: Option<&str>) -> Result<(Profile, Client), Failure> {
+/// A token expiring at `expires_at` (Unix seconds) is to be renewed before use.
+pub fn expires_soon(expires_at: i64) -> bool {
+    expires_at - RENEW_BEFORE_S <= now()
+}
+
+/// A client for the named profile (answered with the name it resolved to) with a fresh token,
+/// renewing and saving it as needed.
+pub async fn authenticated(name: Option<&str>) -> Result<(String, Profile, Client), Failure> {
     let mut file = ProfileFile::load()?;
     let name = file.resolve_name(name);
     let mut profile = file.get(&name)?.clone();
-    if !profile.token_is_fresh(now()) {
+    if !profile.token_is_fresh() {
         profile.renew_token().await?;
-        file.profiles.insert(name, profile.clone());
+        file.profiles.insert(name.clone(), profile.clone());
         file.save()?;
     }
     let token = profile.access_token.clone().unwrap_or_default();
     let client = Client::new(&profile.endpoint)?.with_token(token);
-    Ok((profile, client))
+    Ok((name, profile, client))
 }
 
 pub fn now() -> i64 {

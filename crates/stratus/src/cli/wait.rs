@@ -7,11 +7,10 @@
 //! will happen by itself), and times out after `--timeout`. REPAIRING is waited through: the
 //! instance returns to its desired state when its host reports again.
 
-use super::Failure;
+use super::{Failure, Session};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use stratus_client::Instances;
 use stratus_types::{Instance, InstanceStatus};
 
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -84,20 +83,20 @@ impl Progress {
 /// Waits until instance `id` reaches `goal`; `seen` is the instance as the request that
 /// started the change answered it. Answers the final instance (`None` when gone).
 pub async fn until(
-    instances: &Instances<'_>,
+    session: &Session,
     id: &str,
     seen: Option<&Instance>,
     goal: Goal,
     timeout: Duration,
 ) -> Result<Option<Instance>, Failure> {
     let progress = Progress::new(id);
-    let result = follow(instances, id, seen, goal, timeout, &progress).await;
+    let result = follow(session, id, seen, goal, timeout, &progress).await;
     progress.finish();
     result
 }
 
 async fn follow(
-    instances: &Instances<'_>,
+    session: &Session,
     id: &str,
     seen: Option<&Instance>,
     goal: Goal,
@@ -147,7 +146,12 @@ async fn follow(
             )));
         }
         tokio::time::sleep(POLL_EVERY).await;
-        match instances.get(id).await {
+        let client = session.fresh_client().await?;
+        match client
+            .instances(&session.region, &session.project)
+            .get(id)
+            .await
+        {
             Ok(instance) => current = Some(instance),
             Err(e) if goal == Goal::Gone && e.status() == Some(404) => {
                 progress.change("deleted", None);

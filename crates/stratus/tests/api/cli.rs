@@ -450,3 +450,78 @@ async fn cli_catalog_projects_profiles_and_completions() {
     assert!(completions.stdout.contains("instances") && completions.stdout.contains("--wait"));
     region.stop().await;
 }
+
+#[tokio::test]
+async fn cli_prints_a_table_on_a_terminal_and_json_when_piped() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    shell
+        .run(&[
+            "instances",
+            "create",
+            "tty-1",
+            "--type",
+            "e2-micro",
+            "--wait",
+        ])
+        .await
+        .assert_ok();
+    // `script` gives the command a terminal as its standard output.
+    let command = format!("{} instances list", env!("CARGO_BIN_EXE_stratus"));
+    let output = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("XDG_CONFIG_HOME", shell.config_home.path())
+        .env_remove("STRATUS_PROFILE")
+        .output()
+        .await
+        .expect("script (util-linux) runs");
+    let screen = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{screen}");
+    let mut lines = screen.lines().filter(|l| !l.trim().is_empty());
+    let header = lines.next().unwrap_or_default();
+    assert!(
+        header.starts_with("ID") && header.contains("STATUS") && header.contains("TYPE"),
+        "{screen}"
+    );
+    let row = lines.next().unwrap_or_default();
+    assert!(
+        row.starts_with("tty-1") && row.contains("RUNNING") && row.contains("e2-micro"),
+        "{screen}"
+    );
+    let piped = shell.run(&["instances", "list"]).await;
+    assert_eq!(piped.json()[0]["id"], "tty-1");
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_wait_outlasting_its_token_renews_it_from_the_key() {
+    let mut config = fast_config();
+    config.auth.token_ttl_s = 2;
+    config.sim.boot_ms = 4_000;
+    let region = TestRegion::with_config(config).await;
+    let shell = Shell::signed_in(&region).await;
+    let started = chrono::Utc::now().timestamp();
+    let run = shell
+        .run(&[
+            "instances",
+            "create",
+            "long-1",
+            "--type",
+            "e2-micro",
+            "--wait",
+        ])
+        .await;
+    run.assert_ok();
+    assert_eq!(run.json()["lifecycle"]["status"], "RUNNING", "{run:#?}");
+    // The token saved last was minted near the end of the four-second wait, not at its start.
+    let file: toml::Table =
+        toml::from_str(&std::fs::read_to_string(shell.profiles_file()).unwrap()).unwrap();
+    let expires_at = file["profiles"]["default"]["token-expires-at"]
+        .as_integer()
+        .unwrap();
+    assert!(
+        expires_at > started + 4,
+        "token renewed during the wait: expires {expires_at}, wait started {started}"
+    );
+    region.stop().await;
+}

@@ -64,7 +64,7 @@ impl PostgresStore {
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await
-            .map_err(db_error)?;
+            .map_err(|e| Error::Unavailable(format!("cannot connect to the database: {e}")))?;
         MIGRATOR
             .run(&pool)
             .await

@@ -59,12 +59,17 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| Error::invalid("database.url", format!("not a PostgreSQL URL: {e}")))?;
+        // One connection first, so a bad address or password is reported as itself.
+        let probe = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .map_err(|e| Error::Unavailable(format!("cannot connect to the database: {e}")))?;
+        sqlx::Connection::close(probe).await.map_err(db_error)?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await
-            .map_err(|e| Error::Unavailable(format!("cannot connect to the database: {e}")))?;
+            .map_err(db_error)?;
         MIGRATOR
             .run(&pool)
             .await

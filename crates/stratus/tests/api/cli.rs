@@ -525,3 +525,40 @@ async fn cli_wait_outlasting_its_token_renews_it_from_the_key() {
     );
     region.stop().await;
 }
+
+#[tokio::test]
+async fn cli_images_create_wait_ends_ready_or_fails_with_the_failed_code() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("disk.raw");
+    std::fs::write(&file, vec![0u8; 1 << 20]).unwrap();
+    let sha256 = "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58";
+    let source = file.to_str().unwrap();
+    let ready = shell
+        .run(&[
+            "images", "create", "blank", "--source", source, "--format", "raw", "--sha256", sha256,
+            "--os", "none", "--wait",
+        ])
+        .await;
+    ready.assert_ok();
+    assert_eq!(ready.json()["status"], "READY", "{ready:#?}");
+    assert_eq!(ready.json()["sha256"], sha256);
+
+    let wrong = "0".repeat(64);
+    let failed = shell
+        .run(&[
+            "images", "create", "broken", "--source", source, "--format", "raw", "--sha256",
+            &wrong, "--wait",
+        ])
+        .await;
+    assert_eq!(failed.code, stratus::cli::EXIT_FAILED, "{failed:#?}");
+    assert_eq!(failed.json()["status"], "FAILED", "{failed:#?}");
+    assert!(failed.stderr.contains("failed to import"), "{failed:#?}");
+
+    shell.run(&["images", "delete", "blank"]).await.assert_ok();
+    let gone = shell.run(&["images", "get", "blank"]).await;
+    assert_eq!(gone.code, stratus::cli::EXIT_API_ERROR, "{gone:#?}");
+    assert!(gone.stderr.contains("404"), "{gone:#?}");
+    region.stop().await;
+}

@@ -33,14 +33,17 @@ impl<'a> Catalog<'a> {
         self.client.send(request).await
     }
 
+    /// This region.
     pub async fn region(&self) -> Result<Region> {
         self.get(&self.region).await
     }
 
+    /// The zones of this region.
     pub async fn zones(&self) -> Result<ZoneList> {
         self.get(&format!("{}/zones", self.region)).await
     }
 
+    /// The instance types offered in `zone`.
     pub async fn instance_types(&self, zone: &str) -> Result<InstanceTypeList> {
         self.get(&format!(
             "{}/zones/{}/instance-types",
@@ -50,6 +53,7 @@ impl<'a> Catalog<'a> {
         .await
     }
 
+    /// One instance type of `zone`.
     pub async fn instance_type(&self, zone: &str, id: &str) -> Result<InstanceType> {
         self.get(&format!(
             "{}/zones/{}/instance-types/{}",
@@ -60,6 +64,7 @@ impl<'a> Catalog<'a> {
         .await
     }
 
+    /// The GPU types offered in `zone`.
     pub async fn gpu_types(&self, zone: &str) -> Result<GpuTypeList> {
         self.get(&format!(
             "{}/zones/{}/gpu-types",
@@ -69,10 +74,12 @@ impl<'a> Catalog<'a> {
         .await
     }
 
+    /// The images of this region, with their import status.
     pub async fn images(&self) -> Result<ImageList> {
         self.get(&format!("{}/compute/images", self.region)).await
     }
 
+    /// One image by id.
     pub async fn image(&self, id: &str) -> Result<Image> {
         self.get(&format!("{}/compute/images/{}", self.region, segment(id)))
             .await
@@ -85,6 +92,7 @@ impl<'a> Catalog<'a> {
         self.client.send(request).await
     }
 
+    /// Deletes an image (administrators).
     pub async fn delete_image(&self, id: &str) -> Result<()> {
         let path = format!("{}/compute/images/{}", self.region, segment(id));
         let request = self.client.request(Method::DELETE, &path);

@@ -75,6 +75,7 @@ impl<'a> Instances<'a> {
         }
     }
 
+    /// One instance by id.
     pub async fn get(&self, id: &str) -> Result<Instance> {
         let request = self.client.request(Method::GET, &self.item(id));
         self.client.send(request).await

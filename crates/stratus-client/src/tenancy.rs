@@ -11,6 +11,7 @@ const PROJECTS: &str = "/v1/regions/global/projects";
 const ORGANIZATIONS: &str = "/v1/regions/global/organizations";
 
 impl Client {
+    /// One page of the projects the caller can see.
     pub async fn list_projects(&self, options: &ListOptions) -> Result<ProjectList> {
         let request = self.request(Method::GET, PROJECTS).query(&options.query());
         self.send(request).await
@@ -33,27 +34,32 @@ impl Client {
         }
     }
 
+    /// One project by id.
     pub async fn get_project(&self, id: &str) -> Result<Project> {
         let path = format!("{PROJECTS}/{}", segment(id));
         self.send(self.request(Method::GET, &path)).await
     }
 
+    /// Creates a project in an organization.
     pub async fn create_project(&self, body: &ProjectCreateRequest) -> Result<Project> {
         self.send(self.request(Method::POST, PROJECTS).json(body))
             .await
     }
 
+    /// Replaces the fields present in `body`.
     pub async fn update_project(&self, id: &str, body: &ProjectUpdateRequest) -> Result<Project> {
         let path = format!("{PROJECTS}/{}", segment(id));
         self.send(self.request(Method::PATCH, &path).json(body))
             .await
     }
 
+    /// Deletes a project; the API refuses while it holds instances.
     pub async fn delete_project(&self, id: &str) -> Result<()> {
         let path = format!("{PROJECTS}/{}", segment(id));
         self.send_empty(self.request(Method::DELETE, &path)).await
     }
 
+    /// One page of the organizations the caller can see.
     pub async fn list_organizations(&self, options: &ListOptions) -> Result<OrganizationList> {
         let request = self
             .request(Method::GET, ORGANIZATIONS)
@@ -61,11 +67,13 @@ impl Client {
         self.send(request).await
     }
 
+    /// One organization by id.
     pub async fn get_organization(&self, id: &str) -> Result<Organization> {
         let path = format!("{ORGANIZATIONS}/{}", segment(id));
         self.send(self.request(Method::GET, &path)).await
     }
 
+    /// Creates an organization (a tenant).
     pub async fn create_organization(
         &self,
         body: &OrganizationCreateRequest,
@@ -74,6 +82,7 @@ impl Client {
             .await
     }
 
+    /// Replaces the fields present in `body`.
     pub async fn update_organization(
         &self,
         id: &str,
@@ -84,6 +93,7 @@ impl Client {
             .await
     }
 
+    /// Deletes an organization without projects.
     pub async fn delete_organization(&self, id: &str) -> Result<()> {
         let path = format!("{ORGANIZATIONS}/{}", segment(id));
         self.send_empty(self.request(Method::DELETE, &path)).await

@@ -460,6 +460,10 @@ pub async fn identity_records_round_trip(store: Arc<dyn Store>) {
         display_name: "admin".into(),
         created_at: Utc::now(),
         last_used_at: None,
+        status: "active".into(),
+        previous_secret_hash: None,
+        previous_secret_expires_at: None,
+        last_rotated_at: None,
     };
     store.create_api_key(&api_key).await.unwrap();
     assert!(matches!(
@@ -479,6 +483,60 @@ pub async fn identity_records_round_trip(store: Arc<dyn Store>) {
             .is_some()
     );
     assert!(store.find_api_key_by_hash("nope").await.unwrap().is_none());
+
+    // Rotation keeps the previous secret findable; listing, renaming, deleting.
+    let mut rotated = found.clone();
+    rotated.secret_hash = "def".into();
+    rotated.previous_secret_hash = Some("abc".into());
+    rotated.previous_secret_expires_at = Some(Utc::now() + Duration::seconds(60));
+    rotated.last_rotated_at = Some(Utc::now());
+    rotated.display_name = "renamed".into();
+    let stored = store.update_api_key(&rotated).await.unwrap().unwrap();
+    assert_eq!(stored.display_name, "renamed");
+    for hash in ["abc", "def"] {
+        let by_hash = store.find_api_key_by_hash(hash).await.unwrap().unwrap();
+        assert_eq!(by_hash.id, "admin", "found by the {hash} secret");
+    }
+    let mut other = api_key.clone();
+    other.uid = Uuid::new_v4();
+    other.id = "second".into();
+    other.secret_hash = "ghi".into();
+    other.created_by = "someone-else".into();
+    store.create_api_key(&other).await.unwrap();
+    let mine = store
+        .list_api_keys(Some("o"), Some("bootstrap"), &page(10))
+        .await
+        .unwrap();
+    assert_eq!(mine.items.len(), 1);
+    assert_eq!(mine.items[0].id, "admin");
+    let all = store
+        .list_api_keys(Some("o"), None, &page(10))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 2);
+    assert!(store.delete_api_key("second").await.unwrap());
+    assert!(!store.delete_api_key("second").await.unwrap());
+    assert!(store.get_api_key("second").await.unwrap().is_none());
+    assert_eq!(
+        store
+            .get_api_key("admin")
+            .await
+            .unwrap()
+            .unwrap()
+            .secret_hash,
+        "def"
+    );
+
+    // Revoked tokens.
+    let revoked = RevokedTokenRecord {
+        jti: "jti-1".into(),
+        expires_at: Utc::now() + Duration::seconds(900),
+    };
+    assert!(!store.is_token_revoked("jti-1").await.unwrap());
+    store.revoke_token(&revoked).await.unwrap();
+    store.revoke_token(&revoked).await.unwrap();
+    assert!(store.is_token_revoked("jti-1").await.unwrap());
+    assert!(!store.is_token_revoked("jti-2").await.unwrap());
 }
 
 pub async fn images_are_upserted_imported_and_guarded(store: Arc<dyn Store>) {
@@ -615,6 +673,10 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
             display_name: "ci".into(),
             created_at: Utc::now(),
             last_used_at: Some(Utc::now()),
+            status: "disabled".into(),
+            previous_secret_hash: Some("old".into()),
+            previous_secret_expires_at: Some(Utc::now()),
+            last_rotated_at: Some(Utc::now()),
         })
         .await
         .unwrap();
@@ -637,6 +699,14 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
             generation: 3,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+        })
+        .await
+        .unwrap();
+
+    source
+        .revoke_token(&RevokedTokenRecord {
+            jti: "revoked".into(),
+            expires_at: Utc::now(),
         })
         .await
         .unwrap();

@@ -145,8 +145,24 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the key unless one exists already; returns all keys after the call.
     async fn init_signing_key(&self, key: &SigningKeyRecord) -> Result<Vec<SigningKeyRecord>>;
     async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    /// The key whose current or previous secret has this hash.
     async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>>;
     async fn touch_api_key(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()>;
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    /// Keys of `organization` (all when `None`) made by `created_by` (anyone when `None`).
+    async fn list_api_keys(
+        &self,
+        organization: Option<&str>,
+        created_by: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKeyRecord>>;
+    /// Writes the mutable fields of a key (name, roles, status, secrets); returns the stored
+    /// record, or `None` when the key is gone.
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> Result<Option<ApiKeyRecord>>;
+    async fn delete_api_key(&self, id: &str) -> Result<bool>;
+    /// Remembers a revoked token until `expires_at`; revoking twice is fine.
+    async fn revoke_token(&self, token: &RevokedTokenRecord) -> Result<()>;
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
 
     // moving a region between backends
     /// Every row the region stores.

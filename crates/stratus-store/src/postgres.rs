@@ -396,8 +396,9 @@ async fn insert_signing_key<'c>(
 async fn insert_api_key<'c>(db: impl PgExecutor<'c>, key: &ApiKeyRecord) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (uid, id, secret_hash, organization_id, scope, scope_id, roles, \
-         created_by, display_name, created_at, last_used_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         created_by, display_name, created_at, last_used_at, status, previous_secret_hash, \
+         previous_secret_expires_at, last_rotated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(key.uid)
     .bind(&key.id)
@@ -410,6 +411,10 @@ async fn insert_api_key<'c>(db: impl PgExecutor<'c>, key: &ApiKeyRecord) -> sqlx
     .bind(&key.display_name)
     .bind(ms(key.created_at))
     .bind(key.last_used_at.map(ms))
+    .bind(&key.status)
+    .bind(&key.previous_secret_hash)
+    .bind(key.previous_secret_expires_at.map(ms))
+    .bind(key.last_rotated_at.map(ms))
     .execute(db)
     .await
     .map(drop)
@@ -1061,7 +1066,7 @@ impl Store for PostgresStore {
     async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
         fetch_by(
             &self.pool,
-            "SELECT * FROM api_keys WHERE secret_hash = $1",
+            "SELECT * FROM api_keys WHERE secret_hash = $1 OR previous_secret_hash = $1",
             secret_hash,
             api_key_from_row,
         )
@@ -1076,6 +1081,94 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        fetch_by(
+            &self.pool,
+            "SELECT * FROM api_keys WHERE id = $1",
+            id,
+            api_key_from_row,
+        )
+        .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        organization: Option<&str>,
+        created_by: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKeyRecord>> {
+        let (select, binds): (&str, Vec<&str>) = match (organization, created_by) {
+            (Some(org), Some(by)) => (
+                "SELECT * FROM api_keys WHERE organization_id = $1 AND created_by = $2",
+                vec![org, by],
+            ),
+            (Some(org), None) => (
+                "SELECT * FROM api_keys WHERE organization_id = $1",
+                vec![org],
+            ),
+            (None, Some(by)) => ("SELECT * FROM api_keys WHERE created_by = $1", vec![by]),
+            (None, None) => ("SELECT * FROM api_keys WHERE 1 = 1", vec![]),
+        };
+        scan_page(
+            &self.pool,
+            select,
+            &binds,
+            page,
+            api_key_from_row,
+            |k| &k.id,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query(
+            "UPDATE api_keys SET display_name = $1, roles = $2, status = $3, secret_hash = $4, \
+             previous_secret_hash = $5, previous_secret_expires_at = $6, last_rotated_at = $7 \
+             WHERE uid = $8 RETURNING *",
+        )
+        .bind(&key.display_name)
+        .bind(to_json(&key.roles))
+        .bind(&key.status)
+        .bind(&key.secret_hash)
+        .bind(&key.previous_secret_hash)
+        .bind(key.previous_secret_expires_at.map(ms))
+        .bind(key.last_rotated_at.map(ms))
+        .bind(key.uid)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(api_key_from_row)
+        .transpose()
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn revoke_token(&self, token: &RevokedTokenRecord) -> Result<()> {
+        insert_revoked_token(&self.pool, token)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(found.is_some())
     }
 
     async fn export(&self) -> Result<Snapshot> {
@@ -1094,6 +1187,7 @@ impl Store for PostgresStore {
             signing_keys: select_all(pool, "signing_keys", signing_key_from_row).await?,
             api_keys: select_all(pool, "api_keys", api_key_from_row).await?,
             images: select_all(pool, "images", image_from_row).await?,
+            revoked_tokens: select_all(pool, "revoked_tokens", revoked_token_from_row).await?,
         })
     }
 
@@ -1133,6 +1227,9 @@ impl Store for PostgresStore {
                     .execute(&mut *tx)
                     .await?;
             }
+            for token in &snapshot.revoked_tokens {
+                insert_revoked_token(&mut *tx, token).await?;
+            }
         })
     }
 
@@ -1158,4 +1255,19 @@ impl Store for PostgresStore {
         }
         Ok(counts)
     }
+}
+
+async fn insert_revoked_token<'c>(
+    db: impl PgExecutor<'c>,
+    token: &RevokedTokenRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&token.jti)
+    .bind(ms(token.expires_at))
+    .execute(db)
+    .await
+    .map(drop)
 }

@@ -164,6 +164,19 @@ pub struct ApiKeyRecord {
     pub display_name: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// The secret before the last rotation, accepted until `previous_secret_expires_at`.
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<DateTime<Utc>>,
+    pub last_rotated_at: Option<DateTime<Utc>>,
+}
+
+/// A revoked access token, refused until it would have expired anyway.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RevokedTokenRecord {
+    pub jti: String,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Which slice of an id-ordered collection to read.
@@ -209,6 +222,7 @@ pub struct Snapshot {
     pub signing_keys: Vec<SigningKeyRecord>,
     pub api_keys: Vec<ApiKeyRecord>,
     pub images: Vec<ImageRecord>,
+    pub revoked_tokens: Vec<RevokedTokenRecord>,
 }
 
 impl Snapshot {
@@ -224,6 +238,7 @@ impl Snapshot {
             ("signing_keys", self.signing_keys.len()),
             ("api_keys", self.api_keys.len()),
             ("images", self.images.len()),
+            ("revoked_tokens", self.revoked_tokens.len()),
         ]
         .into_iter()
         .map(|(table, n)| (table.to_owned(), n as u64))

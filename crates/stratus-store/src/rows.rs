@@ -184,6 +184,17 @@ pub(crate) fn api_key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
         display_name: row.text("display_name")?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_int("last_used_at")?.map(time),
+        status: row.text("status")?,
+        previous_secret_hash: row.opt_text("previous_secret_hash")?,
+        previous_secret_expires_at: row.opt_int("previous_secret_expires_at")?.map(time),
+        last_rotated_at: row.opt_int("last_rotated_at")?.map(time),
+    })
+}
+
+pub(crate) fn revoked_token_from_row(row: &impl Columns) -> Result<RevokedTokenRecord> {
+    Ok(RevokedTokenRecord {
+        jti: row.text("jti")?,
+        expires_at: row.time("expires_at")?,
     })
 }
 

@@ -829,7 +829,7 @@ impl Store for SqliteStore {
     async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
         fetch_by(
             &self.read,
-            "SELECT * FROM api_keys WHERE secret_hash = ?",
+            "SELECT * FROM api_keys WHERE secret_hash = ?1 OR previous_secret_hash = ?1",
             secret_hash,
             api_key_from_row,
         )
@@ -844,6 +844,94 @@ impl Store for SqliteStore {
             .await
             .map_err(db_error)?;
         Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        fetch_by(
+            &self.read,
+            "SELECT * FROM api_keys WHERE id = ?",
+            id,
+            api_key_from_row,
+        )
+        .await
+    }
+
+    async fn list_api_keys(
+        &self,
+        organization: Option<&str>,
+        created_by: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKeyRecord>> {
+        let (select, binds): (&str, Vec<&str>) = match (organization, created_by) {
+            (Some(org), Some(by)) => (
+                "SELECT * FROM api_keys WHERE organization_id = ? AND created_by = ?",
+                vec![org, by],
+            ),
+            (Some(org), None) => (
+                "SELECT * FROM api_keys WHERE organization_id = ?",
+                vec![org],
+            ),
+            (None, Some(by)) => ("SELECT * FROM api_keys WHERE created_by = ?", vec![by]),
+            (None, None) => ("SELECT * FROM api_keys WHERE 1 = 1", vec![]),
+        };
+        scan_page(
+            &self.read,
+            select,
+            &binds,
+            page,
+            api_key_from_row,
+            |k| &k.id,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> Result<Option<ApiKeyRecord>> {
+        sqlx::query(
+            "UPDATE api_keys SET display_name = ?, roles = ?, status = ?, secret_hash = ?, \
+             previous_secret_hash = ?, previous_secret_expires_at = ?, last_rotated_at = ? \
+             WHERE uid = ? RETURNING *",
+        )
+        .bind(&key.display_name)
+        .bind(to_json(&key.roles))
+        .bind(&key.status)
+        .bind(&key.secret_hash)
+        .bind(&key.previous_secret_hash)
+        .bind(key.previous_secret_expires_at.map(ms))
+        .bind(key.last_rotated_at.map(ms))
+        .bind(key.uid.to_string())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(api_key_from_row)
+        .transpose()
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM api_keys WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn revoke_token(&self, token: &RevokedTokenRecord) -> Result<()> {
+        insert_revoked_token(&self.write, token)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT jti FROM revoked_tokens WHERE jti = ?")
+                .bind(jti)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db_error)?;
+        Ok(found.is_some())
     }
 
     async fn export(&self) -> Result<Snapshot> {
@@ -861,6 +949,8 @@ impl Store for SqliteStore {
             signing_keys: select_all(&self.read, "signing_keys", signing_key_from_row).await?,
             api_keys: select_all(&self.read, "api_keys", api_key_from_row).await?,
             images: select_all(&self.read, "images", image_from_row).await?,
+            revoked_tokens: select_all(&self.read, "revoked_tokens", revoked_token_from_row)
+                .await?,
         })
     }
 
@@ -901,6 +991,11 @@ impl Store for SqliteStore {
         for image in &snapshot.images {
             bind_image(sqlx::query(IMAGE_INSERT), image)
                 .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        for token in &snapshot.revoked_tokens {
+            insert_revoked_token(&mut *tx, token)
                 .await
                 .map_err(db_error)?;
         }
@@ -1048,8 +1143,9 @@ async fn insert_signing_key<'c>(
 async fn insert_api_key<'c>(db: impl SqliteExecutor<'c>, key: &ApiKeyRecord) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO api_keys (uid, id, secret_hash, organization_id, scope, scope_id, roles, \
-         created_by, display_name, created_at, last_used_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         created_by, display_name, created_at, last_used_at, status, previous_secret_hash, \
+         previous_secret_expires_at, last_rotated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(key.uid.to_string())
     .bind(&key.id)
@@ -1062,6 +1158,10 @@ async fn insert_api_key<'c>(db: impl SqliteExecutor<'c>, key: &ApiKeyRecord) -> 
     .bind(&key.display_name)
     .bind(ms(key.created_at))
     .bind(key.last_used_at.map(ms))
+    .bind(&key.status)
+    .bind(&key.previous_secret_hash)
+    .bind(key.previous_secret_expires_at.map(ms))
+    .bind(key.last_rotated_at.map(ms))
     .execute(db)
     .await
     .map(drop)
@@ -1096,4 +1196,19 @@ async fn select_all<T>(
     .iter()
     .map(map)
     .collect()
+}
+
+async fn insert_revoked_token<'c>(
+    db: impl SqliteExecutor<'c>,
+    token: &RevokedTokenRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
+         ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&token.jti)
+    .bind(ms(token.expires_at))
+    .execute(db)
+    .await
+    .map(drop)
 }

@@ -130,6 +130,10 @@ impl App {
                 display_name: "bootstrap administrator".into(),
                 created_at: now(),
                 last_used_at: None,
+                status: "active".into(),
+                previous_secret_hash: None,
+                previous_secret_expires_at: None,
+                last_rotated_at: None,
             })
             .await?;
         self.store.setting_or_init(MARKER, &id).await?;

@@ -8,8 +8,11 @@ pub enum Error {
     /// The region answered with an error body (4xx/5xx).
     #[error("{0}")]
     Api(#[from] ApiError),
+    /// The endpoint given is not an http(s) URL.
+    #[error("{0:?} is not an endpoint: use an http:// or https:// URL")]
+    InvalidEndpoint(String),
     /// The region could not be reached, or the connection broke.
-    #[error("cannot reach {url}: {source}")]
+    #[error("cannot reach {url}: {}", root_cause(source))]
     Transport {
         url: String,
         #[source]
@@ -22,6 +25,16 @@ pub enum Error {
         status: u16,
         message: String,
     },
+}
+
+/// The innermost cause ("Connection refused (os error 111)"), which says more than reqwest's
+/// outer "error sending request".
+fn root_cause(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    cause.to_string()
 }
 
 impl Error {

@@ -76,11 +76,7 @@ impl Client {
     pub fn new(base: &str) -> Result<Self> {
         let base = base.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(Error::Unexpected {
-                url: base,
-                status: 0,
-                message: "the endpoint must be an http:// or https:// URL".into(),
-            });
+            return Err(Error::InvalidEndpoint(base));
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("stratus-client/", env!("CARGO_PKG_VERSION")))

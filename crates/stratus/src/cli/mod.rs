@@ -146,7 +146,10 @@ pub enum Failure {
 
 impl From<stratus_client::Error> for Failure {
     fn from(error: stratus_client::Error) -> Self {
-        Failure::Client(error)
+        match error {
+            stratus_client::Error::InvalidEndpoint(_) => Failure::Usage(error.to_string()),
+            error => Failure::Client(error),
+        }
     }
 }
 

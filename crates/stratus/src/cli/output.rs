@@ -83,12 +83,13 @@ pub fn when(at: &chrono::DateTime<chrono::Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
 
-/// A field/value table of one resource.
+/// A field/value table of one resource; fields without a value are left out.
 pub fn fields(pairs: Vec<(&'static str, String)>) -> (Vec<&'static str>, Vec<Vec<String>>) {
     (
         Vec::new(),
         pairs
             .into_iter()
+            .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| vec![k.to_owned(), v])
             .collect(),
     )

@@ -562,3 +562,38 @@ async fn cli_images_create_wait_ends_ready_or_fails_with_the_failed_code() {
     assert!(gone.stderr.contains("404"), "{gone:#?}");
     region.stop().await;
 }
+
+#[tokio::test]
+async fn cli_login_to_a_bad_endpoint_says_why() {
+    let shell = Shell::new();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key");
+    std::fs::write(&key, "stratus-key").unwrap();
+    let key = key.to_str().unwrap();
+    let not_a_url = shell
+        .run(&[
+            "login",
+            "--endpoint",
+            "127.0.0.1:8080",
+            "--api-key-file",
+            key,
+        ])
+        .await;
+    assert_eq!(not_a_url.code, stratus::cli::EXIT_USAGE, "{not_a_url:#?}");
+    assert!(not_a_url.stderr.contains("http://"), "{not_a_url:#?}");
+    let nobody = shell
+        .run(&[
+            "login",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--api-key-file",
+            key,
+        ])
+        .await;
+    assert_eq!(nobody.code, stratus::cli::EXIT_API_ERROR, "{nobody:#?}");
+    assert!(
+        nobody.stderr.contains("cannot reach") && nobody.stderr.contains("refused"),
+        "{nobody:#?}"
+    );
+    assert!(!shell.profiles_file().exists(), "nothing saved");
+}

@@ -234,7 +234,7 @@ async fn typed_client_errors_carry_the_api_error_body() {
 
     assert!(matches!(
         Client::new("127.0.0.1:8080"),
-        Err(Error::Unexpected { .. })
+        Err(Error::InvalidEndpoint(_))
     ));
     let unreachable = Client::new("http://127.0.0.1:1")
         .unwrap()
@@ -244,6 +244,10 @@ async fn typed_client_errors_carry_the_api_error_body() {
     assert!(
         matches!(unreachable, Error::Transport { .. }),
         "{unreachable}"
+    );
+    assert!(
+        unreachable.to_string().contains("refused"),
+        "names the cause: {unreachable}"
     );
     region.stop().await;
 }

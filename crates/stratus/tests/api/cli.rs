@@ -81,7 +81,11 @@ impl Shell {
 
 #[tokio::test]
 async fn cli_login_saves_a_private_profile_and_create_wait_shows_each_status_until_running() {
-    let region = TestRegion::start().await;
+    // Each state lasts several polls, so none can slip between two of them.
+    let mut config = fast_config();
+    config.sim.prepare_ms = 800;
+    config.sim.boot_ms = 800;
+    let region = TestRegion::with_config(config).await;
     let shell = Shell::signed_in(&region).await;
     let mode = std::fs::metadata(shell.profiles_file())
         .unwrap()

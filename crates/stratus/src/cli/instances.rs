@@ -108,10 +108,12 @@ pub struct CreateArgs {
     /// Boot disk size in GB (with --image; default: the image's minimum).
     #[arg(long, value_name = "GB")]
     disk_size: Option<u32>,
+    /// A human-friendly name.
     #[arg(long)]
     display_name: Option<String>,
     #[arg(long)]
     description: Option<String>,
+    /// The guest's hostname (default: the id).
     #[arg(long)]
     hostname: Option<String>,
     /// A label `key=value` (repeatable).
@@ -137,6 +139,7 @@ pub struct CreateArgs {
 #[derive(Args)]
 pub struct UpdateArgs {
     id: String,
+    /// A human-friendly name.
     #[arg(long)]
     display_name: Option<String>,
     #[arg(long)]

@@ -113,6 +113,7 @@ pub struct LoginArgs {
 
 /// Options every resource command takes: which profile, and overrides of its defaults.
 #[derive(Args, Clone)]
+#[command(next_help_heading = "Profile, scope and output")]
 pub struct Scope {
     /// Profile to use (default: the current one).
     #[arg(long, global = true, env = "STRATUS_PROFILE")]

@@ -3,8 +3,9 @@
 //! The region signs its own access tokens (EdDSA over Ed25519). The signing key is made at
 //! first start and kept in the store, so tokens survive restarts and every replica signs
 //! alike; its public half is published at `/.well-known/jwks.json`. Verification pins the
-//! algorithm, the issuer and the audience, and bounds clock skew. External OIDC issuers plug
-//! in beside it later; handlers only ever see a [`Principal`].
+//! algorithm, the issuer and the audience, and bounds clock skew. Tokens of configured
+//! external OIDC issuers are verified by [`crate::oidc`] instead; handlers only ever see a
+//! [`Principal`].
 
 use crate::app::App;
 use crate::error::ApiError;
@@ -165,6 +166,10 @@ pub struct Principal {
     /// The organization the principal belongs to.
     pub tenant: String,
     pub roles: Vec<String>,
+    /// `organization`: the roles hold in every project of the tenant; `project`: only in
+    /// project `scope_id`.
+    pub scope: String,
+    pub scope_id: String,
     pub principal_type: String,
     pub credential_id: Option<String>,
 }
@@ -175,6 +180,8 @@ impl From<Claims> for Principal {
             subject: c.sub,
             tenant: c.tenant_id,
             roles: c.roles,
+            scope: c.scope,
+            scope_id: c.scope_id,
             principal_type: c.principal_type,
             credential_id: c.credential_id,
         }
@@ -202,7 +209,13 @@ impl FromRequestParts<Arc<App>> for Principal {
             .ok_or_else(|| {
                 Error::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
             })?;
-        let principal: Principal = app.issuer.verify(token.trim())?.into();
+        let token = token.trim();
+        let claims = match app.external_issuers.verify(token).await {
+            Some(verified) => verified?,
+            None => app.issuer.verify(token)?,
+        };
+        app.ensure_not_revoked(&claims).await?;
+        let principal: Principal = claims.into();
         tracing::Span::current().record("principal", principal.subject.as_str());
         Ok(principal)
     }

@@ -231,6 +231,30 @@ impl RequestBody for stratus_types::ImageCreateRequest {
     ];
 }
 
+const API_KEY_READ_ONLY: &[&str] = &[
+    "id",
+    "status",
+    "createdBy",
+    "createdAt",
+    "lastUsedAt",
+    "lastRotatedAt",
+    "secret",
+    "previousSecretExpiresAt",
+];
+
+impl RequestBody for stratus_types::auth::ApiKeyCreateRequest {
+    const READ_ONLY: &'static [&'static str] = API_KEY_READ_ONLY;
+}
+
+impl RequestBody for stratus_types::auth::ApiKeyUpdateRequest {
+    const READ_ONLY: &'static [&'static str] = API_KEY_READ_ONLY;
+    const IMMUTABLE: &'static [&'static str] = &["scope", "scopeId"];
+}
+
+impl RequestBody for stratus_types::auth::ApiKeyRotateRequest {}
+
+impl RequestBody for stratus_types::auth::TokenBody {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod oidc;
 pub mod openapi;
 pub mod paging;
 
@@ -21,7 +22,7 @@ use axum::body::Body;
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use handlers::{catalog, hosts, instances, meta, tenancy};
+use handlers::{catalog, hosts, iam, instances, meta, tenancy};
 use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Error;
@@ -47,6 +48,20 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/openapi.json", get(meta::openapi))
         .route("/.well-known/jwks.json", get(meta::jwks))
         .route("/v1/regions/global/auth/token", post(meta::mint_token))
+        .route("/v1/regions/global/auth/introspect", post(iam::introspect))
+        .route("/v1/regions/global/auth/revoke", post(iam::revoke))
+        .route(
+            "/v1/regions/global/iam/apikeys",
+            get(iam::list_api_keys).post(iam::create_api_key),
+        )
+        .route(
+            "/v1/regions/global/iam/apikeys/{id}",
+            get(iam::get_api_key)
+                .patch(iam::update_api_key)
+                .delete(iam::delete_api_key)
+                // `…/apikeys/{id}:rotate`: the action arrives inside the id segment.
+                .post(iam::rotate_api_key),
+        )
         .route(
             "/v1/regions/global/organizations",
             get(tenancy::list_organizations).post(tenancy::create_organization),

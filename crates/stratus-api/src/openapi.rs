@@ -1,6 +1,6 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and the wire types.
 
-use crate::handlers::{catalog, instances, meta, tenancy};
+use crate::handlers::{catalog, iam, instances, meta, tenancy};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -24,6 +24,8 @@ use utoipa::{Modify, OpenApi};
         instances::list_instances, instances::create_instance, instances::get_instance,
         instances::update_instance, instances::delete_instance, instances::instance_action,
         instances::serial_port_output,
+        iam::list_api_keys, iam::create_api_key, iam::get_api_key, iam::update_api_key,
+        iam::delete_api_key, iam::rotate_api_key, iam::introspect, iam::revoke,
     ),
     modifiers(&BearerAuth),
     security(("bearerAuth" = [])),
@@ -33,7 +35,8 @@ use utoipa::{Modify, OpenApi};
         (name = "images", description = "Disk images, from the catalog or imported"),
         (name = "organizations", description = "Tenants"),
         (name = "projects", description = "Projects, which own compute resources"),
-        (name = "auth", description = "Access tokens"),
+        (name = "auth", description = "Access tokens: minting, introspection, revocation"),
+        (name = "iam", description = "API keys"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -50,7 +50,8 @@ async fn main() {
     let cluster = PostgresCluster::start_durable().expect("a PostgreSQL server for the benchmark");
     let url = cluster.create_database("bench").await.unwrap();
     let postgres = measure(&url).await;
-    let rows: [(&str, fn(&Results) -> &String); 6] = [
+    type Cell = fn(&Results) -> &String;
+    let rows: [(&str, Cell); 6] = [
         ("GET instance, 64 connections, 10 s (requests/s)", |r| {
             &r.get_rps
         }),

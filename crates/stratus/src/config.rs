@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use stratus_agent::sim::SimTimings;
+use stratus_api::oidc::OidcIssuerConfig;
 use stratus_core::catalog::{Catalog, GpuCount};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -139,6 +140,13 @@ pub struct AuthSection {
     pub issuer: String,
     /// `aud` of the tokens this region signs and accepts.
     pub audience: String,
+    /// External OIDC issuers whose tokens are accepted beside the region's own, one
+    /// `[[auth.oidc]]` table each: `issuer` and `audience` are required; `tenant-claim`
+    /// (default `tenant_id`) and `roles-claim` (default `roles`) name the claims mapped to the
+    /// organization and roles, or `tenant` / `roles` fix them for every user; `subject-prefix`
+    /// (default `oidc:`), `jwks-cache-s` (300), `jwks-refresh-cooldown-ms` (5000) and
+    /// `clock-skew-s` (30, at most 300) tune the rest.
+    pub oidc: Vec<OidcIssuerConfig>,
 }
 
 impl Default for AuthSection {
@@ -147,6 +155,7 @@ impl Default for AuthSection {
             token_ttl_s: 900,
             issuer: "stratus".into(),
             audience: "stratus".into(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -252,5 +261,39 @@ mod tests {
         assert_eq!(catalog.region.id, "us-texas-1");
         assert_eq!(catalog.instance_types[0].gpu.as_ref().unwrap().count, 1);
         assert!(Config::parse("[catalog.region]\nid = \"r\"\n").is_err());
+    }
+
+    #[test]
+    fn oidc_issuers_take_defaults_and_survive_a_round_trip() {
+        let config = Config::parse(
+            r#"
+            [[auth.oidc]]
+            issuer = "https://idp.example.com/realms/acme"
+            audience = "stratus"
+            roles-claim = "realm_access.roles"
+            [[auth.oidc]]
+            issuer = "https://partner.example.com"
+            audience = "stratus-partner"
+            tenant = "partner"
+            roles = ["member"]
+            subject-prefix = "partner:"
+            "#,
+        )
+        .unwrap();
+        let acme = &config.auth.oidc[0];
+        assert_eq!(acme.tenant_claim, "tenant_id");
+        assert_eq!(acme.roles_claim, "realm_access.roles");
+        assert_eq!((acme.jwks_cache_s, acme.clock_skew_s), (300, 30));
+        assert_eq!(config.auth.oidc[1].roles, Some(vec!["member".to_owned()]));
+        let again = Config::parse(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+        let typo = "[[auth.oidc]]\nissuer = \"https://i\"\naudience = \"a\"\nrole-claim = \"r\"\n";
+        assert!(
+            Config::parse(typo)
+                .unwrap_err()
+                .to_string()
+                .contains("role-claim")
+        );
+        assert!(Config::parse("[[auth.oidc]]\nissuer = \"https://i\"\n").is_err());
     }
 }

@@ -65,6 +65,7 @@ impl Region {
                 token_ttl: secs(config.auth.token_ttl_s),
                 issuer: config.auth.issuer.clone(),
                 audience: config.auth.audience.clone(),
+                oidc: config.auth.oidc.clone(),
                 ..AppConfig::default()
             },
             changes.clone(),

@@ -63,12 +63,48 @@ impl Permission {
 /// The operator role that reaches every organization.
 pub const SUPER_ADMIN: &str = "super_admin";
 
-fn role_grants(role: &str, permission: Permission) -> bool {
-    match role {
-        SUPER_ADMIN | "owner" => true,
-        "admin" => permission != Permission::OrganizationsDelete,
-        "member" => permission.is_compute() || permission.is_read(),
-        "viewer" => permission.is_read(),
+/// Roles a principal can hold on a whole organization.
+pub const ORGANIZATION_ROLES: &[&str] = &["owner", "admin", "member", "viewer"];
+/// Roles a principal can hold on one project.
+pub const PROJECT_ROLES: &[&str] = &["admin", "member", "viewer"];
+
+impl Permission {
+    /// Every permission, for comparing what roles grant.
+    pub const ALL: &'static [Permission] = &[
+        Permission::InstancesGet,
+        Permission::InstancesList,
+        Permission::InstancesCreate,
+        Permission::InstancesUpdate,
+        Permission::InstancesDelete,
+        Permission::ProjectsGet,
+        Permission::ProjectsList,
+        Permission::ProjectsCreate,
+        Permission::ProjectsUpdate,
+        Permission::ProjectsDelete,
+        Permission::OrganizationsGet,
+        Permission::OrganizationsList,
+        Permission::OrganizationsCreate,
+        Permission::OrganizationsUpdate,
+        Permission::OrganizationsDelete,
+    ];
+}
+
+/// Whether `role`, held at `scope` (`organization` or `project`), grants `permission`.
+/// Organization roles: owner (everything), admin (all but deleting the organization), member
+/// (compute everywhere, reading the rest), viewer (reading). Project roles: admin (compute and
+/// the project's settings), member (compute), viewer (reading).
+pub fn role_grants(scope: &str, role: &str, permission: Permission) -> bool {
+    use Permission::*;
+    let project_settings = matches!(permission, ProjectsGet | ProjectsUpdate);
+    match (scope, role) {
+        (_, SUPER_ADMIN) | ("organization", "owner") => true,
+        ("organization", "admin") => permission != OrganizationsDelete,
+        ("organization", "member") => permission.is_compute() || permission.is_read(),
+        ("project", "admin") => permission.is_compute() || project_settings,
+        ("project", "member") => permission.is_compute() || permission == ProjectsGet,
+        ("organization" | "project", "viewer") => {
+            permission.is_read() && (scope == "organization" || permission != OrganizationsList)
+        }
         _ => false,
     }
 }
@@ -83,26 +119,53 @@ impl Principal {
         self.is_super_admin() || self.tenant == organization
     }
 
-    /// Allows `permission` on a resource of `organization`; `not_found` is the error for a
-    /// resource the caller cannot see.
+    /// Whether the principal's roles grant every permission `role` would grant at `scope`:
+    /// nobody hands out more than they hold.
+    pub fn can_grant(&self, scope: &str, role: &str) -> bool {
+        self.is_super_admin()
+            || (role != SUPER_ADMIN
+                && Permission::ALL.iter().all(|p| {
+                    !role_grants(scope, role, *p)
+                        || self.roles.iter().any(|r| role_grants(&self.scope, r, *p))
+                }))
+    }
+
+    /// Allows `permission` on a resource of `organization` (inside `project` when the
+    /// resource lives in one); `not_found` is the error for a resource the caller cannot see.
     pub fn authorize(
         &self,
         permission: Permission,
         organization: &str,
+        project: Option<&str>,
         not_found: impl FnOnce() -> Error,
     ) -> Result<()> {
         if !self.sees(organization) {
             return Err(not_found());
         }
-        if self.roles.iter().any(|r| role_grants(r, permission)) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "permission {} is required; the caller has roles [{}]",
-                permission.as_str(),
-                self.roles.join(", ")
-            )))
+        let in_scope = self.is_super_admin()
+            || match self.scope.as_str() {
+                "project" => project == Some(self.scope_id.as_str()),
+                _ => true,
+            };
+        if in_scope
+            && self
+                .roles
+                .iter()
+                .any(|r| role_grants(&self.scope, r, permission))
+        {
+            return Ok(());
         }
+        let target = match project {
+            Some(project) => format!("project {project}"),
+            None => format!("organization {organization}"),
+        };
+        Err(Error::PermissionDenied(format!(
+            "permission {} on {target} is required; the caller holds [{}] on {} {}",
+            permission.as_str(),
+            self.roles.join(", "),
+            self.scope,
+            self.scope_id
+        )))
     }
 }
 
@@ -112,6 +175,8 @@ mod tests {
 
     fn principal(tenant: &str, role: &str) -> Principal {
         Principal {
+            scope: "organization".into(),
+            scope_id: tenant.into(),
             subject: "u".into(),
             tenant: tenant.into(),
             roles: vec![role.into()],
@@ -124,7 +189,7 @@ mod tests {
     fn other_organizations_look_like_nothing() {
         let p = principal("acme", "owner");
         let err = p
-            .authorize(Permission::InstancesGet, "globex", || {
+            .authorize(Permission::InstancesGet, "globex", Some("p"), || {
                 Error::NotFound("x".into())
             })
             .unwrap_err();
@@ -135,11 +200,21 @@ mod tests {
     fn small_roles_are_told_which_permission_is_missing() {
         let p = principal("acme", "viewer");
         assert!(
-            p.authorize(Permission::InstancesList, "acme", || unreachable!())
-                .is_ok()
+            p.authorize(
+                Permission::InstancesList,
+                "acme",
+                Some("p"),
+                || unreachable!()
+            )
+            .is_ok()
         );
         let err = p
-            .authorize(Permission::InstancesCreate, "acme", || unreachable!())
+            .authorize(
+                Permission::InstancesCreate,
+                "acme",
+                Some("p"),
+                || unreachable!(),
+            )
             .unwrap_err();
         assert!(
             matches!(err, Error::PermissionDenied(m) if m.contains("compute.instances.create"))
@@ -150,8 +225,54 @@ mod tests {
     fn super_admins_reach_everywhere() {
         let p = principal("default", SUPER_ADMIN);
         assert!(
-            p.authorize(Permission::OrganizationsDelete, "globex", || unreachable!())
-                .is_ok()
+            p.authorize(
+                Permission::OrganizationsDelete,
+                "globex",
+                None,
+                || unreachable!()
+            )
+            .is_ok()
         );
+    }
+
+    #[test]
+    fn project_roles_stay_inside_their_project() {
+        let mut p = principal("acme", "member");
+        p.scope = "project".into();
+        p.scope_id = "web".into();
+        assert!(
+            p.authorize(
+                Permission::InstancesCreate,
+                "acme",
+                Some("web"),
+                || unreachable!()
+            )
+            .is_ok()
+        );
+        let err = p
+            .authorize(
+                Permission::InstancesGet,
+                "acme",
+                Some("db"),
+                || unreachable!(),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::PermissionDenied(m) if m.contains("project db")));
+        assert!(
+            p.authorize(Permission::ProjectsCreate, "acme", None, || unreachable!())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn nobody_grants_more_than_they_hold() {
+        let admin = principal("acme", "admin");
+        assert!(admin.can_grant("organization", "member"));
+        assert!(admin.can_grant("project", "admin"));
+        assert!(!admin.can_grant("organization", "owner"));
+        assert!(!admin.can_grant("organization", SUPER_ADMIN));
+        let viewer = principal("acme", "viewer");
+        assert!(viewer.can_grant("project", "viewer"));
+        assert!(!viewer.can_grant("project", "member"));
     }
 }

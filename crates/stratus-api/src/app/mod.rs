@@ -5,6 +5,7 @@
 //! knows about HTTP, so the same functions serve the in-process agent, the CLI's tests and,
 //! later, other transports.
 
+mod apikeys;
 mod authz;
 mod catalog;
 mod hosts;
@@ -17,6 +18,7 @@ pub use authz::Permission;
 pub use images::HostImage;
 
 use crate::auth::Issuer;
+use crate::oidc::{ExternalIssuers, OidcIssuerConfig};
 use crate::paging::PageTokens;
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -42,6 +44,8 @@ pub struct AppConfig {
     pub issuer: String,
     /// `aud` of the tokens this region accepts.
     pub audience: String,
+    /// External OIDC issuers whose tokens are accepted too.
+    pub oidc: Vec<OidcIssuerConfig>,
 }
 
 impl Default for AppConfig {
@@ -52,6 +56,7 @@ impl Default for AppConfig {
             token_ttl: Duration::from_secs(900),
             issuer: "stratus".into(),
             audience: "stratus".into(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -61,6 +66,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub catalog: Catalog,
     pub issuer: Issuer,
+    /// The configured external OIDC issuers with their cached keys.
+    pub external_issuers: ExternalIssuers,
     pub pages: PageTokens,
     pub changes: Changes,
     pub config: AppConfig,
@@ -85,6 +92,7 @@ impl App {
             config.token_ttl,
         )
         .await?;
+        let external_issuers = ExternalIssuers::new(&config.oidc, &config.issuer)?;
         let page_key = store
             .setting_or_init(
                 "page-token-key",
@@ -101,6 +109,7 @@ impl App {
             store,
             catalog,
             issuer,
+            external_issuers,
             pages: PageTokens::new(page_key.into_bytes()),
             changes,
             config,

@@ -106,7 +106,7 @@ impl App {
             .get_organization(id.as_str())
             .await?
             .ok_or_else(not_found)?;
-        principal.authorize(permission, &record.id, not_found)?;
+        principal.authorize(permission, &record.id, None, not_found)?;
         Ok(record)
     }
 
@@ -235,7 +235,12 @@ impl App {
             .get_project(id.as_str())
             .await?
             .ok_or_else(not_found)?;
-        principal.authorize(permission, &record.organization_id, not_found)?;
+        principal.authorize(
+            permission,
+            &record.organization_id,
+            Some(&record.id),
+            not_found,
+        )?;
         Ok(record)
     }
 
@@ -246,7 +251,7 @@ impl App {
     ) -> Result<Versioned<Project>> {
         let Text(display_name, description) = checked_text(body.display_name, body.description)?;
         let organization = body.organization_id.to_string();
-        principal.authorize(Permission::ProjectsCreate, &organization, || {
+        principal.authorize(Permission::ProjectsCreate, &organization, None, || {
             Error::invalid(
                 "organizationId",
                 format!("organization {organization} does not exist"),
@@ -299,10 +304,28 @@ impl App {
                 more: false,
                 total: page_request.with_total.then_some(0),
             },
+            // A principal holding roles on one project sees that project.
+            _ if principal.scope == "project" && !principal.is_super_admin() => {
+                let own = self.store.get_project(&principal.scope_id).await?;
+                stratus_store::Page {
+                    total: page_request.with_total.then_some(own.iter().count() as u64),
+                    items: own
+                        .into_iter()
+                        .filter(|p| {
+                            page_request
+                                .after
+                                .as_deref()
+                                .is_none_or(|a| p.id.as_str() > a)
+                        })
+                        .collect(),
+                    more: false,
+                }
+            }
             _ => {
                 principal.authorize(
                     Permission::ProjectsList,
                     organization.as_deref().unwrap_or(&principal.tenant),
+                    None,
                     || Error::NotFound("no such organization".into()),
                 )?;
                 self.store

@@ -13,11 +13,11 @@ pub const API_KEY_PREFIX: &str = "stk_";
 /// Prefix of the host credential agents present.
 pub const HOST_CREDENTIAL_PREFIX: &str = "sth_";
 
-fn hash_secret(secret: &str) -> String {
+pub(crate) fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn new_secret() -> String {
+pub(crate) fn new_secret() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
     let body: String = (0..40)
@@ -41,14 +41,33 @@ impl App {
         let secret = request.api_key.ok_or_else(|| {
             Error::invalid("api_key", "api_key is required for grant_type api_key")
         })?;
+        let hash = hash_secret(secret.trim());
+        let unknown = || Error::Unauthenticated("unknown or revoked API key".into());
         let key = self
             .store
-            .find_api_key_by_hash(&hash_secret(secret.trim()))
+            .find_api_key_by_hash(&hash)
             .await?
-            .ok_or_else(|| Error::Unauthenticated("unknown or revoked API key".into()))?;
+            .ok_or_else(unknown)?;
+        let current = key.secret_hash == hash;
+        let in_grace = key.previous_secret_hash.as_deref() == Some(hash.as_str())
+            && key
+                .previous_secret_expires_at
+                .is_some_and(|until| now() < until);
+        if !current && !in_grace {
+            return Err(Error::Unauthenticated(
+                "this API key secret was rotated and its grace period is over".into(),
+            ));
+        }
+        if key.status != "active" {
+            return Err(Error::Unauthenticated(format!(
+                "API key {} is {}",
+                key.id, key.status
+            )));
+        }
         self.store.touch_api_key(key.uid, now()).await?;
+        // The token acts for the key's maker, so keys made with it belong to the same owner.
         let token = self.issuer.mint(Claims {
-            sub: format!("apikey:{}", key.id),
+            sub: key.created_by.clone(),
             iss: String::new(),
             aud: String::new(),
             exp: 0,

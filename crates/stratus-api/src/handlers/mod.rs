@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod hosts;
+pub mod iam;
 pub mod instances;
 pub mod meta;
 pub mod tenancy;

@@ -1,0 +1,370 @@
+//! API keys (`/v1/regions/global/iam/apikeys`), token introspection and revocation.
+//!
+//! An API key belongs to the principal that made it: only its maker (and the region's
+//! operators) can see or change it, and to everyone else it does not exist (404), so key ids
+//! cannot be enumerated. A key acts in one scope (its organization, or one project of it) with
+//! roles that never exceed what its maker holds. Its secret is shown once, at create and at
+//! `:rotate`, and only its SHA-256 is kept. Rotation can leave the previous secret working
+//! for a grace period of up to five minutes, so clients can switch without an outage.
+//!
+//! Revoking an access token records its `jti` until the token would have expired anyway;
+//! every request checks the list, so a revoked token stops working at once on every replica.
+
+use super::authz::{ORGANIZATION_ROLES, PROJECT_ROLES};
+use super::tokens::{hash_secret, new_secret};
+use super::{App, now};
+use crate::auth::Principal;
+use crate::extract::QueryParams;
+use chrono::{DateTime, Utc};
+use stratus_core::{Error, Result, ids};
+use stratus_store::{ApiKeyRecord, RevokedTokenRecord};
+use stratus_types::auth::{
+    ApiKey, ApiKeyCreateRequest, ApiKeyList, ApiKeyRotateRequest, ApiKeyUpdateRequest, Claims,
+    IntrospectResponse, RevokeResponse,
+};
+use uuid::Uuid;
+
+/// The longest grace period of a rotated secret.
+const MAX_GRACE_SECONDS: u32 = 300;
+
+fn api_key_view(key: &ApiKeyRecord) -> ApiKey {
+    ApiKey {
+        id: key.id.clone(),
+        display_name: key.display_name.clone(),
+        scope: key.scope.clone(),
+        scope_id: key.scope_id.clone(),
+        roles: key.roles.clone(),
+        status: key.status.clone(),
+        created_by: key.created_by.clone(),
+        created_at: key.created_at,
+        last_used_at: key.last_used_at,
+        last_rotated_at: key.last_rotated_at,
+        secret: None,
+        previous_secret_expires_at: None,
+    }
+}
+
+fn display_name(name: String) -> Result<String> {
+    if name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "displayName",
+            "displayName must be at most 100 printable characters",
+        ));
+    }
+    Ok(name)
+}
+
+impl App {
+    /// Refuses a token that was revoked.
+    pub async fn ensure_not_revoked(&self, claims: &Claims) -> Result<()> {
+        if !claims.jti.is_empty() && self.store.is_token_revoked(&claims.jti).await? {
+            return Err(Error::Unauthenticated(
+                "invalid bearer token: revoked".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The key `id` if the principal may see it; 404 otherwise.
+    async fn own_api_key(&self, principal: &Principal, id: &str) -> Result<ApiKeyRecord> {
+        let not_found = || Error::NotFound(format!("API key {id} not found"));
+        let key = self.store.get_api_key(id).await?.ok_or_else(not_found)?;
+        if principal.is_super_admin() || key.created_by == principal.subject {
+            Ok(key)
+        } else {
+            Err(not_found())
+        }
+    }
+
+    /// Checks that the principal may give a key `roles` at `scope`.
+    fn check_roles(&self, principal: &Principal, scope: &str, roles: &[String]) -> Result<()> {
+        if roles.is_empty() {
+            return Err(Error::invalid("roles", "a key needs at least one role"));
+        }
+        let known = if scope == "project" {
+            PROJECT_ROLES
+        } else {
+            ORGANIZATION_ROLES
+        };
+        for role in roles {
+            let is_operator_role = role == super::authz::SUPER_ADMIN;
+            if !known.contains(&role.as_str()) && !is_operator_role {
+                return Err(Error::invalid(
+                    "roles",
+                    format!(
+                        "unknown role {role:?} for {scope} scope; use one of {}",
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if !principal.can_grant(scope, role) {
+                return Err(Error::PermissionDenied(format!(
+                    "role {role} grants more than the caller holds ([{}] on {} {})",
+                    principal.roles.join(", "),
+                    principal.scope,
+                    principal.scope_id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `POST /v1/regions/global/iam/apikeys`.
+    pub async fn create_api_key(
+        &self,
+        principal: &Principal,
+        body: ApiKeyCreateRequest,
+    ) -> Result<ApiKey> {
+        let display_name = display_name(body.display_name)?;
+        let scope = body.scope.unwrap_or_else(|| "organization".into());
+        let scope_id = match scope.as_str() {
+            "organization" => {
+                let org = body.scope_id.unwrap_or_else(|| principal.tenant.clone());
+                if org != principal.tenant {
+                    return Err(Error::invalid(
+                        "scopeId",
+                        format!(
+                            "a key acts in the caller's organization {}",
+                            principal.tenant
+                        ),
+                    ));
+                }
+                if principal.scope == "project" && !principal.is_super_admin() {
+                    return Err(Error::PermissionDenied(
+                        "a caller with roles on one project can only make keys for that project"
+                            .into(),
+                    ));
+                }
+                org
+            }
+            "project" => {
+                let project = body.scope_id.ok_or_else(|| {
+                    Error::invalid("scopeId", "scopeId names the project of a project key")
+                })?;
+                let record = self.store.get_project(&project).await?;
+                let visible = record
+                    .as_ref()
+                    .is_some_and(|p| p.organization_id == principal.tenant);
+                if !visible {
+                    return Err(Error::invalid(
+                        "scopeId",
+                        format!(
+                            "project {project} does not exist in organization {}",
+                            principal.tenant
+                        ),
+                    ));
+                }
+                if principal.scope == "project"
+                    && principal.scope_id != project
+                    && !principal.is_super_admin()
+                {
+                    return Err(Error::PermissionDenied(format!(
+                        "the caller holds roles on project {} only",
+                        principal.scope_id
+                    )));
+                }
+                project
+            }
+            other => {
+                return Err(Error::invalid(
+                    "scope",
+                    format!("scope is {other:?}; use organization or project"),
+                ));
+            }
+        };
+        self.check_roles(principal, &scope, &body.roles)?;
+        let secret = new_secret();
+        let record = ApiKeyRecord {
+            uid: Uuid::new_v4(),
+            id: ids::generate("key").to_string(),
+            secret_hash: hash_secret(&secret),
+            organization_id: principal.tenant.clone(),
+            scope,
+            scope_id,
+            roles: body.roles,
+            created_by: principal.subject.clone(),
+            display_name,
+            created_at: now(),
+            last_used_at: None,
+            status: "active".into(),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            last_rotated_at: None,
+        };
+        self.store.create_api_key(&record).await?;
+        Ok(ApiKey {
+            secret: Some(secret),
+            ..api_key_view(&record)
+        })
+    }
+
+    /// `GET /v1/regions/global/iam/apikeys`: the caller's own keys (operators: all).
+    pub async fn list_api_keys(
+        &self,
+        principal: &Principal,
+        query: Option<&str>,
+    ) -> Result<ApiKeyList> {
+        let params = QueryParams::parse(query, &["pageSize", "pageToken", "status"])?;
+        let status = params.get("status").map(str::to_owned);
+        if let Some(s) = &status
+            && !matches!(s.as_str(), "active" | "disabled")
+        {
+            return Err(Error::invalid(
+                "status",
+                "status filters by active or disabled",
+            ));
+        }
+        let query_key = format!("apikeys:{}", principal.subject);
+        let request = self.pages.page_request(&params, &query_key)?;
+        let page = if principal.is_super_admin() {
+            self.store.list_api_keys(None, None, &request).await?
+        } else {
+            self.store
+                .list_api_keys(Some(&principal.tenant), Some(&principal.subject), &request)
+                .await?
+        };
+        Ok(ApiKeyList {
+            next_page_token: self.next_token(&page, &request, &query_key, |k| &k.id),
+            api_keys: page
+                .items
+                .iter()
+                .filter(|k| status.as_ref().is_none_or(|s| &k.status == s))
+                .map(api_key_view)
+                .collect(),
+        })
+    }
+
+    pub async fn get_api_key(&self, principal: &Principal, id: &str) -> Result<ApiKey> {
+        Ok(api_key_view(&self.own_api_key(principal, id).await?))
+    }
+
+    pub async fn update_api_key(
+        &self,
+        principal: &Principal,
+        id: &str,
+        body: ApiKeyUpdateRequest,
+    ) -> Result<ApiKey> {
+        let mut key = self.own_api_key(principal, id).await?;
+        if let Some(name) = body.display_name {
+            key.display_name = display_name(name)?;
+        }
+        if let Some(roles) = body.roles {
+            self.check_roles(principal, &key.scope, &roles)?;
+            key.roles = roles;
+        }
+        if let Some(status) = body.status {
+            if !matches!(status.as_str(), "active" | "disabled") {
+                return Err(Error::invalid(
+                    "status",
+                    format!("status is {status:?}; use active or disabled"),
+                ));
+            }
+            key.status = status;
+        }
+        let stored = self
+            .store
+            .update_api_key(&key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("API key {id} not found")))?;
+        Ok(api_key_view(&stored))
+    }
+
+    pub async fn delete_api_key(&self, principal: &Principal, id: &str) -> Result<()> {
+        self.own_api_key(principal, id).await?;
+        self.store.delete_api_key(id).await?;
+        Ok(())
+    }
+
+    /// `POST /v1/regions/global/iam/apikeys/{id}:rotate`: a new secret; the previous one keeps
+    /// working for `gracePeriodSeconds`.
+    pub async fn rotate_api_key(
+        &self,
+        principal: &Principal,
+        id: &str,
+        body: ApiKeyRotateRequest,
+    ) -> Result<ApiKey> {
+        let grace = body.grace_period_seconds.unwrap_or(0);
+        if grace > MAX_GRACE_SECONDS {
+            return Err(Error::invalid(
+                "gracePeriodSeconds",
+                format!("gracePeriodSeconds is {grace}; at most {MAX_GRACE_SECONDS}"),
+            ));
+        }
+        let mut key = self.own_api_key(principal, id).await?;
+        if key.status != "active" {
+            return Err(Error::FailedPrecondition(format!(
+                "API key {id} is {}; activate it before rotating",
+                key.status
+            )));
+        }
+        let rotated_at = now();
+        let secret = new_secret();
+        let previous_expires: Option<DateTime<Utc>> =
+            (grace > 0).then(|| rotated_at + chrono::Duration::seconds(grace.into()));
+        key.previous_secret_hash = previous_expires.map(|_| key.secret_hash.clone());
+        key.previous_secret_expires_at = previous_expires;
+        key.secret_hash = hash_secret(&secret);
+        key.last_rotated_at = Some(rotated_at);
+        let stored = self
+            .store
+            .update_api_key(&key)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("API key {id} not found")))?;
+        Ok(ApiKey {
+            secret: Some(secret),
+            previous_secret_expires_at: previous_expires,
+            ..api_key_view(&stored)
+        })
+    }
+
+    /// `POST /v1/regions/global/auth/introspect`: whether a token is active, and its claims.
+    pub async fn introspect(&self, _: &Principal, token: &str) -> Result<IntrospectResponse> {
+        let inactive = IntrospectResponse::default();
+        let Ok(claims) = self.issuer.verify(token) else {
+            return Ok(inactive);
+        };
+        if self.ensure_not_revoked(&claims).await.is_err() {
+            return Ok(inactive);
+        }
+        if claims.principal_type == "api_key"
+            && let Some(id) = &claims.credential_id
+        {
+            let active = self
+                .store
+                .get_api_key(id)
+                .await?
+                .is_some_and(|k| k.status == "active");
+            if !active {
+                return Ok(inactive);
+            }
+        }
+        Ok(IntrospectResponse {
+            active: true,
+            claims: Some(claims),
+        })
+    }
+
+    /// `POST /v1/regions/global/auth/revoke`: always "revoked"; a token is put on the deny
+    /// list when it is the caller's own or the caller administers its organization.
+    pub async fn revoke(&self, principal: &Principal, token: &str) -> Result<RevokeResponse> {
+        if let Ok(claims) = self.issuer.verify(token) {
+            let own = claims.sub == principal.subject;
+            let administers = principal.sees(&claims.tenant_id)
+                && principal.scope == "organization"
+                && principal
+                    .roles
+                    .iter()
+                    .any(|r| matches!(r.as_str(), "owner" | "admin" | super::authz::SUPER_ADMIN));
+            if own || administers {
+                let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(now);
+                self.store
+                    .revoke_token(&RevokedTokenRecord {
+                        jti: claims.jti,
+                        expires_at,
+                    })
+                    .await?;
+            }
+        }
+        Ok(RevokeResponse { revoked: true })
+    }
+}

@@ -86,6 +86,19 @@ async function api(method, apiPath, body) {
   return response.status === 204 ? null : response.json();
 }
 
+/** Every form control of the page has a label, and every button and link a name. */
+async function assertLabelled(where) {
+  const unlabelled = await page.evaluate(() => [
+    ...[...document.querySelectorAll('input, select, textarea')]
+      .filter((el) => !el.closest('[hidden]') && el.labels.length === 0 && !el.getAttribute('aria-label'))
+      .map((el) => `${el.tagName.toLowerCase()}#${el.id}`),
+    ...[...document.querySelectorAll('button, a[href]')]
+      .filter((el) => !el.textContent.trim() && !el.getAttribute('aria-label'))
+      .map((el) => el.outerHTML),
+  ]);
+  assert.deepEqual(unlabelled, [], `unlabelled controls on ${where}`);
+}
+
 const statusOf = (id) => page.locator(`tr[data-id="${id}"] .status`);
 
 test('sign in, create an instance, watch it run, stop, start and delete it', async () => {
@@ -99,6 +112,7 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   await page.keyboard.press('Enter');
   await page.locator('#signin-error').filter({ hasText: /./ }).waitFor();
   assert.equal(await page.getByLabel('API key').getAttribute('aria-invalid'), 'true');
+  await assertLabelled('sign-in');
   await shot('01-sign-in-refused');
   await page.getByLabel('API key').fill(apiKey);
   await page.keyboard.press('Enter');
@@ -111,6 +125,7 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   assert.match(session.token, /^ey/);
   assert.equal(await page.evaluate(() => localStorage.length), 0);
   assert.equal(await page.getByLabel('Project').inputValue(), 'default');
+  await assertLabelled('instances');
   await shot('02-instances-empty');
 
   // A neighbour made through the API, stopped, so the list shows more than one state.
@@ -132,6 +147,7 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   await diskError.filter({ hasText: /sizeGb/ }).waitFor();
   assert.equal(await page.getByLabel('Boot disk size (GB)').getAttribute('aria-invalid'), 'true');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'f-disk', 'focus moves to the field at fault');
+  await assertLabelled('create');
   await shot('03-create-validation-error');
 
   await page.getByLabel('Boot disk size (GB)').fill('2');
@@ -147,6 +163,7 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   assert.match(details, /e2-small/);
   assert.match(details, /env=dev, tier=web/);
   assert.match(details, /ssh-keys, user-data/);
+  await assertLabelled('instance');
   await shot('04-instance-running');
 
   // The list: both instances, statuses live.
@@ -157,15 +174,21 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   await shot('05-instances');
 
   // Stop and start, each confirmed in a dialog; Escape cancels.
-  await page.getByRole('link', { name: 'web-1' }).click();
+  // By keyboard alone: open the instance, and confirm the stop with Tab and Enter.
+  await page.getByRole('link', { name: 'web-1' }).focus();
+  await page.keyboard.press('Enter');
   await page.locator('#instance-status .status[data-status="RUNNING"]').waitFor();
   await page.getByRole('button', { name: 'Stop' }).click();
   await page.getByRole('dialog').waitFor();
   assert.equal(await page.evaluate(() => document.activeElement.id), 'confirm-cancel', 'Cancel has focus');
   await page.keyboard.press('Escape');
   await page.getByRole('dialog').waitFor({ state: 'hidden' });
-  await page.getByRole('button', { name: 'Stop' }).click();
-  await page.getByRole('dialog').getByRole('button', { name: 'Stop' }).click();
+  await page.getByRole('button', { name: 'Stop' }).focus();
+  await page.keyboard.press('Enter');
+  await page.getByRole('dialog').waitFor();
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'confirm-ok');
+  await page.keyboard.press('Enter');
   await page.locator('#instance-status .status[data-status="TERMINATED"]').waitFor();
   await page.getByRole('button', { name: 'Start' }).click();
   await page.getByRole('dialog').getByRole('button', { name: 'Start' }).click();

@@ -4,6 +4,7 @@ mod cli;
 mod console;
 mod crash;
 mod lifecycle;
+mod oidc;
 mod openapi;
 mod paging;
 mod postgres;

@@ -100,10 +100,26 @@ impl Issuer {
         claims.iat = now;
         claims.exp = now + self.ttl.as_secs() as i64;
         claims.jti = uuid::Uuid::new_v4().to_string();
+        self.sign(&claims)
+    }
+
+    /// Signs `claims` exactly as given (no standard claims filled in): for tools and tests
+    /// that need a token with particular times or audience.
+    pub fn sign(&self, claims: &Claims) -> Result<String> {
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(self.signing_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.encoding)
+        jsonwebtoken::encode(&header, claims, &self.encoding)
             .map_err(|e| Error::internal(format!("signing a token: {e}")))
+    }
+
+    /// `iss` of this region's tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// `aud` of this region's tokens.
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     /// Checks signature, algorithm, issuer, audience and lifetime of `token`.
@@ -216,6 +232,9 @@ impl FromRequestParts<Arc<App>> for Principal {
         };
         app.ensure_not_revoked(&claims).await?;
         let principal: Principal = claims.into();
+        if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
+            slot.fill(&principal);
+        }
         tracing::Span::current().record("principal", principal.subject.as_str());
         Ok(principal)
     }

@@ -232,8 +232,8 @@ impl RequestBody for stratus_types::ImageCreateRequest {
 }
 
 const API_KEY_READ_ONLY: &[&str] = &[
-    "id",
     "status",
+    "id",
     "createdBy",
     "createdAt",
     "lastUsedAt",
@@ -247,7 +247,8 @@ impl RequestBody for stratus_types::auth::ApiKeyCreateRequest {
 }
 
 impl RequestBody for stratus_types::auth::ApiKeyUpdateRequest {
-    const READ_ONLY: &'static [&'static str] = API_KEY_READ_ONLY;
+    // `status` (listed first) is read-only at create and changes here (active ⇄ disabled).
+    const READ_ONLY: &'static [&'static str] = API_KEY_READ_ONLY.split_at(1).1;
     const IMMUTABLE: &'static [&'static str] = &["scope", "scopeId"];
 }
 

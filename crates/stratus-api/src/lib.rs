@@ -8,6 +8,7 @@
 //! `{"error":{"code","message","details"}}` body.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod console;
 pub mod error;
@@ -168,6 +169,7 @@ pub fn router(app: Arc<App>) -> Router {
                     )
                 }),
             )
+            .layer(axum::middleware::from_fn(audit::audit))
             .layer(axum::middleware::map_response(errors_as_json))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(

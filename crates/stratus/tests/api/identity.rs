@@ -1,0 +1,731 @@
+//! Who may do what: every route of the OpenAPI document against every kind of caller, two
+//! organizations that cannot see each other, API keys that rotate and tokens that revoke, and
+//! logs that never carry a secret.
+
+use crate::support::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use stratus_types::auth::Claims;
+
+/// A token signed by the region's own key for `tenant` with `roles`, valid from `iat` to `exp`
+/// (seconds from now), for audience `aud`.
+fn signed(
+    t: &TestRegion,
+    tenant: &str,
+    roles: &[&str],
+    times: (i64, i64),
+    aud: Option<&str>,
+) -> String {
+    let app = &t.region.as_ref().unwrap().app;
+    let now = chrono::Utc::now().timestamp();
+    app.issuer
+        .sign(&Claims {
+            sub: format!("user-of-{tenant}-{}", roles.join("-")),
+            iss: app.issuer.issuer().to_owned(),
+            aud: aud.unwrap_or(app.issuer.audience()).to_owned(),
+            exp: now + times.1,
+            iat: now + times.0,
+            jti: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.into(),
+            scope: "organization".into(),
+            scope_id: tenant.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            principal_type: "user".into(),
+            credential_id: None,
+        })
+        .unwrap()
+}
+
+fn with_token(c: &Client, token: Option<String>) -> Client {
+    let mut other = c.clone();
+    other.token = token;
+    other
+}
+
+/// What each operation answers to a caller of another organization and to a viewer of the
+/// region's default organization, with the path parameters and body it is sent with.
+struct Expect {
+    params: &'static [(&'static str, &'static str)],
+    body: Option<Value>,
+    /// Status for anyone, token or not (operations that need no token).
+    public: Option<u16>,
+    other_org: u16,
+    viewer: u16,
+}
+
+fn expect(other_org: u16, viewer: u16) -> Expect {
+    Expect {
+        params: &[],
+        body: None,
+        public: None,
+        other_org,
+        viewer,
+    }
+}
+
+fn coverage_table(key_id: &str) -> BTreeMap<&'static str, Expect> {
+    let key: &'static str = Box::leak(key_id.to_owned().into_boxed_str());
+    let instance: &'static [(&str, &str)] = &[("project", "default"), ("id", "cov-vm")];
+    let with =
+        |mut e: Expect, params: &'static [(&'static str, &'static str)], body: Option<Value>| {
+            e.params = params;
+            e.body = body;
+            e
+        };
+    let public = |status: u16, body: Option<Value>| Expect {
+        params: &[],
+        body,
+        public: Some(status),
+        other_org: 0,
+        viewer: 0,
+    };
+    let key_params: &'static [(&str, &str)] = Box::leak(vec![("id", key)].into_boxed_slice());
+    let rotate: &'static str = Box::leak(format!("{key}:rotate").into_boxed_str());
+    let rotate_params: &'static [(&str, &str)] = Box::leak(vec![("id", rotate)].into_boxed_slice());
+    BTreeMap::from([
+        ("health", public(200, None)),
+        ("getJwks", public(200, None)),
+        ("getOpenApi", public(200, None)),
+        (
+            "mintToken",
+            public(
+                401,
+                Some(json!({"grant_type": "api_key", "api_key": "stk_nobody"})),
+            ),
+        ),
+        (
+            "introspectToken",
+            with(expect(200, 200), &[], Some(json!({"token": "x.y.z"}))),
+        ),
+        (
+            "revokeToken",
+            with(expect(200, 200), &[], Some(json!({"token": "x.y.z"}))),
+        ),
+        ("listApiKeys", expect(200, 200)),
+        // Anyone may make a key for themselves, never with more than they hold.
+        (
+            "createApiKey",
+            with(expect(201, 403), &[], Some(json!({"roles": ["owner"]}))),
+        ),
+        ("getApiKey", with(expect(404, 404), key_params, None)),
+        (
+            "updateApiKey",
+            with(
+                expect(404, 404),
+                key_params,
+                Some(json!({"displayName": "x"})),
+            ),
+        ),
+        ("deleteApiKey", with(expect(404, 404), key_params, None)),
+        ("rotateApiKey", with(expect(404, 404), rotate_params, None)),
+        ("listOrganizations", expect(200, 200)),
+        (
+            "createOrganization",
+            with(expect(403, 403), &[], Some(json!({"id": "cov-org"}))),
+        ),
+        (
+            "getOrganization",
+            with(expect(404, 200), &[("id", "default")], None),
+        ),
+        (
+            "updateOrganization",
+            with(
+                expect(404, 403),
+                &[("id", "default")],
+                Some(json!({"displayName": "x"})),
+            ),
+        ),
+        (
+            "deleteOrganization",
+            with(expect(404, 403), &[("id", "default")], None),
+        ),
+        ("listProjects", expect(200, 200)),
+        // Another organization's id answers like an organization that does not exist.
+        (
+            "createProject",
+            with(
+                expect(400, 403),
+                &[],
+                Some(json!({"id": "cov-p", "organizationId": "default"})),
+            ),
+        ),
+        (
+            "getProject",
+            with(expect(404, 200), &[("id", "default")], None),
+        ),
+        (
+            "updateProject",
+            with(
+                expect(404, 403),
+                &[("id", "default")],
+                Some(json!({"displayName": "x"})),
+            ),
+        ),
+        (
+            "deleteProject",
+            with(expect(404, 403), &[("id", "default")], None),
+        ),
+        ("listRegions", expect(200, 200)),
+        ("getRegion", expect(200, 200)),
+        ("listZones", expect(200, 200)),
+        ("getZone", expect(200, 200)),
+        ("listInstanceTypes", expect(200, 200)),
+        (
+            "getInstanceType",
+            with(expect(200, 200), &[("id", "e2-small")], None),
+        ),
+        ("listGpuTypes", expect(200, 200)),
+        (
+            "getGpuType",
+            with(expect(200, 200), &[("id", "nvidia-h100")], None),
+        ),
+        ("listImages", expect(200, 200)),
+        (
+            "getImage",
+            with(expect(200, 200), &[("id", "stratus-guest")], None),
+        ),
+        // Images are the region's: only its operators register or delete them.
+        (
+            "createImage",
+            with(
+                expect(403, 403),
+                &[],
+                Some(json!({"id": "cov-img", "source": "/nowhere.raw", "format": "raw"})),
+            ),
+        ),
+        (
+            "deleteImage",
+            with(expect(403, 403), &[("id", "stratus-guest")], None),
+        ),
+        (
+            "listInstances",
+            with(expect(404, 200), &[("project", "default")], None),
+        ),
+        (
+            "createInstance",
+            with(
+                expect(404, 403),
+                &[("project", "default")],
+                Some(json!({"id": "cov-new", "type": TYPE_SMALL})),
+            ),
+        ),
+        ("getInstance", with(expect(404, 200), instance, None)),
+        (
+            "updateInstance",
+            with(
+                expect(404, 403),
+                instance,
+                Some(json!({"labels": {"a": "b"}})),
+            ),
+        ),
+        ("deleteInstance", with(expect(404, 403), instance, None)),
+        (
+            "getSerialPortOutput",
+            with(expect(404, 200), instance, None),
+        ),
+        (
+            "instanceAction",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-vm:stop")],
+                None,
+            ),
+        ),
+    ])
+}
+
+fn concrete_path(template: &str, params: &[(&str, &str)]) -> String {
+    let defaults = [("region", "local-1"), ("zone", "local-1a")];
+    let mut path = template.to_owned();
+    for (name, value) in params.iter().chain(defaults.iter()) {
+        path = path.replace(&format!("{{{name}}}"), value);
+    }
+    // `{id}:{action}` templates take the whole `id:action` from the `id` parameter.
+    path = path.replace(":{action}", "").replace(":rotate", "");
+    assert!(
+        !path.contains('{'),
+        "no value for a parameter of {template}"
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_each_kind_of_caller_as_designed() {
+    let t = TestRegion::start().await;
+    let admin = t.client.clone();
+    admin.create_instance("cov-vm").await;
+    let key = admin
+        .post(
+            "/v1/regions/global/iam/apikeys",
+            json!({"roles": ["member"]}),
+        )
+        .await;
+    assert_eq!(key.status, StatusCode::CREATED, "{:#}", key.body);
+    let key_id = key.body["id"].as_str().unwrap().to_owned();
+    admin
+        .post("/v1/regions/global/organizations", json!({"id": "globex"}))
+        .await;
+
+    let valid = signed(&t, "default", &["owner"], (0, 600), None);
+    // Change a character well inside the signature (the last one carries padding bits).
+    let mut bad_signature = valid.clone().into_bytes();
+    let at = bad_signature.len() - 10;
+    bad_signature[at] = if bad_signature[at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
+    let bad_signature = String::from_utf8(bad_signature).unwrap();
+    let bad_tokens: [(&str, Option<String>); 5] = [
+        ("no token", None),
+        ("malformed token", Some("not-a-jwt".into())),
+        ("bad signature", Some(bad_signature)),
+        (
+            "expired token",
+            Some(signed(&t, "default", &["owner"], (-7200, -3600), None)),
+        ),
+        (
+            "wrong audience",
+            Some(signed(
+                &t,
+                "default",
+                &["owner"],
+                (0, 600),
+                Some("elsewhere"),
+            )),
+        ),
+    ];
+    let other_org = with_token(
+        &admin,
+        Some(signed(&t, "globex", &["owner"], (0, 600), None)),
+    );
+    let viewer = with_token(
+        &admin,
+        Some(signed(&t, "default", &["viewer"], (0, 600), None)),
+    );
+
+    let doc = admin.get("/openapi.json").await.body;
+    let mut table = coverage_table(&key_id);
+    let mut checked = 0;
+    for (template, operations) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in operations.as_object().unwrap() {
+            let op = operation["operationId"].as_str().unwrap();
+            let e = table.remove(op).unwrap_or_else(|| {
+                panic!("{op} ({method} {template}) is not in the coverage table")
+            });
+            let path = concrete_path(template, e.params);
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let send = |c: Client| {
+                let (method, path, body) = (method.clone(), path.clone(), e.body.clone());
+                async move { c.send(method, &path, body, &[]).await }
+            };
+            if let Some(status) = e.public {
+                for (case, token) in &bad_tokens {
+                    let reply = send(with_token(&admin, token.clone())).await;
+                    assert_eq!(
+                        reply.status.as_u16(),
+                        status,
+                        "{op} with {case}: {:#}",
+                        reply.body
+                    );
+                }
+                checked += 1;
+                continue;
+            }
+            for (case, token) in &bad_tokens {
+                let reply = send(with_token(&admin, token.clone())).await;
+                assert_eq!(
+                    reply.status,
+                    StatusCode::UNAUTHORIZED,
+                    "{op} with {case}: {:#}",
+                    reply.body
+                );
+                reply.assert_error(401);
+            }
+            for (case, caller, status) in [
+                ("a token of another organization", &other_org, e.other_org),
+                ("a viewer's token", &viewer, e.viewer),
+            ] {
+                let reply = send(caller.clone()).await;
+                assert_eq!(
+                    reply.status.as_u16(),
+                    status,
+                    "{op} {path} with {case}: {:#}",
+                    reply.body
+                );
+                if status >= 400 {
+                    reply.assert_error(status);
+                }
+                if status == 403 {
+                    assert!(
+                        reply.message().contains("permission") || reply.message().contains("role"),
+                        "a 403 names what is missing: {}",
+                        reply.message()
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        table.is_empty(),
+        "the table names operations the API lacks: {:?}",
+        table.keys()
+    );
+    assert!(checked >= 40, "only {checked} operations were checked");
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organizations_instances_look_like_nothing() {
+    let t = TestRegion::start().await;
+    let admin = t.client.clone();
+    admin
+        .post("/v1/regions/global/organizations", json!({"id": "globex"}))
+        .await;
+    let project = admin
+        .post(
+            "/v1/regions/global/projects",
+            json!({"id": "globex-web", "organizationId": "globex"}),
+        )
+        .await;
+    assert_eq!(project.status, StatusCode::CREATED, "{:#}", project.body);
+    let acme = with_token(
+        &admin,
+        Some(signed(&t, "default", &["owner"], (0, 600), None)),
+    );
+    let globex = with_token(
+        &admin,
+        Some(signed(&t, "globex", &["owner"], (0, 600), None)),
+    );
+    acme.create_instance("d-1").await;
+    let globex_instances = "/v1/regions/local-1/projects/globex-web/compute/instances";
+    let created = globex
+        .post(globex_instances, json!({"id": "g-1", "type": TYPE_SMALL}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+
+    // Every verb on the other organization's instance answers exactly like a random id.
+    for (caller, instances, victim) in [
+        (&globex, INSTANCES, "d-1"),
+        (&acme, globex_instances, "g-1"),
+    ] {
+        let requests: [(Method, &str, Option<Value>); 5] = [
+            (Method::GET, "", None),
+            (Method::PATCH, "", Some(json!({"labels": {"x": "y"}}))),
+            (Method::POST, ":stop", None),
+            (Method::GET, "/serialPortOutput", None),
+            (Method::DELETE, "", None),
+        ];
+        for (method, suffix, body) in requests {
+            let real = format!("{instances}/{victim}{suffix}");
+            let random = real.replace(victim, "no-such-thing");
+            let a = caller.send(method.clone(), &real, body.clone(), &[]).await;
+            let b = caller.send(method.clone(), &random, body, &[]).await;
+            a.assert_error(404);
+            assert_eq!(a.status, b.status, "{method} {real}");
+            assert_eq!(
+                a.body, b.body,
+                "{method} {real} tells nothing a random id would not"
+            );
+        }
+    }
+    // Listing the other organization's project answers like a project that does not exist.
+    let theirs = globex.get(INSTANCES).await;
+    let missing = globex
+        .get(&INSTANCES.replace("projects/default", "projects/no-such-thing"))
+        .await;
+    theirs.assert_error(404);
+    assert_eq!(
+        theirs.message().replace("default", "X"),
+        missing.message().replace("no-such-thing", "X")
+    );
+    let list = globex.get(globex_instances).await;
+    assert_eq!(list.body["instances"].as_array().unwrap().len(), 1);
+    acme.wait_status("d-1", "RUNNING", Duration::from_secs(10))
+        .await;
+
+    // The other organization's projects are invisible.
+    let projects = globex.get("/v1/regions/global/projects").await;
+    let ids: Vec<&str> = projects.body["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["globex-web"]);
+    let theirs = globex
+        .get("/v1/regions/global/projects?organizationId=default")
+        .await;
+    assert_eq!(theirs.body["projects"], json!([]), "{:#}", theirs.body);
+    let a = globex.get("/v1/regions/global/projects/default").await;
+    let b = globex
+        .get("/v1/regions/global/projects/no-such-thing")
+        .await;
+    a.assert_error(404);
+    assert_eq!(
+        a.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("default", "X"),
+        b.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .replace("no-such-thing", "X")
+    );
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
+    let t = TestRegion::start().await;
+    let admin = t.client.clone();
+    let base = admin.base.clone();
+    let anonymous = Client::anonymous(&base);
+    let exchange = |secret: String| {
+        let anonymous = anonymous.clone();
+        async move {
+            anonymous
+                .post(
+                    "/v1/regions/global/auth/token",
+                    json!({"grant_type": "api_key", "api_key": secret}),
+                )
+                .await
+        }
+    };
+    let created = admin
+        .post(
+            "/v1/regions/global/iam/apikeys",
+            json!({"displayName": "ci", "scope": "project", "scopeId": "default", "roles": ["member"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let first = created.body["secret"].as_str().unwrap().to_owned();
+    let fetched = admin
+        .get(&format!("/v1/regions/global/iam/apikeys/{id}"))
+        .await;
+    assert_eq!(fetched.status, StatusCode::OK);
+    assert!(
+        fetched.body.get("secret").is_none(),
+        "the secret is shown once"
+    );
+    assert_eq!(exchange(first.clone()).await.status, StatusCode::OK);
+
+    // Somebody else cannot see or touch the key.
+    let stranger = with_token(
+        &admin,
+        Some(signed(&t, "default", &["owner"], (0, 600), None)),
+    );
+    let theirs = stranger
+        .get(&format!("/v1/regions/global/iam/apikeys/{id}"))
+        .await;
+    let random = stranger
+        .get("/v1/regions/global/iam/apikeys/key-nothing")
+        .await;
+    theirs.assert_error(404);
+    assert_eq!(theirs.status, random.status);
+    let listed = stranger.get("/v1/regions/global/iam/apikeys").await;
+    assert_eq!(listed.body["apiKeys"], json!([]));
+    let escalation = admin
+        .post(
+            "/v1/regions/global/iam/apikeys",
+            json!({"scope": "project", "scopeId": "default", "roles": ["owner"]}),
+        )
+        .await;
+    escalation.assert_error(400);
+    assert_eq!(escalation.field(), "roles");
+
+    // Rotation with a grace period: the old secret works until the grace ends, then 401.
+    let rotated = admin
+        .post(
+            &format!("/v1/regions/global/iam/apikeys/{id}:rotate"),
+            json!({"gracePeriodSeconds": 3}),
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{:#}", rotated.body);
+    let second = rotated.body["secret"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    assert!(rotated.body["previousSecretExpiresAt"].is_string());
+    assert_eq!(
+        exchange(first.clone()).await.status,
+        StatusCode::OK,
+        "inside the grace period"
+    );
+    assert_eq!(exchange(second.clone()).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let late = exchange(first.clone()).await;
+    late.assert_error(401);
+    assert!(late.message().contains("grace"), "{}", late.message());
+    let fresh = exchange(second.clone()).await;
+    assert_eq!(fresh.status, StatusCode::OK);
+    let too_long = admin
+        .post(
+            &format!("/v1/regions/global/iam/apikeys/{id}:rotate"),
+            json!({"gracePeriodSeconds": 301}),
+        )
+        .await;
+    too_long.assert_error(400);
+    assert_eq!(too_long.field(), "gracePeriodSeconds");
+
+    // The key's token works in its project; revoked, it stops at once.
+    let token = fresh.body["access_token"].as_str().unwrap().to_owned();
+    let member = with_token(&admin, Some(token.clone()));
+    assert_eq!(member.get(INSTANCES).await.status, StatusCode::OK);
+    let introspected = admin
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": token}),
+        )
+        .await;
+    assert_eq!(introspected.body["active"], true, "{:#}", introspected.body);
+    assert_eq!(introspected.body["credential_id"], id.as_str());
+    assert_eq!(introspected.body["scope_id"], "default");
+    let revoked = member
+        .post("/v1/regions/global/auth/revoke", json!({"token": token}))
+        .await;
+    assert_eq!(revoked.body, json!({"revoked": true}));
+    member.get(INSTANCES).await.assert_error(401);
+    let introspected = admin
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": token}),
+        )
+        .await;
+    assert_eq!(introspected.body, json!({"active": false}));
+
+    // A disabled key mints nothing; deleted, it is gone.
+    let disabled = admin
+        .patch(
+            &format!("/v1/regions/global/iam/apikeys/{id}"),
+            json!({"status": "disabled"}),
+        )
+        .await;
+    assert_eq!(disabled.body["status"], "disabled", "{:#}", disabled.body);
+    exchange(second.clone()).await.assert_error(401);
+    let deleted = admin
+        .delete(&format!("/v1/regions/global/iam/apikeys/{id}"))
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    admin
+        .get(&format!("/v1/regions/global/iam/apikeys/{id}"))
+        .await
+        .assert_error(404);
+    t.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_logs() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("stratus.toml");
+    std::fs::write(&config_file, toml::to_string(&fast_config()).unwrap()).unwrap();
+    let log_file = dir.path().join("serve.log");
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .arg("--config")
+        .arg(&config_file)
+        .env("STRATUS_LOG", "trace,sqlx=trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_file).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Logs go to standard output with the banner; keep every line.
+    let mut lines = tokio::io::BufReader::new(serve.stdout.take().unwrap()).lines();
+    let (found, banner) = tokio::sync::oneshot::channel();
+    let collector = tokio::spawn(async move {
+        let mut found = Some(found);
+        let mut all = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("serving on ").nth(1)
+                && let Some(found) = found.take()
+            {
+                let _ = found.send(rest.trim().to_owned());
+            }
+            all.push(line);
+        }
+        all
+    });
+    let base = banner.await.expect("serve printed its banner");
+    let admin_key = std::fs::read_to_string(dir.path().join("data/admin-api-key"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let host_credential = std::fs::read_to_string(dir.path().join("data/host-credential"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let admin = Client::login(&base, &admin_key).await;
+    let mut secrets = vec![
+        admin_key.clone(),
+        host_credential,
+        admin.token.clone().unwrap(),
+    ];
+    let key = admin
+        .post(
+            "/v1/regions/global/iam/apikeys",
+            json!({"roles": ["member"]}),
+        )
+        .await;
+    let first = key.body["secret"].as_str().unwrap().to_owned();
+    let id = key.body["id"].as_str().unwrap();
+    let rotated = admin
+        .post(
+            &format!("/v1/regions/global/iam/apikeys/{id}:rotate"),
+            json!({"gracePeriodSeconds": 60}),
+        )
+        .await;
+    let second = rotated.body["secret"].as_str().unwrap().to_owned();
+    let member = Client::login(&base, &second).await;
+    let old = Client::login(&base, &first).await;
+    let wrong = "stk_ThisIsNotAKeyButStillASecretOfSomeone1234";
+    let refused = Client::anonymous(&base)
+        .post(
+            "/v1/regions/global/auth/token",
+            json!({"grant_type": "api_key", "api_key": wrong}),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    member.create_instance("logged").await;
+    member
+        .post(
+            "/v1/regions/global/auth/revoke",
+            json!({"token": old.token.clone().unwrap()}),
+        )
+        .await;
+    secrets.extend([
+        first,
+        second,
+        wrong.to_owned(),
+        member.token.unwrap(),
+        old.token.unwrap(),
+    ]);
+    serve.start_kill().unwrap();
+    serve.wait().await.unwrap();
+
+    let log = std::fs::read_to_string(&log_file).unwrap() + &collector.await.unwrap().join("\n");
+    assert!(
+        log.contains("stratus::audit") && log.contains("/v1/regions/global/iam/apikeys"),
+        "the log holds the requests, so the scan means something"
+    );
+    for secret in &secrets {
+        // A token's signature alone identifies it too.
+        let tail = secret.rsplit('.').next().unwrap();
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret appears in the log"
+        );
+        assert!(!log.contains(tail), "part of a token appears in the log");
+    }
+}

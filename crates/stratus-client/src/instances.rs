@@ -1,6 +1,6 @@
 //! Instances of one project: CRUD, lifecycle actions, the serial console.
 
-use crate::{Client, ListOptions, Result, segment};
+use crate::{Client, ListOptions, Result, all_pages, segment};
 use reqwest::Method;
 use stratus_types::{
     Instance, InstanceCreateRequest, InstanceList, InstanceUpdateRequest, SerialPortOutput,
@@ -59,20 +59,12 @@ impl<'a> Instances<'a> {
 
     /// Every instance, following `nextPageToken`; `label_selector` filters.
     pub async fn list_all(&self, label_selector: Option<&str>) -> Result<Vec<Instance>> {
-        let mut options = ListOptions {
-            page_size: Some(500),
-            label_selector: label_selector.map(str::to_owned),
-            ..ListOptions::default()
-        };
-        let mut all = Vec::new();
-        loop {
+        all_pages(|mut options| async move {
+            options.label_selector = label_selector.map(str::to_owned);
             let page = self.list(&options).await?;
-            all.extend(page.instances);
-            match page.next_page_token {
-                Some(token) => options.page_token = Some(token),
-                None => return Ok(all),
-            }
-        }
+            Ok((page.instances, page.next_page_token))
+        })
+        .await
     }
 
     /// One instance by id.

@@ -20,6 +20,7 @@
 
 mod catalog;
 mod error;
+mod iam;
 mod instances;
 mod tenancy;
 
@@ -68,6 +69,28 @@ impl ListOptions {
             query.push(("labelSelector", selector.clone()));
         }
         query
+    }
+}
+
+/// Collects every item of a paged list: calls `page` with each `nextPageToken` in turn,
+/// starting from the largest page the API allows.
+async fn all_pages<T, F, Fut>(mut page: F) -> Result<Vec<T>>
+where
+    F: FnMut(ListOptions) -> Fut,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>>,
+{
+    let mut options = ListOptions {
+        page_size: Some(500),
+        ..ListOptions::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let (items, next) = page(options.clone()).await?;
+        all.extend(items);
+        match next {
+            Some(token) => options.page_token = Some(token),
+            None => return Ok(all),
+        }
     }
 }
 

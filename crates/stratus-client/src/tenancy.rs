@@ -1,6 +1,6 @@
 //! Organizations and projects (global resources).
 
-use crate::{Client, ListOptions, Result, segment};
+use crate::{Client, ListOptions, Result, all_pages, segment};
 use reqwest::Method;
 use stratus_types::{
     Organization, OrganizationCreateRequest, OrganizationList, OrganizationUpdateRequest, Project,
@@ -19,19 +19,11 @@ impl Client {
 
     /// Every project the caller can see, following `nextPageToken`.
     pub async fn list_all_projects(&self) -> Result<Vec<Project>> {
-        let mut options = ListOptions {
-            page_size: Some(500),
-            ..ListOptions::default()
-        };
-        let mut all = Vec::new();
-        loop {
+        all_pages(|options| async move {
             let page = self.list_projects(&options).await?;
-            all.extend(page.projects);
-            match page.next_page_token {
-                Some(token) => options.page_token = Some(token),
-                None => return Ok(all),
-            }
-        }
+            Ok((page.projects, page.next_page_token))
+        })
+        .await
     }
 
     /// One project by id.

@@ -16,6 +16,7 @@
 //! profile, unreadable file); 3 `--wait` timed out; 4 the instance settled in another state than
 //! the one waited for (for example TERMINATED while waiting for RUNNING).
 
+mod api_keys;
 mod catalog;
 mod instances;
 mod output;
@@ -46,6 +47,12 @@ pub enum ClientCommand {
     /// Sign in to a region: exchange an API key for a token and save both in a profile.
     #[command(after_help = EXIT_CODES_HELP)]
     Login(LoginArgs),
+    /// Revoke the profile's token and forget the profile, its key and its token.
+    Logout {
+        /// The profile (default: the current one).
+        #[arg(long, env = "STRATUS_PROFILE")]
+        profile: Option<String>,
+    },
     /// Show, choose and change saved profiles.
     #[command(subcommand)]
     Profiles(profiles_cmd::ProfilesCommand),
@@ -80,6 +87,14 @@ pub enum ClientCommand {
         scope: Scope,
         #[command(subcommand)]
         command: projects::ProjectsCommand,
+    },
+    /// Your API keys: create, rotate, disable and delete them.
+    #[command(name = "api-keys", after_help = EXIT_CODES_HELP)]
+    ApiKeys {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: api_keys::ApiKeysCommand,
     },
     /// Print a shell completion script, e.g. `stratus completions bash > /etc/bash_completion.d/stratus`.
     Completions {
@@ -248,6 +263,7 @@ impl ClientCommand {
     async fn dispatch(self, mut root: clap::Command) -> Result<(), Failure> {
         match self {
             ClientCommand::Login(args) => profiles_cmd::login(args).await,
+            ClientCommand::Logout { profile } => profiles_cmd::logout(profile.as_deref()).await,
             ClientCommand::Profiles(command) => command.run(),
             ClientCommand::Instances { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
@@ -259,6 +275,9 @@ impl ClientCommand {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Projects { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::ApiKeys { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Completions { shell } => {

@@ -83,6 +83,35 @@ pub async fn login(args: LoginArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Revokes the profile's cached token (when the region can be reached) and removes the profile.
+pub async fn logout(name: Option<&str>) -> Result<(), Failure> {
+    let mut file = ProfileFile::load()?;
+    let name = file.resolve_name(name);
+    let profile = file.get(&name)?.clone();
+    if let Some(token) = &profile.access_token {
+        let revoked = async {
+            Client::new(&profile.endpoint)?
+                .with_token(token.clone())
+                .revoke_token(token)
+                .await
+        }
+        .await;
+        if let Err(e) = revoked {
+            eprintln!("warning: the token could not be revoked ({e}); it expires by itself");
+        }
+    }
+    file.profiles.remove(&name);
+    if file.current.as_deref() == Some(name.as_str()) {
+        file.current = None;
+    }
+    file.save()?;
+    eprintln!(
+        "Signed out of {}; profile {name:?} removed.",
+        profile.endpoint
+    );
+    Ok(())
+}
+
 impl ProfilesCommand {
     pub fn run(self) -> Result<(), Failure> {
         let mut file = ProfileFile::load()?;

@@ -601,3 +601,108 @@ async fn cli_login_to_a_bad_endpoint_says_why() {
     );
     assert!(!shell.profiles_file().exists(), "nothing saved");
 }
+
+#[tokio::test]
+async fn cli_api_keys_make_a_second_profile_and_logout_revokes_its_token() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("ci-key");
+    let created = shell
+        .run(&[
+            "api-keys",
+            "create",
+            "--role",
+            "member",
+            "--display-name",
+            "ci",
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ])
+        .await;
+    created.assert_ok();
+    let key_id = created.json()["id"].as_str().unwrap().to_owned();
+    assert!(
+        created.json().get("secret").is_none(),
+        "secret kept out of the output"
+    );
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    shell
+        .run(&[
+            "login",
+            "--endpoint",
+            &region.endpoint(),
+            "--api-key-file",
+            secret_file.to_str().unwrap(),
+            "--profile",
+            "ci",
+        ])
+        .await
+        .assert_ok();
+    shell
+        .run(&["instances", "list", "--profile", "ci"])
+        .await
+        .assert_ok();
+    let listed = shell
+        .run(&["api-keys", "list", "--profile", "default"])
+        .await;
+    listed.assert_ok();
+    assert!(
+        listed
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == key_id.as_str()),
+        "{listed:#?}"
+    );
+    let renamed = shell
+        .run(&[
+            "api-keys",
+            "update",
+            &key_id,
+            "--display-name",
+            "ci runner",
+            "--profile",
+            "default",
+        ])
+        .await;
+    renamed.assert_ok();
+    assert_eq!(renamed.json()["displayName"], "ci runner");
+
+    // logout revokes the cached token and forgets the profile.
+    let file: toml::Table =
+        toml::from_str(&std::fs::read_to_string(shell.profiles_file()).unwrap()).unwrap();
+    let ci_token = file["profiles"]["ci"]["access-token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    shell.run(&["logout", "--profile", "ci"]).await.assert_ok();
+    let introspected = region.typed().introspect_token(&ci_token).await.unwrap();
+    assert!(!introspected.active, "the token was revoked");
+    let gone = shell.run(&["instances", "list", "--profile", "ci"]).await;
+    assert_eq!(gone.code, stratus::cli::EXIT_USAGE, "{gone:#?}");
+
+    let rotated = shell
+        .run(&["api-keys", "rotate", &key_id, "--profile", "default"])
+        .await;
+    rotated.assert_ok();
+    let new_secret = rotated.json()["secret"].as_str().unwrap().to_owned();
+    assert!(rotated.stderr.contains("not shown again"), "{rotated:#?}");
+    let old_secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert_ne!(old_secret.trim(), new_secret);
+    shell
+        .run(&["api-keys", "delete", &key_id, "--profile", "default"])
+        .await
+        .assert_ok();
+    let deleted = shell
+        .run(&["api-keys", "get", &key_id, "--profile", "default"])
+        .await;
+    assert_eq!(deleted.code, stratus::cli::EXIT_API_ERROR, "{deleted:#?}");
+    region.stop().await;
+}

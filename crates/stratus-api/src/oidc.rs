@@ -11,9 +11,11 @@
 //! public keys. Discovery happens lazily, at the first token of that issuer, so the region
 //! starts even while the identity provider is down; a failed discovery is retried with a
 //! later token. The discovery document must name the configured issuer exactly, so a
-//! misconfigured URL cannot borrow another issuer's keys. The key set is cached per issuer
-//! and replaced as a whole on every fetch, so a key the provider removed is gone from the
-//! cache at the next fetch. A fetch happens when a token names a `kid` the cache does not
+//! misconfigured URL cannot borrow another issuer's keys. Both are fetched over HTTPS with the
+//! system's certificate authorities; plain `http://` works (for a provider on the same host or
+//! in tests) but is warned about at start, since whoever can alter the key set can sign any
+//! token. The key set is cached per issuer and replaced as a whole on every fetch, so a key
+//! the provider removed is gone from the cache at the next fetch. A fetch happens when a token names a `kid` the cache does not
 //! hold (the provider has rotated its key) and when the cache is older than its configured
 //! lifetime (`jwks-cache-s`), so a removed key stops working within that lifetime even when
 //! no new key appears. Fetches of one issuer are serialized and at most one starts per
@@ -148,6 +150,11 @@ impl ExternalIssuers {
     /// Checks the configuration; `builtin_issuer` is the region's own `iss`, which no
     /// external issuer may claim. Nothing is fetched yet.
     pub fn new(configs: &[OidcIssuerConfig], builtin_issuer: &str) -> Result<Self> {
+        if configs.is_empty() {
+            return Ok(Self {
+                issuers: Vec::new(),
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
@@ -163,6 +170,9 @@ impl ExternalIssuers {
             }
             if config.issuer == builtin_issuer {
                 return Err(bad("this is the region's own issuer ([auth] issuer)".into()));
+            }
+            if config.issuer.starts_with("http://") {
+                tracing::warn!(issuer = %config.issuer, "an OIDC issuer over plain HTTP: its keys can be altered on the way");
             }
             if !issuers_seen.insert(config.issuer.as_str()) {
                 return Err(bad("configured twice".into()));
@@ -445,14 +455,14 @@ impl ExternalIssuer {
             .get(url)
             .send()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("GET {url}: {}", with_causes(&e)))?;
         if !response.status().is_success() {
             return Err(format!("GET {url} answered {}", response.status()));
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
+            .map_err(|e| format!("GET {url}: {}", with_causes(&e)))?;
         if body.len() > MAX_DOCUMENT_BYTES {
             return Err(format!("GET {url}: the document is too large"));
         }
@@ -513,6 +523,21 @@ impl ExternalIssuer {
             credential_id: None,
         })
     }
+}
+
+/// An error with its chain of causes, the way an operator needs to read it.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let next_text = next.to_string();
+        if !text.contains(&next_text) {
+            text.push_str(": ");
+            text.push_str(&next_text);
+        }
+        cause = next.source();
+    }
+    text
 }
 
 /// The claim `name`: a top-level claim of that exact name, else a dotted path into objects.
@@ -692,6 +717,26 @@ mod tests {
         );
         let builtin = ExternalIssuers::new(&[ok], "http://idp.test");
         assert!(builtin.err().unwrap().to_string().contains("own issuer"));
+    }
+
+    #[tokio::test]
+    async fn https_issuers_are_reached_over_tls() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = socket.write_all(b"HTTP/1.1 200 OK\r\n\r\n{}").await;
+            }
+        });
+        let config = OidcIssuerConfig::new(format!("https://{addr}"), "stratus");
+        let issuers = ExternalIssuers::new(&[config], "stratus").unwrap();
+        let error = issuers.issuers[0]
+            .get_json(&format!("https://{addr}/x"))
+            .await
+            .unwrap_err();
+        // rustls's answer to a server that does not speak TLS: the handshake was tried.
+        assert!(error.contains("corrupt message"), "{error}");
     }
 
     #[tokio::test]

@@ -369,9 +369,13 @@ impl ExternalIssuer {
             return Ok(cached);
         }
         let mut state = self.fetch.lock().await;
+        let cached = self.current_keys();
+        if cached.find(kid, self.cache_lifetime()).is_some() {
+            // Another request fetched the key while this one waited.
+            return Ok(cached);
+        }
         let cooldown = Duration::from_millis(self.config.jwks_refresh_cooldown_ms);
         if state.last_attempt.is_some_and(|at| at.elapsed() < cooldown) {
-            // Another request fetched a moment ago (perhaps while this one waited).
             return match &state.last_error {
                 Some(error) => Err(self.unavailable(error)),
                 None => Ok(self.current_keys()),

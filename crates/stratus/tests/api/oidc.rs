@@ -370,6 +370,21 @@ async fn unknown_kids_refresh_the_keys_at_most_once_per_cooldown() {
 }
 
 #[tokio::test]
+async fn concurrent_first_tokens_fetch_the_keys_once() {
+    let s = setup(|issuer| issuer.jwks_refresh_cooldown_ms = 0).await;
+    let user = s.owner_of("default");
+    let requests = (0..20).map(|_| {
+        let user = user.clone();
+        tokio::spawn(async move { user.get(INSTANCES).await.status })
+    });
+    for request in requests.collect::<Vec<_>>() {
+        assert_eq!(request.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(s.idp.jwks_fetches(), 1);
+    s.region.stop().await;
+}
+
+#[tokio::test]
 async fn the_region_starts_while_the_issuer_is_down_and_retries_later() {
     let s = setup(|_| {}).await;
     s.idp.state.down.store(true, Ordering::SeqCst);

@@ -22,30 +22,51 @@ use stratus_api::oidc::OidcIssuerConfig;
 const AUDIENCE: &str = "stratus-test";
 const REALM: &str = "/realms/test";
 
-/// An Ed25519 signing key of the test identity provider.
+/// A signing key of the test identity provider, made fresh by the test.
 struct TestKey {
     kid: String,
+    algorithm: Algorithm,
     encoding: EncodingKey,
-    public: [u8; 32],
+    /// The public key as published in the JWK set.
+    jwk: Value,
+    /// The raw public key and its SubjectPublicKeyInfo DER, as an attacker could have them.
+    public: Vec<u8>,
     public_der: Vec<u8>,
 }
 
 impl TestKey {
-    fn generate(kid: &str) -> Self {
+    /// An Ed25519 key (EdDSA).
+    fn ed25519(kid: &str) -> Self {
         let signing = ed25519_dalek::SigningKey::from_bytes(&rand::random());
         let private_der = signing.to_pkcs8_der().unwrap();
         let verifying = signing.verifying_key();
         Self {
             kid: kid.to_owned(),
+            algorithm: Algorithm::EdDSA,
             encoding: EncodingKey::from_ed_der(private_der.as_bytes()),
-            public: verifying.to_bytes(),
+            jwk: json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(verifying.to_bytes())}),
+            public: verifying.to_bytes().to_vec(),
             public_der: verifying.to_public_key_der().unwrap().into_vec(),
         }
     }
 
-    fn jwk(&self) -> Value {
-        json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": self.kid,
-            "x": URL_SAFE_NO_PAD.encode(self.public)})
+    /// A P-256 key (ES256), published without `alg` as many providers do.
+    fn p256(kid: &str) -> Self {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        let secret = p256::SecretKey::from_slice(&rand::random::<[u8; 32]>()).unwrap();
+        let public = secret.public_key();
+        let point = public.to_encoded_point(false);
+        Self {
+            kid: kid.to_owned(),
+            algorithm: Algorithm::ES256,
+            encoding: EncodingKey::from_ec_der(secret.to_pkcs8_der().unwrap().as_bytes()),
+            jwk: json!({"kty": "EC", "crv": "P-256", "use": "sig", "kid": kid,
+                "x": URL_SAFE_NO_PAD.encode(point.x().unwrap()),
+                "y": URL_SAFE_NO_PAD.encode(point.y().unwrap())}),
+            public: point.as_bytes().to_vec(),
+            public_der: public.to_public_key_der().unwrap().into_vec(),
+        }
     }
 
     /// The public key as PEM (SubjectPublicKeyInfo), as an attacker could download it.
@@ -63,7 +84,7 @@ impl TestKey {
     }
 
     fn sign(&self, claims: &Value) -> String {
-        let mut header = Header::new(Algorithm::EdDSA);
+        let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
     }
@@ -113,7 +134,7 @@ impl TestIdp {
 
     /// Replaces the published key set.
     fn publish(&self, keys: &[&TestKey]) {
-        *self.state.keys.lock().unwrap() = keys.iter().map(|k| k.jwk()).collect();
+        *self.state.keys.lock().unwrap() = keys.iter().map(|k| k.jwk.clone()).collect();
     }
 
     fn jwks_fetches(&self) -> usize {
@@ -175,7 +196,7 @@ struct Setup {
 
 /// Starts a [`Setup`]; `tune` adjusts the region's `[[auth.oidc]]` entry.
 async fn setup(tune: impl FnOnce(&mut OidcIssuerConfig)) -> Setup {
-    let key = TestKey::generate("key-1");
+    let key = TestKey::ed25519("key-1");
     let idp = TestIdp::start(&[&key]).await;
     let mut issuer = idp.config();
     tune(&mut issuer);
@@ -259,7 +280,8 @@ async fn an_oidc_token_is_accepted_and_key_rotation_is_followed() {
     assert_eq!(idp.jwks_fetches(), 1, "the keys are cached");
 
     // The provider rotates: a new key, the old one removed.
-    let new = TestKey::generate("key-2");
+    // The new key is of another kind too (P-256, ES256), as when a provider changes algorithm.
+    let new = TestKey::p256("key-2");
     idp.publish(&[&new]);
     tokio::time::sleep(Duration::from_millis(250)).await; // past the refresh cooldown
     let renewed = with_token(&anonymous, new.sign(&idp.claims("default", &["owner"])));
@@ -282,7 +304,7 @@ async fn a_removed_key_stops_working_when_the_cache_expires() {
     let user = s.owner_of("default");
     assert_eq!(user.get(INSTANCES).await.status, StatusCode::OK);
 
-    s.idp.publish(&[&TestKey::generate("key-2")]);
+    s.idp.publish(&[&TestKey::ed25519("key-2")]);
     let cached = user.get(INSTANCES).await;
     assert_eq!(cached.status, StatusCode::OK, "within the cache lifetime");
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -314,7 +336,7 @@ async fn forged_and_invalid_oidc_tokens_are_refused() {
         let confused = hs256("key-1", &good, secret);
         assert_refused(&anonymous, confused, "algorithm \"HS256\"").await;
     }
-    let impostor = TestKey::generate("key-1");
+    let impostor = TestKey::ed25519("key-1");
     assert_refused(&anonymous, impostor.sign(&good), "bad signature").await;
 
     let now = chrono::Utc::now().timestamp();
@@ -360,7 +382,7 @@ async fn unknown_kids_refresh_the_keys_at_most_once_per_cooldown() {
     } = setup(|issuer| issuer.jwks_refresh_cooldown_ms = 60_000).await;
     let good = idp.claims("default", &["owner"]);
     for n in 0..20 {
-        let bogus = TestKey::generate(&format!("bogus-{n}"));
+        let bogus = TestKey::ed25519(&format!("bogus-{n}"));
         assert_refused(&anonymous, bogus.sign(&good), "does not publish").await;
     }
     assert_eq!(idp.jwks_fetches(), 1, "one fetch for twenty unknown kids");

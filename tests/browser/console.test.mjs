@@ -176,6 +176,8 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   // Stop and start, each confirmed in a dialog; Escape cancels.
   // By keyboard alone: open the instance, and confirm the stop with Tab and Enter.
   await page.getByRole('link', { name: 'web-1' }).focus();
+  await page.waitForTimeout(2500); // the table refreshes every two seconds; focus must stay
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'web-1', 'focus survives the refresh');
   await page.keyboard.press('Enter');
   await page.locator('#instance-status .status[data-status="RUNNING"]').waitFor();
   await page.getByRole('button', { name: 'Stop' }).click();
@@ -203,6 +205,34 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   await page.getByText('web-1 is being deleted.').waitFor();
   await page.locator('tr[data-id="web-1"]').waitFor({ state: 'detached' });
   await shot('07-instance-deleted');
+
+  // Images: the catalog's image, READY.
+  await page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name: 'Images' }).click();
+  await page.getByRole('heading', { name: 'Images' }).waitFor();
+  await page.locator('tr[data-id="stratus-guest"] .status[data-status="READY"]').waitFor();
+  await assertLabelled('images');
+  await shot('08-images');
+
+  // API keys: create one, its secret shown once; then delete it, confirmed.
+  await page.getByRole('link', { name: 'API keys' }).click();
+  await page.getByRole('heading', { name: 'API keys' }).waitFor();
+  await page.getByLabel('Name').fill('ci runner');
+  await page.getByLabel('Role').selectOption('member');
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const secret = await page.locator('#new-secret').innerText();
+  assert.ok(secret.length > 20, `a secret: ${secret}`);
+  const row = page.locator('tbody tr', { hasText: 'ci runner' });
+  await row.waitFor();
+  await assertLabelled('api-keys');
+  await shot('09-api-key-created');
+  const minted = await fetch(`${origin}/v1/regions/global/auth/token`, {
+    method: 'POST', headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ grant_type: 'api_key', api_key: secret }),
+  });
+  assert.equal(minted.status, 200, 'the new key signs in');
+  await row.getByRole('button', { name: /Delete API key/ }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
+  await row.waitFor({ state: 'detached' });
 
   // Signing out forgets the token.
   await page.getByRole('button', { name: 'Sign out' }).click();

@@ -44,11 +44,19 @@ function announce(text) {
 }
 
 function statusPill(status) {
-  const kind = status === 'RUNNING' ? 'running'
-    : BUSY.includes(status) ? 'busy'
+  const kind = ['RUNNING', 'READY', 'ACTIVE'].includes(status) ? 'running'
+    : BUSY.includes(status) || ['PENDING', 'IMPORTING'].includes(status) ? 'busy'
     : status === 'SUSPENDED' ? 'suspended'
-    : status === 'REPAIRING' ? 'repairing' : 'stopped';
+    : ['REPAIRING', 'FAILED'].includes(status) ? 'failed' : 'stopped';
   return h('span', { class: `status ${kind}`, 'data-status': status }, status);
+}
+
+/** Puts `rows` into `tbody` in this order, moving only rows out of place: a moved element
+ * loses keyboard focus, and the tables refresh every two seconds. */
+function placeInOrder(tbody, rows) {
+  rows.forEach((row, index) => {
+    if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] || null);
+  });
 }
 
 function formatTime(text) {
@@ -59,6 +67,11 @@ function formatTime(text) {
 /** Shows a page: replaces the main content, sets the title, moves focus to the heading. */
 function show(title, ...content) {
   stopPolling();
+  const section = (location.hash.match(/^#\/([a-z-]+)/) || [])[1] || 'instances';
+  for (const link of document.querySelectorAll('.sections a')) {
+    const current = link.dataset.section === section || (section === 'create' && link.dataset.section === 'instances');
+    if (current) link.setAttribute('aria-current', 'page'); else link.removeAttribute('aria-current');
+  }
   document.title = `${title} · Stratus console`;
   const main = $('main');
   main.replaceChildren(...content.filter(Boolean));
@@ -277,8 +290,7 @@ function instancesPage(notice) {
         announce(`${id} was deleted`);
       }
     }
-    // Keep rows in id order, as the API lists them.
-    for (const instance of list.instances) tbody.append(rows.get(instance.id));
+    placeInOrder(tbody, list.instances.map((instance) => rows.get(instance.id)));
     empty.hidden = list.instances.length > 0;
     table.querySelector('table').hidden = list.instances.length === 0;
     updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
@@ -537,6 +549,125 @@ function instancePage(id) {
   });
 }
 
+/** A table of `columns` whose rows poll from `load`, keyed by id, updated in place. */
+function liveTable(label, columns, load, cells, emptyText) {
+  const tbody = h('tbody');
+  const rows = new Map();
+  const table = h('table', {},
+    h('caption', { class: 'visually-hidden' }, label),
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    tbody);
+  const empty = h('div', { class: 'empty', hidden: true }, h('p', {}, emptyText));
+  const refresh = async () => {
+    const items = await load();
+    const seen = new Set(items.map((item) => item.id));
+    for (const [id, row] of rows) if (!seen.has(id)) { row.remove(); rows.delete(id); }
+    for (const item of items) {
+      const row = rows.get(item.id) || h('tr', { 'data-id': item.id });
+      // Rebuild a row only when it changed, so keyboard focus inside it survives the polls.
+      const signature = JSON.stringify(item);
+      if (row.dataset.signature !== signature) {
+        row.dataset.signature = signature;
+        row.replaceChildren(...cells(item).map((cell) => h('td', {}, cell)));
+      }
+      rows.set(item.id, row);
+    }
+    placeInOrder(tbody, items.map((item) => rows.get(item.id)));
+    table.hidden = items.length === 0;
+    empty.hidden = items.length > 0;
+  };
+  return { element: h('div', { class: 'table-wrap' }, table, empty), refresh };
+}
+
+function imagesPage() {
+  const images = liveTable('Images of the region; import progress updates live',
+    ['Image', 'Status', 'OS', 'Format', 'Minimum disk', 'Message'],
+    async () => (await api('GET', `/v1/regions/${encodeURIComponent(state.region)}/compute/images`)).images,
+    (i) => [h('strong', {}, i.id), statusPill(i.status), i.os, i.format, `${i.minDiskGb} GB`, h('span', { class: 'muted' }, i.statusMessage || '')],
+    'No images in this region.');
+  show('Images',
+    h('div', { class: 'page-head' }, h('h1', {}, 'Images'), h('span', { class: 'muted' }, `region ${state.region}`),
+      h('span', { class: 'spacer' }), h('span', { class: 'muted' }, 'Administrators register images with ', h('code', {}, 'stratus images create'), '.')),
+    images.element);
+  poll(images.refresh);
+}
+
+const KEY_ROLES = { organization: ['member', 'admin', 'owner'], project: ['viewer', 'member', 'admin'] };
+
+function apiKeysPage() {
+  const alert = h('p', { class: 'alert', role: 'alert', id: 'key-error' });
+  const reveal = h('div', { id: 'key-secret', 'aria-live': 'polite' });
+  let keys = null;
+  const remove = async (key) => {
+    const ok = await confirmAction(`Delete ${key.id}?`, `Delete the API key ${key.displayName || key.id}? Tokens minted from it stop working at once.`, true);
+    if (!ok) return;
+    try {
+      await api('DELETE', `/v1/regions/global/iam/apikeys/${encodeURIComponent(key.id)}`);
+      announce(`API key ${key.id} deleted`);
+      await keys.refresh();
+    } catch (e) {
+      if (!(e instanceof SignedOut)) alert.textContent = e.message;
+    }
+  };
+  keys = liveTable('Your API keys',
+    ['Key', 'Status', 'Scope', 'Roles', 'Name', 'Last used', ''],
+    async () => (await api('GET', '/v1/regions/global/iam/apikeys?pageSize=500')).apiKeys,
+    (k) => [h('code', {}, k.id), statusPill(k.status.toUpperCase()), `${k.scope} ${k.scopeId}`, k.roles.join(', '), k.displayName,
+      k.lastUsedAt ? formatTime(k.lastUsedAt) : '—',
+      h('button', { type: 'button', class: 'quiet', 'aria-label': `Delete API key ${k.displayName || k.id}`, onclick: () => remove(k) }, 'Delete')],
+    'You have no API keys.');
+
+  const scope = h('select', { name: 'scope' },
+    h('option', { value: 'organization' }, 'Organization'),
+    h('option', { value: 'project' }, `Project ${state.session.project}`));
+  const role = h('select', { name: 'role' });
+  const fillRoles = () => role.replaceChildren(...KEY_ROLES[scope.value].map((r) => h('option', { value: r }, r)));
+  scope.addEventListener('change', fillRoles);
+  fillRoles();
+  const submit = h('button', { type: 'submit' }, 'Create key');
+  const form = h('form', { class: 'card', 'aria-labelledby': 'new-key-title' },
+    h('h2', { id: 'new-key-title' }, 'New API key'),
+    h('div', { class: 'inline-form' },
+      field('k-name', 'Name', h('input', { name: 'name', autocomplete: 'off', placeholder: 'ci runner' })),
+      field('k-scope', 'Acts on', scope),
+      field('k-role', 'Role', role),
+      h('div', { class: 'form-actions' }, submit)),
+    h('p', { class: 'hint muted' }, 'A key never holds more than your own roles. Its secret is exchanged for 15-minute access tokens.'),
+    alert, reveal);
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    alert.textContent = '';
+    reveal.replaceChildren();
+    submit.disabled = true;
+    try {
+      const body = { displayName: form.elements.name.value.trim(), scope: scope.value, roles: [role.value] };
+      if (scope.value === 'project') body.scopeId = state.session.project;
+      const key = await api('POST', '/v1/regions/global/iam/apikeys', body);
+      const code = h('code', { id: 'new-secret' }, key.secret);
+      reveal.replaceChildren(h('div', { class: 'notice' },
+        h('p', {}, h('strong', {}, `API key ${key.id} created. `), 'Copy its secret now: it is not shown again.'),
+        h('div', { class: 'secret' }, code,
+          h('button', { type: 'button', class: 'quiet', onclick: () => navigator.clipboard?.writeText(key.secret).then(() => announce('Secret copied')) }, 'Copy'))));
+      form.elements.name.value = '';
+      await keys.refresh();
+      code.setAttribute('tabindex', '-1');
+      code.focus();
+    } catch (e) {
+      if (e instanceof SignedOut) return;
+      alert.textContent = e.message;
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  show('API keys',
+    h('div', { class: 'page-head' }, h('h1', {}, 'API keys'),
+      h('span', { class: 'muted' }, 'Long-lived credentials for scripts and the CLI; each is exchanged for short tokens.')),
+    form,
+    h('div', { class: 'gap' }),
+    keys.element);
+  poll(keys.refresh);
+}
+
 // ---------------------------------------------------------------------------------------
 // Routing
 
@@ -558,6 +689,10 @@ function route() {
     instancePage(decodeURIComponent(match[1]));
   } else if (hash === '#/create') {
     createPage().catch(failed);
+  } else if (hash === '#/images') {
+    imagesPage();
+  } else if (hash === '#/api-keys') {
+    apiKeysPage();
   } else {
     const notice = instancesPageNotice;
     instancesPageNotice = null;

@@ -9,20 +9,21 @@
 //! **Keys.** Each issuer's signing keys are found the OIDC way: the discovery document at
 //! `{issuer}/.well-known/openid-configuration` names the `jwks_uri`, whose JWK set holds the
 //! public keys. Discovery happens lazily, at the first token of that issuer, so the region
-//! starts even while the identity provider is down; a failed discovery is retried with a
-//! later token. The discovery document must name the configured issuer exactly, so a
-//! misconfigured URL cannot borrow another issuer's keys. Both are fetched over HTTPS with the
-//! system's certificate authorities; plain `http://` works (for a provider on the same host or
-//! in tests) but is warned about at start, since whoever can alter the key set can sign any
-//! token. The key set is cached per issuer and replaced as a whole on every fetch, so a key
-//! the provider removed is gone from the cache at the next fetch. A fetch happens when a token names a `kid` the cache does not
-//! hold (the provider has rotated its key) and when the cache is older than its configured
-//! lifetime (`jwks-cache-s`), so a removed key stops working within that lifetime even when
-//! no new key appears. Fetches of one issuer are serialized and at most one starts per
-//! cooldown (`jwks-refresh-cooldown-ms`): a flood of tokens with made-up `kid`s costs the
-//! provider one request per cooldown, not one per token. An expired cache is never used; if
-//! the provider cannot be reached, its tokens are answered 503 (the token may well be good)
-//! until a fetch succeeds.
+//! starts even while the identity provider is down; a failed discovery is retried with a later
+//! token. The discovery document must name the configured issuer exactly, so a misconfigured
+//! URL cannot borrow another issuer's keys. Both are fetched over HTTPS with the system's
+//! certificate authorities (an HTTPS issuer's never over plain HTTP, whatever its discovery
+//! document or a redirect says); plain `http://` works (for a provider on the same host or in
+//! tests) but is warned about at start, since whoever can alter the key set can sign any token.
+//! The key set is cached per issuer and replaced as a whole on every fetch, so a key the
+//! provider removed is gone from the cache at the next fetch. A fetch happens when a token
+//! names a `kid` the cache does not hold (the provider has rotated its key) and when the cache
+//! is older than its configured lifetime (`jwks-cache-s`), so a removed key stops working
+//! within that lifetime even when no new key appears. Fetches of one issuer are serialized and
+//! at most one starts per cooldown (`jwks-refresh-cooldown-ms`): a flood of tokens with made-up
+//! `kid`s costs the provider one request per cooldown, not one per token. An expired cache is
+//! never used; if the provider cannot be reached, its tokens are answered 503 (the token may
+//! well be good) until a fetch succeeds.
 //!
 //! **Algorithm.** The algorithm comes from the key, never from the token: a JWK's `kty` and
 //! `crv` (and its `alg` when given, which must agree with them) fix it — RS256/RS384/RS512
@@ -155,10 +156,6 @@ impl ExternalIssuers {
                 issuers: Vec::new(),
             });
         }
-        let http = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .build()
-            .map_err(|e| Error::internal(format!("building the OIDC HTTP client: {e}")))?;
         let mut issuers_seen = HashSet::new();
         let mut prefixes_seen = HashSet::new();
         for config in configs {
@@ -196,12 +193,11 @@ impl ExternalIssuers {
                 )));
             }
         }
-        Ok(Self {
-            issuers: configs
-                .iter()
-                .map(|config| ExternalIssuer::new(config.clone(), http.clone()))
-                .collect(),
-        })
+        let issuers = configs
+            .iter()
+            .map(|config| ExternalIssuer::new(config.clone()))
+            .collect::<Result<_>>()?;
+        Ok(Self { issuers })
     }
 
     /// Verifies `token` when its `iss` names one of these issuers; `None` when it does not
@@ -290,8 +286,15 @@ struct ExternalIssuer {
 }
 
 impl ExternalIssuer {
-    fn new(config: OidcIssuerConfig, http: reqwest::Client) -> Self {
-        Self {
+    /// An issuer with an empty cache. An HTTPS issuer's documents are fetched over HTTPS
+    /// only, so neither a redirect nor its discovery document can downgrade the key fetch.
+    fn new(config: OidcIssuerConfig) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(FETCH_TIMEOUT)
+            .https_only(config.issuer.starts_with("https://"))
+            .build()
+            .map_err(|e| Error::internal(format!("building the OIDC HTTP client: {e}")))?;
+        Ok(Self {
             config,
             http,
             keys: RwLock::new(Arc::new(KeySet {
@@ -299,7 +302,7 @@ impl ExternalIssuer {
                 fetched_at: None,
             })),
             fetch: tokio::sync::Mutex::new(FetchState::default()),
-        }
+        })
     }
 
     fn unauthenticated(&self, why: impl std::fmt::Display) -> Error {
@@ -741,6 +744,17 @@ mod tests {
             .unwrap_err();
         // rustls's answer to a server that does not speak TLS: the handshake was tried.
         assert!(error.contains("corrupt message"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn an_https_issuer_never_fetches_over_plain_http() {
+        let config = OidcIssuerConfig::new("https://idp.test", "stratus");
+        let issuers = ExternalIssuers::new(&[config], "stratus").unwrap();
+        let error = issuers.issuers[0]
+            .get_json("http://127.0.0.1:1/jwks")
+            .await
+            .unwrap_err();
+        assert!(error.contains("URL scheme is not allowed"), "{error}");
     }
 
     #[tokio::test]

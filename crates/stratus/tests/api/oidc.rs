@@ -96,6 +96,8 @@ struct IdpState {
     issuer: String,
     keys: Mutex<Vec<Value>>,
     down: AtomicBool,
+    /// The discovery document names another issuer than the one it is served for.
+    names_another_issuer: AtomicBool,
     discovery_fetches: AtomicUsize,
     jwks_fetches: AtomicUsize,
 }
@@ -169,8 +171,13 @@ async fn discovery(State(state): State<Arc<IdpState>>) -> Response {
     if state.down.load(Ordering::SeqCst) {
         return HttpStatus::SERVICE_UNAVAILABLE.into_response();
     }
+    let named = if state.names_another_issuer.load(Ordering::SeqCst) {
+        format!("{}-elsewhere", state.issuer)
+    } else {
+        state.issuer.clone()
+    };
     Json(json!({
-        "issuer": state.issuer,
+        "issuer": named,
         "jwks_uri": format!("{}/protocol/certs", state.issuer),
         "id_token_signing_alg_values_supported": ["EdDSA"],
     }))
@@ -353,12 +360,13 @@ async fn forged_and_invalid_oidc_tokens_are_refused() {
     .await;
     assert_refused(&anonymous, with("exp", json!(now - 120)), "expired").await;
     assert_refused(&anonymous, with("nbf", json!(now + 120)), "nbf").await;
-    let no_tenant = {
+    let without = |field: &str| {
         let mut claims = good.clone();
-        claims.as_object_mut().unwrap().remove("tenant_id");
+        claims.as_object_mut().unwrap().remove(field);
         key.sign(&claims)
     };
-    assert_refused(&anonymous, no_tenant, "no tenant_id claim").await;
+    assert_refused(&anonymous, without("tenant_id"), "no tenant_id claim").await;
+    assert_refused(&anonymous, without("exp"), "no exp claim").await;
     // Not one of the configured issuers: left to the built-in issuer, which refuses it.
     let elsewhere = with("iss", json!("http://127.0.0.1:1/realms/other"));
     with_token(&anonymous, elsewhere)
@@ -368,6 +376,10 @@ async fn forged_and_invalid_oidc_tokens_are_refused() {
     // Within the clock skew (30 s) is still fine.
     let skewed = with_token(&anonymous, with("exp", json!(now - 10)));
     assert_eq!(skewed.get(INSTANCES).await.status, StatusCode::OK);
+    // No kid: fine while the issuer publishes a single key.
+    let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &good, &key.encoding);
+    let no_kid = with_token(&anonymous, no_kid.unwrap()).get(INSTANCES).await;
+    assert_eq!(no_kid.status, StatusCode::OK, "{:#}", no_kid.body);
     assert_eq!(idp.jwks_fetches(), 1);
     region.stop().await;
 }
@@ -424,6 +436,24 @@ async fn the_region_starts_while_the_issuer_is_down_and_retries_later() {
     let up = user.get(INSTANCES).await;
     assert_eq!(up.status, StatusCode::OK, "{:#}", up.body);
     assert_eq!(s.idp.state.discovery_fetches.load(Ordering::SeqCst), 2);
+    s.region.stop().await;
+}
+
+#[tokio::test]
+async fn a_discovery_document_naming_another_issuer_is_not_trusted() {
+    let s = setup(|_| {}).await;
+    s.idp
+        .state
+        .names_another_issuer
+        .store(true, Ordering::SeqCst);
+    let refused = s.owner_of("default").get(INSTANCES).await;
+    refused.assert_error(503);
+    assert!(
+        refused.message().contains("names another issuer"),
+        "{:#}",
+        refused.body
+    );
+    assert_eq!(s.idp.jwks_fetches(), 0, "its keys were never fetched");
     s.region.stop().await;
 }
 

@@ -204,6 +204,17 @@ impl From<Claims> for Principal {
     }
 }
 
+impl App {
+    /// Checks `token` with the external OIDC issuer its `iss` names, else with the region's
+    /// own issuer; revocation is not checked here.
+    pub async fn verify_token(&self, token: &str) -> Result<Claims> {
+        match self.external_issuers.verify(token).await {
+            Some(verified) => verified,
+            None => self.issuer.verify(token),
+        }
+    }
+}
+
 impl FromRequestParts<Arc<App>> for Principal {
     type Rejection = ApiError;
 
@@ -225,11 +236,7 @@ impl FromRequestParts<Arc<App>> for Principal {
             .ok_or_else(|| {
                 Error::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
             })?;
-        let token = token.trim();
-        let claims = match app.external_issuers.verify(token).await {
-            Some(verified) => verified?,
-            None => app.issuer.verify(token)?,
-        };
+        let claims = app.verify_token(token.trim()).await?;
         app.ensure_not_revoked(&claims).await?;
         let principal: Principal = claims.into();
         if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {

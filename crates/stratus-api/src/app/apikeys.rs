@@ -320,7 +320,7 @@ impl App {
     /// `POST /v1/regions/global/auth/introspect`: whether a token is active, and its claims.
     pub async fn introspect(&self, _: &Principal, token: &str) -> Result<IntrospectResponse> {
         let inactive = IntrospectResponse::default();
-        let Ok(claims) = self.issuer.verify(token) else {
+        let Ok(claims) = self.verify_token(token).await else {
             return Ok(inactive);
         };
         if self.ensure_not_revoked(&claims).await.is_err() {
@@ -347,7 +347,7 @@ impl App {
     /// `POST /v1/regions/global/auth/revoke`: always "revoked"; a token is put on the deny
     /// list when it is the caller's own or the caller administers its organization.
     pub async fn revoke(&self, principal: &Principal, token: &str) -> Result<RevokeResponse> {
-        if let Ok(claims) = self.issuer.verify(token) {
+        if let Ok(claims) = self.verify_token(token).await {
             let own = claims.sub == principal.subject;
             let administers = principal.sees(&claims.tenant_id)
                 && principal.scope == "organization"

@@ -458,6 +458,35 @@ async fn a_discovery_document_naming_another_issuer_is_not_trusted() {
 }
 
 #[tokio::test]
+async fn an_oidc_token_is_introspected_with_its_mapped_claims_and_can_be_revoked() {
+    let s = setup(|_| {}).await;
+    let user = s.owner_of("default");
+    let token = user.token.clone().unwrap();
+    let seen = user
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": token}),
+        )
+        .await;
+    assert_eq!(seen.status, StatusCode::OK, "{:#}", seen.body);
+    let claims = &seen.body;
+    assert_eq!(claims["active"], true, "{claims:#}");
+    assert_eq!(claims["sub"], "oidc:alice");
+    assert_eq!(claims["iss"], s.idp.issuer.as_str());
+    assert_eq!(claims["tenant_id"], "default");
+    assert_eq!(claims["scope"], "organization");
+    assert_eq!(claims["roles"], json!(["owner"]));
+    assert_eq!(claims["principal_type"], "user");
+
+    let revoked = user
+        .post("/v1/regions/global/auth/revoke", json!({"token": token}))
+        .await;
+    assert_eq!(revoked.status, StatusCode::OK, "{:#}", revoked.body);
+    user.get(INSTANCES).await.assert_error(401);
+    s.region.stop().await;
+}
+
+#[tokio::test]
 async fn another_tenants_oidc_token_sees_404() {
     let s = setup(|_| {}).await;
     s.region.client.create_instance("web-1").await;

@@ -186,6 +186,11 @@ impl ExternalIssuers {
                     config.subject_prefix
                 )));
             }
+            if config.jwks_cache_s.saturating_mul(1000) < config.jwks_refresh_cooldown_ms.max(1) {
+                return Err(bad(
+                    "jwks-cache-s must be at least 1 and cover jwks-refresh-cooldown-ms".into(),
+                ));
+            }
             if config.clock_skew_s > MAX_CLOCK_SKEW_S {
                 return Err(bad(format!(
                     "clock-skew-s is {}, at most {MAX_CLOCK_SKEW_S} is allowed",
@@ -705,6 +710,20 @@ mod tests {
                     ..ok.clone()
                 },
                 "at most 300",
+            ),
+            (
+                OidcIssuerConfig {
+                    jwks_cache_s: 0,
+                    ..ok.clone()
+                },
+                "jwks-cache-s",
+            ),
+            (
+                OidcIssuerConfig {
+                    jwks_cache_s: 4,
+                    ..ok.clone()
+                },
+                "cover jwks-refresh-cooldown-ms",
             ),
         ];
         for (config, expected) in cases {

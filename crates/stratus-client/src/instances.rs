@@ -1,6 +1,6 @@
 //! Instances of one project: CRUD, lifecycle actions, the serial console.
 
-use crate::{Client, ListOptions, Result, all_pages, segment};
+use crate::{Client, ListOptions, Result, Versioned, all_pages, segment};
 use reqwest::Method;
 use stratus_types::{
     Instance, InstanceCreateRequest, InstanceList, InstanceUpdateRequest, SerialPortOutput,
@@ -82,11 +82,33 @@ impl<'a> Instances<'a> {
         self.client.send(request).await
     }
 
+    /// One instance with the `ETag` of the version read.
+    pub async fn get_versioned(&self, id: &str) -> Result<Versioned<Instance>> {
+        let request = self.client.request(Method::GET, &self.item(id));
+        self.client.send_versioned(request).await
+    }
+
     /// Replaces the fields present in `body`.
     pub async fn update(&self, id: &str, body: &InstanceUpdateRequest) -> Result<Instance> {
         let request = self
             .client
             .request(Method::PATCH, &self.item(id))
+            .json(body);
+        self.client.send(request).await
+    }
+
+    /// Like [`Instances::update`], but only if the instance is still at version `etag`;
+    /// otherwise the API answers 412 and nothing changes.
+    pub async fn update_if_match(
+        &self,
+        id: &str,
+        body: &InstanceUpdateRequest,
+        etag: &str,
+    ) -> Result<Instance> {
+        let request = self
+            .client
+            .request(Method::PATCH, &self.item(id))
+            .header("If-Match", etag)
             .json(body);
         self.client.send(request).await
     }

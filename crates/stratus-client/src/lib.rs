@@ -45,6 +45,21 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// A resource with the `ETag` of the version read, for a later `If-Match`.
+#[derive(Clone, Debug)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub etag: Option<String>,
+}
+
+/// A successful answer, before decoding.
+struct Answer {
+    url: String,
+    status: u16,
+    etag: Option<String>,
+    body: Vec<u8>,
+}
+
 /// Paging and filtering of a list call.
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
@@ -164,11 +179,23 @@ impl Client {
 
     /// Sends `request` and decodes a JSON answer, or the contract's error body.
     async fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
-        let (url, status, bytes) = self.exchange(request).await?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::Unexpected {
-            url,
-            status,
+        self.send_versioned(request).await.map(|v| v.value)
+    }
+
+    /// Like [`Client::send`], keeping the answer's `ETag`.
+    async fn send_versioned<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Versioned<T>> {
+        let answer = self.exchange(request).await?;
+        let value = serde_json::from_slice(&answer.body).map_err(|e| Error::Unexpected {
+            url: answer.url,
+            status: answer.status,
             message: format!("the body does not match the API's schema: {e}"),
+        })?;
+        Ok(Versioned {
+            value,
+            etag: answer.etag,
         })
     }
 
@@ -177,7 +204,7 @@ impl Client {
         self.exchange(request).await.map(|_| ())
     }
 
-    async fn exchange(&self, request: RequestBuilder) -> Result<(String, u16, Vec<u8>)> {
+    async fn exchange(&self, request: RequestBuilder) -> Result<Answer> {
         let request = request.build().map_err(|source| Error::Transport {
             url: self.base.clone(),
             source,
@@ -192,11 +219,15 @@ impl Client {
                 source,
             })?;
         let status = response.status().as_u16();
-        let request_id = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let request_id = header("x-request-id");
+        let etag = header("etag");
         let bytes = response
             .bytes()
             .await
@@ -206,7 +237,12 @@ impl Client {
             })?
             .to_vec();
         if status < 400 {
-            return Ok((url, status, bytes));
+            return Ok(Answer {
+                url,
+                status,
+                etag,
+                body: bytes,
+            });
         }
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(Error::Api(ApiError {

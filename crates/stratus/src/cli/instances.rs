@@ -180,9 +180,15 @@ impl InstancesCommand {
                 .await
             }
             InstancesCommand::Update(args) => {
-                let current = instances.get(&args.id).await?;
-                let request = update_request(&current, &args)?;
-                emit(session.output, &instances.update(&args.id, &request).await?)
+                // Labels and metadata are merged into what was read; If-Match makes sure
+                // nobody changed them in between (412 otherwise, and nothing is lost).
+                let current = instances.get_versioned(&args.id).await?;
+                let request = update_request(&current.value, &args)?;
+                let updated = match &current.etag {
+                    Some(etag) => instances.update_if_match(&args.id, &request, etag).await?,
+                    None => instances.update(&args.id, &request).await?,
+                };
+                emit(session.output, &updated)
             }
             InstancesCommand::Delete { id, wait } => {
                 instances.delete(&id).await?;

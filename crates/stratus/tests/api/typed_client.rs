@@ -251,3 +251,33 @@ async fn typed_client_errors_carry_the_api_error_body() {
     );
     region.stop().await;
 }
+
+#[tokio::test]
+async fn typed_client_updates_only_the_version_it_read() {
+    let region = TestRegion::start().await;
+    let client = region.typed();
+    let instances = client.instances("local-1", "default");
+    region.client.create_instance("etag-1").await;
+    let read = instances.get_versioned("etag-1").await.unwrap();
+    let etag = read.etag.expect("single resources carry an ETag");
+    let rename = |name: &str| InstanceUpdateRequest {
+        display_name: Some(name.into()),
+        ..InstanceUpdateRequest::default()
+    };
+    let updated = instances
+        .update_if_match("etag-1", &rename("first"), &etag)
+        .await
+        .unwrap();
+    assert_eq!(updated.display_name, "first");
+    let stale = instances
+        .update_if_match("etag-1", &rename("second"), &etag)
+        .await
+        .unwrap_err();
+    assert_eq!(stale.status(), Some(412), "{stale}");
+    assert_eq!(
+        instances.get("etag-1").await.unwrap().display_name,
+        "first",
+        "a stale update changes nothing"
+    );
+    region.stop().await;
+}

@@ -33,6 +33,7 @@ where
     identity_records_round_trip(make().await).await;
     images_are_upserted_imported_and_guarded(make().await).await;
     concurrent_creates_never_overcommit(make().await).await;
+    service_accounts_credentials_and_audit(make().await).await;
     snapshots_carry_every_row(make().await, make().await).await;
 }
 
@@ -710,6 +711,18 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
         })
         .await
         .unwrap();
+    source
+        .create_service_account(&service_account("sa"))
+        .await
+        .unwrap();
+    source
+        .create_credential(&credential("c", "sa", Some(60)), 5, Utc::now())
+        .await
+        .unwrap();
+    source
+        .record_audit_event(&audit_event(1, "o"))
+        .await
+        .unwrap();
 
     let snapshot = source.export().await.unwrap();
     assert_eq!(snapshot.hosts[0].id, host.id);
@@ -747,4 +760,167 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
         target.import(&snapshot).await,
         Err(Error::FailedPrecondition(_))
     ));
+}
+
+fn service_account(id: &str) -> ServiceAccountRecord {
+    ServiceAccountRecord {
+        uid: Uuid::new_v4(),
+        id: id.into(),
+        client_id: format!("{id}@o.iam"),
+        organization_id: "o".into(),
+        display_name: "Pipeline".into(),
+        description: String::new(),
+        scope: "organization".into(),
+        scope_id: "o".into(),
+        roles: vec!["member".into()],
+        status: "active".into(),
+        created_by: "someone".into(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+fn credential(id: &str, account: &str, expires_in_s: Option<i64>) -> CredentialRecord {
+    CredentialRecord {
+        uid: Uuid::new_v4(),
+        id: id.into(),
+        service_account_id: account.into(),
+        secret_hash: format!("hash-{id}"),
+        expires_at: expires_in_s.map(|s| Utc::now() + Duration::seconds(s)),
+        created_at: Utc::now(),
+        last_used_at: None,
+    }
+}
+
+fn audit_event(n: u32, organization: &str) -> AuditEventRecord {
+    AuditEventRecord {
+        id: format!("{:013}-{n:04}", Utc::now().timestamp_millis()),
+        at: Utc::now(),
+        principal: "someone".into(),
+        principal_type: "api_key".into(),
+        organization_id: organization.into(),
+        credential_id: "key-1".into(),
+        method: "POST".into(),
+        path: "/v1/regions/r/projects/p/compute/instances".into(),
+        status: 201,
+        request_id: format!("req-{n}"),
+    }
+}
+
+pub async fn service_accounts_credentials_and_audit(store: Arc<dyn Store>) {
+    let account = service_account("sa-1");
+    store.create_service_account(&account).await.unwrap();
+    assert!(matches!(
+        store.create_service_account(&account).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    let by_client = store
+        .get_service_account_by_client_id("sa-1@o.iam")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_client.id, "sa-1");
+    let mut renamed = by_client.clone();
+    renamed.display_name = "Deployer".into();
+    renamed.status = "disabled".into();
+    let stored = store
+        .update_service_account(&renamed)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (stored.display_name.as_str(), stored.status.as_str()),
+        ("Deployer", "disabled")
+    );
+    let listed = store
+        .list_service_accounts(Some("o"), &page(10))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert!(
+        store
+            .list_service_accounts(Some("x"), &page(10))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    // At most `max_active` active credentials; expired ones do not count.
+    store
+        .create_credential(&credential("c-old", "sa-1", Some(-10)), 2, Utc::now())
+        .await
+        .unwrap();
+    for id in ["c-1", "c-2"] {
+        store
+            .create_credential(&credential(id, "sa-1", None), 2, Utc::now())
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store
+            .create_credential(&credential("c-3", "sa-1", Some(60)), 2, Utc::now())
+            .await,
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(store.list_credentials("sa-1").await.unwrap().len(), 3);
+    let found = store
+        .find_credential_by_hash("hash-c-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(found.is_active(Utc::now()));
+    store.touch_credential(found.uid, Utc::now()).await.unwrap();
+    assert!(
+        store
+            .get_credential("c-1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
+    assert!(
+        !store
+            .get_credential("c-old")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_active(Utc::now())
+    );
+    assert!(store.delete_credential("c-2").await.unwrap());
+    store
+        .create_credential(&credential("c-3", "sa-1", Some(60)), 2, Utc::now())
+        .await
+        .unwrap();
+    assert!(store.delete_service_account("sa-1").await.unwrap());
+    assert!(
+        store.get_credential("c-1").await.unwrap().is_none(),
+        "an account's credentials go with it"
+    );
+
+    // The audit trail reads back in order, per organization.
+    for n in 0..3 {
+        store
+            .record_audit_event(&audit_event(n, "o"))
+            .await
+            .unwrap();
+    }
+    store
+        .record_audit_event(&audit_event(9, "other"))
+        .await
+        .unwrap();
+    let events = store.list_audit_events(Some("o"), &page(10)).await.unwrap();
+    let ids: Vec<&str> = events.items.iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(ids, ["req-0", "req-1", "req-2"]);
+    assert_eq!(events.items[0].status, 201);
+    assert_eq!(
+        store
+            .list_audit_events(None, &page(10))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
 }

@@ -164,6 +164,50 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_token(&self, token: &RevokedTokenRecord) -> Result<()>;
     async fn is_token_revoked(&self, jti: &str) -> Result<bool>;
 
+    // service accounts
+    /// `AlreadyExists` when the id or client id is taken.
+    async fn create_service_account(&self, account: &ServiceAccountRecord) -> Result<()>;
+    async fn get_service_account(&self, id: &str) -> Result<Option<ServiceAccountRecord>>;
+    async fn get_service_account_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ServiceAccountRecord>>;
+    /// Accounts of `organization` (all when `None`).
+    async fn list_service_accounts(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ServiceAccountRecord>>;
+    /// Writes name, description, roles and status; `None` when the account is gone.
+    async fn update_service_account(
+        &self,
+        account: &ServiceAccountRecord,
+    ) -> Result<Option<ServiceAccountRecord>>;
+    /// Deletes an account and its credentials.
+    async fn delete_service_account(&self, id: &str) -> Result<bool>;
+    /// Adds a credential unless its account has `max_active` active ones at `now` already
+    /// (`FailedPrecondition`), in one transaction.
+    async fn create_credential(
+        &self,
+        credential: &CredentialRecord,
+        max_active: usize,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    async fn list_credentials(&self, service_account_id: &str) -> Result<Vec<CredentialRecord>>;
+    async fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>>;
+    async fn find_credential_by_hash(&self, secret_hash: &str) -> Result<Option<CredentialRecord>>;
+    async fn touch_credential(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()>;
+    async fn delete_credential(&self, id: &str) -> Result<bool>;
+
+    // audit
+    async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()>;
+    /// Events of `organization` (all when `None`), oldest first.
+    async fn list_audit_events(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEventRecord>>;
+
     // moving a region between backends
     /// Every row the region stores.
     async fn export(&self) -> Result<Snapshot>;

@@ -1171,6 +1171,200 @@ impl Store for PostgresStore {
         Ok(found.is_some())
     }
 
+    async fn create_service_account(&self, account: &ServiceAccountRecord) -> Result<()> {
+        insert_service_account(&self.pool, account)
+            .await
+            .map_err(|e| {
+                unique_or(e, || {
+                    Error::AlreadyExists(format!("service account {} already exists", account.id))
+                })
+            })
+    }
+
+    async fn get_service_account(&self, id: &str) -> Result<Option<ServiceAccountRecord>> {
+        fetch_by(
+            &self.pool,
+            "SELECT * FROM service_accounts WHERE id = $1",
+            id,
+            service_account_from_row,
+        )
+        .await
+    }
+
+    async fn get_service_account_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        fetch_by(
+            &self.pool,
+            "SELECT * FROM service_accounts WHERE client_id = $1",
+            client_id,
+            service_account_from_row,
+        )
+        .await
+    }
+
+    async fn list_service_accounts(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ServiceAccountRecord>> {
+        let (select, binds): (&str, Vec<&str>) = match organization {
+            Some(org) => (
+                "SELECT * FROM service_accounts WHERE organization_id = $1",
+                vec![org],
+            ),
+            None => ("SELECT * FROM service_accounts WHERE 1 = 1", vec![]),
+        };
+        scan_page(
+            &self.pool,
+            select,
+            &binds,
+            page,
+            service_account_from_row,
+            |a| &a.id,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn update_service_account(
+        &self,
+        account: &ServiceAccountRecord,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        sqlx::query(
+            "UPDATE service_accounts SET display_name = $1, description = $2, roles = $3, \
+             status = $4, updated_at = $5 WHERE id = $6 RETURNING *",
+        )
+        .bind(&account.display_name)
+        .bind(&account.description)
+        .bind(to_json(&account.roles))
+        .bind(&account.status)
+        .bind(ms(account.updated_at))
+        .bind(&account.id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(service_account_from_row)
+        .transpose()
+    }
+
+    async fn delete_service_account(&self, id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM service_accounts WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn create_credential(
+        &self,
+        credential: &CredentialRecord,
+        max_active: usize,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        transaction!(self, SERIALIZABLE, |tx| {
+            let active: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM service_account_credentials WHERE service_account_id = $1 \
+                 AND (expires_at IS NULL OR expires_at > $2)",
+            )
+            .bind(&credential.service_account_id)
+            .bind(ms(now))
+            .fetch_one(&mut *tx)
+            .await?;
+            if active as usize >= max_active {
+                return Err(too_many_credentials(max_active).into());
+            }
+            insert_credential(&mut *tx, credential).await?;
+        })
+    }
+
+    async fn list_credentials(&self, service_account_id: &str) -> Result<Vec<CredentialRecord>> {
+        sqlx::query(
+            "SELECT * FROM service_account_credentials WHERE service_account_id = $1 ORDER BY id",
+        )
+        .bind(service_account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(credential_from_row)
+        .collect()
+    }
+
+    async fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
+        fetch_by(
+            &self.pool,
+            "SELECT * FROM service_account_credentials WHERE id = $1",
+            id,
+            credential_from_row,
+        )
+        .await
+    }
+
+    async fn find_credential_by_hash(&self, secret_hash: &str) -> Result<Option<CredentialRecord>> {
+        fetch_by(
+            &self.pool,
+            "SELECT * FROM service_account_credentials WHERE secret_hash = $1",
+            secret_hash,
+            credential_from_row,
+        )
+        .await
+    }
+
+    async fn touch_credential(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE service_account_credentials SET last_used_at = $1 WHERE uid = $2")
+            .bind(ms(now))
+            .bind(uid)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_credential(&self, id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM service_account_credentials WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()> {
+        insert_audit_event(&self.pool, event)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn list_audit_events(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEventRecord>> {
+        let (select, binds): (&str, Vec<&str>) = match organization {
+            Some(org) => (
+                "SELECT * FROM audit_events WHERE organization_id = $1",
+                vec![org],
+            ),
+            None => ("SELECT * FROM audit_events WHERE 1 = 1", vec![]),
+        };
+        scan_page(
+            &self.pool,
+            select,
+            &binds,
+            page,
+            audit_event_from_row,
+            |e| &e.id,
+            &|_| true,
+        )
+        .await
+    }
+
     async fn export(&self) -> Result<Snapshot> {
         let settings = sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
             .fetch_all(&self.pool)
@@ -1188,6 +1382,11 @@ impl Store for PostgresStore {
             api_keys: select_all(pool, "api_keys", api_key_from_row).await?,
             images: select_all(pool, "images", image_from_row).await?,
             revoked_tokens: select_all(pool, "revoked_tokens", revoked_token_from_row).await?,
+            service_accounts: select_all(pool, "service_accounts", service_account_from_row)
+                .await?,
+            credentials: select_all(pool, "service_account_credentials", credential_from_row)
+                .await?,
+            audit_events: select_all(pool, "audit_events", audit_event_from_row).await?,
         })
     }
 
@@ -1230,6 +1429,15 @@ impl Store for PostgresStore {
             for token in &snapshot.revoked_tokens {
                 insert_revoked_token(&mut *tx, token).await?;
             }
+            for account in &snapshot.service_accounts {
+                insert_service_account(&mut *tx, account).await?;
+            }
+            for credential in &snapshot.credentials {
+                insert_credential(&mut *tx, credential).await?;
+            }
+            for event in &snapshot.audit_events {
+                insert_audit_event(&mut *tx, event).await?;
+            }
         })
     }
 
@@ -1267,6 +1475,70 @@ async fn insert_revoked_token<'c>(
     )
     .bind(&token.jti)
     .bind(ms(token.expires_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_service_account<'c>(
+    db: impl PgExecutor<'c>,
+    a: &ServiceAccountRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO service_accounts (uid, id, client_id, organization_id, display_name, \
+         description, scope, scope_id, roles, status, created_by, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(a.uid)
+    .bind(&a.id)
+    .bind(&a.client_id)
+    .bind(&a.organization_id)
+    .bind(&a.display_name)
+    .bind(&a.description)
+    .bind(&a.scope)
+    .bind(&a.scope_id)
+    .bind(to_json(&a.roles))
+    .bind(&a.status)
+    .bind(&a.created_by)
+    .bind(ms(a.created_at))
+    .bind(ms(a.updated_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_credential<'c>(db: impl PgExecutor<'c>, c: &CredentialRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO service_account_credentials (uid, id, service_account_id, secret_hash, \
+         expires_at, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(c.uid)
+    .bind(&c.id)
+    .bind(&c.service_account_id)
+    .bind(&c.secret_hash)
+    .bind(c.expires_at.map(ms))
+    .bind(ms(c.created_at))
+    .bind(c.last_used_at.map(ms))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_audit_event<'c>(db: impl PgExecutor<'c>, e: &AuditEventRecord) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, principal, principal_type, organization_id, \
+         credential_id, method, path, status, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&e.id)
+    .bind(ms(e.at))
+    .bind(&e.principal)
+    .bind(&e.principal_type)
+    .bind(&e.organization_id)
+    .bind(&e.credential_id)
+    .bind(&e.method)
+    .bind(&e.path)
+    .bind(i64::from(e.status))
+    .bind(&e.request_id)
     .execute(db)
     .await
     .map(drop)

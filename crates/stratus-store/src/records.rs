@@ -172,6 +172,64 @@ pub struct ApiKeyRecord {
     pub last_rotated_at: Option<DateTime<Utc>>,
 }
 
+/// A service account: a non-human principal of an organization, with roles, that
+/// authenticates with client credentials.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServiceAccountRecord {
+    pub uid: Uuid,
+    pub id: String,
+    /// What the account presents as `client_id`.
+    pub client_id: String,
+    pub organization_id: String,
+    pub display_name: String,
+    pub description: String,
+    /// `organization` or `project`.
+    pub scope: String,
+    pub scope_id: String,
+    pub roles: Vec<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A client secret of a service account; only its SHA-256 is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CredentialRecord {
+    pub uid: Uuid,
+    pub id: String,
+    pub service_account_id: String,
+    pub secret_hash: String,
+    /// After this the credential is expired (never, when `None`).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl CredentialRecord {
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// One mutating API request, as the audit trail keeps it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEventRecord {
+    /// Orders events by time: milliseconds since the epoch, zero-padded, then a random suffix.
+    pub id: String,
+    pub at: DateTime<Utc>,
+    /// `-` when the request carried no acceptable token.
+    pub principal: String,
+    pub principal_type: String,
+    pub organization_id: String,
+    pub credential_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub request_id: String,
+}
+
 /// A revoked access token, refused until it would have expired anyway.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RevokedTokenRecord {
@@ -223,6 +281,9 @@ pub struct Snapshot {
     pub api_keys: Vec<ApiKeyRecord>,
     pub images: Vec<ImageRecord>,
     pub revoked_tokens: Vec<RevokedTokenRecord>,
+    pub service_accounts: Vec<ServiceAccountRecord>,
+    pub credentials: Vec<CredentialRecord>,
+    pub audit_events: Vec<AuditEventRecord>,
 }
 
 impl Snapshot {
@@ -239,6 +300,9 @@ impl Snapshot {
             ("api_keys", self.api_keys.len()),
             ("images", self.images.len()),
             ("revoked_tokens", self.revoked_tokens.len()),
+            ("service_accounts", self.service_accounts.len()),
+            ("service_account_credentials", self.credentials.len()),
+            ("audit_events", self.audit_events.len()),
         ]
         .into_iter()
         .map(|(table, n)| (table.to_owned(), n as u64))

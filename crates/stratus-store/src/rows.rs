@@ -191,6 +191,51 @@ pub(crate) fn api_key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
     })
 }
 
+pub(crate) fn service_account_from_row(row: &impl Columns) -> Result<ServiceAccountRecord> {
+    Ok(ServiceAccountRecord {
+        uid: row.uuid("uid")?,
+        id: row.text("id")?,
+        client_id: row.text("client_id")?,
+        organization_id: row.text("organization_id")?,
+        display_name: row.text("display_name")?,
+        description: row.text("description")?,
+        scope: row.text("scope")?,
+        scope_id: row.text("scope_id")?,
+        roles: row.json("roles")?,
+        status: row.text("status")?,
+        created_by: row.text("created_by")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
+    })
+}
+
+pub(crate) fn credential_from_row(row: &impl Columns) -> Result<CredentialRecord> {
+    Ok(CredentialRecord {
+        uid: row.uuid("uid")?,
+        id: row.text("id")?,
+        service_account_id: row.text("service_account_id")?,
+        secret_hash: row.text("secret_hash")?,
+        expires_at: row.opt_int("expires_at")?.map(time),
+        created_at: row.time("created_at")?,
+        last_used_at: row.opt_int("last_used_at")?.map(time),
+    })
+}
+
+pub(crate) fn audit_event_from_row(row: &impl Columns) -> Result<AuditEventRecord> {
+    Ok(AuditEventRecord {
+        id: row.text("id")?,
+        at: row.time("at")?,
+        principal: row.text("principal")?,
+        principal_type: row.text("principal_type")?,
+        organization_id: row.text("organization_id")?,
+        credential_id: row.text("credential_id")?,
+        method: row.text("method")?,
+        path: row.text("path")?,
+        status: row.int("status")? as u16,
+        request_id: row.text("request_id")?,
+    })
+}
+
 pub(crate) fn revoked_token_from_row(row: &impl Columns) -> Result<RevokedTokenRecord> {
     Ok(RevokedTokenRecord {
         jti: row.text("jti")?,
@@ -331,4 +376,11 @@ where
         more,
         total: page.with_total.then_some(total),
     })
+}
+
+/// The error for a service account that has as many active credentials as allowed.
+pub(crate) fn too_many_credentials(max_active: usize) -> Error {
+    Error::FailedPrecondition(format!(
+        "a service account has at most {max_active} active credentials; delete one first"
+    ))
 }

@@ -934,6 +934,203 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
+    async fn create_service_account(&self, account: &ServiceAccountRecord) -> Result<()> {
+        insert_service_account(&self.write, account)
+            .await
+            .map_err(|e| {
+                unique_or(e, || {
+                    Error::AlreadyExists(format!("service account {} already exists", account.id))
+                })
+            })
+    }
+
+    async fn get_service_account(&self, id: &str) -> Result<Option<ServiceAccountRecord>> {
+        fetch_by(
+            &self.read,
+            "SELECT * FROM service_accounts WHERE id = ?",
+            id,
+            service_account_from_row,
+        )
+        .await
+    }
+
+    async fn get_service_account_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        fetch_by(
+            &self.read,
+            "SELECT * FROM service_accounts WHERE client_id = ?",
+            client_id,
+            service_account_from_row,
+        )
+        .await
+    }
+
+    async fn list_service_accounts(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ServiceAccountRecord>> {
+        let (select, binds): (&str, Vec<&str>) = match organization {
+            Some(org) => (
+                "SELECT * FROM service_accounts WHERE organization_id = ?",
+                vec![org],
+            ),
+            None => ("SELECT * FROM service_accounts WHERE 1 = 1", vec![]),
+        };
+        scan_page(
+            &self.read,
+            select,
+            &binds,
+            page,
+            service_account_from_row,
+            |a| &a.id,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn update_service_account(
+        &self,
+        account: &ServiceAccountRecord,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        sqlx::query(
+            "UPDATE service_accounts SET display_name = ?, description = ?, roles = ?, \
+             status = ?, updated_at = ? WHERE id = ? RETURNING *",
+        )
+        .bind(&account.display_name)
+        .bind(&account.description)
+        .bind(to_json(&account.roles))
+        .bind(&account.status)
+        .bind(ms(account.updated_at))
+        .bind(&account.id)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(service_account_from_row)
+        .transpose()
+    }
+
+    async fn delete_service_account(&self, id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM service_accounts WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn create_credential(
+        &self,
+        credential: &CredentialRecord,
+        max_active: usize,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM service_account_credentials WHERE service_account_id = ? \
+             AND (expires_at IS NULL OR expires_at > ?)",
+        )
+        .bind(&credential.service_account_id)
+        .bind(ms(now))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        if active as usize >= max_active {
+            return Err(too_many_credentials(max_active));
+        }
+        insert_credential(&mut *tx, credential)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_credentials(&self, service_account_id: &str) -> Result<Vec<CredentialRecord>> {
+        sqlx::query(
+            "SELECT * FROM service_account_credentials WHERE service_account_id = ? ORDER BY id",
+        )
+        .bind(service_account_id)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(credential_from_row)
+        .collect()
+    }
+
+    async fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
+        fetch_by(
+            &self.read,
+            "SELECT * FROM service_account_credentials WHERE id = ?",
+            id,
+            credential_from_row,
+        )
+        .await
+    }
+
+    async fn find_credential_by_hash(&self, secret_hash: &str) -> Result<Option<CredentialRecord>> {
+        fetch_by(
+            &self.read,
+            "SELECT * FROM service_account_credentials WHERE secret_hash = ?",
+            secret_hash,
+            credential_from_row,
+        )
+        .await
+    }
+
+    async fn touch_credential(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("UPDATE service_account_credentials SET last_used_at = ? WHERE uid = ?")
+            .bind(ms(now))
+            .bind(uid.to_string())
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn delete_credential(&self, id: &str) -> Result<bool> {
+        let deleted = sqlx::query("DELETE FROM service_account_credentials WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()> {
+        insert_audit_event(&self.write, event)
+            .await
+            .map_err(db_error)
+    }
+
+    async fn list_audit_events(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEventRecord>> {
+        let (select, binds): (&str, Vec<&str>) = match organization {
+            Some(org) => (
+                "SELECT * FROM audit_events WHERE organization_id = ?",
+                vec![org],
+            ),
+            None => ("SELECT * FROM audit_events WHERE 1 = 1", vec![]),
+        };
+        scan_page(
+            &self.read,
+            select,
+            &binds,
+            page,
+            audit_event_from_row,
+            |e| &e.id,
+            &|_| true,
+        )
+        .await
+    }
+
     async fn export(&self) -> Result<Snapshot> {
         let settings = sqlx::query_as("SELECT key, value FROM settings ORDER BY key")
             .fetch_all(&self.read)
@@ -951,6 +1148,15 @@ impl Store for SqliteStore {
             images: select_all(&self.read, "images", image_from_row).await?,
             revoked_tokens: select_all(&self.read, "revoked_tokens", revoked_token_from_row)
                 .await?,
+            service_accounts: select_all(&self.read, "service_accounts", service_account_from_row)
+                .await?,
+            credentials: select_all(
+                &self.read,
+                "service_account_credentials",
+                credential_from_row,
+            )
+            .await?,
+            audit_events: select_all(&self.read, "audit_events", audit_event_from_row).await?,
         })
     }
 
@@ -996,6 +1202,21 @@ impl Store for SqliteStore {
         }
         for token in &snapshot.revoked_tokens {
             insert_revoked_token(&mut *tx, token)
+                .await
+                .map_err(db_error)?;
+        }
+        for account in &snapshot.service_accounts {
+            insert_service_account(&mut *tx, account)
+                .await
+                .map_err(db_error)?;
+        }
+        for credential in &snapshot.credentials {
+            insert_credential(&mut *tx, credential)
+                .await
+                .map_err(db_error)?;
+        }
+        for event in &snapshot.audit_events {
+            insert_audit_event(&mut *tx, event)
                 .await
                 .map_err(db_error)?;
         }
@@ -1208,6 +1429,76 @@ async fn insert_revoked_token<'c>(
     )
     .bind(&token.jti)
     .bind(ms(token.expires_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_service_account<'c>(
+    db: impl SqliteExecutor<'c>,
+    a: &ServiceAccountRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO service_accounts (uid, id, client_id, organization_id, display_name, \
+         description, scope, scope_id, roles, status, created_by, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(a.uid.to_string())
+    .bind(&a.id)
+    .bind(&a.client_id)
+    .bind(&a.organization_id)
+    .bind(&a.display_name)
+    .bind(&a.description)
+    .bind(&a.scope)
+    .bind(&a.scope_id)
+    .bind(to_json(&a.roles))
+    .bind(&a.status)
+    .bind(&a.created_by)
+    .bind(ms(a.created_at))
+    .bind(ms(a.updated_at))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_credential<'c>(
+    db: impl SqliteExecutor<'c>,
+    c: &CredentialRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO service_account_credentials (uid, id, service_account_id, secret_hash, \
+         expires_at, created_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(c.uid.to_string())
+    .bind(&c.id)
+    .bind(&c.service_account_id)
+    .bind(&c.secret_hash)
+    .bind(c.expires_at.map(ms))
+    .bind(ms(c.created_at))
+    .bind(c.last_used_at.map(ms))
+    .execute(db)
+    .await
+    .map(drop)
+}
+
+async fn insert_audit_event<'c>(
+    db: impl SqliteExecutor<'c>,
+    e: &AuditEventRecord,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_events (id, at, principal, principal_type, organization_id, \
+         credential_id, method, path, status, request_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&e.id)
+    .bind(ms(e.at))
+    .bind(&e.principal)
+    .bind(&e.principal_type)
+    .bind(&e.organization_id)
+    .bind(&e.credential_id)
+    .bind(&e.method)
+    .bind(&e.path)
+    .bind(i64::from(e.status))
+    .bind(&e.request_id)
     .execute(db)
     .await
     .map(drop)

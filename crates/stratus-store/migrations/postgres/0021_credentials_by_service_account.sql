@@ -1,0 +1,1 @@
+CREATE INDEX credentials_by_service_account ON service_account_credentials (service_account_id);

@@ -1,18 +1,20 @@
 //! The audit trail: who changed what, and with what result.
 //!
 //! Every request that can change state (any method but GET, HEAD and OPTIONS on `/v1/…`)
-//! leaves one structured log event with target `stratus::audit` after it is answered: the
-//! principal, its organization and the credential it used (API key or OIDC subject), the
-//! method and path (which name the resource and the action), the HTTP status and the request
-//! id. With `--log-format json` each event is one JSON line, so the trail can be shipped to a
-//! log store and queried there (`jq 'select(.target == "stratus::audit")'`). Bodies are never
-//! logged, so secrets never are.
+//! leaves one event after it is answered: the principal, its organization and the credential
+//! it used (API key, service-account credential or OIDC subject), the method and path (which
+//! name the resource and the action), the HTTP status and the request id. The event is stored
+//! in the region's database, where an organization's owners and admins read it back through
+//! `GET /v1/regions/global/audit/events`, and logged with target `stratus::audit` (with
+//! `--log-format json`, one JSON line to ship to a log store). A trail that cannot be written
+//! (the database is down) is still logged. Bodies are never recorded, so secrets never are.
 //!
 //! The principal is learnt from the bearer check: the middleware puts an empty [`AuditSlot`]
 //! into the request, and the `Principal` extractor fills it when it accepts a token.
 
+use crate::app::App;
 use crate::auth::Principal;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -35,8 +37,8 @@ impl AuditSlot {
     }
 }
 
-/// Logs an audit event for every mutating API request.
-pub async fn audit(mut request: Request, next: Next) -> Response {
+/// Records an audit event for every mutating API request.
+pub async fn audit(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let mutating = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
@@ -64,10 +66,33 @@ pub async fn audit(mut request: Request, next: Next) -> Response {
         organization = who.map_or("-", |p| p.tenant.as_str()),
         credential_id = who.and_then(|p| p.credential_id.as_deref()).unwrap_or("-"),
         method = %method,
-        path = %path,
+        path = %path.as_str(),
         status = response.status().as_u16(),
         request_id = %request_id,
         "audit"
     );
+    let at = chrono::Utc::now();
+    let event = stratus_store::AuditEventRecord {
+        id: format!(
+            "{:013}-{}",
+            at.timestamp_millis(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        ),
+        at,
+        principal: who.map_or("-", |p| p.subject.as_str()).to_owned(),
+        principal_type: who.map_or("-", |p| p.principal_type.as_str()).to_owned(),
+        organization_id: who.map_or("-", |p| p.tenant.as_str()).to_owned(),
+        credential_id: who
+            .and_then(|p| p.credential_id.as_deref())
+            .unwrap_or("-")
+            .to_owned(),
+        method: method.to_string(),
+        path,
+        status: response.status().as_u16(),
+        request_id,
+    };
+    if let Err(e) = app.record_audit_event(&event).await {
+        tracing::warn!(error = %e, request_id = %event.request_id, "the audit event was not stored");
+    }
     response
 }

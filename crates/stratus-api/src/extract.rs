@@ -254,6 +254,37 @@ impl RequestBody for stratus_types::auth::ApiKeyUpdateRequest {
 
 impl RequestBody for stratus_types::auth::ApiKeyRotateRequest {}
 
+const SERVICE_ACCOUNT_READ_ONLY: &[&str] = &[
+    "status",
+    "id",
+    "clientId",
+    "createdBy",
+    "createdAt",
+    "updatedAt",
+];
+
+impl RequestBody for stratus_types::auth::ServiceAccountCreateRequest {
+    const READ_ONLY: &'static [&'static str] = SERVICE_ACCOUNT_READ_ONLY;
+}
+
+impl RequestBody for stratus_types::auth::ServiceAccountUpdateRequest {
+    // `status` (listed first) is read-only at create and changes here.
+    const READ_ONLY: &'static [&'static str] = SERVICE_ACCOUNT_READ_ONLY.split_at(1).1;
+    const IMMUTABLE: &'static [&'static str] = &["scope", "scopeId"];
+}
+
+impl RequestBody for stratus_types::auth::CredentialCreateRequest {
+    const READ_ONLY: &'static [&'static str] = &[
+        "id",
+        "serviceAccountId",
+        "clientId",
+        "status",
+        "createdAt",
+        "lastUsedAt",
+        "clientSecret",
+    ];
+}
+
 impl RequestBody for stratus_types::auth::TokenBody {}
 
 #[cfg(test)]

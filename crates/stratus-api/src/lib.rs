@@ -64,6 +64,28 @@ pub fn router(app: Arc<App>) -> Router {
                 .post(iam::rotate_api_key),
         )
         .route(
+            "/v1/regions/global/iam/service-accounts",
+            get(iam::list_service_accounts).post(iam::create_service_account),
+        )
+        .route(
+            "/v1/regions/global/iam/service-accounts/{id}",
+            get(iam::get_service_account)
+                .patch(iam::update_service_account)
+                .delete(iam::delete_service_account),
+        )
+        .route(
+            "/v1/regions/global/iam/service-accounts/{id}/credentials",
+            get(iam::list_credentials).post(iam::create_credential),
+        )
+        .route(
+            "/v1/regions/global/iam/service-accounts/{id}/credentials/{credential}",
+            get(iam::get_credential).delete(iam::delete_credential),
+        )
+        .route(
+            "/v1/regions/global/audit/events",
+            get(iam::list_audit_events),
+        )
+        .route(
             "/v1/regions/global/organizations",
             get(tenancy::list_organizations).post(tenancy::create_organization),
         )
@@ -148,7 +170,7 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .merge(console::routes())
         .fallback(not_found)
-        .with_state(app);
+        .with_state(app.clone());
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -169,7 +191,10 @@ pub fn router(app: Arc<App>) -> Router {
                     )
                 }),
             )
-            .layer(axum::middleware::from_fn(audit::audit))
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                audit::audit,
+            ))
             .layer(axum::middleware::map_response(errors_as_json))
             .layer(CatchPanicLayer::new())
             .layer(TimeoutLayer::with_status_code(

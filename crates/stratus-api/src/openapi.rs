@@ -26,6 +26,10 @@ use utoipa::{Modify, OpenApi};
         instances::serial_port_output,
         iam::list_api_keys, iam::create_api_key, iam::get_api_key, iam::update_api_key,
         iam::delete_api_key, iam::rotate_api_key, iam::introspect, iam::revoke,
+        iam::list_service_accounts, iam::create_service_account, iam::get_service_account,
+        iam::update_service_account, iam::delete_service_account,
+        iam::list_credentials, iam::create_credential, iam::get_credential, iam::delete_credential,
+        iam::list_audit_events,
     ),
     modifiers(&BearerAuth),
     security(("bearerAuth" = [])),
@@ -36,7 +40,7 @@ use utoipa::{Modify, OpenApi};
         (name = "organizations", description = "Tenants"),
         (name = "projects", description = "Projects, which own compute resources"),
         (name = "auth", description = "Access tokens: minting, introspection, revocation"),
-        (name = "iam", description = "API keys"),
+        (name = "iam", description = "API keys, service accounts and their credentials, the audit trail"),
         (name = "meta", description = "Health and this document"),
     )
 )]

@@ -151,6 +151,8 @@ impl Client {
         let body = TokenRequest {
             grant_type: "api_key".into(),
             api_key: Some(api_key.trim().to_owned()),
+            client_id: None,
+            client_secret: None,
         };
         let request = self
             .http

@@ -7,11 +7,17 @@ use utoipa::ToSchema;
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
-    /// `api_key` (the only grant this region accepts so far).
+    /// `api_key` or `client_credentials`.
     pub grant_type: String,
     /// The API key secret, for `grant_type = api_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// A service account's client id, for `grant_type = client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// One of the service account's client secrets, for `grant_type = client_credentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
 }
 
 /// A minted access token.
@@ -145,4 +151,129 @@ pub struct IntrospectResponse {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RevokeResponse {
     pub revoked: bool,
+}
+
+/// A service account: a non-human principal of an organization with roles; it authenticates
+/// with `clientId` and one of its client secrets (grant `client_credentials`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccount {
+    pub id: String,
+    /// What the account presents as `client_id` (`<id>@<organization>.iam`).
+    pub client_id: String,
+    pub display_name: String,
+    pub description: String,
+    /// `organization` or `project`.
+    pub scope: String,
+    pub scope_id: String,
+    pub roles: Vec<String>,
+    /// `active` or `disabled`.
+    pub status: String,
+    pub created_by: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Body of `POST /v1/regions/global/iam/service-accounts`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountCreateRequest {
+    #[serde(default)]
+    pub display_name: String,
+    #[serde(default)]
+    pub description: String,
+    /// `organization` (default) or `project`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope_id: Option<String>,
+    pub roles: Vec<String>,
+}
+
+/// Body of `PATCH /v1/regions/global/iam/service-accounts/{id}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountUpdateRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// `active` or `disabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// A page of service accounts.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountList {
+    pub service_accounts: Vec<ServiceAccount>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// A client secret of a service account. The secret itself is shown once, at create.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    pub id: String,
+    pub service_account_id: String,
+    pub client_id: String,
+    /// `active` or `expired`.
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The secret, in the answer to create only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+/// Body of `POST …/service-accounts/{id}/credentials` (optional).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialCreateRequest {
+    /// When the credential stops working; never, when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The credentials of a service account.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialList {
+    pub credentials: Vec<Credential>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// One mutating API request in the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+    /// The principal's subject; `-` when the request carried no acceptable token.
+    pub principal: String,
+    pub principal_type: String,
+    pub organization_id: String,
+    /// The API key, service-account credential or OIDC issuer behind the token.
+    pub credential_id: String,
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    pub request_id: String,
+}
+
+/// A page of audit events, oldest first.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEventList {
+    pub events: Vec<AuditEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
 }

@@ -44,7 +44,7 @@ fn api_key_view(key: &ApiKeyRecord) -> ApiKey {
     }
 }
 
-fn display_name(name: String) -> Result<String> {
+pub(crate) fn display_name(name: String) -> Result<String> {
     if name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(Error::invalid(
             "displayName",
@@ -76,8 +76,13 @@ impl App {
         }
     }
 
-    /// Checks that the principal may give a key `roles` at `scope`.
-    fn check_roles(&self, principal: &Principal, scope: &str, roles: &[String]) -> Result<()> {
+    /// Checks that the principal may give a key or account `roles` at `scope`.
+    pub(crate) fn check_roles(
+        &self,
+        principal: &Principal,
+        scope: &str,
+        roles: &[String],
+    ) -> Result<()> {
         if roles.is_empty() {
             return Err(Error::invalid("roles", "a key needs at least one role"));
         }
@@ -109,37 +114,37 @@ impl App {
         Ok(())
     }
 
-    /// `POST /v1/regions/global/iam/apikeys`.
-    pub async fn create_api_key(
+    /// The scope a new key or service account acts in: the caller's organization (default) or
+    /// one of its projects, never wider than the caller's own scope.
+    pub(crate) async fn resolve_scope(
         &self,
         principal: &Principal,
-        body: ApiKeyCreateRequest,
-    ) -> Result<ApiKey> {
-        let display_name = display_name(body.display_name)?;
-        let scope = body.scope.unwrap_or_else(|| "organization".into());
+        scope: Option<String>,
+        scope_id: Option<String>,
+    ) -> Result<(String, String)> {
+        let scope = scope.unwrap_or_else(|| "organization".into());
         let scope_id = match scope.as_str() {
             "organization" => {
-                let org = body.scope_id.unwrap_or_else(|| principal.tenant.clone());
+                let org = scope_id.unwrap_or_else(|| principal.tenant.clone());
                 if org != principal.tenant {
                     return Err(Error::invalid(
                         "scopeId",
                         format!(
-                            "a key acts in the caller's organization {}",
+                            "keys and service accounts act in the caller's organization {}",
                             principal.tenant
                         ),
                     ));
                 }
                 if principal.scope == "project" && !principal.is_super_admin() {
                     return Err(Error::PermissionDenied(
-                        "a caller with roles on one project can only make keys for that project"
-                            .into(),
+                        "a caller with roles on one project acts for that project only".into(),
                     ));
                 }
                 org
             }
             "project" => {
-                let project = body.scope_id.ok_or_else(|| {
-                    Error::invalid("scopeId", "scopeId names the project of a project key")
+                let project = scope_id.ok_or_else(|| {
+                    Error::invalid("scopeId", "scopeId names the project of project scope")
                 })?;
                 let record = self.store.get_project(&project).await?;
                 let visible = record
@@ -172,6 +177,19 @@ impl App {
                 ));
             }
         };
+        Ok((scope, scope_id))
+    }
+
+    /// `POST /v1/regions/global/iam/apikeys`.
+    pub async fn create_api_key(
+        &self,
+        principal: &Principal,
+        body: ApiKeyCreateRequest,
+    ) -> Result<ApiKey> {
+        let display_name = display_name(body.display_name)?;
+        let (scope, scope_id) = self
+            .resolve_scope(principal, body.scope, body.scope_id)
+            .await?;
         self.check_roles(principal, &scope, &body.roles)?;
         let secret = new_secret();
         let record = ApiKeyRecord {
@@ -338,6 +356,11 @@ impl App {
                 return Ok(inactive);
             }
         }
+        if claims.principal_type == "service_account"
+            && !self.service_credential_active(&claims).await?
+        {
+            return Ok(inactive);
+        }
         Ok(IntrospectResponse {
             active: true,
             claims: Some(claims),
@@ -349,13 +372,7 @@ impl App {
     pub async fn revoke(&self, principal: &Principal, token: &str) -> Result<RevokeResponse> {
         if let Ok(claims) = self.verify_token(token).await {
             let own = claims.sub == principal.subject;
-            let administers = principal.sees(&claims.tenant_id)
-                && principal.scope == "organization"
-                && principal
-                    .roles
-                    .iter()
-                    .any(|r| matches!(r.as_str(), "owner" | "admin" | super::authz::SUPER_ADMIN));
-            if own || administers {
+            if own || principal.administers(&claims.tenant_id) {
                 let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(now);
                 self.store
                     .revoke_token(&RevokedTokenRecord {

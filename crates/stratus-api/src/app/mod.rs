@@ -11,6 +11,7 @@ mod catalog;
 mod hosts;
 mod images;
 mod instances;
+mod service_accounts;
 mod tenancy;
 mod tokens;
 

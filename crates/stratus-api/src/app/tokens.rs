@@ -31,10 +31,18 @@ impl App {
     pub async fn mint_token(&self, request: TokenRequest) -> Result<TokenResponse> {
         match request.grant_type.as_str() {
             "api_key" => {}
+            "client_credentials" => {
+                return self
+                    .mint_for_client(request.client_id, request.client_secret)
+                    .await;
+            }
             other => {
                 return Err(Error::invalid(
                     "grant_type",
-                    format!("unsupported grant type {other:?}; this region accepts api_key"),
+                    format!(
+                        "unsupported grant type {other:?}; this region accepts api_key and \
+                         client_credentials"
+                    ),
                 ));
             }
         }

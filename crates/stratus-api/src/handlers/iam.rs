@@ -1,4 +1,5 @@
-//! `/v1/regions/global/iam/apikeys…` and the token introspection and revocation endpoints.
+//! `/v1/regions/global/iam/…` (API keys, service accounts and their credentials), token
+//! introspection and revocation, and the audit trail.
 
 use crate::app::App;
 use crate::auth::Principal;
@@ -13,7 +14,9 @@ use stratus_core::Error;
 use stratus_types::ErrorBody;
 use stratus_types::auth::{
     ApiKey, ApiKeyCreateRequest, ApiKeyList, ApiKeyRotateRequest, ApiKeyUpdateRequest,
-    IntrospectResponse, RevokeResponse, TokenBody,
+    AuditEventList, Credential, CredentialCreateRequest, CredentialList, IntrospectResponse,
+    RevokeResponse, ServiceAccount, ServiceAccountCreateRequest, ServiceAccountList,
+    ServiceAccountUpdateRequest, TokenBody,
 };
 
 type Ctx = State<Arc<App>>;
@@ -159,4 +162,186 @@ pub async fn revoke(
     StrictJson(body): StrictJson<TokenBody>,
 ) -> ApiResult<Json<RevokeResponse>> {
     Ok(Json(app.revoke(&principal, &body.token).await?))
+}
+
+/// List the organization's service accounts (owners and admins).
+#[utoipa::path(
+    get, path = "/v1/regions/global/iam/service-accounts", operation_id = "listServiceAccounts", tag = "iam",
+    params(
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
+        ("pageToken" = Option<String>, Query), ("status" = Option<String>, Query),
+    ),
+    responses((status = 200, body = ServiceAccountList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn list_service_accounts(
+    State(app): Ctx,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<ServiceAccountList>> {
+    Ok(Json(
+        app.list_service_accounts(&principal, query.as_deref())
+            .await?,
+    ))
+}
+
+/// Make a service account (owners and admins); its roles never exceed the maker's.
+#[utoipa::path(
+    post, path = "/v1/regions/global/iam/service-accounts", operation_id = "createServiceAccount", tag = "iam",
+    request_body = ServiceAccountCreateRequest,
+    responses((status = 201, body = ServiceAccount), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
+)]
+pub async fn create_service_account(
+    State(app): Ctx,
+    principal: Principal,
+    StrictJson(body): StrictJson<ServiceAccountCreateRequest>,
+) -> ApiResult<(StatusCode, Json<ServiceAccount>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(app.create_service_account(&principal, body).await?),
+    ))
+}
+
+/// Get a service account (to anyone but its organization's administrators: 404).
+#[utoipa::path(
+    get, path = "/v1/regions/global/iam/service-accounts/{id}", operation_id = "getServiceAccount", tag = "iam",
+    params(("id" = String, Path)),
+    responses((status = 200, body = ServiceAccount), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_service_account(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServiceAccount>> {
+    Ok(Json(app.get_service_account(&principal, &id).await?))
+}
+
+/// Rename, describe, re-role, disable or re-enable a service account.
+#[utoipa::path(
+    patch, path = "/v1/regions/global/iam/service-accounts/{id}", operation_id = "updateServiceAccount", tag = "iam",
+    params(("id" = String, Path)),
+    request_body = ServiceAccountUpdateRequest,
+    responses((status = 200, body = ServiceAccount), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn update_service_account(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+    StrictJson(body): StrictJson<ServiceAccountUpdateRequest>,
+) -> ApiResult<Json<ServiceAccount>> {
+    Ok(Json(
+        app.update_service_account(&principal, &id, body).await?,
+    ))
+}
+
+/// Delete a service account and its credentials.
+#[utoipa::path(
+    delete, path = "/v1/regions/global/iam/service-accounts/{id}", operation_id = "deleteServiceAccount", tag = "iam",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn delete_service_account(
+    State(app): Ctx,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    app.delete_service_account(&principal, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// List a service account's credentials (`status`: active or expired).
+#[utoipa::path(
+    get, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials",
+    operation_id = "listCredentials", tag = "iam",
+    params(("serviceAccountId" = String, Path), ("status" = Option<String>, Query)),
+    responses((status = 200, body = CredentialList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn list_credentials(
+    State(app): Ctx,
+    principal: Principal,
+    Path(account): Path<String>,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<CredentialList>> {
+    Ok(Json(
+        app.list_credentials(&principal, &account, query.as_deref())
+            .await?,
+    ))
+}
+
+/// Make a client secret (shown once; at most 5 active per account).
+#[utoipa::path(
+    post, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials",
+    operation_id = "createCredential", tag = "iam",
+    params(("serviceAccountId" = String, Path)),
+    request_body(content = Option<CredentialCreateRequest>),
+    responses((status = 201, body = Credential), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the account has 5 active credentials"))
+)]
+pub async fn create_credential(
+    State(app): Ctx,
+    principal: Principal,
+    Path(account): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<Credential>)> {
+    let body: CredentialCreateRequest = crate::extract::parse_body(&body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(app.create_credential(&principal, &account, body).await?),
+    ))
+}
+
+/// Get a credential (without its secret).
+#[utoipa::path(
+    get, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials/{id}",
+    operation_id = "getCredential", tag = "iam",
+    params(("serviceAccountId" = String, Path), ("id" = String, Path)),
+    responses((status = 200, body = Credential), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_credential(
+    State(app): Ctx,
+    principal: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> ApiResult<Json<Credential>> {
+    Ok(Json(app.get_credential(&principal, &account, &id).await?))
+}
+
+/// Delete a credential: it mints no more tokens.
+#[utoipa::path(
+    delete, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials/{id}",
+    operation_id = "deleteCredential", tag = "iam",
+    params(("serviceAccountId" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn delete_credential(
+    State(app): Ctx,
+    principal: Principal,
+    Path((account, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    app.delete_credential(&principal, &account, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The audit trail of an organization, oldest first (its owners and admins; operators may
+/// name any organization or leave it out for all).
+#[utoipa::path(
+    get, path = "/v1/regions/global/audit/events", operation_id = "listAuditEvents", tag = "iam",
+    params(
+        ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
+        ("pageToken" = Option<String>, Query), ("organizationId" = Option<String>, Query),
+    ),
+    responses((status = 200, body = AuditEventList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn list_audit_events(
+    State(app): Ctx,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Json<AuditEventList>> {
+    Ok(Json(
+        app.list_audit_events(&principal, query.as_deref()).await?,
+    ))
 }

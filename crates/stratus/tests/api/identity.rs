@@ -65,8 +65,15 @@ fn expect(other_org: u16, viewer: u16) -> Expect {
     }
 }
 
-fn coverage_table(key_id: &str) -> BTreeMap<&'static str, Expect> {
+fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'static str, Expect> {
     let key: &'static str = Box::leak(key_id.to_owned().into_boxed_str());
+    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+    let account: &'static str = leak(account);
+    let credential: &'static str = leak(credential);
+    let account_params: &'static [(&str, &str)] =
+        Box::leak(vec![("id", account), ("serviceAccountId", account)].into_boxed_slice());
+    let credential_params: &'static [(&str, &str)] =
+        Box::leak(vec![("serviceAccountId", account), ("id", credential)].into_boxed_slice());
     let instance: &'static [(&str, &str)] = &[("project", "default"), ("id", "cov-vm")];
     let with =
         |mut e: Expect, params: &'static [(&'static str, &'static str)], body: Option<Value>| {
@@ -120,6 +127,45 @@ fn coverage_table(key_id: &str) -> BTreeMap<&'static str, Expect> {
         ),
         ("deleteApiKey", with(expect(404, 404), key_params, None)),
         ("rotateApiKey", with(expect(404, 404), rotate_params, None)),
+        // Service accounts are for an organization's owners and admins; to others they do not exist.
+        ("listServiceAccounts", expect(200, 403)),
+        (
+            "createServiceAccount",
+            with(expect(201, 403), &[], Some(json!({"roles": ["member"]}))),
+        ),
+        (
+            "getServiceAccount",
+            with(expect(404, 404), account_params, None),
+        ),
+        (
+            "updateServiceAccount",
+            with(
+                expect(404, 404),
+                account_params,
+                Some(json!({"displayName": "x"})),
+            ),
+        ),
+        (
+            "deleteServiceAccount",
+            with(expect(404, 404), account_params, None),
+        ),
+        (
+            "listCredentials",
+            with(expect(404, 404), account_params, None),
+        ),
+        (
+            "createCredential",
+            with(expect(404, 404), account_params, None),
+        ),
+        (
+            "getCredential",
+            with(expect(404, 404), credential_params, None),
+        ),
+        (
+            "deleteCredential",
+            with(expect(404, 404), credential_params, None),
+        ),
+        ("listAuditEvents", expect(200, 403)),
         ("listOrganizations", expect(200, 200)),
         (
             "createOrganization",
@@ -264,6 +310,27 @@ async fn every_route_answers_each_kind_of_caller_as_designed() {
         .await;
     assert_eq!(key.status, StatusCode::CREATED, "{:#}", key.body);
     let key_id = key.body["id"].as_str().unwrap().to_owned();
+    let account = admin
+        .post(
+            "/v1/regions/global/iam/service-accounts",
+            json!({"roles": ["member"]}),
+        )
+        .await;
+    assert_eq!(account.status, StatusCode::CREATED, "{:#}", account.body);
+    let account_id = account.body["id"].as_str().unwrap().to_owned();
+    let credential = admin
+        .post(
+            &format!("/v1/regions/global/iam/service-accounts/{account_id}/credentials"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        credential.status,
+        StatusCode::CREATED,
+        "{:#}",
+        credential.body
+    );
+    let credential_id = credential.body["id"].as_str().unwrap().to_owned();
     admin
         .post("/v1/regions/global/organizations", json!({"id": "globex"}))
         .await;
@@ -307,7 +374,7 @@ async fn every_route_answers_each_kind_of_caller_as_designed() {
     );
 
     let doc = admin.get("/openapi.json").await.body;
-    let mut table = coverage_table(&key_id);
+    let mut table = coverage_table(&key_id, &account_id, &credential_id);
     let mut checked = 0;
     for (template, operations) in doc["paths"].as_object().unwrap() {
         for (method, operation) in operations.as_object().unwrap() {
@@ -728,4 +795,162 @@ async fn secrets_never_reach_the_logs() {
         );
         assert!(!log.contains(tail), "part of a token appears in the log");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_mint_tokens_with_client_credentials_and_the_trail_records_them() {
+    let t = TestRegion::start().await;
+    let admin = t.client.clone();
+    let anonymous = Client::anonymous(&admin.base);
+    let grant = |client_id: String, secret: String| {
+        let anonymous = anonymous.clone();
+        async move {
+            anonymous
+                .post(
+                    "/v1/regions/global/auth/token",
+                    json!({"grant_type": "client_credentials", "client_id": client_id,
+                           "client_secret": secret}),
+                )
+                .await
+        }
+    };
+    let accounts = "/v1/regions/global/iam/service-accounts";
+    let created = admin
+        .post(
+            accounts,
+            json!({"displayName": "deployer", "roles": ["member"]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let client_id = created.body["clientId"].as_str().unwrap().to_owned();
+    let credentials = format!("{accounts}/{id}/credentials");
+
+    // At most five active credentials; each secret shown once.
+    let mut secrets = Vec::new();
+    for _ in 0..5 {
+        let c = admin.post(&credentials, json!({})).await;
+        assert_eq!(c.status, StatusCode::CREATED, "{:#}", c.body);
+        assert!(c.body["clientSecret"].as_str().unwrap().starts_with("stc_"));
+        secrets.push((
+            c.body["id"].as_str().unwrap().to_owned(),
+            c.body["clientSecret"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let sixth = admin.post(&credentials, json!({})).await;
+    sixth.assert_error(409);
+    assert!(sixth.message().contains("at most 5"), "{}", sixth.message());
+    let listed = admin.get(&credentials).await;
+    assert_eq!(listed.body["credentials"].as_array().unwrap().len(), 5);
+    assert!(listed.body["credentials"][0].get("clientSecret").is_none());
+
+    // The grant: the account's roles, nothing more.
+    let token = grant(client_id.clone(), secrets[0].1.clone()).await;
+    assert_eq!(token.status, StatusCode::OK, "{:#}", token.body);
+    let deployer = with_token(
+        &admin,
+        Some(token.body["access_token"].as_str().unwrap().into()),
+    );
+    let made = deployer
+        .post(INSTANCES, json!({"id": "deployed", "type": TYPE_SMALL}))
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:#}", made.body);
+    deployer
+        .delete("/v1/regions/global/projects/default")
+        .await
+        .assert_error(403);
+    grant(client_id.clone(), "stc_wrong".into())
+        .await
+        .assert_error(401);
+    grant("someone-else@default.iam".into(), secrets[1].1.clone())
+        .await
+        .assert_error(401);
+    let bad = anonymous
+        .post(
+            "/v1/regions/global/auth/token",
+            json!({"grant_type": "client_credentials", "client_id": client_id}),
+        )
+        .await;
+    bad.assert_error(400);
+    assert_eq!(bad.field(), "client_secret");
+
+    // A deleted credential and an expiring one stop minting; others go on.
+    let (first_id, first_secret) = secrets[0].clone();
+    let gone = admin.delete(&format!("{credentials}/{first_id}")).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    grant(client_id.clone(), first_secret)
+        .await
+        .assert_error(401);
+    let expires_at = (chrono::Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339();
+    let short = admin
+        .post(&credentials, json!({"expiresAt": expires_at}))
+        .await;
+    assert_eq!(short.status, StatusCode::CREATED, "{:#}", short.body);
+    let short_secret = short.body["clientSecret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        grant(client_id.clone(), short_secret.clone()).await.status,
+        StatusCode::OK
+    );
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let expired = grant(client_id.clone(), short_secret).await;
+    expired.assert_error(401);
+    assert!(
+        expired.message().contains("expired"),
+        "{}",
+        expired.message()
+    );
+
+    // Only the organization's administrators see the account.
+    let viewer = with_token(
+        &admin,
+        Some(signed(&t, "default", &["viewer"], (0, 600), None)),
+    );
+    viewer
+        .get(&format!("{accounts}/{id}"))
+        .await
+        .assert_error(404);
+    viewer.get(accounts).await.assert_error(403);
+
+    // Disabled, it mints nothing and its tokens introspect inactive.
+    let live_token = grant(client_id.clone(), secrets[1].1.clone()).await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let disabled = admin
+        .patch(&format!("{accounts}/{id}"), json!({"status": "disabled"}))
+        .await;
+    assert_eq!(disabled.body["status"], "disabled", "{:#}", disabled.body);
+    grant(client_id.clone(), secrets[2].1.clone())
+        .await
+        .assert_error(401);
+    let introspected = admin
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": live_token}),
+        )
+        .await;
+    assert_eq!(introspected.body, json!({"active": false}));
+
+    // The audit trail names who did what.
+    let trail = admin
+        .get("/v1/regions/global/audit/events?pageSize=500")
+        .await;
+    assert_eq!(trail.status, StatusCode::OK, "{:#}", trail.body);
+    let events = trail.body["events"].as_array().unwrap();
+    let create = events
+        .iter()
+        .find(|e| e["method"] == "POST" && e["path"] == INSTANCES)
+        .expect("the create is in the trail");
+    assert_eq!(create["principal"], client_id.as_str());
+    assert_eq!(create["principalType"], "service_account");
+    assert_eq!(create["credentialId"], secrets[0].0.as_str());
+    assert_eq!(create["organizationId"], "default");
+    assert_eq!(create["status"], 201);
+    assert!(!create["requestId"].as_str().unwrap().is_empty());
+    let refused = events
+        .iter()
+        .find(|e| e["path"] == "/v1/regions/global/projects/default" && e["method"] == "DELETE")
+        .expect("the refused delete is in the trail");
+    assert_eq!(refused["status"], 403);
+    t.stop().await;
 }

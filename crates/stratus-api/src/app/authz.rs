@@ -27,6 +27,10 @@ pub enum Permission {
     OrganizationsCreate,
     OrganizationsUpdate,
     OrganizationsDelete,
+    ImagesGet,
+    ImagesList,
+    ImagesCreate,
+    ImagesDelete,
 }
 
 impl Permission {
@@ -48,6 +52,10 @@ impl Permission {
             OrganizationsCreate => "resourcemanager.organizations.create",
             OrganizationsUpdate => "resourcemanager.organizations.update",
             OrganizationsDelete => "resourcemanager.organizations.delete",
+            ImagesGet => "compute.images.get",
+            ImagesList => "compute.images.list",
+            ImagesCreate => "compute.images.create",
+            ImagesDelete => "compute.images.delete",
         }
     }
 
@@ -56,7 +64,13 @@ impl Permission {
     }
 
     fn is_compute(self) -> bool {
-        self.as_str().starts_with("compute.")
+        self.as_str().starts_with("compute.") && !self.is_region_level()
+    }
+
+    /// Permissions on what the whole region shares (its images): reading them is everyone's,
+    /// changing them is for the region's operators.
+    fn is_region_level(self) -> bool {
+        self.as_str().starts_with("compute.images.")
     }
 }
 
@@ -86,6 +100,10 @@ impl Permission {
         Permission::OrganizationsCreate,
         Permission::OrganizationsUpdate,
         Permission::OrganizationsDelete,
+        Permission::ImagesGet,
+        Permission::ImagesList,
+        Permission::ImagesCreate,
+        Permission::ImagesDelete,
     ];
 }
 
@@ -96,6 +114,9 @@ impl Permission {
 pub fn role_grants(scope: &str, role: &str, permission: Permission) -> bool {
     use Permission::*;
     let project_settings = matches!(permission, ProjectsGet | ProjectsUpdate);
+    if permission.is_region_level() {
+        return role == SUPER_ADMIN || permission.is_read();
+    }
     match (scope, role) {
         (_, SUPER_ADMIN) | ("organization", "owner") => true,
         ("organization", "admin") => permission != OrganizationsDelete,
@@ -128,6 +149,23 @@ impl Principal {
                     !role_grants(scope, role, *p)
                         || self.roles.iter().any(|r| role_grants(&self.scope, r, *p))
                 }))
+    }
+
+    /// Allows `permission` on something the whole region shares (its images).
+    pub fn authorize_region(&self, permission: Permission) -> Result<()> {
+        if self
+            .roles
+            .iter()
+            .any(|r| role_grants(&self.scope, r, permission))
+        {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "permission {} is required (the region's operators hold it); the caller holds [{}]",
+                permission.as_str(),
+                self.roles.join(", ")
+            )))
+        }
     }
 
     /// Allows `permission` on a resource of `organization` (inside `project` when the

@@ -1,6 +1,6 @@
 //! Images: the catalog's, and those an administrator registers for import.
 
-use super::{App, check_text, etag, now};
+use super::{App, Permission, check_text, etag, now};
 use crate::auth::Principal;
 use crate::extract::path_id;
 use stratus_core::catalog::ImageSpec;
@@ -97,11 +97,12 @@ impl App {
 
     pub async fn list_images(
         &self,
-        _: &Principal,
+        principal: &Principal,
         region: &str,
         query: Option<&str>,
     ) -> Result<ImageList> {
         self.check_region(region)?;
+        principal.authorize_region(Permission::ImagesList)?;
         let request = self.catalog_page(query, "images")?;
         let page = self.store.list_images(&request).await?;
         Ok(ImageList {
@@ -121,10 +122,11 @@ impl App {
 
     pub async fn get_image(
         &self,
-        _: &Principal,
+        principal: &Principal,
         region: &str,
         id: &str,
     ) -> Result<(Image, String)> {
+        principal.authorize_region(Permission::ImagesGet)?;
         let record = self.image_record(region, id).await?;
         Ok((
             self.image_view(&record),
@@ -141,11 +143,7 @@ impl App {
         body: ImageCreateRequest,
     ) -> Result<(Image, String)> {
         self.check_region(region)?;
-        if !principal.is_super_admin() {
-            return Err(Error::PermissionDenied(
-                "permission compute.images.create is required (region administrators)".into(),
-            ));
-        }
+        principal.authorize_region(Permission::ImagesCreate)?;
         check_text("displayName", body.display_name.as_deref(), 256)?;
         check_text("description", body.description.as_deref(), 4096)?;
         let source = body.source.trim();
@@ -205,11 +203,7 @@ impl App {
 
     pub async fn delete_image(&self, principal: &Principal, region: &str, id: &str) -> Result<()> {
         let record = self.image_record(region, id).await?;
-        if !principal.is_super_admin() {
-            return Err(Error::PermissionDenied(
-                "permission compute.images.delete is required (region administrators)".into(),
-            ));
-        }
+        principal.authorize_region(Permission::ImagesDelete)?;
         self.store
             .delete_image(&record.id, &self.image_link(&record.id))
             .await?;

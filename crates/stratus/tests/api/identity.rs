@@ -641,6 +641,31 @@ async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
     let token = fresh.body["access_token"].as_str().unwrap().to_owned();
     let member = with_token(&admin, Some(token.clone()));
     assert_eq!(member.get(INSTANCES).await.status, StatusCode::OK);
+    // A member of project `default` cannot touch another project of the same organization.
+    let other_project = admin
+        .post(
+            "/v1/regions/global/projects",
+            json!({"id": "payroll", "organizationId": "default"}),
+        )
+        .await;
+    assert_eq!(
+        other_project.status,
+        StatusCode::CREATED,
+        "{:#}",
+        other_project.body
+    );
+    let payroll = INSTANCES.replace("projects/default", "projects/payroll");
+    let denied = member.get(&payroll).await;
+    denied.assert_error(403);
+    assert!(
+        denied.message().contains("compute.instances.list") && denied.message().contains("payroll"),
+        "{}",
+        denied.message()
+    );
+    member
+        .post(&payroll, json!({"id": "sneaky", "type": TYPE_SMALL}))
+        .await
+        .assert_error(403);
     let introspected = admin
         .post(
             "/v1/regions/global/auth/introspect",

@@ -6,8 +6,12 @@
 //! the SHA-256 the registration named, checks with `qemu-img info` that the file is of the
 //! declared format and how large a disk it needs, and marks the image READY, or FAILED with
 //! the reason. Work is found by re-reading the images, so an import cut short by a crash is
-//! simply started again at the next start. (With several replicas this wants a lease per
-//! image, as instances have.)
+//! simply started again. With several replicas, an image is imported by one of them at a
+//! time, under a lease in its row that the importer renews with each progress write; when the
+//! importing replica dies, another takes the image over once the lease has expired and
+//! starts the import again. The file lands in the importing replica's image store, which the
+//! replicas serve hosts from (a replica without the file answers 503 and the host asks the
+//! next one), or which replicas share.
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -21,20 +25,26 @@ use tokio_util::sync::CancellationToken;
 
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// How long an import lease lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+
 /// Imports registered images into `image_dir`.
 pub struct ImageImporter {
     store: Arc<dyn Store>,
     changes: Changes,
     image_dir: PathBuf,
     http: reqwest::Client,
+    /// The lease owner name of this replica.
+    owner: String,
 }
 
 impl ImageImporter {
-    pub fn new(store: Arc<dyn Store>, changes: Changes, image_dir: PathBuf) -> Self {
+    pub fn new(store: Arc<dyn Store>, changes: Changes, image_dir: PathBuf, owner: String) -> Self {
         Self {
             store,
             changes,
             image_dir,
+            owner,
             http: reqwest::Client::new(),
         }
     }
@@ -62,8 +72,14 @@ impl ImageImporter {
         loop {
             let page = self.store.list_images(&request).await?;
             for image in &page.items {
-                if matches!(image.status, ImageStatus::Pending | ImageStatus::Importing) {
-                    self.import(image.clone()).await?;
+                if matches!(image.status, ImageStatus::Pending | ImageStatus::Importing)
+                    && self.renew_lease(&image.id).await?
+                {
+                    let imported = self.import(image.clone()).await;
+                    self.store
+                        .release_image_lease(&image.id, &self.owner)
+                        .await?;
+                    imported?;
                 }
             }
             match (page.more, page.items.last()) {
@@ -93,6 +109,16 @@ impl ImageImporter {
             }
         }
         Ok(())
+    }
+
+    /// Takes or renews this replica's import lease on image `id`; false when another replica
+    /// holds it.
+    async fn renew_lease(&self, id: &str) -> Result<bool> {
+        let now = now();
+        let until = now + chrono::Duration::from_std(LEASE).unwrap_or(chrono::Duration::MAX);
+        self.store
+            .claim_image_lease(id, &self.owner, now, until)
+            .await
     }
 
     /// Writes `image`, re-reading on a concurrent change; `None` when the image is gone.
@@ -147,6 +173,9 @@ impl ImageImporter {
             done += chunk.len() as u64;
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = Instant::now();
+                if !self.renew_lease(&record.id).await? {
+                    return Ok(Err("another replica took the import over".into()));
+                }
                 record.bytes_done = done;
                 record.updated_at = now();
                 match self.save(record).await? {

@@ -598,6 +598,41 @@ pub async fn images_are_upserted_imported_and_guarded(store: Arc<dyn Store>) {
         mode: Default::default(),
     }];
     let user = create(&store, user).await.unwrap();
+
+    // One importer at a time: the lease excludes others until it expires.
+    let now = Utc::now();
+    let later = now + Duration::seconds(30);
+    assert!(
+        store
+            .claim_image_lease("debian", "replica-a", now, later)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .claim_image_lease("debian", "replica-b", now, later)
+            .await
+            .unwrap(),
+        "another replica waits"
+    );
+    assert!(
+        store
+            .claim_image_lease("debian", "replica-b", later + Duration::seconds(1), later)
+            .await
+            .unwrap(),
+        "an expired lease is taken over"
+    );
+    store
+        .release_image_lease("debian", "replica-b")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_image_lease("debian", "replica-a", now, later)
+            .await
+            .unwrap(),
+        "a released lease is free"
+    );
     assert!(matches!(
         store.delete_image("debian", link).await,
         Err(Error::FailedPrecondition(_))

@@ -129,6 +129,16 @@ pub trait Store: Send + Sync + 'static {
     async fn list_images(&self, page: &PageRequest) -> Result<Page<ImageRecord>>;
     /// Writes `image` if its generation is current; returns the stored record.
     async fn update_image(&self, image: &ImageRecord) -> Result<Option<ImageRecord>>;
+    /// Takes (or renews) the import lease on an image if it is free, expired or already
+    /// `owner`'s.
+    async fn claim_image_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    async fn release_image_lease(&self, id: &str, owner: &str) -> Result<()>;
     /// Deletes an image; `FailedPrecondition` while instances use it.
     async fn delete_image(&self, id: &str, self_link: &str) -> Result<bool>;
 

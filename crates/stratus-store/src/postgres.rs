@@ -949,6 +949,42 @@ impl Store for PostgresStore {
         .transpose()
     }
 
+    async fn claim_image_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE images SET lease_owner = $1, lease_expires_at = $2 WHERE id = $3 \
+             AND (lease_owner IS NULL OR lease_owner = $4 OR lease_expires_at < $5)",
+        )
+        .bind(owner)
+        .bind(ms(until))
+        .bind(id)
+        .bind(owner)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(claimed > 0)
+    }
+
+    async fn release_image_lease(&self, id: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE images SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_owner = $2",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn delete_image(&self, id: &str, self_link: &str) -> Result<bool> {
         transaction!(self, SERIALIZABLE, |tx| {
             let users: i64 =

@@ -707,6 +707,42 @@ impl Store for SqliteStore {
         .transpose()
     }
 
+    async fn claim_image_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "UPDATE images SET lease_owner = ?, lease_expires_at = ? WHERE id = ? \
+             AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ?)",
+        )
+        .bind(owner)
+        .bind(ms(until))
+        .bind(id)
+        .bind(owner)
+        .bind(ms(now))
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        Ok(claimed > 0)
+    }
+
+    async fn release_image_lease(&self, id: &str, owner: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE images SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = ? AND lease_owner = ?",
+        )
+        .bind(id)
+        .bind(owner)
+        .execute(&self.write)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
     async fn delete_image(&self, id: &str, self_link: &str) -> Result<bool> {
         let mut tx = self.begin().await?;
         let users: i64 =

@@ -87,6 +87,7 @@ impl Region {
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
+        let replica = format!("replica-{}", uuid::Uuid::new_v4());
         let reconciler = Reconciler::new(
             store.clone(),
             changes.clone(),
@@ -97,10 +98,15 @@ impl Region {
                 repair_grace: secs(config.reconciler.repair_grace_s),
                 ..ReconcilerConfig::default()
             },
-            format!("replica-{}", uuid::Uuid::new_v4()),
+            replica.clone(),
         );
         tasks.spawn(reconciler.run(cancel.clone()));
-        let importer = ImageImporter::new(store.clone(), changes.clone(), data_dir.join("images"));
+        let importer = ImageImporter::new(
+            store.clone(),
+            changes.clone(),
+            data_dir.join("images"),
+            replica,
+        );
         tasks.spawn(importer.run(cancel.clone()));
 
         let host_credential_path = data_dir.join(HOST_CREDENTIAL_FILE);

@@ -145,9 +145,14 @@ pub async fn image_content(
     Path(id): Path<String>,
 ) -> ApiResult<axum::response::Response> {
     let image = app.host_image(&id).await?;
-    let file = tokio::fs::File::open(&image.file)
-        .await
-        .map_err(|e| Error::internal(format!("opening image {id} at {}: {e}", image.file)))?;
+    let file = tokio::fs::File::open(&image.file).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            // Another replica imported it; the agent asks the next control-plane URL.
+            Error::Unavailable(format!("image {id} is not in this replica's image store"))
+        } else {
+            Error::internal(format!("opening image {id} at {}: {e}", image.file))
+        }
+    })?;
     let length = file
         .metadata()
         .await

@@ -380,3 +380,66 @@ async fn db_copy_moves_a_region_from_sqlite_to_postgres() {
         .wait_status("after-move", "RUNNING", Duration::from_secs(20))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_is_imported_by_one_replica_and_hosts_find_it() {
+    let pg = PostgresCluster::start().unwrap();
+    let mut config = fast_config();
+    config.database.url = pg.create_database("images").await.unwrap();
+    config.host.enabled = false;
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (_a, base_a) = spawn_serve(dir_a.path(), &config).await;
+    let (_b, base_b) = spawn_serve(dir_b.path(), &config).await;
+    let a = Client::login(&base_a, &admin_key(dir_a.path())).await;
+    let source = dir_a.path().join("disk.raw");
+    std::fs::write(&source, vec![7u8; 3 << 20]).unwrap();
+    let registered = a
+        .post(
+            "/v1/regions/local-1/compute/images",
+            json!({"id": "shared", "source": source, "format": "raw", "os": "none"}),
+        )
+        .await;
+    assert_eq!(
+        registered.status,
+        StatusCode::CREATED,
+        "{:#}",
+        registered.body
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a
+        .get("/v1/regions/local-1/compute/images/shared")
+        .await
+        .body["status"]
+        != "READY"
+    {
+        assert!(Instant::now() < deadline, "the import did not finish");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored: Vec<bool> = [dir_a.path(), dir_b.path()]
+        .iter()
+        .map(|d| d.join("data/images/shared.raw").exists())
+        .collect();
+    assert_eq!(
+        stored.iter().filter(|s| **s).count(),
+        1,
+        "exactly one replica imported the image: {stored:?}"
+    );
+    // Hosts fetch it through either replica (on one machine both reach the file; a replica on
+    // another machine answers 503 and the agent asks the next URL).
+    let credential = std::fs::read_to_string(dir_a.path().join("data/host-credential")).unwrap();
+    let http = reqwest::Client::new();
+    let mut answers = Vec::new();
+    for base in [&base_a, &base_b] {
+        let response = http
+            .get(format!("{base}/internal/v1/images/shared/content"))
+            .bearer_auth(credential.trim())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        answers.push((status, body.len()));
+    }
+    assert_eq!(answers, [(200, 3 << 20), (200, 3 << 20)], "{answers:?}");
+}

@@ -4,7 +4,7 @@
 //! serializes, so the client cannot drift from the API: a renamed field breaks the build, not a
 //! user's script. The client is deliberately thin: one method per operation, no retries, no
 //! caching, no token refresh. Those are policies of its users (the CLI refreshes tokens from a
-//! stored API key; tests want to see every answer), so they live there.
+//! stored API key or client credentials; tests want to see every answer), so they live there.
 //!
 //! A failed call returns [`Error::Api`] carrying the contract's error body untouched, so a
 //! caller can show the message, branch on the reason and point at the field at fault.
@@ -154,10 +154,30 @@ impl Client {
             client_id: None,
             client_secret: None,
         };
+        self.exchange_for_token(&body).await
+    }
+
+    /// Exchanges a service account's client id and secret for an access token (grant
+    /// `client_credentials`). The client's own token is neither needed nor changed.
+    pub async fn exchange_client_credentials(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+    ) -> Result<TokenResponse> {
+        let body = TokenRequest {
+            grant_type: "client_credentials".into(),
+            api_key: None,
+            client_id: Some(client_id.trim().to_owned()),
+            client_secret: Some(client_secret.trim().to_owned()),
+        };
+        self.exchange_for_token(&body).await
+    }
+
+    async fn exchange_for_token(&self, body: &TokenRequest) -> Result<TokenResponse> {
         let request = self
             .http
             .post(format!("{}/v1/regions/global/auth/token", self.base))
-            .json(&body);
+            .json(body);
         self.send(request).await
     }
 

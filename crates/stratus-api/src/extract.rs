@@ -287,6 +287,8 @@ impl RequestBody for stratus_types::auth::CredentialCreateRequest {
 
 impl RequestBody for stratus_types::auth::TokenBody {}
 
+impl RequestBody for stratus_types::auth::CheckRequest {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

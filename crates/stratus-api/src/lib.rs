@@ -52,6 +52,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/regions/global/auth/introspect", post(iam::introspect))
         .route("/v1/regions/global/auth/revoke", post(iam::revoke))
         .route(
+            "/v1/regions/global/auth/check",
+            post(iam::check_permissions),
+        )
+        .route(
             "/v1/regions/global/iam/apikeys",
             get(iam::list_api_keys).post(iam::create_api_key),
         )

@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
         instances::update_instance, instances::delete_instance, instances::instance_action,
         instances::serial_port_output,
         iam::list_api_keys, iam::create_api_key, iam::get_api_key, iam::update_api_key,
-        iam::delete_api_key, iam::rotate_api_key, iam::introspect, iam::revoke,
+        iam::delete_api_key, iam::rotate_api_key, iam::introspect, iam::revoke, iam::check_permissions,
         iam::list_service_accounts, iam::create_service_account, iam::get_service_account,
         iam::update_service_account, iam::delete_service_account,
         iam::list_credentials, iam::create_credential, iam::get_credential, iam::delete_credential,

@@ -277,3 +277,37 @@ pub struct AuditEventList {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
 }
+
+/// One question of `auth/check`: may the subject do `action` on `resource`?
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PermissionCheck {
+    /// A permission, `{service}.{resource}.{verb}` (e.g. `compute.instances.create`).
+    pub action: String,
+    /// The project or organization id the action would touch.
+    pub resource: String,
+}
+
+/// Body of `POST /v1/regions/global/auth/check`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    /// Whose permissions: an API key id or a service account's client id; the caller when
+    /// absent. Asking about someone else needs administering their organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// 1 to 100 questions, answered in order.
+    pub checks: Vec<PermissionCheck>,
+}
+
+/// One answer of `auth/check`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CheckResult {
+    pub allowed: bool,
+}
+
+/// Answer of `POST /v1/regions/global/auth/check`, positional.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CheckResponse {
+    pub results: Vec<CheckResult>,
+}

@@ -59,6 +59,11 @@ impl Permission {
         }
     }
 
+    /// The permission named `text` (`compute.instances.create`), if there is one.
+    pub fn parse(text: &str) -> Option<Permission> {
+        Permission::ALL.iter().copied().find(|p| p.as_str() == text)
+    }
+
     fn is_read(self) -> bool {
         self.as_str().ends_with(".get") || self.as_str().ends_with(".list")
     }

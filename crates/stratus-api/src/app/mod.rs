@@ -8,6 +8,7 @@
 mod apikeys;
 mod authz;
 mod catalog;
+mod checks;
 mod hosts;
 mod images;
 mod instances;

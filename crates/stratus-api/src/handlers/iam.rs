@@ -14,9 +14,9 @@ use stratus_core::Error;
 use stratus_types::ErrorBody;
 use stratus_types::auth::{
     ApiKey, ApiKeyCreateRequest, ApiKeyList, ApiKeyRotateRequest, ApiKeyUpdateRequest,
-    AuditEventList, Credential, CredentialCreateRequest, CredentialList, IntrospectResponse,
-    RevokeResponse, ServiceAccount, ServiceAccountCreateRequest, ServiceAccountList,
-    ServiceAccountUpdateRequest, TokenBody,
+    AuditEventList, CheckRequest, CheckResponse, Credential, CredentialCreateRequest,
+    CredentialList, IntrospectResponse, RevokeResponse, ServiceAccount,
+    ServiceAccountCreateRequest, ServiceAccountList, ServiceAccountUpdateRequest, TokenBody,
 };
 
 type Ctx = State<Arc<App>>;
@@ -148,6 +148,22 @@ pub async fn introspect(
     StrictJson(body): StrictJson<TokenBody>,
 ) -> ApiResult<Json<IntrospectResponse>> {
     Ok(Json(app.introspect(&principal, &body.token).await?))
+}
+
+/// Ask whether a principal (the caller, or an API key or service account of an organization
+/// the caller administers) may do each of 1..100 actions on a project or organization.
+#[utoipa::path(
+    post, path = "/v1/regions/global/auth/check", operation_id = "checkPermissions", tag = "auth",
+    request_body = CheckRequest,
+    responses((status = 200, body = CheckResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn check_permissions(
+    State(app): Ctx,
+    principal: Principal,
+    StrictJson(body): StrictJson<CheckRequest>,
+) -> ApiResult<Json<CheckResponse>> {
+    Ok(Json(app.check_permissions(&principal, body).await?))
 }
 
 /// Revoke a token: it stops working at once (RFC 7009-like; always `{"revoked": true}`).

@@ -110,6 +110,16 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
             "revokeToken",
             with(expect(200, 200), &[], Some(json!({"token": "x.y.z"}))),
         ),
+        (
+            "checkPermissions",
+            with(
+                expect(200, 200),
+                &[],
+                Some(
+                    json!({"checks": [{"action": "compute.instances.get", "resource": "default"}]}),
+                ),
+            ),
+        ),
         ("listApiKeys", expect(200, 200)),
         // Anyone may make a key for themselves, never with more than they hold.
         (
@@ -666,6 +676,57 @@ async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
         .post(&payroll, json!({"id": "sneaky", "type": TYPE_SMALL}))
         .await
         .assert_error(403);
+
+    // auth/check answers as the operations do, for the caller or a key it administers.
+    let questions = json!([
+        {"action": "compute.instances.create", "resource": "default"},
+        {"action": "compute.instances.create", "resource": "payroll"},
+        {"action": "resourcemanager.projects.delete", "resource": "default"},
+        {"action": "compute.instances.get", "resource": "no-such-project"},
+    ]);
+    let answers = member
+        .post(
+            "/v1/regions/global/auth/check",
+            json!({"checks": questions}),
+        )
+        .await;
+    assert_eq!(answers.status, StatusCode::OK, "{:#}", answers.body);
+    let allowed: Vec<bool> = answers.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["allowed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(allowed, [true, false, false, false]);
+    let about_key = admin
+        .post(
+            "/v1/regions/global/auth/check",
+            json!({"subject": id, "checks": questions}),
+        )
+        .await;
+    assert_eq!(
+        about_key.body, answers.body,
+        "an administrator sees the key's answers"
+    );
+    let viewer = with_token(
+        &admin,
+        Some(signed(&t, "default", &["viewer"], (0, 600), None)),
+    );
+    viewer
+        .post(
+            "/v1/regions/global/auth/check",
+            json!({"subject": id, "checks": questions}),
+        )
+        .await
+        .assert_error(403);
+    let unknown = member
+        .post(
+            "/v1/regions/global/auth/check",
+            json!({"checks": [{"action": "compute.instances.fly", "resource": "default"}]}),
+        )
+        .await;
+    unknown.assert_error(400);
+    assert_eq!(unknown.field(), "checks[0].action");
     let introspected = admin
         .post(
             "/v1/regions/global/auth/introspect",

@@ -4,7 +4,7 @@ use super::output::{Tabular, emit, fields, when};
 use super::profiles::write_private;
 use super::{Failure, Session};
 use clap::{Subcommand, ValueEnum};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use stratus_types::auth::{ApiKey, ApiKeyCreateRequest, ApiKeyUpdateRequest};
 
 /// `stratus api-keys …`.
@@ -60,11 +60,21 @@ pub enum ApiKeysCommand {
     },
 }
 
-/// `--key-scope`.
+/// `--scope` of an API key or a service account.
 #[derive(Clone, Copy, ValueEnum)]
 pub enum KeyScope {
     Organization,
     Project,
+}
+
+impl KeyScope {
+    /// The API's name of the scope.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyScope::Organization => "organization",
+            KeyScope::Project => "project",
+        }
+    }
 }
 
 impl ApiKeysCommand {
@@ -82,10 +92,7 @@ impl ApiKeysCommand {
             } => {
                 let request = ApiKeyCreateRequest {
                     display_name: display_name.unwrap_or_default(),
-                    scope: key_scope.map(|s| match s {
-                        KeyScope::Organization => "organization".into(),
-                        KeyScope::Project => "project".into(),
-                    }),
+                    scope: key_scope.map(|s| s.as_str().into()),
                     scope_id,
                     roles,
                 };
@@ -102,11 +109,7 @@ impl ApiKeysCommand {
                 let request = ApiKeyUpdateRequest {
                     display_name,
                     roles: (!roles.is_empty()).then_some(roles),
-                    status: match (disable, enable) {
-                        (true, _) => Some("disabled".into()),
-                        (_, true) => Some("active".into()),
-                        _ => None,
-                    },
+                    status: status_change(disable, enable),
                 };
                 if request.display_name.is_none()
                     && request.roles.is_none()
@@ -143,20 +146,46 @@ fn show_with_secret(
     mut key: ApiKey,
     secret_file: Option<PathBuf>,
 ) -> Result<(), Failure> {
-    match (secret_file, key.secret.take()) {
+    key.secret = keep_secret(
+        key.secret.take(),
+        secret_file.as_deref(),
+        &format!("API key {}", key.id),
+        "rotate the key to get a new one",
+    )?;
+    emit(session.output, &key)
+}
+
+/// Puts a secret shown once where it belongs: into `secret_file` (mode 0600) when given,
+/// answering `None` so that it stays out of the output; else it is answered back for the
+/// output, with a reminder on standard error that it is not shown again (`again` says how to
+/// get another). `what` names the secret's owner in messages, never the secret.
+pub(super) fn keep_secret(
+    secret: Option<String>,
+    secret_file: Option<&Path>,
+    what: &str,
+    again: &str,
+) -> Result<Option<String>, Failure> {
+    match (secret_file, secret) {
         (Some(path), Some(secret)) => {
-            write_private(&path, format!("{secret}\n").as_bytes())
+            write_private(path, format!("{secret}\n").as_bytes())
                 .map_err(|e| Failure::Usage(format!("writing {}: {e}", path.display())))?;
-            eprintln!("The secret of API key {} is in {}.", key.id, path.display());
+            eprintln!("The secret of {what} is in {}.", path.display());
+            Ok(None)
         }
         (_, secret) => {
-            key.secret = secret;
-            eprintln!(
-                "Keep the secret now: it is not shown again (rotate the key to get a new one)."
-            );
+            eprintln!("Keep the secret now: it is not shown again ({again}).");
+            Ok(secret)
         }
     }
-    emit(session.output, &key)
+}
+
+/// The status `--disable` / `--enable` ask for, if either.
+pub(super) fn status_change(disable: bool, enable: bool) -> Option<String> {
+    match (disable, enable) {
+        (true, _) => Some("disabled".into()),
+        (_, true) => Some("active".into()),
+        _ => None,
+    }
 }
 
 impl Tabular for Vec<ApiKey> {

@@ -17,11 +17,13 @@
 //! the one waited for (for example TERMINATED while waiting for RUNNING).
 
 mod api_keys;
+mod audit;
 mod catalog;
 mod instances;
 mod output;
 mod profiles;
 mod projects;
+mod service_accounts;
 mod wait;
 
 use clap::{Args, Subcommand};
@@ -44,7 +46,8 @@ const EXIT_CODES_HELP: &str = "Exit codes: 0 success, 1 API error or endpoint un
 /// The client commands of the `stratus` binary.
 #[derive(Subcommand)]
 pub enum ClientCommand {
-    /// Sign in to a region: exchange an API key for a token and save both in a profile.
+    /// Sign in to a region: exchange an API key (or a service account's client credentials)
+    /// for a token and save both in a profile.
     #[command(after_help = EXIT_CODES_HELP)]
     Login(LoginArgs),
     /// Revoke the profile's token and forget the profile, its key and its token.
@@ -96,6 +99,22 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: api_keys::ApiKeysCommand,
     },
+    /// The organization's service accounts and their client credentials (owners and admins).
+    #[command(name = "service-accounts", after_help = EXIT_CODES_HELP)]
+    ServiceAccounts {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: service_accounts::ServiceAccountsCommand,
+    },
+    /// The audit trail: who changed what, when (owners and admins).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Audit {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Print a shell completion script, e.g. `stratus completions bash > /etc/bash_completion.d/stratus`.
     Completions {
         #[arg(value_enum)]
@@ -105,13 +124,22 @@ pub enum ClientCommand {
 
 /// `stratus login`.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("credential").required(true).args(["api_key_file", "client_id"])))]
 pub struct LoginArgs {
     /// The region's API, e.g. http://127.0.0.1:8080.
     #[arg(long)]
     endpoint: String,
     /// File holding the API key (serve writes `admin-api-key` into its data directory).
-    #[arg(long)]
-    api_key_file: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Sign in as a service account with this client id (`stratus service-accounts get`
+    /// shows it) instead of with an API key; needs --client-secret-file.
+    #[arg(long, requires = "client_secret_file", conflicts_with = "api_key_file")]
+    client_id: Option<String>,
+    /// File holding one of the service account's client secrets
+    /// (`stratus service-accounts credentials create ACCOUNT --secret-file FILE` writes it).
+    #[arg(long, value_name = "FILE", requires = "client_id")]
+    client_secret_file: Option<PathBuf>,
     /// Name of the profile to write (default: `default`); it becomes the current profile.
     #[arg(long, env = "STRATUS_PROFILE")]
     profile: Option<String>,
@@ -278,6 +306,12 @@ impl ClientCommand {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::ApiKeys { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::ServiceAccounts { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::Audit { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Completions { shell } => {

@@ -1,12 +1,13 @@
 //! Named profiles: where a region is, how to get a token for it, and the defaults commands use.
 //!
 //! `stratus login` writes a profile into `profiles.toml` in the user's config directory
-//! (`$XDG_CONFIG_HOME/stratus`, else `~/.config/stratus`). The file holds the API key and the
-//! cached access token, so it is created with mode 0600 and replaced atomically (written to a
+//! (`$XDG_CONFIG_HOME/stratus`, else `~/.config/stratus`). The file holds the API key (or a
+//! service account's client id and secret) and the cached access token, so it is created with mode 0600 and replaced atomically (written to a
 //! temporary file of the same mode, then renamed), never left half-written. A command takes
 //! the profile named by `--profile` (or `STRATUS_PROFILE`, else the current one), and when the
-//! cached token is missing or about to expire it exchanges the stored key for a new one and
-//! saves it: a token lives 15 minutes, a key until it is revoked.
+//! cached token is missing or about to expire it exchanges the stored key (grant `api_key`) or
+//! client credentials (grant `client_credentials`) for a new one and saves it: a token lives
+//! 15 minutes, a key or credential until it is deleted or expires.
 
 use super::Failure;
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,15 @@ pub struct ProfileFile {
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Profile {
     pub endpoint: String,
+    /// The API key the token is renewed from; empty for a service account's profile.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub api_key: String,
+    /// A service account's client id: the token is renewed with `client_secret` through the
+    /// `client_credentials` grant instead of from an API key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
     pub project: String,
     pub region: String,
     pub zone: String,
@@ -109,10 +118,18 @@ impl Profile {
         self.access_token.is_some() && self.token_expires_at.is_some_and(|at| !expires_soon(at))
     }
 
-    /// Exchanges the stored key for a fresh token.
+    /// Exchanges the stored key, or the stored client credentials, for a fresh token.
     pub async fn renew_token(&mut self) -> Result<(), Failure> {
         let client = Client::new(&self.endpoint)?;
-        let token = client.exchange_api_key(&self.api_key).await?;
+        let token = match (&self.client_id, &self.client_secret) {
+            (Some(id), Some(secret)) => client.exchange_client_credentials(id, secret).await?,
+            (Some(id), None) => {
+                return Err(Failure::Usage(format!(
+                    "the profile of client {id} holds no client secret; run `stratus login` again"
+                )));
+            }
+            _ => client.exchange_api_key(&self.api_key).await?,
+        };
         self.token_expires_at = Some(now() + token.expires_in as i64);
         self.access_token = Some(token.access_token);
         Ok(())

@@ -27,23 +27,30 @@ pub enum ProfilesCommand {
     Delete { name: String },
 }
 
-/// Exchanges the key for a token, finds the region's defaults, and saves the profile.
+/// Exchanges the key (or the client credentials) for a token, finds the region's defaults,
+/// and saves the profile.
 pub async fn login(args: LoginArgs) -> Result<(), Failure> {
-    let api_key = read_file(&args.api_key_file, "the API key file")?
-        .trim()
-        .to_owned();
-    if api_key.is_empty() {
-        return Err(Failure::Usage(format!(
-            "{} is empty",
-            args.api_key_file.display()
-        )));
-    }
     let mut profile = Profile {
         endpoint: args.endpoint.trim_end_matches('/').to_owned(),
-        api_key,
         project: args.project.unwrap_or_else(|| "default".into()),
         ..Profile::default()
     };
+    match (
+        &args.api_key_file,
+        &args.client_id,
+        &args.client_secret_file,
+    ) {
+        (Some(file), _, _) => profile.api_key = read_secret(file, "the API key file")?,
+        (None, Some(id), Some(file)) => {
+            profile.client_id = Some(id.trim().to_owned());
+            profile.client_secret = Some(read_secret(file, "the client secret file")?);
+        }
+        _ => {
+            return Err(Failure::Usage(
+                "give --api-key-file, or --client-id with --client-secret-file".into(),
+            ));
+        }
+    }
     profile.renew_token().await?;
     let client = Client::new(&profile.endpoint)?
         .with_token(profile.access_token.clone().unwrap_or_default());
@@ -72,15 +79,29 @@ pub async fn login(args: LoginArgs) -> Result<(), Failure> {
     file.save()?;
     let expires_in = profile.token_expires_at.unwrap_or_default() - now();
     eprintln!(
-        "Signed in to {} as profile {name:?} (region {}, zone {}, project {}); the token is valid for {} min and renewed from the key as needed.\nSaved in {}",
+        "Signed in to {} as profile {name:?} (region {}, zone {}, project {}); the token is valid for {} min and renewed from the {} as needed.\nSaved in {}",
         profile.endpoint,
         profile.region,
         profile.zone,
         profile.project,
         expires_in / 60,
+        if profile.client_id.is_some() {
+            "client credentials"
+        } else {
+            "key"
+        },
         ProfileFile::path()?.display()
     );
     Ok(())
+}
+
+/// The trimmed content of a file holding a secret; an empty file is a usage error.
+fn read_secret(path: &std::path::Path, what: &str) -> Result<String, Failure> {
+    let secret = read_file(path, what)?.trim().to_owned();
+    if secret.is_empty() {
+        return Err(Failure::Usage(format!("{} is empty", path.display())));
+    }
+    Ok(secret)
 }
 
 /// Revokes the profile's cached token (when the region can be reached) and removes the profile.

@@ -31,6 +31,27 @@ impl Run {
         assert_eq!(self.code, 0, "{self:#?}");
         self
     }
+
+    /// The `id`s of a JSON list printed on standard output.
+    fn ids(&self) -> Vec<String> {
+        let list = self.json();
+        let items = list
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {self:#?}"));
+        items
+            .iter()
+            .filter_map(|item| item["id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The API refused with `status`: the API-error exit code and one line on standard error.
+    fn assert_api_error(&self, status: u16) -> &Self {
+        assert_eq!(self.code, stratus::cli::EXIT_API_ERROR, "{self:#?}");
+        assert!(self.stdout.is_empty(), "{self:#?}");
+        assert_eq!(self.stderr.lines().count(), 1, "one line: {self:#?}");
+        assert!(self.stderr.contains(&format!("HTTP {status}")), "{self:#?}");
+        self
+    }
 }
 
 impl Shell {
@@ -59,6 +80,17 @@ impl Shell {
 
     fn profiles_file(&self) -> PathBuf {
         self.config_home.path().join("stratus/profiles.toml")
+    }
+
+    /// Makes `profile`'s cached token look expired, so the next command renews it.
+    fn expire_token(&self, profile: &str) {
+        let path = self.profiles_file();
+        let mut file: toml::Table =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let entry = file["profiles"][profile].as_table_mut().unwrap();
+        entry.insert("access-token".into(), "expired-token".into());
+        entry.insert("token-expires-at".into(), toml::Value::Integer(1));
+        std::fs::write(&path, toml::to_string(&file).unwrap()).unwrap();
     }
 
     /// Runs `stratus ARGS` with piped output (so JSON is the default format).
@@ -379,12 +411,7 @@ async fn cli_renews_an_expired_token_from_the_stored_key() {
     let region = TestRegion::start().await;
     let shell = Shell::signed_in(&region).await;
     let path = shell.profiles_file();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut file: toml::Table = toml::from_str(&text).unwrap();
-    let profile = file["profiles"]["default"].as_table_mut().unwrap();
-    profile.insert("access-token".into(), "expired-token".into());
-    profile.insert("token-expires-at".into(), toml::Value::Integer(1));
-    std::fs::write(&path, toml::to_string(&file).unwrap()).unwrap();
+    shell.expire_token("default");
 
     shell.run(&["instances", "list"]).await.assert_ok();
     let renewed: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -705,4 +732,329 @@ async fn cli_api_keys_make_a_second_profile_and_logout_revokes_its_token() {
         .await;
     assert_eq!(deleted.code, stratus::cli::EXIT_API_ERROR, "{deleted:#?}");
     region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_service_account_signs_in_with_client_credentials_and_its_create_is_audited() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    let created = shell
+        .run(&[
+            "service-accounts",
+            "create",
+            "--role",
+            "member",
+            "--display-name",
+            "deployer",
+            "--description",
+            "ships web servers",
+        ])
+        .await;
+    created.assert_ok();
+    let account = created.json();
+    let account_id = account["id"].as_str().unwrap().to_owned();
+    let client_id = account["clientId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        account["roles"],
+        serde_json::json!(["member"]),
+        "{created:#?}"
+    );
+    assert_eq!(account["description"], "ships web servers");
+
+    // The first credential's secret goes to a private file, not to the output.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("deployer-secret");
+    let credential = shell
+        .run(&[
+            "service-accounts",
+            "credentials",
+            "create",
+            &account_id,
+            "--expires-in",
+            "1h",
+            "--secret-file",
+            secret_file.to_str().unwrap(),
+        ])
+        .await;
+    credential.assert_ok();
+    assert!(
+        credential.json().get("clientSecret").is_none(),
+        "secret kept out of the output: {credential:#?}"
+    );
+    assert_eq!(credential.json()["clientId"], client_id.as_str());
+    let expires_at =
+        chrono::DateTime::parse_from_rfc3339(credential.json()["expiresAt"].as_str().unwrap())
+            .unwrap();
+    let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert!(
+        (expires_at.with_timezone(&chrono::Utc) - in_an_hour)
+            .num_seconds()
+            .abs()
+            < 60,
+        "--expires-in 1h: {credential:#?}"
+    );
+    let mode = std::fs::metadata(&secret_file)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        credential
+            .stderr
+            .contains(&format!("--client-id {client_id}")),
+        "says how to sign in: {credential:#?}"
+    );
+
+    // A second profile signs in as the account and creates an instance.
+    shell
+        .run(&[
+            "login",
+            "--endpoint",
+            &region.endpoint(),
+            "--client-id",
+            &client_id,
+            "--client-secret-file",
+            secret_file.to_str().unwrap(),
+            "--profile",
+            "robot",
+        ])
+        .await
+        .assert_ok();
+    // login made robot the current profile; the administrator goes back to the default one.
+    shell.run(&["profiles", "use", "default"]).await.assert_ok();
+    let file: toml::Table =
+        toml::from_str(&std::fs::read_to_string(shell.profiles_file()).unwrap()).unwrap();
+    let robot = &file["profiles"]["robot"];
+    assert_eq!(robot["client-id"].as_str(), Some(client_id.as_str()));
+    assert!(robot.get("api-key").is_none(), "{robot:#?}");
+    let made = shell
+        .run(&[
+            "instances",
+            "create",
+            "robo-1",
+            "--type",
+            "e2-micro",
+            "--profile",
+            "robot",
+        ])
+        .await;
+    made.assert_ok();
+    assert_eq!(made.json()["id"], "robo-1");
+
+    // The administrator sees the create in the audit trail, made by the account.
+    let audit = shell.run(&["audit", "list", "-o", "json"]).await;
+    audit.assert_ok();
+    let events = audit.json();
+    let create = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["method"] == "POST"
+                && e["path"] == "/v1/regions/local-1/projects/default/compute/instances"
+        })
+        .unwrap_or_else(|| panic!("the create is audited: {audit:#?}"));
+    assert_eq!(create["principal"], client_id.as_str(), "{create:#?}");
+    assert_eq!(create["principalType"], "service_account");
+    assert_eq!(create["status"], 201);
+    assert!(!create["requestId"].as_str().unwrap().is_empty());
+    let latest = shell.run(&["audit", "list", "--limit", "1"]).await;
+    latest.assert_ok();
+    assert_eq!(latest.json().as_array().unwrap().len(), 1, "{latest:#?}");
+    let table = shell.run(&["audit", "list", "-o", "table"]).await;
+    table.assert_ok();
+    let header = table.stdout.lines().next().unwrap_or_default();
+    for column in [
+        "TIME",
+        "PRINCIPAL",
+        "METHOD",
+        "PATH",
+        "STATUS",
+        "REQUEST ID",
+    ] {
+        assert!(header.contains(column), "{column}: {table:#?}");
+    }
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.contains(&client_id) && l.contains("POST") && l.contains("201")),
+        "{table:#?}"
+    );
+
+    // The robot profile renews its expired token through the client_credentials grant.
+    shell.expire_token("robot");
+    shell
+        .run(&["instances", "get", "robo-1", "--profile", "robot"])
+        .await
+        .assert_ok();
+    let file: toml::Table =
+        toml::from_str(&std::fs::read_to_string(shell.profiles_file()).unwrap()).unwrap();
+    assert_ne!(
+        file["profiles"]["robot"]["access-token"].as_str(),
+        Some("expired-token")
+    );
+
+    // Four more secrets, printed once each; a sixth active one is refused in one line.
+    for _ in 0..4 {
+        let more = shell
+            .run(&["service-accounts", "credentials", "create", &account_id])
+            .await;
+        more.assert_ok();
+        assert!(more.json()["clientSecret"].as_str().is_some(), "{more:#?}");
+        assert!(more.stderr.contains("not shown again"), "{more:#?}");
+    }
+    let sixth = shell
+        .run(&["service-accounts", "credentials", "create", &account_id])
+        .await;
+    sixth.assert_api_error(409);
+    assert!(
+        sixth
+            .stderr
+            .contains("at most 5 active credentials; delete one first"),
+        "{sixth:#?}"
+    );
+    assert!(!sixth.stderr.contains("stc_"), "no secret in the error");
+
+    let listed = shell
+        .run(&["service-accounts", "credentials", "list", &account_id])
+        .await;
+    listed.assert_ok();
+    let credentials = listed.json();
+    let credentials = credentials.as_array().unwrap();
+    assert_eq!(credentials.len(), 5, "{listed:#?}");
+    assert!(credentials.iter().all(|c| c.get("clientSecret").is_none()));
+    let first = credential.json()["id"].as_str().unwrap().to_owned();
+    let got = shell
+        .run(&[
+            "service-accounts",
+            "credentials",
+            "get",
+            &account_id,
+            &first,
+        ])
+        .await;
+    got.assert_ok();
+    assert_eq!(got.json()["status"], "active");
+
+    let accounts = shell.run(&["service-accounts", "list"]).await;
+    accounts.assert_ok();
+    assert!(accounts.ids().contains(&account_id), "{accounts:#?}");
+    let renamed = shell
+        .run(&[
+            "service-accounts",
+            "update",
+            &account_id,
+            "--display-name",
+            "deploy bot",
+        ])
+        .await;
+    renamed.assert_ok();
+    assert_eq!(renamed.json()["displayName"], "deploy bot");
+    let shown = shell
+        .run(&["service-accounts", "get", &account_id, "-o", "yaml"])
+        .await;
+    shown.assert_ok();
+    assert!(
+        shown.stdout.contains("displayName: deploy bot"),
+        "{shown:#?}"
+    );
+
+    // Once the credential the robot signed in with is deleted, its next renewal is refused
+    // (a token already minted runs out within its lifetime).
+    shell
+        .run(&[
+            "service-accounts",
+            "credentials",
+            "delete",
+            &account_id,
+            &first,
+        ])
+        .await
+        .assert_ok();
+    shell.expire_token("robot");
+    let refused = shell
+        .run(&["instances", "list", "--profile", "robot"])
+        .await;
+    refused.assert_api_error(401);
+    let secret = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(
+        !refused.stderr.contains(secret.trim()),
+        "no secret in errors"
+    );
+    shell
+        .run(&["service-accounts", "delete", &account_id])
+        .await
+        .assert_ok();
+    shell
+        .run(&["service-accounts", "get", &account_id])
+        .await
+        .assert_api_error(404);
+    region.stop().await;
+}
+
+#[tokio::test]
+async fn cli_client_credential_flags_that_cannot_work_are_usage_errors() {
+    let shell = Shell::new();
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-secret");
+    std::fs::write(&empty, "\n").unwrap();
+    let empty = empty.to_str().unwrap();
+    for args in [
+        // A client id needs its secret, and excludes an API key.
+        &[
+            "login",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--client-id",
+            "bot@default.iam",
+        ][..],
+        &[
+            "login",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--client-id",
+            "bot@default.iam",
+            "--client-secret-file",
+            empty,
+            "--api-key-file",
+            empty,
+        ],
+        &[
+            "service-accounts",
+            "credentials",
+            "create",
+            "bot",
+            "--expires-in",
+            "soon",
+        ],
+        &[
+            "service-accounts",
+            "credentials",
+            "create",
+            "bot",
+            "--expires-in",
+            "1h",
+            "--expires-at",
+            "2030-01-01T00:00:00Z",
+        ],
+        &["audit", "list", "--limit", "many"],
+    ] {
+        let run = shell.run(args).await;
+        assert_eq!(run.code, stratus::cli::EXIT_USAGE, "{args:?}: {run:#?}");
+    }
+    let run = shell
+        .run(&[
+            "login",
+            "--endpoint",
+            "http://127.0.0.1:1",
+            "--client-id",
+            "bot@default.iam",
+            "--client-secret-file",
+            empty,
+        ])
+        .await;
+    assert_eq!(run.code, stratus::cli::EXIT_USAGE, "{run:#?}");
+    assert!(run.stderr.contains("is empty"), "{run:#?}");
+    assert!(!shell.profiles_file().exists(), "nothing saved");
 }

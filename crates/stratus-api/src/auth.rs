@@ -237,7 +237,7 @@ impl FromRequestParts<Arc<App>> for Principal {
                 Error::Unauthenticated("the Authorization header must be `Bearer <token>`".into())
             })?;
         let claims = app.verify_token(token.trim()).await?;
-        app.ensure_not_revoked(&claims).await?;
+        app.ensure_token_live(&claims).await?;
         let principal: Principal = claims.into();
         if let Some(slot) = parts.extensions.get::<crate::audit::AuditSlot>() {
             slot.fill(&principal);

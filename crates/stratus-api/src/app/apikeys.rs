@@ -55,12 +55,34 @@ pub(crate) fn display_name(name: String) -> Result<String> {
 }
 
 impl App {
-    /// Refuses a token that was revoked.
-    pub async fn ensure_not_revoked(&self, claims: &Claims) -> Result<()> {
+    /// Refuses a token that was revoked, or whose API key or service-account credential was
+    /// disabled, expired or deleted since it was minted: such tokens stop working at once.
+    pub async fn ensure_token_live(&self, claims: &Claims) -> Result<()> {
+        let refused = |why: &str| {
+            Err(Error::Unauthenticated(format!(
+                "invalid bearer token: {why}"
+            )))
+        };
         if !claims.jti.is_empty() && self.store.is_token_revoked(&claims.jti).await? {
-            return Err(Error::Unauthenticated(
-                "invalid bearer token: revoked".into(),
-            ));
+            return refused("revoked");
+        }
+        match (claims.principal_type.as_str(), &claims.credential_id) {
+            ("api_key", Some(id)) => {
+                let active = self
+                    .store
+                    .get_api_key(id)
+                    .await?
+                    .is_some_and(|k| k.status == "active");
+                if !active {
+                    return refused("its API key was disabled or deleted");
+                }
+            }
+            ("service_account", _) => {
+                if !self.service_credential_active(claims).await? {
+                    return refused("its service account or credential is no longer active");
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -341,25 +363,10 @@ impl App {
         let Ok(claims) = self.verify_token(token).await else {
             return Ok(inactive);
         };
-        if self.ensure_not_revoked(&claims).await.is_err() {
-            return Ok(inactive);
-        }
-        if claims.principal_type == "api_key"
-            && let Some(id) = &claims.credential_id
-        {
-            let active = self
-                .store
-                .get_api_key(id)
-                .await?
-                .is_some_and(|k| k.status == "active");
-            if !active {
-                return Ok(inactive);
-            }
-        }
-        if claims.principal_type == "service_account"
-            && !self.service_credential_active(&claims).await?
-        {
-            return Ok(inactive);
+        match self.ensure_token_live(&claims).await {
+            Ok(()) => {}
+            Err(Error::Unauthenticated(_)) => return Ok(inactive),
+            Err(other) => return Err(other),
         }
         Ok(IntrospectResponse {
             active: true,

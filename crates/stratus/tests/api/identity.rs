@@ -749,7 +749,17 @@ async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
         .await;
     assert_eq!(introspected.body, json!({"active": false}));
 
-    // A disabled key mints nothing; deleted, it is gone.
+    // A disabled key mints nothing, and the tokens it minted stop at once; deleted, it is gone.
+    let still = with_token(
+        &admin,
+        Some(
+            exchange(second.clone()).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        ),
+    );
+    assert_eq!(still.get(INSTANCES).await.status, StatusCode::OK);
     let disabled = admin
         .patch(
             &format!("/v1/regions/global/iam/apikeys/{id}"),
@@ -758,6 +768,9 @@ async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
         .await;
     assert_eq!(disabled.body["status"], "disabled", "{:#}", disabled.body);
     exchange(second.clone()).await.assert_error(401);
+    let cut = still.get(INSTANCES).await;
+    cut.assert_error(401);
+    assert!(cut.message().contains("disabled"), "{}", cut.message());
     let deleted = admin
         .delete(&format!("/v1/regions/global/iam/apikeys/{id}"))
         .await;
@@ -1016,6 +1029,10 @@ async fn service_accounts_mint_tokens_with_client_credentials_and_the_trail_reco
         )
         .await;
     assert_eq!(introspected.body, json!({"active": false}));
+    with_token(&admin, Some(live_token))
+        .get(INSTANCES)
+        .await
+        .assert_error(401);
 
     // The audit trail names who did what.
     let trail = admin

@@ -66,23 +66,22 @@ impl App {
         if !claims.jti.is_empty() && self.store.is_token_revoked(&claims.jti).await? {
             return refused("revoked");
         }
-        match (claims.principal_type.as_str(), &claims.credential_id) {
-            ("api_key", Some(id)) => {
-                let active = self
-                    .store
+        let (live, why) = match (claims.principal_type.as_str(), &claims.credential_id) {
+            ("api_key", Some(id)) => (
+                self.store
                     .get_api_key(id)
                     .await?
-                    .is_some_and(|k| k.status == "active");
-                if !active {
-                    return refused("its API key was disabled or deleted");
-                }
-            }
-            ("service_account", _) => {
-                if !self.service_credential_active(claims).await? {
-                    return refused("its service account or credential is no longer active");
-                }
-            }
-            _ => {}
+                    .is_some_and(|k| k.status == "active"),
+                "its API key was disabled or deleted",
+            ),
+            ("service_account", _) => (
+                self.service_credential_active(claims).await?,
+                "its service account or credential is no longer active",
+            ),
+            _ => (true, ""),
+        };
+        if !live {
+            return refused(why);
         }
         Ok(())
     }

@@ -7,8 +7,13 @@
 //! `:rotate`, and only its SHA-256 is kept. Rotation can leave the previous secret working
 //! for a grace period of up to five minutes, so clients can switch without an outage.
 //!
-//! Revoking an access token records its `jti` until the token would have expired anyway;
-//! every request checks the list, so a revoked token stops working at once on every replica.
+//! Revoking an access token records its `jti` until the token would have expired anyway.
+//! Every request checks that its token is live: not revoked, and its API key or service-account
+//! credential still active. A replica remembers a token it found live for one second
+//! ([`LIVENESS_TTL`]) so that a busy client does not cost a database lookup per request, and
+//! forgets everything it remembered whenever a token is revoked or a key, account or
+//! credential changes through it; so a revoked or cut-off token stops at once on the replica
+//! that cut it off and within a second on every other.
 
 use super::authz::{ORGANIZATION_ROLES, PROJECT_ROLES};
 use super::tokens::{hash_secret, new_secret};
@@ -23,6 +28,9 @@ use stratus_types::auth::{
     IntrospectResponse, RevokeResponse,
 };
 use uuid::Uuid;
+
+/// How long a replica trusts its last finding that a token is live.
+pub const LIVENESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest grace period of a rotated secret.
 const MAX_GRACE_SECONDS: u32 = 300;
@@ -58,6 +66,38 @@ impl App {
     /// Refuses a token that was revoked, or whose API key or service-account credential was
     /// disabled, expired or deleted since it was minted: such tokens stop working at once.
     pub async fn ensure_token_live(&self, claims: &Claims) -> Result<()> {
+        if self.recently_live(&claims.jti) {
+            return Ok(());
+        }
+        self.check_token_live(claims).await?;
+        if !claims.jti.is_empty()
+            && let Ok(mut live) = self.live_tokens.lock()
+        {
+            if live.len() > 100_000 {
+                live.clear();
+            }
+            live.insert(claims.jti.clone(), std::time::Instant::now());
+        }
+        Ok(())
+    }
+
+    fn recently_live(&self, jti: &str) -> bool {
+        !jti.is_empty()
+            && self.live_tokens.lock().is_ok_and(|live| {
+                live.get(jti)
+                    .is_some_and(|checked| checked.elapsed() < LIVENESS_TTL)
+            })
+    }
+
+    /// Forgets which tokens were live: called whenever a token is revoked or a credential
+    /// changes, so this replica decides afresh at once.
+    pub(crate) fn forget_live_tokens(&self) {
+        if let Ok(mut live) = self.live_tokens.lock() {
+            live.clear();
+        }
+    }
+
+    async fn check_token_live(&self, claims: &Claims) -> Result<()> {
         let refused = |why: &str| {
             Err(Error::Unauthenticated(format!(
                 "invalid bearer token: {why}"
@@ -305,12 +345,14 @@ impl App {
             .update_api_key(&key)
             .await?
             .ok_or_else(|| Error::NotFound(format!("API key {id} not found")))?;
+        self.forget_live_tokens();
         Ok(api_key_view(&stored))
     }
 
     pub async fn delete_api_key(&self, principal: &Principal, id: &str) -> Result<()> {
         self.own_api_key(principal, id).await?;
         self.store.delete_api_key(id).await?;
+        self.forget_live_tokens();
         Ok(())
     }
 
@@ -386,6 +428,7 @@ impl App {
                         expires_at,
                     })
                     .await?;
+                self.forget_live_tokens();
             }
         }
         Ok(RevokeResponse { revoked: true })

@@ -76,6 +76,9 @@ pub struct App {
     /// When this region was first started (the creation time of its catalog entries).
     pub created_at: DateTime<Utc>,
     heartbeats: Mutex<HashMap<Uuid, Instant>>,
+    /// Tokens found live recently (by `jti`), so a busy client costs one liveness lookup per
+    /// [`apikeys::LIVENESS_TTL`], not one per request.
+    live_tokens: Mutex<HashMap<String, Instant>>,
 }
 
 impl App {
@@ -117,6 +120,7 @@ impl App {
             config,
             created_at,
             heartbeats: Mutex::new(HashMap::new()),
+            live_tokens: Mutex::new(HashMap::new()),
         }))
     }
 

@@ -233,12 +233,14 @@ impl App {
             .update_service_account(&account)
             .await?
             .ok_or_else(|| Error::NotFound(format!("service account {id} not found")))?;
+        self.forget_live_tokens();
         Ok(account_view(&stored))
     }
 
     pub async fn delete_service_account(&self, principal: &Principal, id: &str) -> Result<()> {
         let account = self.administered_account(principal, id).await?;
         self.store.delete_service_account(&account.id).await?;
+        self.forget_live_tokens();
         Ok(())
     }
 
@@ -342,6 +344,7 @@ impl App {
     ) -> Result<()> {
         let (_, credential) = self.account_credential(principal, account_id, id).await?;
         self.store.delete_credential(&credential.id).await?;
+        self.forget_live_tokens();
         Ok(())
     }
 

@@ -382,7 +382,7 @@ async fn db_copy_moves_a_region_from_sqlite_to_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_is_imported_by_one_replica_and_hosts_find_it() {
+async fn replicas_share_imported_images_and_revocations() {
     let pg = PostgresCluster::start().unwrap();
     let mut config = fast_config();
     config.database.url = pg.create_database("images").await.unwrap();
@@ -442,4 +442,20 @@ async fn an_image_is_imported_by_one_replica_and_hosts_find_it() {
         answers.push((status, body.len()));
     }
     assert_eq!(answers, [(200, 3 << 20), (200, 3 << 20)], "{answers:?}");
+
+    // A token revoked through one replica stops on the other within a second.
+    let b = Client::login(&base_b, &admin_key(dir_a.path())).await;
+    let mut on_a = a.clone();
+    on_a.token = b.token.clone();
+    assert_eq!(on_a.get(INSTANCES).await.status, StatusCode::OK);
+    let revoked = b
+        .post(
+            "/v1/regions/global/auth/revoke",
+            json!({"token": b.token.clone().unwrap()}),
+        )
+        .await;
+    assert_eq!(revoked.body, json!({"revoked": true}));
+    b.get(INSTANCES).await.assert_error(401);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    on_a.get(INSTANCES).await.assert_error(401);
 }

@@ -188,6 +188,47 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// A conditional, optionally waiting read: `If-None-Match: <etag>` with `Prefer: wait=<seconds>`
+/// (RFC 7240) answers as soon as the resource no longer has that ETag, or 304 Not Modified
+/// when the wait ends first.
+pub struct WaitForChange {
+    /// The ETag the caller already has.
+    pub etag: Option<String>,
+    pub wait: std::time::Duration,
+}
+
+/// The longest `Prefer: wait` honoured, below the request timeout.
+pub const MAX_WAIT_SECONDS: u64 = 50;
+
+impl<S: Send + Sync> FromRequestParts<S> for WaitForChange {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let text = |name: header::HeaderName| -> Result<Option<String>, ApiError> {
+            match parts.headers.get(&name) {
+                None => Ok(None),
+                Some(v) => v
+                    .to_str()
+                    .map(|s| Some(s.trim().to_owned()))
+                    .map_err(|_| Error::invalid(name.as_str(), "not a valid header value").into()),
+            }
+        };
+        let etag = text(header::IF_NONE_MATCH)?;
+        let mut wait = std::time::Duration::ZERO;
+        if let Some(prefer) = text(header::HeaderName::from_static("prefer"))? {
+            for preference in prefer.split(',') {
+                if let Some(seconds) = preference.trim().strip_prefix("wait=") {
+                    let seconds: u64 = seconds.trim().parse().map_err(|_| {
+                        Error::invalid("Prefer", "wait= takes a whole number of seconds")
+                    })?;
+                    wait = std::time::Duration::from_secs(seconds.min(MAX_WAIT_SECONDS));
+                }
+            }
+        }
+        Ok(Self { etag, wait })
+    }
+}
+
 impl RequestBody for stratus_types::InstanceCreateRequest {
     const READ_ONLY: &'static [&'static str] = stratus_types::INSTANCE_READ_ONLY_FIELDS;
 }

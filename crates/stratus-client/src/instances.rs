@@ -88,6 +88,23 @@ impl<'a> Instances<'a> {
         self.client.send_versioned(request).await
     }
 
+    /// The instance once its ETag is no longer `etag`, the server holding the request up to
+    /// `wait` (at most 50 s) for a change; `None` when it is still unchanged. Following an
+    /// instance this way sees every status change as it happens, without polling.
+    pub async fn get_when_changed(
+        &self,
+        id: &str,
+        etag: &str,
+        wait: std::time::Duration,
+    ) -> Result<Option<Versioned<Instance>>> {
+        let request = self
+            .client
+            .request(Method::GET, &self.item(id))
+            .header("If-None-Match", etag)
+            .header("Prefer", format!("wait={}", wait.as_secs()));
+        self.client.send_unless_unchanged(request).await
+    }
+
     /// Replaces the fields present in `body`.
     pub async fn update(&self, id: &str, body: &InstanceUpdateRequest) -> Result<Instance> {
         let request = self

@@ -209,16 +209,19 @@ impl Client {
         &self,
         request: RequestBuilder,
     ) -> Result<Versioned<T>> {
+        decode(self.exchange(request).await?)
+    }
+
+    /// Like [`Client::send_versioned`] for a conditional read: `None` on 304 Not Modified.
+    async fn send_unless_unchanged<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<Option<Versioned<T>>> {
         let answer = self.exchange(request).await?;
-        let value = serde_json::from_slice(&answer.body).map_err(|e| Error::Unexpected {
-            url: answer.url,
-            status: answer.status,
-            message: format!("the body does not match the API's schema: {e}"),
-        })?;
-        Ok(Versioned {
-            value,
-            etag: answer.etag,
-        })
+        if answer.status == 304 {
+            return Ok(None);
+        }
+        decode(answer).map(Some)
     }
 
     /// Sends `request` whose success answer has no body (204).
@@ -279,6 +282,19 @@ impl Client {
             }),
         }
     }
+}
+
+/// Decodes a JSON answer, keeping its `ETag`.
+fn decode<T: DeserializeOwned>(answer: Answer) -> Result<Versioned<T>> {
+    let value = serde_json::from_slice(&answer.body).map_err(|e| Error::Unexpected {
+        url: answer.url,
+        status: answer.status,
+        message: format!("the body does not match the API's schema: {e}"),
+    })?;
+    Ok(Versioned {
+        value,
+        etag: answer.etag,
+    })
 }
 
 /// Percent-encodes one path segment, so that an id typed by a user can never leave its place

@@ -341,6 +341,33 @@ impl App {
         Ok(self.instance_view(&record))
     }
 
+    /// The instance once its ETag differs from `etag`, waiting up to `wait` for a change;
+    /// `None` when it still has that ETag (the caller's copy is current).
+    pub async fn get_instance_when_changed(
+        &self,
+        principal: &Principal,
+        (region, project, id): (&str, &str, &str),
+        etag: Option<&str>,
+        wait: std::time::Duration,
+    ) -> Result<Option<InstanceView>> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let revision = self.changes.revision();
+            let view = self.get_instance(principal, region, project, id).await?;
+            if etag != Some(view.etag.as_str()) {
+                return Ok(Some(view));
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Changes made through other replicas are seen at the latest a second later.
+            self.changes
+                .wait_past(revision, left.min(std::time::Duration::from_secs(1)))
+                .await;
+        }
+    }
+
     pub async fn list_instances(
         &self,
         principal: &Principal,

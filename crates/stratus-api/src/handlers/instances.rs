@@ -4,11 +4,11 @@ use super::with_etag;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiResult;
-use crate::extract::{IfMatch, StrictJson};
+use crate::extract::{IfMatch, StrictJson, WaitForChange};
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use stratus_core::Error;
 use stratus_core::lifecycle::Action;
@@ -73,13 +73,18 @@ pub async fn create_instance(
     Ok(with_etag(StatusCode::CREATED, view.instance, &view.etag))
 }
 
-/// Get instance details.
+/// Get instance details. With `If-None-Match: <etag>` it answers 304 while the instance is
+/// unchanged; adding `Prefer: wait=<seconds>` (at most 50) holds the request until the
+/// instance changes, so a client follows every status change without polling.
 #[utoipa::path(
     get, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
     operation_id = "getInstance", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path)),
+    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+        ("If-None-Match" = Option<String>, Header, description = "ETag the caller has"),
+        ("Prefer" = Option<String>, Header, description = "`wait=<seconds>`: wait up to that long for a change")),
     responses(
         (status = 200, body = Instance, headers(("ETag" = String))),
+        (status = 304, description = "the instance still has the ETag sent in If-None-Match"),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     )
@@ -88,9 +93,28 @@ pub async fn get_instance(
     State(app): Ctx,
     principal: Principal,
     Path((region, project, id)): Path<(String, String, String)>,
+    wait: WaitForChange,
 ) -> ApiResult<Response> {
-    let view = app.get_instance(&principal, &region, &project, &id).await?;
-    Ok(with_etag(StatusCode::OK, view.instance, &view.etag))
+    let view = app
+        .get_instance_when_changed(
+            &principal,
+            (&region, &project, &id),
+            wait.etag.as_deref(),
+            wait.wait,
+        )
+        .await?;
+    Ok(match view {
+        Some(view) => with_etag(StatusCode::OK, view.instance, &view.etag),
+        None => {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            if let Some(etag) = wait.etag.and_then(|e| e.parse().ok()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::ETAG, etag);
+            }
+            response
+        }
+    })
 }
 
 /// Update an instance: displayName, description, labels, instanceMetadata (each replaced

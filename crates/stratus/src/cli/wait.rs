@@ -1,6 +1,8 @@
 //! `--wait`: following an instance's lifecycle until it reaches a goal.
 //!
-//! The instance is polled; every status change is shown as it happens (a spinner with the
+//! The instance is followed with conditional, waiting reads (`If-None-Match` with `Prefer:
+//! wait`): the server answers as soon as the instance changes, so every status change is shown
+//! as it happens (a spinner with the
 //! current status on a terminal, one plain line per change otherwise, both on standard error so
 //! standard output stays the result). The wait ends well when the goal is reached, fails when
 //! the instance settles in another stable state (RUNNING, TERMINATED, SUSPENDED: nothing more
@@ -13,7 +15,8 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 use stratus_types::{Instance, InstanceStatus};
 
-const POLL_EVERY: Duration = Duration::from_millis(200);
+/// Longest single wait the server is asked for; the deadline is checked between waits.
+const WAIT_AT_MOST: Duration = Duration::from_secs(20);
 
 /// Where a wait should end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +109,8 @@ async fn follow(
     let deadline = Instant::now() + timeout;
     let mut last: Option<(InstanceStatus, Option<String>)> = None;
     let mut current = seen.cloned();
+    // The version last seen; the first read fetches one.
+    let mut etag: Option<String> = None;
     loop {
         if let Some(instance) = &current {
             let now = (
@@ -145,14 +150,26 @@ async fn follow(
                 goal.describe()
             )));
         }
-        tokio::time::sleep(POLL_EVERY).await;
         let client = session.fresh_client().await?;
-        match client
-            .instances(&session.region, &session.project)
-            .get(id)
-            .await
-        {
-            Ok(instance) => current = Some(instance),
+        let instances = client.instances(&session.region, &session.project);
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(WAIT_AT_MOST);
+        let read = match &etag {
+            Some(known) => instances.get_when_changed(id, known, wait).await,
+            None => instances.get_versioned(id).await.map(Some),
+        };
+        match read {
+            Ok(Some(changed)) => {
+                etag = changed.etag;
+                current = Some(changed.value);
+                if etag.is_none() {
+                    // A server that sends no ETag is followed by plain reads, paced.
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            // Unchanged for the whole wait; the deadline is checked above.
+            Ok(None) => {}
             Err(e) if goal == Goal::Gone && e.status() == Some(404) => {
                 progress.change("deleted", None);
                 return Ok(None);

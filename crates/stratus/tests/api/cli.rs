@@ -528,7 +528,10 @@ async fn cli_prints_a_table_on_a_terminal_and_json_when_piped() {
 async fn cli_wait_outlasting_its_token_renews_it_from_the_key() {
     let mut config = fast_config();
     config.auth.token_ttl_s = 2;
-    config.sim.boot_ms = 4_000;
+    // Each status change comes after the token has run out, so the read that follows it
+    // needs a renewed token (a waiting read is authenticated when it is sent).
+    config.sim.prepare_ms = 3_000;
+    config.sim.boot_ms = 3_000;
     let region = TestRegion::with_config(config).await;
     let shell = Shell::signed_in(&region).await;
     let started = chrono::Utc::now().timestamp();
@@ -544,7 +547,7 @@ async fn cli_wait_outlasting_its_token_renews_it_from_the_key() {
         .await;
     run.assert_ok();
     assert_eq!(run.json()["lifecycle"]["status"], "RUNNING", "{run:#?}");
-    // The token saved last was minted near the end of the four-second wait, not at its start.
+    // The token saved last was minted during the six-second wait, not at its start.
     let file: toml::Table =
         toml::from_str(&std::fs::read_to_string(shell.profiles_file()).unwrap()).unwrap();
     let expires_at = file["profiles"]["default"]["token-expires-at"]

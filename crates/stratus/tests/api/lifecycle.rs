@@ -361,3 +361,52 @@ async fn gpu_instances_take_gpus_of_the_host() {
     );
     region.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_read_answers_at_the_next_change() {
+    let t = TestRegion::start().await;
+    let c = &t.client;
+    c.create_instance("watched").await;
+    c.wait_status("watched", "RUNNING", Duration::from_secs(10))
+        .await;
+    let path = format!("{INSTANCES}/watched");
+    let current = c.get(&path).await;
+    let etag = current.etag.clone().unwrap();
+
+    let unchanged = c
+        .send(Method::GET, &path, None, &[("If-None-Match", &etag)])
+        .await;
+    assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(unchanged.etag.as_deref(), Some(etag.as_str()));
+
+    let waiting = {
+        let (c, path, etag) = (c.clone(), path.clone(), etag.clone());
+        tokio::spawn(async move {
+            c.send(
+                Method::GET,
+                &path,
+                None,
+                &[("If-None-Match", &etag), ("Prefer", "wait=20")],
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the read waits while nothing changes"
+    );
+    let stopped = c.action("watched", "stop").await;
+    assert_eq!(stopped.status, StatusCode::OK, "{:#}", stopped.body);
+    let changed = waiting.await.unwrap();
+    assert_eq!(changed.status, StatusCode::OK);
+    // STOPPING, not TERMINATED: the answer came at the change, not at the end of the wait.
+    assert_eq!(changed.body["lifecycle"]["status"], "STOPPING");
+    assert_ne!(changed.etag.as_deref(), Some(etag.as_str()));
+    let bad = c
+        .send(Method::GET, &path, None, &[("Prefer", "wait=soon")])
+        .await;
+    bad.assert_error(400);
+    assert_eq!(bad.field(), "Prefer");
+    t.stop().await;
+}

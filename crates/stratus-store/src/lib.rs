@@ -227,4 +227,13 @@ pub trait Store: Send + Sync + 'static {
     /// The number of rows in every table of the schema, by table name (the migrations'
     /// own bookkeeping left out). Tells whether a copy carried everything.
     async fn row_counts(&self) -> Result<BTreeMap<String, u64>>;
+
+    /// Bumps `changes` whenever another process sharing this database (a replica) changes
+    /// instances or images, where the backend can tell: on PostgreSQL through
+    /// `LISTEN`/`NOTIFY`, in a background task. Elsewhere (one process owns an SQLite store;
+    /// databases without notifications) nothing happens, and waiters fall back to their
+    /// bounded waits.
+    fn follow_changes(&self, changes: Changes) {
+        let _ = changes;
+    }
 }

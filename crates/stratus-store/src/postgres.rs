@@ -12,6 +12,11 @@
 //! queue behind each other and each sees the capacity the previous one took, instead of
 //! aborting and retrying under load.
 //!
+//! Replicas hear of each other's writes to instances and images through `NOTIFY` on channel
+//! `stratus_changes` (see [`Store::follow_changes`]), so an agent long-polling one replica
+//! learns of a create made through another at once. A database without `pg_notify` (such as
+//! CockroachDB) is noticed at the first attempt; replicas then rely on bounded waits.
+//!
 //! When the database cannot be reached, operations fail with `Unavailable` within the pool's
 //! acquire timeout (the API answers 503 with `Retry-After`); the pool reconnects by itself, so
 //! a region resumes without a restart when the database is back.
@@ -40,10 +45,15 @@ const MAX_ATTEMPTS: u32 = 12;
 const SERIALIZABLE: &str = "BEGIN ISOLATION LEVEL SERIALIZABLE";
 const READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
 
+/// The channel replicas announce their writes on.
+const CHANGES_CHANNEL: &str = "stratus_changes";
+
 /// The PostgreSQL store: one connection pool shared by reads and writes.
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Whether the database takes `pg_notify` (cleared at the first refusal).
+    notifies: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl_columns!(
@@ -74,7 +84,54 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| Error::internal(format!("migrating the database: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            notifies: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        })
+    }
+
+    /// Tells the other replicas that instances or images changed. Best effort: a lost
+    /// announcement only delays them until their bounded wait ends.
+    async fn announce(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.notifies.load(Ordering::Relaxed) {
+            return;
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANGES_CHANNEL)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = sent
+            && sqlstate(&e).as_deref() == Some("42883")
+        {
+            tracing::warn!("the database has no pg_notify; replicas fall back to bounded waits");
+            self.notifies.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Listens on [`CHANGES_CHANNEL`] and bumps `changes` for every announcement, reconnecting
+/// after outages (and bumping then, since announcements may have been missed meanwhile).
+async fn follow(pool: PgPool, changes: crate::Changes) {
+    loop {
+        let listening = async {
+            let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+            listener.listen(CHANGES_CHANNEL).await?;
+            changes.bump();
+            loop {
+                listener.recv().await?;
+                changes.bump();
+            }
+        };
+        let outcome: std::result::Result<(), sqlx::Error> = listening.await;
+        match outcome {
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) if matches!(sqlstate(&e).as_deref(), Some("0A000" | "42883")) => {
+                tracing::warn!(error = %e, "the database does not notify; replicas fall back to bounded waits");
+                return;
+            }
+            _ => tokio::time::sleep(Duration::from_secs(1)).await,
+        }
     }
 }
 
@@ -690,7 +747,7 @@ impl Store for PostgresStore {
         demand: &Demand,
         live_since: DateTime<Utc>,
     ) -> Result<InstanceRecord> {
-        transaction!(self, READ_COMMITTED, |tx| {
+        let created = transaction!(self, READ_COMMITTED, |tx| {
             // Creates in one zone queue here, so each sees what the previous one placed.
             let hosts: Vec<HostRecord> = sqlx::query(
                 "SELECT * FROM hosts WHERE zone = $1 AND last_seen_at >= $2 ORDER BY id FOR UPDATE",
@@ -723,7 +780,11 @@ impl Store for PostgresStore {
                 Err(e) => return Err(unique_or(e, || already_exists(instance)).into()),
             };
             instance_from_row(&row)?
-        })
+        });
+        if created.is_ok() {
+            self.announce().await;
+        }
+        created
     }
 
     async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>> {
@@ -768,7 +829,7 @@ impl Store for PostgresStore {
     }
 
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
-        sqlx::query(
+        let stored = sqlx::query(
             "UPDATE instances SET host_id = $1, spec = $2, desired = $3, status = $4, \
              status_message = $5, status_changed_at = $6, updated_at = $7, \
              generation = generation + 1 WHERE uid = $8 AND generation = $9 RETURNING *",
@@ -787,7 +848,11 @@ impl Store for PostgresStore {
         .map_err(db_error)?
         .as_ref()
         .map(instance_from_row)
-        .transpose()
+        .transpose();
+        if matches!(stored, Ok(Some(_))) {
+            self.announce().await;
+        }
+        stored
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
@@ -797,6 +862,9 @@ impl Store for PostgresStore {
             .await
             .map_err(db_error)?
             .rows_affected();
+        if deleted > 0 {
+            self.announce().await;
+        }
         Ok(deleted > 0)
     }
 
@@ -895,6 +963,7 @@ impl Store for PostgresStore {
                     Error::AlreadyExists(format!("image {} already exists", image.id))
                 })
             })?;
+        self.announce().await;
         Ok(())
     }
 
@@ -1475,6 +1544,10 @@ impl Store for PostgresStore {
                 insert_audit_event(&mut *tx, event).await?;
             }
         })
+    }
+
+    fn follow_changes(&self, changes: crate::Changes) {
+        tokio::spawn(follow(self.pool.clone(), changes));
     }
 
     async fn row_counts(&self) -> Result<BTreeMap<String, u64>> {

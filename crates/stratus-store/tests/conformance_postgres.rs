@@ -20,3 +20,112 @@ async fn postgres_store_conforms() {
     })
     .await;
 }
+
+/// Two stores on one database stand for two replicas: what one writes wakes the other.
+#[tokio::test]
+async fn another_replicas_writes_wake_this_one() {
+    use chrono::Utc;
+    use stratus_core::placement::Demand;
+    use stratus_store::{
+        Changes, HostRegistrationRecord, InstanceRecord, InstanceSpec, OrganizationRecord,
+        ProjectRecord,
+    };
+    let cluster = PostgresCluster::start().unwrap();
+    let url = cluster.create_database("replicas").await.unwrap();
+    let this = PostgresStore::open(&url).await.unwrap();
+    let other = PostgresStore::open(&url).await.unwrap();
+    let now = Utc::now();
+    other
+        .create_organization(&OrganizationRecord {
+            uid: uuid::Uuid::new_v4(),
+            id: "o".into(),
+            display_name: String::new(),
+            description: String::new(),
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    other
+        .create_project(&ProjectRecord {
+            uid: uuid::Uuid::new_v4(),
+            id: "p".into(),
+            organization_id: "o".into(),
+            display_name: String::new(),
+            description: String::new(),
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    other
+        .register_host(&HostRegistrationRecord {
+            name: "h".into(),
+            zone: "z".into(),
+            driver: "sim".into(),
+            vcpus: 64,
+            memory_mb: 65536,
+            gpus: vec![],
+            now,
+        })
+        .await
+        .unwrap();
+
+    let changes = Changes::new();
+    let started = changes.revision();
+    this.follow_changes(changes.clone());
+    // The listener announces itself with one bump once it listens (it bumps again after every
+    // reconnection, since announcements may have been missed meanwhile).
+    let listening = changes
+        .wait_past(started, std::time::Duration::from_secs(20))
+        .await;
+    assert!(listening > started, "the listener never started");
+    let before = changes.revision();
+    let n = 1;
+    {
+        let instance = InstanceRecord {
+            uid: uuid::Uuid::new_v4(),
+            project: "p".into(),
+            id: format!("vm-{n}"),
+            zone: "z".into(),
+            host_id: None,
+            spec: InstanceSpec {
+                display_name: String::new(),
+                description: String::new(),
+                labels: Default::default(),
+                instance_type: "t".into(),
+                metadata: vec![],
+                hostname: format!("vm-{n}"),
+                disks: vec![],
+                nics: vec![],
+                gpus: vec![],
+            },
+            vcpus: 1,
+            memory_mb: 64,
+            gpu_type: None,
+            gpu_count: 0,
+            desired: stratus_types::DesiredState::Running,
+            status: stratus_types::InstanceStatus::Provisioning,
+            status_message: None,
+            status_changed_at: now,
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let demand = Demand {
+            vcpus: 1,
+            memory_mb: 64,
+            gpu: None,
+        };
+        other
+            .create_instance(&instance, &demand, now - chrono::Duration::seconds(60))
+            .await
+            .unwrap();
+    }
+    let after = changes
+        .wait_past(before, std::time::Duration::from_secs(20))
+        .await;
+    assert!(after > before, "the other store's create was not heard");
+}

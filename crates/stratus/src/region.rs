@@ -56,6 +56,7 @@ impl Region {
         }
         let store = crate::db::open_region_store(data_dir, &config.database.url).await?;
         let changes = Changes::new();
+        store.follow_changes(changes.clone());
         let catalog = config.catalog();
         let app = App::new(
             store.clone(),

@@ -41,6 +41,10 @@ pub struct ReconcilerConfig {
     pub repair_grace: Duration,
     /// Length of an instance lease taken for a pass.
     pub lease: Duration,
+    /// How long audit events are kept.
+    pub audit_retention: Duration,
+    /// Time between prunings of old audit events and expired revocations.
+    pub prune_every: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -51,6 +55,8 @@ impl Default for ReconcilerConfig {
             transition_timeout: Duration::from_secs(600),
             repair_grace: Duration::from_secs(600),
             lease: Duration::from_secs(30),
+            audit_retention: Duration::from_secs(90 * 24 * 3600),
+            prune_every: Duration::from_secs(60),
         }
     }
 }
@@ -62,6 +68,8 @@ pub struct Reconciler {
     config: ReconcilerConfig,
     /// The lease owner name of this replica.
     owner: String,
+    /// When old records were last pruned.
+    pruned_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -85,6 +93,7 @@ impl Reconciler {
             changes,
             config,
             owner,
+            pruned_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -101,9 +110,22 @@ impl Reconciler {
         }
     }
 
-    /// One pass over the instances that need the control plane's attention.
+    /// One pass over the instances that need the control plane's attention (and, now and
+    /// then, the pruning of audit events past their retention and of expired revocations).
     pub async fn pass(&self) -> Result<()> {
         let now = now();
+        if self.prune_due() {
+            let before = now - chrono_duration(self.config.audit_retention);
+            let events = self.store.prune_audit_events(before).await?;
+            let revocations = self.store.prune_revoked_tokens(now).await?;
+            if events + revocations > 0 {
+                tracing::info!(
+                    events,
+                    revocations,
+                    "pruned old audit events and expired revocations"
+                );
+            }
+        }
         let silent_since = now - chrono_duration(self.config.host_timeout);
         for host in self.store.list_hosts().await? {
             if host.last_seen_at >= silent_since {
@@ -156,6 +178,17 @@ impl Reconciler {
             .await?;
         }
         Ok(())
+    }
+
+    fn prune_due(&self) -> bool {
+        let Ok(mut last) = self.pruned_at.lock() else {
+            return false;
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= self.config.prune_every);
+        if due {
+            *last = Some(std::time::Instant::now());
+        }
+        due
     }
 
     /// Claims the instance's lease, applies the decision, releases the lease.

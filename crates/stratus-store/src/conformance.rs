@@ -958,4 +958,29 @@ pub async fn service_accounts_credentials_and_audit(store: Arc<dyn Store>) {
             .len(),
         4
     );
+    let mut old = audit_event(7, "o");
+    old.id = format!(
+        "{:013}-0007",
+        (Utc::now() - Duration::days(100)).timestamp_millis()
+    );
+    store.record_audit_event(&old).await.unwrap();
+    let pruned = store
+        .prune_audit_events(Utc::now() - Duration::days(90))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1, "only the event older than the retention goes");
+    let left = store.list_audit_events(None, &page(10)).await.unwrap();
+    assert_eq!(left.items.len(), 4);
+    for (jti, expires) in [("gone", -60), ("kept", 60)] {
+        store
+            .revoke_token(&RevokedTokenRecord {
+                jti: jti.into(),
+                expires_at: Utc::now() + Duration::seconds(expires),
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.prune_revoked_tokens(Utc::now()).await.unwrap(), 1);
+    assert!(store.is_token_revoked("kept").await.unwrap());
+    assert!(!store.is_token_revoked("gone").await.unwrap());
 }

@@ -211,6 +211,10 @@ pub trait Store: Send + Sync + 'static {
 
     // audit
     async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()>;
+    /// Deletes audit events recorded before `before`; returns how many.
+    async fn prune_audit_events(&self, before: DateTime<Utc>) -> Result<u64>;
+    /// Forgets revoked tokens that have expired anyway; returns how many.
+    async fn prune_revoked_tokens(&self, now: DateTime<Utc>) -> Result<u64>;
     /// Events of `organization` (all when `None`), oldest first.
     async fn list_audit_events(
         &self,

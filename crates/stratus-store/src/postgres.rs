@@ -1446,6 +1446,26 @@ impl Store for PostgresStore {
             .map_err(db_error)
     }
 
+    async fn prune_audit_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        // Event ids start with their time in zero-padded milliseconds: the key orders by time.
+        let bound = format!("{:013}", before.timestamp_millis());
+        sqlx::query("DELETE FROM audit_events WHERE id < $1")
+            .bind(bound)
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
+
+    async fn prune_revoked_tokens(&self, now: DateTime<Utc>) -> Result<u64> {
+        sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await
+            .map(|done| done.rows_affected())
+            .map_err(db_error)
+    }
+
     async fn list_audit_events(
         &self,
         organization: Option<&str>,

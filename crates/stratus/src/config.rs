@@ -118,6 +118,8 @@ pub struct ReconcilerSection {
     pub transition_timeout_s: u64,
     /// How long REPAIRING lasts before an instance is given up as TERMINATED.
     pub repair_grace_s: u64,
+    /// How long audit events are kept, in days.
+    pub audit_retention_days: u64,
 }
 
 impl Default for ReconcilerSection {
@@ -127,6 +129,7 @@ impl Default for ReconcilerSection {
             host_timeout_s: 15,
             transition_timeout_s: 600,
             repair_grace_s: 600,
+            audit_retention_days: 90,
         }
     }
 }

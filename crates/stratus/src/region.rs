@@ -97,6 +97,12 @@ impl Region {
                 host_timeout: secs(config.reconciler.host_timeout_s),
                 transition_timeout: secs(config.reconciler.transition_timeout_s),
                 repair_grace: secs(config.reconciler.repair_grace_s),
+                audit_retention: secs(
+                    config
+                        .reconciler
+                        .audit_retention_days
+                        .saturating_mul(86_400),
+                ),
                 ..ReconcilerConfig::default()
             },
             replica.clone(),

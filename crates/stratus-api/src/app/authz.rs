@@ -145,6 +145,32 @@ impl Principal {
         self.is_super_admin() || self.tenant == organization
     }
 
+    /// Whether the principal administers `organization`: owner or admin on all of it, or an
+    /// operator of the region.
+    pub fn administers(&self, organization: &str) -> bool {
+        self.is_super_admin()
+            || (self.tenant == organization
+                && self.scope == "organization"
+                && self
+                    .roles
+                    .iter()
+                    .any(|r| matches!(r.as_str(), "owner" | "admin" | SUPER_ADMIN)))
+    }
+
+    pub(crate) fn must_administer(&self, what: &str) -> Result<()> {
+        if self.administers(&self.tenant) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!(
+                "{what} needs role owner or admin on organization {}; the caller holds [{}] on {} {}",
+                self.tenant,
+                self.roles.join(", "),
+                self.scope,
+                self.scope_id
+            )))
+        }
+    }
+
     /// Whether the principal's roles grant every permission `role` would grant at `scope`:
     /// nobody hands out more than they hold.
     pub fn can_grant(&self, scope: &str, role: &str) -> bool {

@@ -11,9 +11,8 @@
 //! reports tokens of a disabled account or a deleted or expired credential inactive.
 
 use super::apikeys::display_name;
-use super::authz::SUPER_ADMIN;
 use super::tokens::{hash_secret, new_secret};
-use super::{App, now};
+use super::{App, check_text, now};
 use crate::auth::Principal;
 use crate::extract::{QueryParams, path_id};
 use stratus_core::{Error, Result, ids};
@@ -76,44 +75,6 @@ fn check_status(status: &str) -> Result<()> {
     }
 }
 
-fn description(text: String) -> Result<String> {
-    if text.chars().count() > 1000 {
-        return Err(Error::invalid(
-            "description",
-            "description must be at most 1000 characters",
-        ));
-    }
-    Ok(text)
-}
-
-impl Principal {
-    /// Whether the principal administers `organization`: owner or admin on all of it, or an
-    /// operator of the region.
-    pub fn administers(&self, organization: &str) -> bool {
-        self.is_super_admin()
-            || (self.tenant == organization
-                && self.scope == "organization"
-                && self
-                    .roles
-                    .iter()
-                    .any(|r| matches!(r.as_str(), "owner" | "admin" | SUPER_ADMIN)))
-    }
-
-    fn must_administer(&self, what: &str) -> Result<()> {
-        if self.administers(&self.tenant) {
-            Ok(())
-        } else {
-            Err(Error::PermissionDenied(format!(
-                "{what} needs role owner or admin on organization {}; the caller holds [{}] on {} {}",
-                self.tenant,
-                self.roles.join(", "),
-                self.scope,
-                self.scope_id
-            )))
-        }
-    }
-}
-
 impl App {
     /// The account `id` if the principal administers its organization; 404 otherwise.
     async fn administered_account(
@@ -142,7 +103,8 @@ impl App {
     ) -> Result<ServiceAccount> {
         principal.must_administer("making service accounts")?;
         let display_name = display_name(body.display_name)?;
-        let description = description(body.description)?;
+        check_text("description", Some(&body.description), 1000)?;
+        let description = body.description;
         let (scope, scope_id) = self
             .resolve_scope(principal, body.scope, body.scope_id)
             .await?;
@@ -217,7 +179,8 @@ impl App {
             account.display_name = display_name(name)?;
         }
         if let Some(text) = body.description {
-            account.description = description(text)?;
+            check_text("description", Some(&text), 1000)?;
+            account.description = text;
         }
         if let Some(roles) = body.roles {
             self.check_roles(principal, &account.scope, &roles)?;

@@ -7,6 +7,9 @@
 #   - brings up the network and reads its metadata from http://169.254.169.254 with
 #     `Metadata-Flavor: Google`, printing each answer between markers on the serial console,
 #   - shows that the same request without the header is refused,
+#   - when its metadata has `probe-host-port` = a port, tries a TCP connection to that port of
+#     the host (user-mode networking's 169.254.169.2, which would be the host's loopback) and
+#     prints whether it got through,
 #   - powers off when its metadata has `poweroff` = `now`, and otherwise idles.
 # The image is cached under a name that carries this script's hash: it is rebuilt only when
 # missing or when this script changed.
@@ -127,6 +130,17 @@ for d in /dev/vd?; do
     echo "stratus-guest: seed $(dd if="$d" bs=65536 count=32 2>/dev/null | strings | grep '^instance-id:')"
   fi
 done
+port=$(http_get "$md/instance/attributes/probe-host-port" 'Metadata-Flavor: Google' | sed '1,/^\r*$/d')
+case "$port" in
+  ''|*[!0-9]*) ;;
+  *)
+    if echo probe | nc -w 5 169.254.169.2 "$port" >/dev/null 2>&1; then
+      echo "stratus-guest: host port $port REACHABLE"
+    else
+      echo "stratus-guest: host port $port unreachable"
+    fi
+    ;;
+esac
 echo "stratus-guest: ready"
 while true; do
   answer=$(http_get "$md/instance/attributes/poweroff?wait_for_change=true&timeout_sec=60" 'Metadata-Flavor: Google' | sed '1,/^\r*$/d')

@@ -245,7 +245,17 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
             .pause(uid)
             .await
             .map(|()| Some(observed(InstanceStatus::Suspended, None))),
-        Step::PowerOff { then } => driver.power_off(uid).await.map(|()| then.clone()),
+        Step::PowerOff { then } => driver.power_off(uid).await.map(|how| {
+            then.clone().map(|mut observation| {
+                if let Some(how) = how {
+                    observation.message = Some(match observation.message {
+                        Some(message) => format!("{message}; {how}"),
+                        None => how,
+                    });
+                }
+                observation
+            })
+        }),
         Step::Destroy => match driver.destroy(uid).await {
             Ok(()) => {
                 if let Err(e) = shared

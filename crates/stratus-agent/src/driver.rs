@@ -45,8 +45,10 @@ pub trait Driver: Send + Sync + 'static {
     async fn reset(&self, uid: Uuid) -> Result<(), DriverError>;
     async fn pause(&self, uid: Uuid) -> Result<(), DriverError>;
     async fn resume(&self, uid: Uuid) -> Result<(), DriverError>;
-    /// Stops the VM, keeping its persistent disks and dropping temporary ones.
-    async fn power_off(&self, uid: Uuid) -> Result<(), DriverError>;
+    /// Stops the VM, keeping its persistent disks and dropping temporary ones. Returns how the
+    /// stop went when the owner should know (the guest ignored the power-off request and was
+    /// stopped hard), `None` for an orderly stop.
+    async fn power_off(&self, uid: Uuid) -> Result<Option<String>, DriverError>;
     /// Removes the VM and everything it had on the host.
     async fn destroy(&self, uid: Uuid) -> Result<(), DriverError>;
     /// Told the current spec of every instance on the host at each poll, so a driver can keep

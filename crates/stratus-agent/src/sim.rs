@@ -288,9 +288,9 @@ impl Driver for SimDriver {
         .await
     }
 
-    async fn power_off(&self, uid: Uuid) -> Result<(), DriverError> {
+    async fn power_off(&self, uid: Uuid) -> Result<Option<String>, DriverError> {
         if self.inspect(uid).await?.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         Self::pause_for(self.timings.stop_ms).await;
         self.with_vm(uid, |vm| {
@@ -302,6 +302,7 @@ impl Driver for SimDriver {
             Ok(())
         })
         .await
+        .map(|()| None)
     }
 
     async fn destroy(&self, uid: Uuid) -> Result<(), DriverError> {

@@ -141,7 +141,7 @@ impl Issuer {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, &validation)
             .map(|data| data.claims)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -152,7 +152,22 @@ impl Issuer {
                     ErrorKind::InvalidSignature => unauthenticated("bad signature"),
                     _ => unauthenticated("not valid"),
                 }
-            })
+            })?;
+        // Every token this region signs has an id (so it can be revoked) and lives at most
+        // the configured lifetime; a token claiming otherwise was not made by `mint`.
+        if claims.jti.is_empty() {
+            return Err(unauthenticated("it has no jti"));
+        }
+        let leeway = LEEWAY_SECONDS as i64;
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if claims.iat > Utc::now().timestamp() + leeway
+            || lifetime > self.ttl.as_secs() as i64 + leeway
+        {
+            return Err(unauthenticated(
+                "its lifetime is longer than this region issues",
+            ));
+        }
+        Ok(claims)
     }
 
     /// The public keys as a JWK set.

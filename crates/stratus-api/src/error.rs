@@ -28,6 +28,7 @@ pub fn status_and_reason(e: &Error) -> (StatusCode, &'static str) {
         Error::FailedPrecondition(_) => (StatusCode::CONFLICT, "FAILED_PRECONDITION"),
         Error::StaleVersion(_) => (StatusCode::PRECONDITION_FAILED, "FAILED_PRECONDITION"),
         Error::ResourceExhausted(_) => (StatusCode::CONFLICT, "RESOURCE_EXHAUSTED"),
+        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "INVALID_ARGUMENT"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
     }

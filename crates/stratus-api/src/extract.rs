@@ -30,24 +30,56 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for StrictJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
-            let ok = content_type
-                .to_str()
-                .map(|c| c.trim_start().starts_with("application/json"))
-                .unwrap_or(false);
-            if !ok {
-                return Err(Error::invalid(
-                    "Content-Type",
-                    "the body must be JSON (Content-Type: application/json)",
-                )
-                .into());
-            }
+        let bytes = read_json_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::invalid("body", "this operation needs a JSON object body").into());
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Error::invalid("body", format!("the body could not be read: {e}")))?;
         parse_body(&bytes).map(StrictJson).map_err(ApiError)
     }
+}
+
+/// A JSON body of type `T` that may be left out (the operation then takes `{}`).
+pub struct OptionalJson<T>(pub T);
+
+impl<S: Send + Sync, T: RequestBody> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_json_body(req, state).await?;
+        parse_body(&bytes).map(OptionalJson).map_err(ApiError)
+    }
+}
+
+/// The body of a request that must be JSON if it has a `Content-Type`; 413 past the limit.
+async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    if let Some(content_type) = req.headers().get(header::CONTENT_TYPE)
+        && !is_json(content_type.to_str().unwrap_or(""))
+    {
+        return Err(Error::invalid(
+            "Content-Type",
+            "the body must be JSON (Content-Type: application/json)",
+        )
+        .into());
+    }
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Error::TooLarge(format!(
+                "the request body is larger than {} KiB",
+                crate::MAX_BODY_BYTES / 1024
+            ))
+            .into()
+        } else {
+            Error::invalid("body", format!("the body could not be read: {e}")).into()
+        }
+    })
+}
+
+/// Whether a `Content-Type` names JSON: `application/json`, with parameters or without.
+fn is_json(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// Parses a JSON object body into `T`, naming the offending field on failure.
@@ -57,8 +89,7 @@ pub fn parse_body<T: RequestBody>(bytes: &[u8]) -> Result<T, Error> {
     } else {
         bytes
     };
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::invalid("body", format!("the body is not valid JSON: {e}")))?;
+    let value = without_duplicate_keys(bytes)?;
     let Some(object) = value.as_object() else {
         return Err(Error::invalid("body", "the body must be a JSON object"));
     };
@@ -82,6 +113,77 @@ pub fn parse_body<T: RequestBody>(bytes: &[u8]) -> Result<T, Error> {
         let (field, description) = describe_serde_error(&path, &inner);
         Error::invalid(field, description)
     })
+}
+
+/// The JSON value of `bytes`, refusing an object that names a key twice (JSON leaves the
+/// meaning open, and taking the last silently hides a client's mistake).
+fn without_duplicate_keys(bytes: &[u8]) -> Result<serde_json::Value, Error> {
+    use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    struct Unique(Value);
+    struct UniqueVisitor;
+
+    impl<'de> serde::Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor).map(Unique)
+        }
+    }
+
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Unique(item)) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut object = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let Unique(value) = map.next_value()?;
+                if object.insert(key.clone(), value).is_some() {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key {key:?} appears twice in one object"
+                    )));
+                }
+            }
+            Ok(Value::Object(object))
+        }
+    }
+
+    serde_json::from_slice::<Unique>(bytes)
+        .map(|Unique(value)| value)
+        .map_err(|e| Error::invalid("body", format!("the body is not valid JSON: {e}")))
 }
 
 /// Turns serde's message into a field path and a description of the problem.

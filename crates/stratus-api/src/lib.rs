@@ -17,6 +17,7 @@ pub mod handlers;
 pub mod oidc;
 pub mod openapi;
 pub mod paging;
+pub mod server;
 
 use axum::Router;
 use axum::body::Body;

@@ -40,7 +40,16 @@
 //! collide with the subjects of the region's own credentials. Claim names may be dotted
 //! paths into nested objects (`realm_access.roles`); a claim whose name itself contains dots
 //! is found first.
+//!
+//! **Trust.** An identity provider speaks for its users, not for the region: a role claim is
+//! taken only when the issuer's configuration allows it (`allowed-roles`, organization roles
+//! only) or maps it (`role-map`); any other role refuses the token with a message naming it
+//! (or is dropped, with `unknown-roles = "ignore"`). The region operator role `super_admin`
+//! is never read from a claim; only subjects the configuration names in `operators` hold it.
+//! The organization a token names must exist (checked with the token's liveness) and, when
+//! `organizations` is set, be one of those.
 
+use crate::app::authz::{ORGANIZATION_ROLES, SUPER_ADMIN};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
@@ -48,7 +57,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use stratus_core::{Error, Result};
@@ -98,6 +107,33 @@ pub struct OidcIssuerConfig {
     /// Tolerated clock difference for `exp` and `nbf`, in seconds (at most 300).
     #[serde(default = "default_clock_skew_s")]
     pub clock_skew_s: u64,
+    /// The region's organization roles this issuer's roles claim may carry as they are
+    /// (`owner`, `admin`, `member`, `viewer`; all of them by default). `super_admin` is never
+    /// taken from a claim.
+    #[serde(default = "default_allowed_roles")]
+    pub allowed_roles: Vec<String>,
+    /// Values of the roles claim mapped to the region's roles (`{ "cloud-admins" = "admin" }`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub role_map: BTreeMap<String, String>,
+    /// What a role the claim carries that is neither allowed nor mapped does: `refuse` the
+    /// token (the default) or `ignore` the role.
+    #[serde(default = "default_unknown_roles")]
+    pub unknown_roles: String,
+    /// Subjects (the token's own `sub`) that are the region's operators (`super_admin`). The
+    /// only way an external principal becomes one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<String>,
+    /// The organizations this issuer may name; empty: any organization that exists.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<String>,
+}
+
+fn default_allowed_roles() -> Vec<String> {
+    ORGANIZATION_ROLES.iter().map(|r| r.to_string()).collect()
+}
+
+fn default_unknown_roles() -> String {
+    "refuse".into()
 }
 
 fn default_tenant_claim() -> String {
@@ -138,6 +174,11 @@ impl OidcIssuerConfig {
             jwks_cache_s: default_jwks_cache_s(),
             jwks_refresh_cooldown_ms: default_jwks_refresh_cooldown_ms(),
             clock_skew_s: default_clock_skew_s(),
+            allowed_roles: default_allowed_roles(),
+            role_map: BTreeMap::new(),
+            unknown_roles: default_unknown_roles(),
+            operators: Vec::new(),
+            organizations: Vec::new(),
         }
     }
 }
@@ -190,6 +231,24 @@ impl ExternalIssuers {
                 return Err(bad(
                     "jwks-cache-s must be at least 1 and cover jwks-refresh-cooldown-ms".into(),
                 ));
+            }
+            let not_a_role = config
+                .allowed_roles
+                .iter()
+                .chain(config.role_map.values())
+                .chain(config.roles.iter().flatten())
+                .find(|r| !ORGANIZATION_ROLES.contains(&r.as_str()));
+            if let Some(role) = not_a_role {
+                return Err(bad(format!(
+                    "{role:?} is not an organization role ({}); operators are named in `operators`",
+                    ORGANIZATION_ROLES.join(", ")
+                )));
+            }
+            if !matches!(config.unknown_roles.as_str(), "refuse" | "ignore") {
+                return Err(bad(format!(
+                    "unknown-roles is {:?}; use refuse or ignore",
+                    config.unknown_roles
+                )));
             }
             if config.clock_skew_s > MAX_CLOCK_SKEW_S {
                 return Err(bad(format!(
@@ -501,7 +560,12 @@ impl ExternalIssuer {
                 })?
                 .to_owned(),
         };
-        let roles = match &self.config.roles {
+        if !self.config.organizations.is_empty() && !self.config.organizations.contains(&tenant) {
+            return Err(
+                self.unauthenticated(format!("this issuer may not name organization {tenant:?}"))
+            );
+        }
+        let claimed = match &self.config.roles {
             Some(roles) => roles.clone(),
             None => roles_of(claim(claims, &self.config.roles_claim)).ok_or_else(|| {
                 self.unauthenticated(format!(
@@ -510,6 +574,10 @@ impl ExternalIssuer {
                 ))
             })?,
         };
+        let mut roles = self.region_roles(&claimed)?;
+        if self.config.operators.iter().any(|o| o == sub) {
+            roles.push(SUPER_ADMIN.to_owned());
+        }
         let number = |name: &str| {
             claims
                 .get(name)
@@ -534,6 +602,45 @@ impl ExternalIssuer {
             principal_type: "user".into(),
             credential_id: None,
         })
+    }
+}
+
+impl ExternalIssuer {
+    /// The region's roles for the roles a token claims: allowed ones as they are, mapped
+    /// ones translated, anything else refused (or dropped with `unknown-roles = "ignore"`).
+    /// No claim reaches `super_admin`: operators are named in the configuration.
+    fn region_roles(&self, claimed: &[String]) -> Result<Vec<String>> {
+        let mut roles: Vec<String> = Vec::new();
+        for role in claimed {
+            let granted = match self.config.role_map.get(role) {
+                Some(mapped) => Some(mapped),
+                None => self.config.allowed_roles.iter().find(|r| *r == role),
+            };
+            match granted {
+                Some(granted) => {
+                    if !roles.contains(granted) {
+                        roles.push(granted.clone());
+                    }
+                }
+                None if self.config.unknown_roles == "ignore" => {}
+                None => {
+                    return Err(self.unauthenticated(format!(
+                        "role {role:?} is not one this region accepts from this issuer (allowed: {}{}); \
+                         the issuer's configuration maps claims to roles",
+                        self.config.allowed_roles.join(", "),
+                        if self.config.role_map.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; mapped: {}",
+                                self.config.role_map.keys().cloned().collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    )));
+                }
+            }
+        }
+        Ok(roles)
     }
 }
 

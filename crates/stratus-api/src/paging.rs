@@ -21,6 +21,9 @@ pub const MAX_PAGE_SIZE: u64 = 500;
 /// The query parameters every list operation takes.
 pub const PAGING_PARAMS: &[&str] = &["pageSize", "pageToken", "offset"];
 
+/// Bytes of the HMAC-SHA256 tag a token carries (128 bits).
+const TAG_BYTES: usize = 16;
+
 /// Signs and checks page tokens.
 #[derive(Clone)]
 pub struct PageTokens {
@@ -45,7 +48,7 @@ impl PageTokens {
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload),
-            URL_SAFE_NO_PAD.encode(&tag[..16])
+            URL_SAFE_NO_PAD.encode(&tag[..TAG_BYTES])
         )
     }
 
@@ -59,7 +62,10 @@ impl PageTokens {
             .map_err(|_| bad("not a page token issued by this server"))?;
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
-            .map_err(|_| bad("not a page token issued by this server"))?;
+            .ok()
+            // The whole tag, never a prefix an attacker could guess byte by byte.
+            .filter(|t| t.len() == TAG_BYTES)
+            .ok_or_else(|| bad("not a page token issued by this server"))?;
         self.mac(&payload)
             .verify_truncated_left(&tag)
             .map_err(|_| bad("not a page token issued by this server"))?;
@@ -156,5 +162,22 @@ mod tests {
             (page.offset, page.with_total, page.limit),
             (Some(5), true, 50)
         );
+    }
+
+    #[test]
+    fn a_cursor_with_a_guessed_short_tag_is_refused() {
+        // The attack: choose a cursor, then try every one-byte tag until one matches the
+        // first byte of the real tag. With the whole tag required, none of the 256 passes.
+        let tokens = PageTokens::new(b"k".to_vec());
+        let payload = URL_SAFE_NO_PAD.encode(format!("{}:zzz", query_digest("instances:p")));
+        let passed = (0..=255u8)
+            .filter(|byte| {
+                let forged = format!("{payload}.{}", URL_SAFE_NO_PAD.encode([*byte]));
+                tokens
+                    .page_request(&params(&format!("pageToken={forged}")), "instances:p")
+                    .is_ok()
+            })
+            .count();
+        assert_eq!(passed, 0);
     }
 }

@@ -42,6 +42,9 @@ pub enum Error {
     /// 409: not enough capacity (or quota) for the request.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// 413: the request body is larger than the server takes.
+    #[error("{0}")]
+    TooLarge(String),
     /// 503: a dependency (the database) is unreachable; the caller may retry.
     #[error("{0}")]
     Unavailable(String),

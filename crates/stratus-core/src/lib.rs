@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod error;
 pub mod ids;
+pub mod import_sources;
 pub mod lifecycle;
 pub mod placement;
 pub mod selector;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stratus_core::Result;
+use stratus_core::import_sources::{ImportSource, ImportSources, refusal, refused_address};
 use stratus_store::{Changes, ImageRecord, PageRequest, Store};
 use stratus_types::ImageStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,19 +34,26 @@ pub struct ImageImporter {
     store: Arc<dyn Store>,
     changes: Changes,
     image_dir: PathBuf,
-    http: reqwest::Client,
+    /// Where images may come from; checked again here, when the bytes are read.
+    sources: ImportSources,
     /// The lease owner name of this replica.
     owner: String,
 }
 
 impl ImageImporter {
-    pub fn new(store: Arc<dyn Store>, changes: Changes, image_dir: PathBuf, owner: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        changes: Changes,
+        image_dir: PathBuf,
+        sources: ImportSources,
+        owner: String,
+    ) -> Self {
         Self {
             store,
             changes,
             image_dir,
+            sources,
             owner,
-            http: reqwest::Client::new(),
         }
     }
 
@@ -152,7 +160,7 @@ impl ImageImporter {
             Ok(f) => f,
             Err(e) => return Ok(Err(format!("creating {}: {e}", part.display()))),
         };
-        let mut source_stream = match Source::open(&self.http, &source).await {
+        let mut source_stream = match Source::open(&self.sources, &source).await {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
@@ -238,29 +246,69 @@ struct Source {
     length: Option<u64>,
 }
 
+/// Redirects followed, each checked like the first URL.
+const MAX_REDIRECTS: usize = 5;
+
+/// How long connecting to an image's server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Source {
-    async fn open(http: &reqwest::Client, source: &str) -> Result<Self, String> {
-        if source.starts_with("http://") || source.starts_with("https://") {
-            let response = http
-                .get(source)
-                .send()
-                .await
-                .and_then(|r| r.error_for_status())
-                .map_err(|e| format!("downloading {source}: {e}"))?;
-            let length = response.content_length();
-            return Ok(Self {
-                kind: SourceKind::Http(response),
-                length,
-            });
+    /// Opens `source` if the region may read it (see [`stratus_core::import_sources`]).
+    async fn open(sources: &ImportSources, source: &str) -> Result<Self, String> {
+        match sources.parse(source)? {
+            ImportSource::File(path) => {
+                let canonical = tokio::fs::canonicalize(&path)
+                    .await
+                    .map_err(|e| format!("opening {source}: {e}"))?;
+                if !sources.file_allowed(&canonical) {
+                    return Err(sources.file_refusal(&canonical));
+                }
+                let file = tokio::fs::File::open(&canonical)
+                    .await
+                    .map_err(|e| format!("opening {source}: {e}"))?;
+                let metadata = file.metadata().await.map_err(|e| e.to_string())?;
+                if !metadata.is_file() {
+                    return Err(format!("{source} is not a file"));
+                }
+                Ok(Self {
+                    kind: SourceKind::File(file),
+                    length: Some(metadata.len()),
+                })
+            }
+            ImportSource::Url(mut url) => {
+                for _ in 0..=MAX_REDIRECTS {
+                    let response = get_checked(sources, &url).await?;
+                    if response.status().is_redirection() {
+                        let location = response
+                            .headers()
+                            .get(reqwest::header::LOCATION)
+                            .and_then(|l| l.to_str().ok())
+                            .ok_or_else(|| format!("{url} redirects nowhere"))?;
+                        let next = url
+                            .join(location)
+                            .map_err(|e| format!("{url} redirects to {location:?}: {e}"))?;
+                        url = match sources.parse(next.as_str())? {
+                            ImportSource::Url(next) => next,
+                            ImportSource::File(_) => {
+                                return Err(format!("{url} redirects to a file"));
+                            }
+                        };
+                        continue;
+                    }
+                    let response = response
+                        .error_for_status()
+                        .map_err(|e| format!("downloading {url}: {e}"))?;
+                    let length = response.content_length();
+                    return Ok(Self {
+                        kind: SourceKind::Http(response),
+                        length,
+                    });
+                }
+                Err(format!(
+                    "{source} redirects more than {MAX_REDIRECTS} times"
+                ))
+            }
         }
-        let file = tokio::fs::File::open(source)
-            .await
-            .map_err(|e| format!("opening {source}: {e}"))?;
-        let length = file.metadata().await.ok().map(|m| m.len());
-        Ok(Self {
-            kind: SourceKind::File(file),
-            length,
-        })
     }
 
     async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
@@ -278,6 +326,54 @@ impl Source {
                 .map_err(|e| e.to_string()),
         }
     }
+}
+
+/// Resolves `url`'s host, refuses it when an address is one the region must not fetch from
+/// (unless the configuration allows the host), and sends the request to the checked addresses
+/// only, without following redirects.
+async fn get_checked(
+    sources: &ImportSources,
+    url: &reqwest::Url,
+) -> Result<reqwest::Response, String> {
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare.as_str(), port))
+        .await
+        .map_err(|e| format!("resolving {host}: {e}"))?
+        .collect();
+    if addresses.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    if !sources.host_allowed(&host) {
+        for address in &addresses {
+            let ip = address.ip();
+            let why = refused_address(ip)
+                .or_else(|| is_own_address(ip).then_some("an address of this host"));
+            if let Some(why) = why {
+                return Err(refusal(&host, ip, why));
+            }
+        }
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(CONNECT_TIMEOUT)
+        .resolve_to_addrs(&bare, &addresses)
+        .build()
+        .map_err(|e| format!("preparing the download: {e}"))?;
+    client
+        .get(url.clone())
+        .send()
+        .await
+        .map_err(|e| format!("downloading {url}: {e}"))
+}
+
+/// Whether `ip` is an address of this host: only a local address can be bound.
+fn is_own_address(ip: std::net::IpAddr) -> bool {
+    std::net::UdpSocket::bind((ip, 0)).is_ok()
 }
 
 /// Checks with `qemu-img info` that `file` is in `format`; returns its virtual size. Without
@@ -304,6 +400,18 @@ async fn inspect(file: &Path, format: &str) -> Result<Option<u64>, String> {
     if detected != format {
         return Err(format!(
             "the file is a {detected} image, but the registration says {format}"
+        ));
+    }
+    // A disk that reads another file (a backing file or an external data file) would hand
+    // that file's bytes to whoever boots from it.
+    if let Some(backing) = info["backing-filename"].as_str() {
+        return Err(format!(
+            "the image names a backing file ({backing}); import a standalone image"
+        ));
+    }
+    if let Some(data_file) = info["format-specific"]["data"]["data-file"].as_str() {
+        return Err(format!(
+            "the image names an external data file ({data_file}); import a standalone image"
         ));
     }
     Ok(info["virtual-size"].as_u64())

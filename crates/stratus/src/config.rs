@@ -7,7 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 use stratus_agent::sim::SimTimings;
 use stratus_api::oidc::OidcIssuerConfig;
+use stratus_api::server::ServerLimits;
 use stratus_core::catalog::{Catalog, GpuCount};
+use stratus_core::import_sources::ImportSources;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
@@ -22,6 +24,19 @@ pub struct Config {
     pub reconciler: ReconcilerSection,
     pub auth: AuthSection,
     pub agent: AgentSection,
+    pub images: ImagesSection,
+}
+
+/// Where administrators may import images from (see `stratus_core::import_sources`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct ImagesSection {
+    /// Directories on the control plane's host whose files may be registered as images; the
+    /// directories of the catalog's image files count too. None by default.
+    pub import_dirs: Vec<std::path::PathBuf>,
+    /// URL hosts images may be downloaded from even though they are loopback, link-local or
+    /// this host's own addresses (an image mirror on this machine, say).
+    pub allowed_url_hosts: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -29,12 +44,34 @@ pub struct Config {
 pub struct ApiSection {
     /// Address of the API listener (overridden by `--listen`).
     pub listen: String,
+    /// Client connections open at once; more are closed at once.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head.
+    pub header_read_timeout_s: u64,
+    /// Seconds a connection may stay without traffic before it is closed (more than the
+    /// longest request, 60 s).
+    pub idle_timeout_s: u64,
 }
 
 impl Default for ApiSection {
     fn default() -> Self {
+        let limits = ServerLimits::default();
         Self {
             listen: "127.0.0.1:8080".into(),
+            max_connections: limits.max_connections,
+            header_read_timeout_s: limits.header_read_timeout.as_secs(),
+            idle_timeout_s: limits.idle_timeout.as_secs(),
+        }
+    }
+}
+
+impl ApiSection {
+    /// The listener's limits.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: secs(self.header_read_timeout_s),
+            idle_timeout: secs(self.idle_timeout_s),
         }
     }
 }
@@ -205,6 +242,15 @@ impl Config {
             "database.url must be a postgres:// URL (or empty for the embedded store)"
         );
         anyhow::ensure!(
+            config.api.max_connections >= 1,
+            "api.max-connections must be at least 1"
+        );
+        anyhow::ensure!(
+            config.api.header_read_timeout_s >= 1 && config.api.idle_timeout_s > 60,
+            "api.header-read-timeout-s must be at least 1 and api.idle-timeout-s more than 60 \
+             (the longest request)"
+        );
+        anyhow::ensure!(
             matches!(config.qemu.accel.as_str(), "auto" | "kvm" | "tcg"),
             "qemu.accel is {:?}; use \"auto\", \"kvm\" or \"tcg\"",
             config.qemu.accel
@@ -214,6 +260,33 @@ impl Config {
 
     pub fn catalog(&self) -> Catalog {
         self.catalog.clone().unwrap_or_else(Catalog::builtin)
+    }
+
+    /// Where images may be imported from: the configured directories and those of the
+    /// catalog's image files, canonical (a directory that does not exist is left out, with a
+    /// warning), and the allowed URL hosts.
+    pub fn import_sources(&self) -> ImportSources {
+        let catalog_dirs = self
+            .catalog()
+            .images
+            .iter()
+            .filter_map(|i| i.file.as_ref())
+            .filter_map(|f| Path::new(f).parent().map(Path::to_path_buf))
+            .collect::<Vec<_>>();
+        let mut dirs = Vec::new();
+        for dir in self.images.import_dirs.iter().chain(&catalog_dirs) {
+            match std::fs::canonicalize(dir) {
+                Ok(dir) if !dirs.contains(&dir) => dirs.push(dir),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "an image import directory cannot be used")
+                }
+            }
+        }
+        ImportSources {
+            dirs,
+            allowed_hosts: self.images.allowed_url_hosts.clone(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ pub mod db;
 pub mod host_setup;
 pub mod local_agent;
 pub mod metadata_proxy;
+pub mod private_files;
 pub mod region;
 pub mod remote_agent;
 

@@ -121,8 +121,10 @@ enum DbCommand {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::MetadataProxy { socket } = &cli.command {
-        // No logging: standard output belongs to the guest's connection.
-        return stratus::metadata_proxy::run(socket).await;
+        // No logging and no error text: standard output and error belong to the guest's
+        // connection.
+        let code = i32::from(stratus::metadata_proxy::run(socket).await.is_err());
+        std::process::exit(code);
     }
     if let Command::Client(command) = cli.command {
         // No logging: the client reports on standard error itself, and its exit code matters.
@@ -206,7 +208,8 @@ async fn main() -> anyhow::Result<()> {
             };
             let credential = std::fs::read_to_string(&credential_file)
                 .with_context(|| format!("reading {}", credential_file.display()))?;
-            std::fs::create_dir_all(&data_dir)?;
+            stratus::private_files::make_private(&data_dir)
+                .with_context(|| format!("making {} private", data_dir.display()))?;
             let control_plane: std::sync::Arc<dyn stratus_agent::ControlPlane> =
                 std::sync::Arc::new(stratus::remote_agent::HttpControlPlane::new(
                     control_plane,

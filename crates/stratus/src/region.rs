@@ -43,8 +43,8 @@ pub struct Region {
 impl Region {
     /// Opens the store in `data_dir`, then starts the API on `listen` and the background work.
     pub async fn start(data_dir: &Path, listen: &str, mut config: Config) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+        crate::private_files::make_private(data_dir)
+            .with_context(|| format!("making the data directory {} private", data_dir.display()))?;
         let data_dir = &std::fs::canonicalize(data_dir)?;
         if config.host.enabled {
             let dir = data_dir.to_owned();
@@ -67,6 +67,7 @@ impl Region {
                 issuer: config.auth.issuer.clone(),
                 audience: config.auth.audience.clone(),
                 oidc: config.auth.oidc.clone(),
+                import_sources: config.import_sources(),
                 ..AppConfig::default()
             },
             changes.clone(),
@@ -112,6 +113,7 @@ impl Region {
             store.clone(),
             changes.clone(),
             data_dir.join("images"),
+            config.import_sources(),
             replica,
         );
         tasks.spawn(importer.run(cancel.clone()));
@@ -131,12 +133,15 @@ impl Region {
         }
         let router = stratus_api::router(app.clone());
         let stop = cancel.clone();
+        let limits = config.api.limits();
         tasks.spawn(async move {
-            let server = axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await });
-            if let Err(e) = server.await {
-                tracing::error!(error = %e, "the API server failed");
-            }
+            stratus_api::server::serve(
+                listener,
+                router,
+                limits,
+                async move { stop.cancelled().await },
+            )
+            .await;
         });
 
         Ok(Self {

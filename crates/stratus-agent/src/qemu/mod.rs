@@ -216,7 +216,10 @@ impl QemuDriver {
             "type=1,serial=ds=nocloud-net;s=http://169.254.169.254/nocloud/".into(),
             "-netdev".into(),
             format!(
-                "user,id=net0,net=169.254.169.0/24,host=169.254.169.2,guestfwd=tcp:169.254.169.254:80-cmd:{}",
+                // restrict=on: the guest reaches the metadata forward and nothing else, neither
+                // the host (whose loopback user-mode networking would otherwise expose) nor
+                // the outside.
+                "user,id=net0,restrict=on,net=169.254.169.0/24,host=169.254.169.2,guestfwd=tcp:169.254.169.254:80-cmd:{}",
                 path(METADATA_PROXY)
             ),
             "-device".into(),
@@ -347,10 +350,15 @@ impl QemuDriver {
         self.live_pid(uid).is_none()
     }
 
-    /// Stops the VM's QEMU: politely for `grace`, then by QMP `quit`, then by SIGKILL.
-    async fn stop_process(&self, uid: Uuid, grace: Duration) -> Result<(), DriverError> {
+    /// Stops the VM's QEMU: politely for `grace`, then by QMP `quit`, then by SIGKILL. Says
+    /// so when a guest given a grace ignored the power-off request and had to be stopped hard.
+    async fn stop_process(
+        &self,
+        uid: Uuid,
+        grace: Duration,
+    ) -> Result<Option<String>, DriverError> {
         let Some(pid) = self.live_pid(uid) else {
-            return Ok(());
+            return Ok(None);
         };
         let marker = self.dir(uid).join(STOPPED_BY_AGENT);
         std::fs::write(&marker, b"").map_err(io(marker.display()))?;
@@ -358,18 +366,24 @@ impl QemuDriver {
             && self.qmp(uid, "system_powerdown").await.is_ok()
             && self.wait_exit(uid, grace).await
         {
-            return Ok(());
+            return Ok(None);
         }
+        let hard = (!grace.is_zero()).then(|| {
+            format!(
+                "the guest did not power off within {} s of the ACPI request and was stopped hard",
+                grace.as_secs()
+            )
+        });
         let _ = self.qmp(uid, "quit").await;
         if self.wait_exit(uid, Duration::from_secs(5)).await {
-            return Ok(());
+            return Ok(hard);
         }
         let _ = Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status()
             .await;
         if self.wait_exit(uid, Duration::from_secs(5)).await {
-            Ok(())
+            Ok(hard)
         } else {
             Err(DriverError(format!("QEMU process {pid} does not exit")))
         }
@@ -635,8 +649,8 @@ impl Driver for QemuDriver {
         self.qmp(uid, "cont").await.map(|_| ())
     }
 
-    async fn power_off(&self, uid: Uuid) -> Result<(), DriverError> {
-        self.stop_process(uid, self.config.shutdown_grace).await?;
+    async fn power_off(&self, uid: Uuid) -> Result<Option<String>, DriverError> {
+        let how = self.stop_process(uid, self.config.shutdown_grace).await?;
         self.stop_metadata(uid).await;
         if let Some(spec) = self.spec(uid)? {
             for (i, disk) in spec.disks.iter().enumerate() {
@@ -645,7 +659,7 @@ impl Driver for QemuDriver {
                 }
             }
         }
-        Ok(())
+        Ok(how)
     }
 
     async fn destroy(&self, uid: Uuid) -> Result<(), DriverError> {

@@ -1,9 +1,16 @@
 //! API keys (`/v1/regions/global/iam/apikeys`), token introspection and revocation.
 //!
-//! An API key belongs to the principal that made it: only its maker (and the region's
-//! operators) can see or change it, and to everyone else it does not exist (404), so key ids
-//! cannot be enumerated. A key acts in one scope (its organization, or one project of it) with
-//! roles that never exceed what its maker holds. Its secret is shown once, at create and at
+//! An API key is a principal of its own: its tokens carry the key's id as `sub`, its own
+//! scope (its organization, or one project of it) and its own roles, which never exceed
+//! what its maker held when making it. It does not act as its maker, so a `member` key made
+//! by an administrator cannot see, rotate or disable the administrator's other keys, nor
+//! revoke the administrator's tokens.
+//!
+//! Managing keys takes the `iam.apikeys.*` permissions (organization owners and admins,
+//! project admins for their project), and even then only keys that hold nothing the caller
+//! does not: an administrator manages the keys of its organization within its own power, a
+//! project admin the keys it made itself. Every other key does not exist for the caller
+//! (404), so key ids cannot be enumerated. A key's secret is shown once, at create and at
 //! `:rotate`, and only its SHA-256 is kept. Rotation can leave the previous secret working
 //! for a grace period of up to five minutes, so clients can switch without an outage.
 //!
@@ -15,7 +22,8 @@
 //! credential changes through it; so a revoked or cut-off token stops at once on the replica
 //! that cut it off and within a second on every other.
 
-use super::authz::{ORGANIZATION_ROLES, PROJECT_ROLES};
+use super::Permission;
+use super::authz::{CredentialBounds, ORGANIZATION_ROLES, PROJECT_ROLES};
 use super::tokens::{hash_secret, new_secret};
 use super::{App, now};
 use crate::auth::Principal;
@@ -34,6 +42,17 @@ pub const LIVENESS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest grace period of a rotated secret.
 const MAX_GRACE_SECONDS: u32 = 300;
+
+/// What the rules for managing keys look at in `key`.
+fn key_bounds(key: &ApiKeyRecord) -> CredentialBounds<'_> {
+    CredentialBounds {
+        organization: &key.organization_id,
+        scope: &key.scope,
+        scope_id: &key.scope_id,
+        roles: &key.roles,
+        created_by: Some(&key.created_by),
+    }
+}
 
 fn api_key_view(key: &ApiKeyRecord) -> ApiKey {
     ApiKey {
@@ -118,6 +137,14 @@ impl App {
                 self.service_credential_active(claims).await?,
                 "its service account or credential is no longer active",
             ),
+            // An external issuer names organizations by itself; only existing ones count.
+            _ if claims.iss != self.issuer.issuer() => (
+                self.store
+                    .get_organization(&claims.tenant_id)
+                    .await?
+                    .is_some(),
+                "it names an organization that does not exist here",
+            ),
             _ => (true, ""),
         };
         if !live {
@@ -126,11 +153,17 @@ impl App {
         Ok(())
     }
 
-    /// The key `id` if the principal may see it; 404 otherwise.
-    async fn own_api_key(&self, principal: &Principal, id: &str) -> Result<ApiKeyRecord> {
+    /// The key `id` if the principal may use `permission` on it; to anyone else it does not
+    /// exist (404), so key ids cannot be probed.
+    async fn managed_api_key(
+        &self,
+        principal: &Principal,
+        id: &str,
+        permission: Permission,
+    ) -> Result<ApiKeyRecord> {
         let not_found = || Error::NotFound(format!("API key {id} not found"));
         let key = self.store.get_api_key(id).await?.ok_or_else(not_found)?;
-        if principal.is_super_admin() || key.created_by == principal.subject {
+        if principal.manages(permission, &key_bounds(&key)) {
             Ok(key)
         } else {
             Err(not_found())
@@ -251,6 +284,7 @@ impl App {
         let (scope, scope_id) = self
             .resolve_scope(principal, body.scope, body.scope_id)
             .await?;
+        principal.authorize_here(Permission::ApiKeysCreate)?;
         self.check_roles(principal, &scope, &body.roles)?;
         let secret = new_secret();
         let record = ApiKeyRecord {
@@ -277,13 +311,15 @@ impl App {
         })
     }
 
-    /// `GET /v1/regions/global/iam/apikeys`: the caller's own keys (operators: all).
+    /// `GET /v1/regions/global/iam/apikeys`: the keys the caller made, or with `createdBy=*`
+    /// (or another maker's id) every key of its organization it manages.
     pub async fn list_api_keys(
         &self,
         principal: &Principal,
         query: Option<&str>,
     ) -> Result<ApiKeyList> {
-        let params = QueryParams::parse(query, &["pageSize", "pageToken", "status"])?;
+        let params = QueryParams::parse(query, &["pageSize", "pageToken", "status", "createdBy"])?;
+        principal.authorize_here(Permission::ApiKeysList)?;
         let status = params.get("status").map(str::to_owned);
         if let Some(s) = &status
             && !matches!(s.as_str(), "active" | "disabled")
@@ -293,28 +329,40 @@ impl App {
                 "status filters by active or disabled",
             ));
         }
-        let query_key = format!("apikeys:{}", principal.subject);
-        let request = self.pages.page_request(&params, &query_key)?;
-        let page = if principal.is_super_admin() {
-            self.store.list_api_keys(None, None, &request).await?
-        } else {
-            self.store
-                .list_api_keys(Some(&principal.tenant), Some(&principal.subject), &request)
-                .await?
+        let created_by = match params.get("createdBy") {
+            None => Some(principal.subject.as_str()),
+            Some("*") => None,
+            Some(maker) => Some(maker),
         };
+        let query_key = format!(
+            "apikeys:{}:{}",
+            principal.subject,
+            created_by.unwrap_or("*")
+        );
+        let request = self.pages.page_request(&params, &query_key)?;
+        let organization = (!principal.is_super_admin()).then_some(principal.tenant.as_str());
+        let page = self
+            .store
+            .list_api_keys(organization, created_by, &request)
+            .await?;
         Ok(ApiKeyList {
             next_page_token: self.next_token(&page, &request, &query_key, |k| &k.id),
             api_keys: page
                 .items
                 .iter()
                 .filter(|k| status.as_ref().is_none_or(|s| &k.status == s))
+                .filter(|k| principal.manages(Permission::ApiKeysList, &key_bounds(k)))
                 .map(api_key_view)
                 .collect(),
         })
     }
 
     pub async fn get_api_key(&self, principal: &Principal, id: &str) -> Result<ApiKey> {
-        Ok(api_key_view(&self.own_api_key(principal, id).await?))
+        Ok(api_key_view(
+            &self
+                .managed_api_key(principal, id, Permission::ApiKeysGet)
+                .await?,
+        ))
     }
 
     pub async fn update_api_key(
@@ -323,7 +371,9 @@ impl App {
         id: &str,
         body: ApiKeyUpdateRequest,
     ) -> Result<ApiKey> {
-        let mut key = self.own_api_key(principal, id).await?;
+        let mut key = self
+            .managed_api_key(principal, id, Permission::ApiKeysUpdate)
+            .await?;
         if let Some(name) = body.display_name {
             key.display_name = display_name(name)?;
         }
@@ -350,7 +400,8 @@ impl App {
     }
 
     pub async fn delete_api_key(&self, principal: &Principal, id: &str) -> Result<()> {
-        self.own_api_key(principal, id).await?;
+        self.managed_api_key(principal, id, Permission::ApiKeysDelete)
+            .await?;
         self.store.delete_api_key(id).await?;
         self.forget_live_tokens();
         Ok(())
@@ -371,7 +422,9 @@ impl App {
                 format!("gracePeriodSeconds is {grace}; at most {MAX_GRACE_SECONDS}"),
             ));
         }
-        let mut key = self.own_api_key(principal, id).await?;
+        let mut key = self
+            .managed_api_key(principal, id, Permission::ApiKeysUpdate)
+            .await?;
         if key.status != "active" {
             return Err(Error::FailedPrecondition(format!(
                 "API key {id} is {}; activate it before rotating",
@@ -416,11 +469,14 @@ impl App {
     }
 
     /// `POST /v1/regions/global/auth/revoke`: always "revoked"; a token is put on the deny
-    /// list when it is the caller's own or the caller administers its organization.
+    /// list when it is the caller's own, or the caller administers its organization and
+    /// holds at least the token's roles (nobody cuts off a principal above them).
     pub async fn revoke(&self, principal: &Principal, token: &str) -> Result<RevokeResponse> {
         if let Ok(claims) = self.verify_token(token).await {
             let own = claims.sub == principal.subject;
-            if own || principal.administers(&claims.tenant_id) {
+            let above = principal.administers(&claims.tenant_id)
+                && principal.holds_all(&claims.scope, &claims.roles);
+            if own || above {
                 let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(now);
                 self.store
                     .revoke_token(&RevokedTokenRecord {

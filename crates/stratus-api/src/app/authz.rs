@@ -31,6 +31,16 @@ pub enum Permission {
     ImagesList,
     ImagesCreate,
     ImagesDelete,
+    ApiKeysGet,
+    ApiKeysList,
+    ApiKeysCreate,
+    ApiKeysUpdate,
+    ApiKeysDelete,
+    ServiceAccountsGet,
+    ServiceAccountsList,
+    ServiceAccountsCreate,
+    ServiceAccountsUpdate,
+    ServiceAccountsDelete,
 }
 
 impl Permission {
@@ -56,6 +66,16 @@ impl Permission {
             ImagesList => "compute.images.list",
             ImagesCreate => "compute.images.create",
             ImagesDelete => "compute.images.delete",
+            ApiKeysGet => "iam.apikeys.get",
+            ApiKeysList => "iam.apikeys.list",
+            ApiKeysCreate => "iam.apikeys.create",
+            ApiKeysUpdate => "iam.apikeys.update",
+            ApiKeysDelete => "iam.apikeys.delete",
+            ServiceAccountsGet => "iam.serviceAccounts.get",
+            ServiceAccountsList => "iam.serviceAccounts.list",
+            ServiceAccountsCreate => "iam.serviceAccounts.create",
+            ServiceAccountsUpdate => "iam.serviceAccounts.update",
+            ServiceAccountsDelete => "iam.serviceAccounts.delete",
         }
     }
 
@@ -76,6 +96,16 @@ impl Permission {
     /// changing them is for the region's operators.
     fn is_region_level(self) -> bool {
         self.as_str().starts_with("compute.images.")
+    }
+
+    /// Permissions on credentials (API keys, service accounts): whoever holds them can make
+    /// new principals, so they belong to administrators only, never to readers.
+    fn is_iam(self) -> bool {
+        self.as_str().starts_with("iam.")
+    }
+
+    fn is_api_keys(self) -> bool {
+        self.as_str().starts_with("iam.apikeys.")
     }
 }
 
@@ -109,18 +139,36 @@ impl Permission {
         Permission::ImagesList,
         Permission::ImagesCreate,
         Permission::ImagesDelete,
+        Permission::ApiKeysGet,
+        Permission::ApiKeysList,
+        Permission::ApiKeysCreate,
+        Permission::ApiKeysUpdate,
+        Permission::ApiKeysDelete,
+        Permission::ServiceAccountsGet,
+        Permission::ServiceAccountsList,
+        Permission::ServiceAccountsCreate,
+        Permission::ServiceAccountsUpdate,
+        Permission::ServiceAccountsDelete,
     ];
 }
 
 /// Whether `role`, held at `scope` (`organization` or `project`), grants `permission`.
 /// Organization roles: owner (everything), admin (all but deleting the organization), member
-/// (compute everywhere, reading the rest), viewer (reading). Project roles: admin (compute and
-/// the project's settings), member (compute), viewer (reading).
+/// (compute everywhere, reading the rest), viewer (reading). Project roles: admin (compute,
+/// the project's settings and its API keys), member (compute), viewer (reading). Credentials
+/// (`iam.*`) are managed by administrators only.
 pub fn role_grants(scope: &str, role: &str, permission: Permission) -> bool {
     use Permission::*;
     let project_settings = matches!(permission, ProjectsGet | ProjectsUpdate);
     if permission.is_region_level() {
         return role == SUPER_ADMIN || permission.is_read();
+    }
+    if permission.is_iam() {
+        return match (scope, role) {
+            (_, SUPER_ADMIN) | ("organization", "owner" | "admin") => true,
+            ("project", "admin") => permission.is_api_keys(),
+            _ => false,
+        };
     }
     match (scope, role) {
         (_, SUPER_ADMIN) | ("organization", "owner") => true,
@@ -133,6 +181,20 @@ pub fn role_grants(scope: &str, role: &str, permission: Permission) -> bool {
         }
         _ => false,
     }
+}
+
+/// What the rules for managing a credential or a token look at.
+#[derive(Clone, Copy, Debug)]
+pub struct CredentialBounds<'a> {
+    /// The organization it acts in.
+    pub organization: &'a str,
+    /// `organization` or `project`, and which one.
+    pub scope: &'a str,
+    pub scope_id: &'a str,
+    /// The roles it holds there.
+    pub roles: &'a [String],
+    /// Who made it, when that is known.
+    pub created_by: Option<&'a str>,
 }
 
 impl Principal {
@@ -182,6 +244,66 @@ impl Principal {
                 }))
     }
 
+    /// Whether `roles` held at `scope` grant nothing the principal's own roles do not.
+    pub fn holds_all(&self, scope: &str, roles: &[String]) -> bool {
+        roles.iter().all(|r| self.can_grant(scope, r))
+    }
+
+    /// Whether the principal's roles grant `permission` where it acts: in its organization,
+    /// or only in `project` when its roles hold on one project.
+    fn grants(&self, permission: Permission, project: Option<&str>) -> bool {
+        let in_scope = self.is_super_admin()
+            || match self.scope.as_str() {
+                "project" => project == Some(self.scope_id.as_str()),
+                _ => true,
+            };
+        in_scope
+            && self
+                .roles
+                .iter()
+                .any(|r| role_grants(&self.scope, r, permission))
+    }
+
+    /// Whether the principal may use `permission` on a credential (an API key or service
+    /// account) or on a token, described by `bounds`. The region's operators may; anyone else
+    /// only inside its own organization, holding the permission where the credential acts,
+    /// holding at least every role the credential holds, and, unless it administers the whole
+    /// organization, only on credentials it made itself. Nobody reaches up: a key made by an
+    /// administrator never manages its maker's other keys, and an administrator never manages
+    /// an owner's.
+    pub fn manages(&self, permission: Permission, bounds: &CredentialBounds<'_>) -> bool {
+        if self.is_super_admin() {
+            return true;
+        }
+        let project = (bounds.scope == "project").then_some(bounds.scope_id);
+        bounds.organization == self.tenant
+            && self.grants(permission, project)
+            && self.holds_all(bounds.scope, bounds.roles)
+            && (self.administers(&self.tenant) || bounds.created_by == Some(self.subject.as_str()))
+    }
+
+    /// Allows `permission` where the principal acts (its organization, or its project), with
+    /// a 403 naming the permission otherwise: for operations that make something new there.
+    pub fn authorize_here(&self, permission: Permission) -> Result<()> {
+        let project = (self.scope == "project").then_some(self.scope_id.as_str());
+        if self.grants(permission, project) {
+            return Ok(());
+        }
+        Err(self.denied(permission, None))
+    }
+
+    /// The 403 for `permission` (on `target`, when named), saying what the caller holds.
+    fn denied(&self, permission: Permission, target: Option<String>) -> Error {
+        Error::PermissionDenied(format!(
+            "permission {}{} is required; the caller holds [{}] on {} {}",
+            permission.as_str(),
+            target.map(|t| format!(" on {t}")).unwrap_or_default(),
+            self.roles.join(", "),
+            self.scope,
+            self.scope_id
+        ))
+    }
+
     /// Allows `permission` on something the whole region shares (its images).
     pub fn authorize_region(&self, permission: Permission) -> Result<()> {
         if self
@@ -211,30 +333,14 @@ impl Principal {
         if !self.sees(organization) {
             return Err(not_found());
         }
-        let in_scope = self.is_super_admin()
-            || match self.scope.as_str() {
-                "project" => project == Some(self.scope_id.as_str()),
-                _ => true,
-            };
-        if in_scope
-            && self
-                .roles
-                .iter()
-                .any(|r| role_grants(&self.scope, r, permission))
-        {
+        if self.grants(permission, project) {
             return Ok(());
         }
         let target = match project {
             Some(project) => format!("project {project}"),
             None => format!("organization {organization}"),
         };
-        Err(Error::PermissionDenied(format!(
-            "permission {} on {target} is required; the caller holds [{}] on {} {}",
-            permission.as_str(),
-            self.roles.join(", "),
-            self.scope,
-            self.scope_id
-        )))
+        Err(self.denied(permission, Some(target)))
     }
 }
 

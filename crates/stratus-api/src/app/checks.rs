@@ -74,8 +74,8 @@ impl App {
         } else {
             return Err(Error::NotFound(format!("subject {subject} not found")));
         };
-        if !caller.administers(&tenant) {
-            if caller.sees(&tenant) {
+        if !(caller.administers(&tenant) && caller.holds_all(&scope, &roles)) {
+            if caller.sees(&tenant) && !caller.administers(&tenant) {
                 return Err(Error::PermissionDenied(format!(
                     "asking about another subject needs role owner or admin on organization {tenant}"
                 )));

@@ -4,6 +4,7 @@ use super::{App, Permission, check_text, etag, now};
 use crate::auth::Principal;
 use crate::extract::path_id;
 use stratus_core::catalog::ImageSpec;
+use stratus_core::import_sources::ImportSource;
 use stratus_core::{Error, Result};
 use stratus_store::ImageRecord;
 use stratus_types::{Image, ImageCreateRequest, ImageFormat, ImageList, ImageStatus};
@@ -107,7 +108,11 @@ impl App {
         let page = self.store.list_images(&request).await?;
         Ok(ImageList {
             next_page_token: self.next_token(&page, &request, "images", |i| &i.id),
-            images: page.items.iter().map(|i| self.image_view(i)).collect(),
+            images: page
+                .items
+                .iter()
+                .map(|i| self.image_view_for(principal, i))
+                .collect(),
         })
     }
 
@@ -129,9 +134,19 @@ impl App {
         principal.authorize_region(Permission::ImagesGet)?;
         let record = self.image_record(region, id).await?;
         Ok((
-            self.image_view(&record),
+            self.image_view_for(principal, &record),
             etag(record.uid, record.generation),
         ))
+    }
+
+    /// The image as `principal` may see it: where it was imported from is the operators'
+    /// business only.
+    fn image_view_for(&self, principal: &Principal, r: &ImageRecord) -> Image {
+        let mut image = self.image_view(r);
+        if !principal.is_super_admin() {
+            image.source = None;
+        }
+        image
     }
 
     /// Registers an image; the importer copies or downloads it, verifies it and marks it
@@ -146,20 +161,6 @@ impl App {
         principal.authorize_region(Permission::ImagesCreate)?;
         check_text("displayName", body.display_name.as_deref(), 256)?;
         check_text("description", body.description.as_deref(), 4096)?;
-        let source = body.source.trim();
-        let is_url = source.starts_with("http://") || source.starts_with("https://");
-        if !is_url && !source.starts_with('/') {
-            return Err(Error::invalid(
-                "source",
-                "give an absolute path on the control plane's host or an http(s) URL",
-            ));
-        }
-        if !is_url && !std::path::Path::new(source).is_file() {
-            return Err(Error::invalid(
-                "source",
-                format!("{source} is not a file on the control plane's host"),
-            ));
-        }
         let sha256 = match body.sha256.as_deref().map(str::to_ascii_lowercase) {
             Some(h) if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) => {
                 return Err(Error::invalid(
@@ -172,6 +173,7 @@ impl App {
         if body.min_disk_gb == Some(0) {
             return Err(Error::invalid("minDiskGb", "must be at least 1"));
         }
+        let source = self.checked_source(body.source.trim())?;
         let now = now();
         let record = ImageRecord {
             uid: Uuid::new_v4(),
@@ -184,7 +186,7 @@ impl App {
             min_disk_gb: body.min_disk_gb.unwrap_or(0),
             status: ImageStatus::Pending,
             status_message: Some("waiting to be imported".into()),
-            source: Some(source.to_owned()),
+            source: Some(source.clone()),
             sha256,
             file: None,
             bytes_done: 0,
@@ -194,11 +196,38 @@ impl App {
         };
         self.store.create_image(&record).await?;
         self.changes.bump();
-        tracing::info!(id = %record.id, source, "image registered");
+        tracing::info!(id = %record.id, %source, "image registered");
         Ok((
             self.image_view(&record),
             etag(record.uid, record.generation),
         ))
+    }
+
+    /// `source` if the region may import from it: a file inside an import directory (by its
+    /// canonical path) or an http(s) URL that does not name the host's own services.
+    fn checked_source(&self, source: &str) -> Result<String> {
+        let sources = &self.config.import_sources;
+        match sources
+            .parse(source)
+            .map_err(|why| Error::invalid("source", why))?
+        {
+            ImportSource::Url(_) => Ok(source.to_owned()),
+            ImportSource::File(path) => {
+                let canonical = std::fs::canonicalize(&path)
+                    .ok()
+                    .filter(|p| p.is_file())
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "source",
+                            format!("{source} is not a file on the control plane's host"),
+                        )
+                    })?;
+                if !sources.file_allowed(&canonical) {
+                    return Err(Error::invalid("source", sources.file_refusal(&canonical)));
+                }
+                Ok(source.to_owned())
+            }
+        }
     }
 
     pub async fn delete_image(&self, principal: &Principal, region: &str, id: &str) -> Result<()> {

@@ -6,7 +6,7 @@
 //! later, other transports.
 
 mod apikeys;
-mod authz;
+pub mod authz;
 mod catalog;
 mod checks;
 mod hosts;
@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stratus_core::catalog::Catalog;
+use stratus_core::import_sources::ImportSources;
 use stratus_core::{Error, Result};
 use stratus_store::{Changes, Store};
 use uuid::Uuid;
@@ -48,6 +49,8 @@ pub struct AppConfig {
     pub audience: String,
     /// External OIDC issuers whose tokens are accepted too.
     pub oidc: Vec<OidcIssuerConfig>,
+    /// Where registered images may be imported from.
+    pub import_sources: ImportSources,
 }
 
 impl Default for AppConfig {
@@ -59,6 +62,7 @@ impl Default for AppConfig {
             issuer: "stratus".into(),
             audience: "stratus".into(),
             oidc: Vec::new(),
+            import_sources: ImportSources::default(),
         }
     }
 }

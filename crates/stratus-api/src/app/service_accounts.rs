@@ -11,8 +11,9 @@
 //! reports tokens of a disabled account or a deleted or expired credential inactive.
 
 use super::apikeys::display_name;
+use super::authz::CredentialBounds;
 use super::tokens::{hash_secret, new_secret};
-use super::{App, check_text, now};
+use super::{App, Permission, check_text, now};
 use crate::auth::Principal;
 use crate::extract::{QueryParams, path_id};
 use stratus_core::{Error, Result, ids};
@@ -76,11 +77,13 @@ fn check_status(status: &str) -> Result<()> {
 }
 
 impl App {
-    /// The account `id` if the principal administers its organization; 404 otherwise.
+    /// The account `id` if the principal may use `permission` on it (see
+    /// [`Principal::manages`]); 404 otherwise.
     async fn administered_account(
         &self,
         principal: &Principal,
         id: &str,
+        permission: Permission,
     ) -> Result<ServiceAccountRecord> {
         let id = path_id("serviceAccountId", id)?;
         let not_found = || Error::NotFound(format!("service account {id} not found"));
@@ -89,7 +92,14 @@ impl App {
             .get_service_account(id.as_str())
             .await?
             .ok_or_else(not_found)?;
-        if principal.administers(&account.organization_id) {
+        let bounds = CredentialBounds {
+            organization: &account.organization_id,
+            scope: &account.scope,
+            scope_id: &account.scope_id,
+            roles: &account.roles,
+            created_by: Some(&account.created_by),
+        };
+        if principal.manages(permission, &bounds) {
             Ok(account)
         } else {
             Err(not_found())
@@ -101,7 +111,7 @@ impl App {
         principal: &Principal,
         body: ServiceAccountCreateRequest,
     ) -> Result<ServiceAccount> {
-        principal.must_administer("making service accounts")?;
+        principal.authorize_here(Permission::ServiceAccountsCreate)?;
         let display_name = display_name(body.display_name)?;
         check_text("description", Some(&body.description), 1000)?;
         let description = body.description;
@@ -135,7 +145,7 @@ impl App {
         principal: &Principal,
         query: Option<&str>,
     ) -> Result<ServiceAccountList> {
-        principal.must_administer("listing service accounts")?;
+        principal.authorize_here(Permission::ServiceAccountsList)?;
         let params = QueryParams::parse(query, &["pageSize", "pageToken", "status"])?;
         let status = params.get("status").map(str::to_owned);
         if let Some(status) = &status {
@@ -153,6 +163,18 @@ impl App {
                 .items
                 .iter()
                 .filter(|a| status.as_ref().is_none_or(|s| &a.status == s))
+                .filter(|a| {
+                    principal.manages(
+                        Permission::ServiceAccountsList,
+                        &CredentialBounds {
+                            organization: &a.organization_id,
+                            scope: &a.scope,
+                            scope_id: &a.scope_id,
+                            roles: &a.roles,
+                            created_by: Some(&a.created_by),
+                        },
+                    )
+                })
                 .map(account_view)
                 .collect(),
         })
@@ -164,7 +186,9 @@ impl App {
         id: &str,
     ) -> Result<ServiceAccount> {
         Ok(account_view(
-            &self.administered_account(principal, id).await?,
+            &self
+                .administered_account(principal, id, Permission::ServiceAccountsGet)
+                .await?,
         ))
     }
 
@@ -174,7 +198,9 @@ impl App {
         id: &str,
         body: ServiceAccountUpdateRequest,
     ) -> Result<ServiceAccount> {
-        let mut account = self.administered_account(principal, id).await?;
+        let mut account = self
+            .administered_account(principal, id, Permission::ServiceAccountsUpdate)
+            .await?;
         if let Some(name) = body.display_name {
             account.display_name = display_name(name)?;
         }
@@ -201,7 +227,9 @@ impl App {
     }
 
     pub async fn delete_service_account(&self, principal: &Principal, id: &str) -> Result<()> {
-        let account = self.administered_account(principal, id).await?;
+        let account = self
+            .administered_account(principal, id, Permission::ServiceAccountsDelete)
+            .await?;
         self.store.delete_service_account(&account.id).await?;
         self.forget_live_tokens();
         Ok(())
@@ -213,7 +241,9 @@ impl App {
         account_id: &str,
         body: CredentialCreateRequest,
     ) -> Result<Credential> {
-        let account = self.administered_account(principal, account_id).await?;
+        let account = self
+            .administered_account(principal, account_id, Permission::ServiceAccountsUpdate)
+            .await?;
         let at = now();
         if let Some(expires_at) = body.expires_at
             && expires_at <= at
@@ -248,7 +278,9 @@ impl App {
         account_id: &str,
         query: Option<&str>,
     ) -> Result<CredentialList> {
-        let account = self.administered_account(principal, account_id).await?;
+        let account = self
+            .administered_account(principal, account_id, Permission::ServiceAccountsGet)
+            .await?;
         let params = QueryParams::parse(query, &["status"])?;
         let status = params.get("status");
         if let Some(status) = status
@@ -278,8 +310,11 @@ impl App {
         principal: &Principal,
         account_id: &str,
         id: &str,
+        permission: Permission,
     ) -> Result<(ServiceAccountRecord, CredentialRecord)> {
-        let account = self.administered_account(principal, account_id).await?;
+        let account = self
+            .administered_account(principal, account_id, permission)
+            .await?;
         let credential = self
             .store
             .get_credential(id)
@@ -295,7 +330,9 @@ impl App {
         account_id: &str,
         id: &str,
     ) -> Result<Credential> {
-        let (account, credential) = self.account_credential(principal, account_id, id).await?;
+        let (account, credential) = self
+            .account_credential(principal, account_id, id, Permission::ServiceAccountsGet)
+            .await?;
         Ok(credential_view(&credential, &account.client_id))
     }
 
@@ -305,7 +342,9 @@ impl App {
         account_id: &str,
         id: &str,
     ) -> Result<()> {
-        let (_, credential) = self.account_credential(principal, account_id, id).await?;
+        let (_, credential) = self
+            .account_credential(principal, account_id, id, Permission::ServiceAccountsUpdate)
+            .await?;
         self.store.delete_credential(&credential.id).await?;
         self.forget_live_tokens();
         Ok(())

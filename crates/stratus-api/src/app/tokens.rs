@@ -73,9 +73,10 @@ impl App {
             )));
         }
         self.store.touch_api_key(key.uid, now()).await?;
-        // The token acts for the key's maker, so keys made with it belong to the same owner.
+        // The key is a principal of its own: never its maker, whose other keys and tokens it
+        // must not reach.
         let token = self.issuer.mint(Claims {
-            sub: key.created_by.clone(),
+            sub: key.id.clone(),
             iss: String::new(),
             aud: String::new(),
             exp: 0,

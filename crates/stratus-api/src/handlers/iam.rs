@@ -4,9 +4,8 @@
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiResult;
-use crate::extract::StrictJson;
+use crate::extract::{OptionalJson, StrictJson};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use std::sync::Arc;
@@ -121,7 +120,7 @@ pub async fn rotate_api_key(
     State(app): Ctx,
     principal: Principal,
     Path(id_action): Path<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<ApiKeyRotateRequest>,
 ) -> ApiResult<Json<ApiKey>> {
     let (id, action) = id_action.split_once(':').ok_or_else(|| {
         Error::NotFound("POST on an API key needs an action: …/apikeys/{id}:rotate".into())
@@ -132,7 +131,6 @@ pub async fn rotate_api_key(
         ))
         .into());
     }
-    let body: ApiKeyRotateRequest = crate::extract::parse_body(&body)?;
     Ok(Json(app.rotate_api_key(&principal, id, body).await?))
 }
 
@@ -301,9 +299,8 @@ pub async fn create_credential(
     State(app): Ctx,
     principal: Principal,
     Path(account): Path<String>,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<CredentialCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
-    let body: CredentialCreateRequest = crate::extract::parse_body(&body)?;
     Ok((
         StatusCode::CREATED,
         Json(app.create_credential(&principal, &account, body).await?),

@@ -562,9 +562,11 @@ async fn cli_wait_outlasting_its_token_renews_it_from_the_key() {
 
 #[tokio::test]
 async fn cli_images_create_wait_ends_ready_or_fails_with_the_failed_code() {
-    let region = TestRegion::start().await;
-    let shell = Shell::signed_in(&region).await;
     let dir = tempfile::tempdir().unwrap();
+    let mut config = fast_config();
+    config.images.import_dirs = vec![dir.path().to_owned()];
+    let region = TestRegion::with_config(config).await;
+    let shell = Shell::signed_in(&region).await;
     let file = dir.path().join("disk.raw");
     std::fs::write(&file, vec![0u8; 1 << 20]).unwrap();
     let sha256 = "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58";

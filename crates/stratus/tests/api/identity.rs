@@ -7,7 +7,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use stratus_types::auth::Claims;
 
 /// A token signed by the region's own key for `tenant` with `roles`, valid from `iat` to `exp`
 /// (seconds from now), for audience `aud`.
@@ -18,24 +17,23 @@ fn signed(
     times: (i64, i64),
     aud: Option<&str>,
 ) -> String {
-    let app = &t.region.as_ref().unwrap().app;
+    let mut claims = t.user_claims(tenant, roles);
     let now = chrono::Utc::now().timestamp();
-    app.issuer
-        .sign(&Claims {
-            sub: format!("user-of-{tenant}-{}", roles.join("-")),
-            iss: app.issuer.issuer().to_owned(),
-            aud: aud.unwrap_or(app.issuer.audience()).to_owned(),
-            exp: now + times.1,
-            iat: now + times.0,
-            jti: uuid::Uuid::new_v4().to_string(),
-            tenant_id: tenant.into(),
-            scope: "organization".into(),
-            scope_id: tenant.into(),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            principal_type: "user".into(),
-            credential_id: None,
-        })
-        .unwrap()
+    claims.iat = now + times.0;
+    claims.exp = now + times.1;
+    if let Some(aud) = aud {
+        claims.aud = aud.into();
+    }
+    t.sign(&claims)
+}
+
+/// A token of the region's own issuer for `roles` on project `project` of `tenant`.
+fn signed_for_project(t: &TestRegion, tenant: &str, project: &str, roles: &[&str]) -> String {
+    let mut claims = t.user_claims(tenant, roles);
+    claims.sub = format!("user-of-{project}-{}", roles.join("-"));
+    claims.scope = "project".into();
+    claims.scope_id = project.into();
+    t.sign(&claims)
 }
 
 fn with_token(c: &Client, token: Option<String>) -> Client {
@@ -120,8 +118,8 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
                 ),
             ),
         ),
-        ("listApiKeys", expect(200, 200)),
-        // Anyone may make a key for themselves, never with more than they hold.
+        // Managing keys is for administrators, and never of keys above them.
+        ("listApiKeys", expect(200, 403)),
         (
             "createApiKey",
             with(expect(201, 403), &[], Some(json!({"roles": ["owner"]}))),
@@ -309,17 +307,41 @@ fn concrete_path(template: &str, params: &[(&str, &str)]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_each_kind_of_caller_as_designed() {
-    let t = TestRegion::start().await;
+    // The region also trusts an external identity provider, whose tokens may claim anything.
+    let idp_key = crate::oidc::TestKey::ed25519("idp-key");
+    let idp = crate::oidc::TestIdp::start(&[&idp_key]).await;
+    let mut config = fast_config();
+    config.auth.oidc = vec![idp.config()];
+    let t = TestRegion::with_config(config).await;
     let admin = t.client.clone();
     admin.create_instance("cov-vm").await;
-    let key = admin
+    // The key routes are tried on the region's bootstrap key, which holds super_admin.
+    let keys = admin
+        .get("/v1/regions/global/iam/apikeys?createdBy=*")
+        .await;
+    let key_id = keys.body["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["roles"] == json!(["super_admin"]))
+        .unwrap_or_else(|| panic!("no bootstrap key in {:#}", keys.body))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A key the administrator made for a robot, with role viewer: it must act as a viewer,
+    // never as the administrator who made it.
+    let robot = admin
         .post(
             "/v1/regions/global/iam/apikeys",
-            json!({"roles": ["member"]}),
+            json!({"roles": ["viewer"], "displayName": "robot"}),
         )
         .await;
-    assert_eq!(key.status, StatusCode::CREATED, "{:#}", key.body);
-    let key_id = key.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(robot.status, StatusCode::CREATED, "{:#}", robot.body);
+    let admin_made_key = Client::login(&admin.base, robot.body["secret"].as_str().unwrap()).await;
+    let oidc_operator = with_token(
+        &admin,
+        Some(idp_key.sign(&idp.claims("default", &["super_admin"]))),
+    );
     let account = admin
         .post(
             "/v1/regions/global/iam/service-accounts",
@@ -421,9 +443,21 @@ async fn every_route_answers_each_kind_of_caller_as_designed() {
                 );
                 reply.assert_error(401);
             }
+            let reply = send(oidc_operator.clone()).await;
+            reply.assert_error(401);
+            assert!(
+                reply.message().contains("super_admin"),
+                "{op}: an external super_admin claim is refused by name: {}",
+                reply.message()
+            );
             for (case, caller, status) in [
                 ("a token of another organization", &other_org, e.other_org),
                 ("a viewer's token", &viewer, e.viewer),
+                (
+                    "a viewer key the administrator made",
+                    &admin_made_key,
+                    e.viewer,
+                ),
             ] {
                 let reply = send(caller.clone()).await;
                 assert_eq!(
@@ -591,10 +625,11 @@ async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
     );
     assert_eq!(exchange(first.clone()).await.status, StatusCode::OK);
 
-    // Somebody else cannot see or touch the key.
+    // Somebody else cannot see or touch the key: a project admin who did not make it finds
+    // nothing, exactly as for a random id, and lists nothing.
     let stranger = with_token(
         &admin,
-        Some(signed(&t, "default", &["owner"], (0, 600), None)),
+        Some(signed_for_project(&t, "default", "default", &["admin"])),
     );
     let theirs = stranger
         .get(&format!("/v1/regions/global/iam/apikeys/{id}"))
@@ -604,8 +639,22 @@ async fn api_keys_rotate_with_grace_stay_private_and_tokens_revoke_at_once() {
         .await;
     theirs.assert_error(404);
     assert_eq!(theirs.status, random.status);
-    let listed = stranger.get("/v1/regions/global/iam/apikeys").await;
-    assert_eq!(listed.body["apiKeys"], json!([]));
+    let listed = stranger
+        .get("/v1/regions/global/iam/apikeys?createdBy=*")
+        .await;
+    assert_eq!(listed.body["apiKeys"], json!([]), "{:#}", listed.body);
+    // An owner of the organization manages its keys within its power.
+    let owner = with_token(
+        &admin,
+        Some(signed(&t, "default", &["owner"], (0, 600), None)),
+    );
+    assert_eq!(
+        owner
+            .get(&format!("/v1/regions/global/iam/apikeys/{id}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let escalation = admin
         .post(
             "/v1/regions/global/iam/apikeys",
@@ -1055,5 +1104,165 @@ async fn service_accounts_mint_tokens_with_client_credentials_and_the_trail_reco
         .find(|e| e["path"] == "/v1/regions/global/projects/default" && e["method"] == "DELETE")
         .expect("the refused delete is in the trail");
     assert_eq!(refused["status"], 403);
+    t.stop().await;
+}
+
+/// The attack: the README's "a key for a robot" flow, then the robot's key turned against its
+/// maker. A key is a principal of its own, so it finds none of its maker's keys, cannot rotate,
+/// disable or delete them, and cannot revoke its maker's token; an administrator's key never
+/// manages a key holding more than it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_never_acts_as_the_administrator_who_made_it() {
+    let t = TestRegion::start().await;
+    let admin = t.client.clone();
+    let keys = admin
+        .get("/v1/regions/global/iam/apikeys?createdBy=*")
+        .await;
+    let bootstrap = keys.body["apiKeys"][0]["id"].as_str().unwrap().to_owned();
+    let make = |roles: Value| {
+        let admin = admin.clone();
+        async move {
+            let made = admin
+                .post("/v1/regions/global/iam/apikeys", json!({"roles": roles}))
+                .await;
+            assert_eq!(made.status, StatusCode::CREATED, "{:#}", made.body);
+            (
+                made.body["id"].as_str().unwrap().to_owned(),
+                Client::login(&admin.base, made.body["secret"].as_str().unwrap()).await,
+            )
+        }
+    };
+    let (member_id, member) = make(json!(["member"])).await;
+    let (_, org_admin) = make(json!(["admin"])).await;
+    let (owner_id, _) = make(json!(["owner"])).await;
+
+    // The member key acts as itself: its own id, its own roles.
+    let me = admin
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": member.token.clone().unwrap()}),
+        )
+        .await;
+    assert_eq!(me.body["sub"], member_id.as_str(), "{:#}", me.body);
+    assert_eq!(me.body["roles"], json!(["member"]));
+
+    // It manages no keys at all, least of all its maker's.
+    let listed = member.get("/v1/regions/global/iam/apikeys").await;
+    listed.assert_error(403);
+    assert!(
+        listed.message().contains("iam.apikeys.list"),
+        "{}",
+        listed.message()
+    );
+    let key = format!("/v1/regions/global/iam/apikeys/{bootstrap}");
+    member.get(&key).await.assert_error(404);
+    member
+        .post(&format!("{key}:rotate"), json!({}))
+        .await
+        .assert_error(404);
+    member
+        .patch(&key, json!({"status": "disabled"}))
+        .await
+        .assert_error(404);
+    member.delete(&key).await.assert_error(404);
+    // Revoking the administrator's token is answered as always, and changes nothing.
+    let revoked = member
+        .post(
+            "/v1/regions/global/auth/revoke",
+            json!({"token": admin.token.clone().unwrap()}),
+        )
+        .await;
+    assert_eq!(revoked.body, json!({"revoked": true}));
+    assert_eq!(admin.get(INSTANCES).await.status, StatusCode::OK);
+    // The bootstrap key still works.
+    let secret = std::fs::read_to_string(&t.region.as_ref().unwrap().admin_key_path).unwrap();
+    Client::login(&admin.base, secret.trim()).await;
+
+    // An organization admin's key manages the organization's keys within its power: the
+    // member key yes, the owner key and the operator's key no (they do not exist for it).
+    assert_eq!(
+        org_admin
+            .get(&format!("/v1/regions/global/iam/apikeys/{member_id}"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for above in [&owner_id, &bootstrap] {
+        let path = format!("/v1/regions/global/iam/apikeys/{above}");
+        org_admin.get(&path).await.assert_error(404);
+        org_admin
+            .post(&format!("{path}:rotate"), json!({}))
+            .await
+            .assert_error(404);
+    }
+    let all = org_admin
+        .get("/v1/regions/global/iam/apikeys?createdBy=*")
+        .await;
+    let ids: Vec<&str> = all.body["apiKeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&member_id.as_str()), "{ids:?}");
+    assert!(
+        !ids.contains(&owner_id.as_str()) && !ids.contains(&bootstrap.as_str()),
+        "{ids:?}"
+    );
+    // Nor can it revoke a token of a principal above it.
+    org_admin
+        .post(
+            "/v1/regions/global/auth/revoke",
+            json!({"token": admin.token.clone().unwrap()}),
+        )
+        .await;
+    assert_eq!(admin.get(INSTANCES).await.status, StatusCode::OK);
+    t.stop().await;
+}
+
+/// Project ids are global in the region: a taken id is answered the same way whoever took it,
+/// never naming the organization that holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taken_global_ids_answer_alike_whoever_holds_them() {
+    let t = TestRegion::start().await;
+    let admin = t.client.clone();
+    admin
+        .post("/v1/regions/global/organizations", json!({"id": "globex"}))
+        .await;
+    let globex = with_token(
+        &admin,
+        Some(signed(&t, "globex", &["owner"], (0, 600), None)),
+    );
+    let own = globex
+        .post(
+            "/v1/regions/global/projects",
+            json!({"id": "globex-web", "organizationId": "globex"}),
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::CREATED, "{:#}", own.body);
+    let again = globex
+        .post(
+            "/v1/regions/global/projects",
+            json!({"id": "globex-web", "organizationId": "globex"}),
+        )
+        .await;
+    let probe = globex
+        .post(
+            "/v1/regions/global/projects",
+            json!({"id": "default", "organizationId": "globex"}),
+        )
+        .await;
+    again.assert_error(409);
+    probe.assert_error(409);
+    assert_eq!(
+        probe.message().replace("default", "ID"),
+        again.message().replace("globex-web", "ID")
+    );
+    assert_eq!(probe.reason(), again.reason());
+    assert!(
+        !probe.message().contains("organization"),
+        "{}",
+        probe.message()
+    );
     t.stop().await;
 }

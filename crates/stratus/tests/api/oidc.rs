@@ -23,7 +23,7 @@ const AUDIENCE: &str = "stratus-test";
 const REALM: &str = "/realms/test";
 
 /// A signing key of the test identity provider, made fresh by the test.
-struct TestKey {
+pub(crate) struct TestKey {
     kid: String,
     algorithm: Algorithm,
     encoding: EncodingKey,
@@ -36,7 +36,7 @@ struct TestKey {
 
 impl TestKey {
     /// An Ed25519 key (EdDSA).
-    fn ed25519(kid: &str) -> Self {
+    pub(crate) fn ed25519(kid: &str) -> Self {
         let signing = ed25519_dalek::SigningKey::from_bytes(&rand::random());
         let private_der = signing.to_pkcs8_der().unwrap();
         let verifying = signing.verifying_key();
@@ -83,7 +83,7 @@ impl TestKey {
         )
     }
 
-    fn sign(&self, claims: &Value) -> String {
+    pub(crate) fn sign(&self, claims: &Value) -> String {
         let mut header = Header::new(self.algorithm);
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).unwrap()
@@ -103,14 +103,14 @@ struct IdpState {
 }
 
 /// A local OIDC identity provider on 127.0.0.1: discovery and JWKS over HTTP.
-struct TestIdp {
+pub(crate) struct TestIdp {
     issuer: String,
     state: Arc<IdpState>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TestIdp {
-    async fn start(published: &[&TestKey]) -> Self {
+    pub(crate) async fn start(published: &[&TestKey]) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}{REALM}", listener.local_addr().unwrap());
         let state = Arc::new(IdpState {
@@ -144,7 +144,7 @@ impl TestIdp {
     }
 
     /// The claims of a token for `tenant` with `roles`, valid for five minutes.
-    fn claims(&self, tenant: &str, roles: &[&str]) -> Value {
+    pub(crate) fn claims(&self, tenant: &str, roles: &[&str]) -> Value {
         let now = chrono::Utc::now().timestamp();
         json!({"iss": self.issuer, "aud": AUDIENCE, "sub": "alice", "iat": now,
             "exp": now + 300, "jti": uuid::Uuid::new_v4().to_string(),
@@ -152,7 +152,7 @@ impl TestIdp {
     }
 
     /// The region's `[[auth.oidc]]` entry for this issuer.
-    fn config(&self) -> OidcIssuerConfig {
+    pub(crate) fn config(&self) -> OidcIssuerConfig {
         OidcIssuerConfig {
             jwks_refresh_cooldown_ms: 200,
             ..OidcIssuerConfig::new(&self.issuer, AUDIENCE)
@@ -490,6 +490,12 @@ async fn an_oidc_token_is_introspected_with_its_mapped_claims_and_can_be_revoked
 async fn another_tenants_oidc_token_sees_404() {
     let s = setup(|_| {}).await;
     s.region.client.create_instance("web-1").await;
+    let other = s
+        .region
+        .client
+        .post("/v1/regions/global/organizations", json!({"id": "other"}))
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED, "{:#}", other.body);
     let outsider = s.owner_of("other");
     for path in [
         format!("{INSTANCES}/web-1"),
@@ -503,5 +509,140 @@ async fn another_tenants_oidc_token_sees_404() {
         .get(&format!("{INSTANCES}/web-1"))
         .await;
     assert_eq!(seen.status, StatusCode::OK, "{:#}", seen.body);
+    s.region.stop().await;
+}
+
+/// The attack: an identity provider's token claims the region operator role (or any role it
+/// likes) for an organization, existing or not. Only roles the issuer's configuration allows or
+/// maps count; `super_admin` comes only from `operators`; the organization must exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_tokens_get_only_the_roles_their_issuer_is_allowed_to_grant() {
+    let s = setup(|issuer| {
+        issuer.allowed_roles = vec!["viewer".into(), "member".into()];
+        issuer.role_map = [("cloud-admins".to_owned(), "admin".to_owned())].into();
+        issuer.operators = vec!["root-of-idp".into()];
+    })
+    .await;
+    let admin = s.region.client.clone();
+    admin
+        .post("/v1/regions/global/organizations", json!({"id": "globex"}))
+        .await;
+    admin.create_instance("web-1").await;
+    let token_for = |sub: &str, tenant: &str, roles: &[&str]| {
+        let mut claims = s.idp.claims(tenant, roles);
+        claims["sub"] = json!(sub);
+        with_token(&s.anonymous, s.key.sign(&claims))
+    };
+
+    // Claiming the operator role: refused outright, naming the role; never a super_admin.
+    let claimer = token_for("mallory", "globex", &["super_admin"]);
+    for path in [
+        format!("{INSTANCES}/web-1"),
+        "/v1/regions/global/organizations".to_owned(),
+        "/v1/regions/global/audit/events".to_owned(),
+    ] {
+        let reply = claimer.get(&path).await;
+        reply.assert_error(401);
+        assert!(
+            reply.message().contains("super_admin"),
+            "{}",
+            reply.message()
+        );
+    }
+    let minted = claimer
+        .post(
+            "/v1/regions/global/iam/apikeys",
+            json!({"roles": ["super_admin"]}),
+        )
+        .await;
+    minted.assert_error(401);
+    // A role the issuer may not grant, even an ordinary one, is refused the same way.
+    token_for("mallory", "globex", &["owner"])
+        .get("/v1/regions/global/projects")
+        .await
+        .assert_error(401);
+    // A token naming an organization that does not exist is refused.
+    let nowhere = token_for("mallory", "no-such-org", &["viewer"])
+        .get("/v1/regions/global/projects")
+        .await;
+    nowhere.assert_error(401);
+    assert!(
+        nowhere.message().contains("organization"),
+        "{}",
+        nowhere.message()
+    );
+
+    // Allowed and mapped roles work, and only in the token's own organization.
+    let member = token_for("bob", "default", &["member"]);
+    assert_eq!(member.get(INSTANCES).await.status, StatusCode::OK);
+    let mapped = token_for("carol", "default", &["cloud-admins"]);
+    let introspected = admin
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": mapped.token.clone().unwrap()}),
+        )
+        .await;
+    assert_eq!(
+        introspected.body["roles"],
+        json!(["admin"]),
+        "{:#}",
+        introspected.body
+    );
+    let viewer_elsewhere = token_for("bob", "globex", &["viewer"]);
+    viewer_elsewhere
+        .get(&format!("{INSTANCES}/web-1"))
+        .await
+        .assert_error(404);
+
+    // The configured operator is the one external super_admin.
+    let operator = token_for("root-of-idp", "globex", &["viewer"]);
+    let seen = operator.get(&format!("{INSTANCES}/web-1")).await;
+    assert_eq!(seen.status, StatusCode::OK, "{:#}", seen.body);
+    s.region.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_roles_can_be_ignored_and_an_issuer_can_be_bound_to_organizations() {
+    let s = setup(|issuer| {
+        issuer.unknown_roles = "ignore".into();
+        issuer.organizations = vec!["default".into()];
+    })
+    .await;
+    let admin = s.region.client.clone();
+    admin
+        .post("/v1/regions/global/organizations", json!({"id": "globex"}))
+        .await;
+    let token_for = |tenant: &str, roles: &[&str]| {
+        with_token(&s.anonymous, s.key.sign(&s.idp.claims(tenant, roles)))
+    };
+    // offline_access (as Keycloak adds) and super_admin are dropped; viewer stays.
+    let viewer = token_for("default", &["offline_access", "super_admin", "viewer"]);
+    assert_eq!(viewer.get(INSTANCES).await.status, StatusCode::OK);
+    let introspected = admin
+        .post(
+            "/v1/regions/global/auth/introspect",
+            json!({"token": viewer.token.clone().unwrap()}),
+        )
+        .await;
+    assert_eq!(
+        introspected.body["roles"],
+        json!(["viewer"]),
+        "{:#}",
+        introspected.body
+    );
+    viewer
+        .post(INSTANCES, json!({"type": TYPE_SMALL}))
+        .await
+        .assert_error(403);
+    // An existing organization the issuer is not bound to is refused.
+    let elsewhere = token_for("globex", &["owner"])
+        .get("/v1/regions/global/projects")
+        .await;
+    elsewhere.assert_error(401);
+    assert!(
+        elsewhere.message().contains("globex"),
+        "{}",
+        elsewhere.message()
+    );
     s.region.stop().await;
 }

@@ -276,7 +276,10 @@ async fn a_postgres_restart_gives_503s_and_loses_no_acknowledged_write() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_copy_moves_a_region_from_sqlite_to_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let config = fast_config();
+    let imports = dir.path().join("imports");
+    std::fs::create_dir(&imports).unwrap();
+    let mut config = fast_config();
+    config.images.import_dirs = vec![imports.clone()];
     let (mut serve, base) = spawn_serve(dir.path(), &config).await;
     let key = admin_key(dir.path());
     let c = Client::login(&base, &key).await;
@@ -285,7 +288,7 @@ async fn db_copy_moves_a_region_from_sqlite_to_postgres() {
     }
     c.wait_status("db-1", "RUNNING", Duration::from_secs(20))
         .await;
-    let image_file = dir.path().join("tiny.raw");
+    let image_file = imports.join("tiny.raw");
     std::fs::write(&image_file, vec![0u8; 1 << 20]).unwrap();
     let image = c
         .post(
@@ -389,10 +392,12 @@ async fn replicas_share_imported_images_and_revocations() {
     config.host.enabled = false;
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
+    let imports = tempfile::tempdir().unwrap();
+    config.images.import_dirs = vec![imports.path().to_owned()];
     let (_a, base_a) = spawn_serve(dir_a.path(), &config).await;
     let (_b, base_b) = spawn_serve(dir_b.path(), &config).await;
     let a = Client::login(&base_a, &admin_key(dir_a.path())).await;
-    let source = dir_a.path().join("disk.raw");
+    let source = imports.path().join("disk.raw");
     std::fs::write(&source, vec![7u8; 3 << 20]).unwrap();
     let registered = a
         .post(

@@ -572,3 +572,50 @@ async fn serve_with_no_configuration_boots_real_guests() {
     assert_eq!(qemu_processes(uid).len(), 1, "a real QEMU guest");
     region.stop().await;
 }
+
+/// The attack: a guest connects to the host through user-mode networking, whose host address
+/// leads to every service on the host's loopback (this region's API among them). The guest
+/// reaches its metadata and nothing else. And a guest that ignores the ACPI power-off request
+/// is stopped hard after the grace, which its status message says.
+#[tokio::test]
+async fn guests_reach_only_their_metadata_and_a_hard_stop_says_so() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((_stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let region = TestRegion::with_config(qemu_config()).await;
+    let c = &region.client;
+    let mut body = guest_body("prober", "mallory:ssh-ed25519 AAAA mallory");
+    body["instanceMetadata"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "probe-host-port", "value": port.to_string()}));
+    let reply = c.post(INSTANCES, body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    let console = c.wait_console("prober", "stratus-guest: ready", BOOT).await;
+    let text = console["contents"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("host port {port} unreachable")),
+        "{text}"
+    );
+    assert!(
+        between(text, "instance/attributes/ssh-keys").contains("mallory"),
+        "the metadata service still answers: {text}"
+    );
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the guest reached a service on the host's loopback"
+    );
+
+    c.action("prober", "stop").await;
+    let stopped = c.wait_status("prober", "TERMINATED", BOOT).await;
+    let message = stopped["lifecycle"]["statusMessage"].as_str().unwrap_or("");
+    assert!(message.contains("stopped hard"), "{stopped:#}");
+    region.stop().await;
+}

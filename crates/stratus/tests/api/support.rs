@@ -334,6 +334,38 @@ impl Client {
 }
 
 impl TestRegion {
+    /// Claims of a user of `tenant` holding `roles` on the whole organization, valid for ten
+    /// minutes from now, as the region's own issuer would make them.
+    pub fn user_claims(&self, tenant: &str, roles: &[&str]) -> stratus_types::auth::Claims {
+        let issuer = &self.region.as_ref().unwrap().app.issuer;
+        let now = chrono::Utc::now().timestamp();
+        stratus_types::auth::Claims {
+            sub: format!("user-of-{tenant}-{}", roles.join("-")),
+            iss: issuer.issuer().to_owned(),
+            aud: issuer.audience().to_owned(),
+            exp: now + 600,
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            tenant_id: tenant.into(),
+            scope: "organization".into(),
+            scope_id: tenant.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            principal_type: "user".into(),
+            credential_id: None,
+        }
+    }
+
+    /// `claims` signed with the region's own key, exactly as given.
+    pub fn sign(&self, claims: &stratus_types::auth::Claims) -> String {
+        self.region
+            .as_ref()
+            .unwrap()
+            .app
+            .issuer
+            .sign(claims)
+            .unwrap()
+    }
+
     /// The region's base URL.
     pub fn endpoint(&self) -> String {
         self.client.base.clone()

@@ -1,12 +1,13 @@
 //! The conformance suite every [`Store`] backend must pass.
 //!
-//! Each check takes a fresh, empty, migrated store. A backend's test file runs [`run_all`]
-//! with a function that makes one; the same assertions then hold for every backend.
+//! Each check takes a fresh, empty, migrated store. A backend's test file expands
+//! [`conformance_tests!`](crate::conformance_tests) with a function that makes one: every check
+//! becomes a test of its own, so the first failure does not hide the rest, and the same
+//! assertions hold for every backend.
 
 use crate::records::*;
 use crate::{PageRequest, Store};
 use chrono::{Duration, Utc};
-use std::future::Future;
 use std::sync::Arc;
 use stratus_core::Error;
 use stratus_core::placement::Demand;
@@ -14,27 +15,44 @@ use stratus_core::selector::LabelSelector;
 use stratus_types::{DesiredState, InstanceStatus, Labels};
 use uuid::Uuid;
 
-/// Runs every check, each on a store from `make`.
-pub async fn run_all<F, Fut>(make: F)
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Arc<dyn Store>>,
-{
-    organizations_and_projects(make().await).await;
-    placement_respects_capacity(make().await).await;
-    duplicate_instance_ids_conflict(make().await).await;
-    writes_are_generation_guarded(make().await).await;
-    keyset_pages_survive_concurrent_changes(make().await).await;
-    offset_pages_count_the_total(make().await).await;
-    label_selectors_filter_pages(make().await).await;
-    deletion_needs_the_owners_intent(make().await).await;
-    leases_exclude_other_owners_until_expiry(make().await).await;
-    console_log_appends_and_trims(make().await).await;
-    identity_records_round_trip(make().await).await;
-    images_are_upserted_imported_and_guarded(make().await).await;
-    concurrent_creates_never_overcommit(make().await).await;
-    service_accounts_credentials_and_audit(make().await).await;
-    snapshots_carry_every_row(make().await, make().await).await;
+/// One `#[tokio::test]` per check of this suite. `$fresh` is an async function returning a
+/// fresh store and a guard that keeps what the store needs (its directory, its database)
+/// until the test ends.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@each $fresh;
+            organizations_and_projects,
+            placement_respects_capacity,
+            duplicate_instance_ids_conflict,
+            writes_are_generation_guarded,
+            keyset_pages_survive_concurrent_changes,
+            offset_pages_count_the_total,
+            label_selectors_filter_pages,
+            deletion_needs_the_owners_intent,
+            leases_exclude_other_owners_until_expiry,
+            console_log_appends_and_trims,
+            identity_records_round_trip,
+            images_are_upserted_imported_and_guarded,
+            concurrent_creates_never_overcommit,
+            service_accounts_credentials_and_audit,
+        );
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn snapshots_carry_every_row() {
+            let (source, _source) = $fresh().await;
+            let (target, _target) = $fresh().await;
+            $crate::conformance::snapshots_carry_every_row(source, target).await;
+        }
+    };
+    (@each $fresh:path; $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (store, _guard) = $fresh().await;
+                $crate::conformance::$check(store).await;
+            }
+        )*
+    };
 }
 
 fn org(id: &str) -> OrganizationRecord {

@@ -1,33 +1,42 @@
 //! The durable state of a Stratus region behind one [`Store`] interface.
 //!
-//! All SQL lives in this crate. The interface speaks in records and in the domain's
-//! [`stratus_core::Error`], never in SQL terms, so the SQLite backend here and the PostgreSQL
-//! backend to come are interchangeable and are held to one conformance suite
-//! ([`conformance`]).
+//! All SQL lives in this crate, written once ([`sql`]) for both databases; an [`engine`] is the
+//! narrow seam where SQLite and PostgreSQL differ (binding uids, numbering placeholders,
+//! transactions, a few words of dialect), and the schema has one source ([`migrate`]). The
+//! interface speaks in records and in the domain's [`stratus_core::Error`], never in SQL terms,
+//! and one conformance suite holds both databases to the same behaviour (`conformance`, with
+//! the throwaway PostgreSQL server of `testing`, behind the `testing` feature).
 //!
-//! Three rules make the state safe to share between the API, the reconciler and host agents:
-//! - **Generation-guarded writes.** Every instance write names the generation it read
-//!   (`UPDATE … WHERE generation = ?`). A write against a stale generation changes nothing and
-//!   returns `None`; the writer re-reads and decides again. Nobody overwrites what they did not
-//!   see.
+//! Three rules make the state safe to share between the API, the reconciler, host agents and
+//! several replicas:
+//! - **Generation-guarded writes.** Every write of a versioned record names the generation it
+//!   read (`UPDATE … WHERE generation = ?`). A write against a stale generation changes nothing
+//!   and returns `None`; the writer re-reads and decides again. Nobody overwrites what they did
+//!   not see.
 //! - **Decisions inside one transaction.** Placement reads host capacity and inserts the
-//!   instance in the same write transaction, so two creates can never both take the last vCPU.
-//!   SQLite runs writes on one connection with `BEGIN IMMEDIATE`, so a transaction never fails
-//!   half-way on a lock upgrade.
+//!   instance in the same write transaction, so two creates can never both take the last vCPU:
+//!   SQLite runs writes on one connection with `BEGIN IMMEDIATE`; PostgreSQL locks the zone's
+//!   host rows, and repeats a transaction that lost a serialization race.
 //! - **Leases, not locks, for background work.** A reconciler claims an instance with a lease
 //!   (owner, expiry) in the row; a crashed owner's lease simply expires.
 
 mod changes;
+#[cfg(feature = "testing")]
 pub mod conformance;
+mod engine;
+mod migrate;
 mod postgres;
 mod records;
 mod rows;
+mod sql;
 mod sqlite;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use changes::Changes;
 pub use postgres::PostgresStore;
 pub use records::*;
+pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;

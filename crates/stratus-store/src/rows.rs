@@ -1,78 +1,27 @@
-//! Turning database rows into records, once for every backend.
+//! Records and the rows of their tables, mapped once for every database.
 //!
-//! Both backends keep the same columns with the same meaning (times as milliseconds since the
-//! epoch, JSON documents as text); they differ only in how a column is decoded, chiefly uids:
-//! text in SQLite, the native `UUID` type in PostgreSQL. [`Columns`] hides that difference, so
-//! each record has exactly one mapping from a row.
+//! Both databases keep the same columns with the same meaning (times as milliseconds since the
+//! epoch, JSON documents as text, uids as the database's own type); a row decodes alike on both
+//! ([`Columns`]), and every record says once, as a [`Table`], which table holds it, how it is
+//! read from a row and which values its columns take. Inserts, exports and imports are built
+//! from that, never written out per table.
 
+pub(crate) use crate::engine::ms;
+use crate::engine::{Arg, Columns};
 use crate::records::*;
-use crate::{Page, PageRequest};
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use stratus_core::placement::HostUsage;
 use stratus_core::{Error, Result};
 use stratus_types::{DesiredState, ImageFormat, ImageStatus, InstanceStatus};
 use uuid::Uuid;
 
-/// Typed access to the columns of a row.
-pub(crate) trait Columns {
-    fn text(&self, col: &str) -> Result<String>;
-    fn opt_text(&self, col: &str) -> Result<Option<String>>;
-    fn int(&self, col: &str) -> Result<i64>;
-    fn opt_int(&self, col: &str) -> Result<Option<i64>>;
-    fn bytes(&self, col: &str) -> Result<Vec<u8>>;
-    fn uuid(&self, col: &str) -> Result<Uuid>;
-    fn opt_uuid(&self, col: &str) -> Result<Option<Uuid>>;
-
-    fn time(&self, col: &str) -> Result<DateTime<Utc>> {
-        Ok(time(self.int(col)?))
-    }
-
-    fn json<T: serde::de::DeserializeOwned>(&self, col: &str) -> Result<T> {
-        serde_json::from_str(&self.text(col)?)
-            .map_err(|e| Error::internal(format!("bad json in {col}: {e}")))
-    }
-}
-
-/// Implements [`Columns`] for a backend's row type; `$uuid` and `$opt_uuid` decode uids.
-macro_rules! impl_columns {
-    ($row:ty, $error:path, $uuid:expr, $opt_uuid:expr) => {
-        impl $crate::rows::Columns for $row {
-            fn text(&self, col: &str) -> stratus_core::Result<String> {
-                sqlx::Row::try_get(self, col).map_err($error)
-            }
-            fn opt_text(&self, col: &str) -> stratus_core::Result<Option<String>> {
-                sqlx::Row::try_get(self, col).map_err($error)
-            }
-            fn int(&self, col: &str) -> stratus_core::Result<i64> {
-                sqlx::Row::try_get(self, col).map_err($error)
-            }
-            fn opt_int(&self, col: &str) -> stratus_core::Result<Option<i64>> {
-                sqlx::Row::try_get(self, col).map_err($error)
-            }
-            fn bytes(&self, col: &str) -> stratus_core::Result<Vec<u8>> {
-                sqlx::Row::try_get(self, col).map_err($error)
-            }
-            fn uuid(&self, col: &str) -> stratus_core::Result<uuid::Uuid> {
-                $uuid(self, col)
-            }
-            fn opt_uuid(&self, col: &str) -> stratus_core::Result<Option<uuid::Uuid>> {
-                $opt_uuid(self, col)
-            }
-        }
-    };
-}
-pub(crate) use impl_columns;
-
-pub(crate) fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-pub(crate) fn time(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
-}
-
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("records serialize")
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &dyn Columns, col: &str) -> Result<T> {
+    serde_json::from_str(&row.text(col)?)
+        .map_err(|e| Error::internal(format!("bad json in {col}: {e}")))
 }
 
 /// Parses a uid stored as text.
@@ -80,203 +29,294 @@ pub(crate) fn parse_uuid(col: &str, text: &str) -> Result<Uuid> {
     Uuid::parse_str(text).map_err(|e| Error::internal(format!("bad uuid in {col}: {e}")))
 }
 
-pub(crate) fn instance_from_row(row: &impl Columns) -> Result<InstanceRecord> {
-    let desired = row.text("desired")?;
-    let status = row.text("status")?;
-    Ok(InstanceRecord {
-        uid: row.uuid("uid")?,
-        project: row.text("project")?,
-        id: row.text("id")?,
-        zone: row.text("zone")?,
-        host_id: row.opt_uuid("host_id")?,
-        spec: row.json("spec")?,
-        vcpus: row.int("vcpus")? as u32,
-        memory_mb: row.int("memory_mb")? as u64,
-        gpu_type: row.opt_text("gpu_type")?,
-        gpu_count: row.int("gpu_count")? as u32,
-        desired: DesiredState::parse(&desired)
-            .ok_or_else(|| Error::internal(format!("bad desired state {desired}")))?,
-        status: InstanceStatus::parse(&status)
-            .ok_or_else(|| Error::internal(format!("bad status {status}")))?,
-        status_message: row.opt_text("status_message")?,
-        status_changed_at: row.time("status_changed_at")?,
-        generation: row.int("generation")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-    })
+fn parsed<T>(col: &str, text: String, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(&text).ok_or_else(|| Error::internal(format!("bad {col} {text}")))
 }
 
-pub(crate) fn organization_from_row(row: &impl Columns) -> Result<OrganizationRecord> {
-    Ok(OrganizationRecord {
-        uid: row.uuid("uid")?,
-        id: row.text("id")?,
-        display_name: row.text("display_name")?,
-        description: row.text("description")?,
-        generation: row.int("generation")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-    })
+/// The values of a record's columns, by column name.
+pub(crate) type Values = Vec<(&'static str, Arg)>;
+
+/// A record kept as one row of one table.
+pub(crate) trait Table: Sized + Send + Sync {
+    const NAME: &'static str;
+    fn from_row(row: &dyn Columns) -> Result<Self>;
+    fn values(&self) -> Values;
 }
 
-pub(crate) fn project_from_row(row: &impl Columns) -> Result<ProjectRecord> {
-    Ok(ProjectRecord {
-        uid: row.uuid("uid")?,
-        id: row.text("id")?,
-        organization_id: row.text("organization_id")?,
-        display_name: row.text("display_name")?,
-        description: row.text("description")?,
-        generation: row.int("generation")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-    })
+/// A record listed in pages, in the byte order of its `id`.
+pub(crate) trait Listed: Table {
+    fn id(&self) -> &str;
 }
 
-pub(crate) fn host_from_row(row: &impl Columns) -> Result<HostRecord> {
-    Ok(HostRecord {
-        id: row.uuid("id")?,
-        name: row.text("name")?,
-        zone: row.text("zone")?,
-        driver: row.text("driver")?,
-        vcpus: row.int("vcpus")? as u32,
-        memory_mb: row.int("memory_mb")? as u64,
-        gpus: row.json("gpus")?,
-        registered_at: row.time("registered_at")?,
-        last_seen_at: row.time("last_seen_at")?,
-    })
+macro_rules! listed {
+    ($($record:ty),*) => {
+        $(impl Listed for $record {
+            fn id(&self) -> &str {
+                &self.id
+            }
+        })*
+    };
 }
 
-pub(crate) fn image_from_row(row: &impl Columns) -> Result<ImageRecord> {
-    let format = row.text("format")?;
-    let status = row.text("status")?;
-    Ok(ImageRecord {
-        uid: row.uuid("uid")?,
-        id: row.text("id")?,
-        display_name: row.text("display_name")?,
-        description: row.text("description")?,
-        os: row.text("os")?,
-        format: ImageFormat::parse(&format)
-            .ok_or_else(|| Error::internal(format!("bad image format {format}")))?,
-        size_bytes: row.int("size_bytes")? as u64,
-        min_disk_gb: row.int("min_disk_gb")? as u32,
-        status: ImageStatus::parse(&status)
-            .ok_or_else(|| Error::internal(format!("bad image status {status}")))?,
-        status_message: row.opt_text("status_message")?,
-        source: row.opt_text("source")?,
-        sha256: row.opt_text("sha256")?,
-        file: row.opt_text("file")?,
-        bytes_done: row.int("bytes_done")? as u64,
-        generation: row.int("generation")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-    })
+listed!(
+    InstanceRecord,
+    OrganizationRecord,
+    ProjectRecord,
+    ImageRecord,
+    ApiKeyRecord,
+    ServiceAccountRecord,
+    AuditEventRecord
+);
+
+/// `INSERT` of `record`'s row, with its arguments.
+pub(crate) fn insert<T: Table>(record: &T) -> (String, Vec<Arg>) {
+    let values = record.values();
+    let names: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
+    let marks = vec!["?"; names.len()].join(", ");
+    (
+        format!(
+            "INSERT INTO {} ({}) VALUES ({marks})",
+            T::NAME,
+            names.join(", ")
+        ),
+        values.into_iter().map(|(_, arg)| arg).collect(),
+    )
 }
 
-pub(crate) fn api_key_from_row(row: &impl Columns) -> Result<ApiKeyRecord> {
-    Ok(ApiKeyRecord {
-        uid: row.uuid("uid")?,
-        id: row.text("id")?,
-        secret_hash: row.text("secret_hash")?,
-        organization_id: row.text("organization_id")?,
-        scope: row.text("scope")?,
-        scope_id: row.text("scope_id")?,
-        roles: row.json("roles")?,
-        created_by: row.text("created_by")?,
-        display_name: row.text("display_name")?,
-        created_at: row.time("created_at")?,
-        last_used_at: row.opt_int("last_used_at")?.map(time),
-        status: row.text("status")?,
-        previous_secret_hash: row.opt_text("previous_secret_hash")?,
-        previous_secret_expires_at: row.opt_int("previous_secret_expires_at")?.map(time),
-        last_rotated_at: row.opt_int("last_rotated_at")?.map(time),
-    })
+/// How one field is kept in its column: read from a row, written as an [`Arg`].
+trait Codec<T> {
+    fn get(row: &dyn Columns, col: &str) -> Result<T>;
+    fn put(value: &T) -> Arg;
 }
 
-pub(crate) fn service_account_from_row(row: &impl Columns) -> Result<ServiceAccountRecord> {
-    Ok(ServiceAccountRecord {
-        uid: row.uuid("uid")?,
-        id: row.text("id")?,
-        client_id: row.text("client_id")?,
-        organization_id: row.text("organization_id")?,
-        display_name: row.text("display_name")?,
-        description: row.text("description")?,
-        scope: row.text("scope")?,
-        scope_id: row.text("scope_id")?,
-        roles: row.json("roles")?,
-        status: row.text("status")?,
-        created_by: row.text("created_by")?,
-        created_at: row.time("created_at")?,
-        updated_at: row.time("updated_at")?,
-    })
+/// Text, nullable text, uids, byte strings, times, JSON, and integers narrower than the
+/// column's 64 bits.
+struct Text;
+struct OptText;
+struct Uid;
+struct OptUid;
+struct Bytes;
+struct Int;
+struct Narrow;
+struct Time;
+struct OptTime;
+struct Json;
+/// An enum kept by its name.
+struct Named;
+
+impl Codec<String> for Text {
+    fn get(row: &dyn Columns, col: &str) -> Result<String> {
+        row.text(col)
+    }
+    fn put(value: &String) -> Arg {
+        value.into()
+    }
 }
 
-pub(crate) fn credential_from_row(row: &impl Columns) -> Result<CredentialRecord> {
-    Ok(CredentialRecord {
-        uid: row.uuid("uid")?,
-        id: row.text("id")?,
-        service_account_id: row.text("service_account_id")?,
-        secret_hash: row.text("secret_hash")?,
-        expires_at: row.opt_int("expires_at")?.map(time),
-        created_at: row.time("created_at")?,
-        last_used_at: row.opt_int("last_used_at")?.map(time),
-    })
+impl Codec<Option<String>> for OptText {
+    fn get(row: &dyn Columns, col: &str) -> Result<Option<String>> {
+        row.opt_text(col)
+    }
+    fn put(value: &Option<String>) -> Arg {
+        value.into()
+    }
 }
 
-pub(crate) fn audit_event_from_row(row: &impl Columns) -> Result<AuditEventRecord> {
-    Ok(AuditEventRecord {
-        id: row.text("id")?,
-        at: row.time("at")?,
-        principal: row.text("principal")?,
-        principal_type: row.text("principal_type")?,
-        organization_id: row.text("organization_id")?,
-        credential_id: row.text("credential_id")?,
-        method: row.text("method")?,
-        path: row.text("path")?,
-        status: row.int("status")? as u16,
-        request_id: row.text("request_id")?,
-    })
+impl Codec<Uuid> for Uid {
+    fn get(row: &dyn Columns, col: &str) -> Result<Uuid> {
+        row.uuid(col)
+    }
+    fn put(value: &Uuid) -> Arg {
+        (*value).into()
+    }
 }
 
-pub(crate) fn revoked_token_from_row(row: &impl Columns) -> Result<RevokedTokenRecord> {
-    Ok(RevokedTokenRecord {
-        jti: row.text("jti")?,
-        expires_at: row.time("expires_at")?,
-    })
+impl Codec<Option<Uuid>> for OptUid {
+    fn get(row: &dyn Columns, col: &str) -> Result<Option<Uuid>> {
+        row.opt_uuid(col)
+    }
+    fn put(value: &Option<Uuid>) -> Arg {
+        (*value).into()
+    }
 }
 
-pub(crate) fn signing_key_from_row(row: &impl Columns) -> Result<SigningKeyRecord> {
-    Ok(SigningKeyRecord {
-        kid: row.text("kid")?,
-        algorithm: row.text("algorithm")?,
-        private_key: row.bytes("private_key")?,
-        public_key: row.bytes("public_key")?,
-        created_at: row.time("created_at")?,
-    })
+impl Codec<Vec<u8>> for Bytes {
+    fn get(row: &dyn Columns, col: &str) -> Result<Vec<u8>> {
+        row.bytes(col)
+    }
+    fn put(value: &Vec<u8>) -> Arg {
+        value.into()
+    }
 }
 
-pub(crate) fn console_log_from_row(row: &impl Columns) -> Result<ConsoleLogRecord> {
-    Ok(ConsoleLogRecord {
-        instance_uid: row.uuid("instance_uid")?,
-        base_offset: row.int("base_offset")? as u64,
-        content: row.bytes("content")?,
-    })
+impl Codec<i64> for Int {
+    fn get(row: &dyn Columns, col: &str) -> Result<i64> {
+        row.int(col)
+    }
+    fn put(value: &i64) -> Arg {
+        (*value).into()
+    }
 }
 
-/// vCPUs and memory placed on each host.
-pub(crate) const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
-     CAST(SUM(memory_mb) AS BIGINT) AS memory_mb FROM instances WHERE host_id IS NOT NULL \
-     GROUP BY host_id";
+impl<T: TryFrom<i64> + Copy + Into<i128>> Codec<T> for Narrow {
+    fn get(row: &dyn Columns, col: &str) -> Result<T> {
+        let n = row.int(col)?;
+        T::try_from(n).map_err(|_| Error::internal(format!("{col} {n} is out of range")))
+    }
+    fn put(value: &T) -> Arg {
+        // Values here are sizes and counts, far below 2^63.
+        (Into::<i128>::into(*value) as i64).into()
+    }
+}
 
-/// GPUs of each type placed on each host.
-pub(crate) const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, \
-     CAST(SUM(gpu_count) AS BIGINT) AS n FROM instances \
-     WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type";
+impl Codec<DateTime<Utc>> for Time {
+    fn get(row: &dyn Columns, col: &str) -> Result<DateTime<Utc>> {
+        row.time(col)
+    }
+    fn put(value: &DateTime<Utc>) -> Arg {
+        ms(*value).into()
+    }
+}
 
-/// What placement needs to know of `hosts`: their capacity and the sums of
-/// [`USAGE_BY_HOST`] and [`GPU_USAGE_BY_HOST`].
+impl Codec<Option<DateTime<Utc>>> for OptTime {
+    fn get(row: &dyn Columns, col: &str) -> Result<Option<DateTime<Utc>>> {
+        row.opt_time(col)
+    }
+    fn put(value: &Option<DateTime<Utc>>) -> Arg {
+        value.map(ms).into()
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Json {
+    fn get(row: &dyn Columns, col: &str) -> Result<T> {
+        json(row, col)
+    }
+    fn put(value: &T) -> Arg {
+        to_json(value).into()
+    }
+}
+
+/// The enums kept by name, with how to read a name back.
+trait ByName: Sized {
+    fn name(&self) -> &'static str;
+    fn from_name(name: &str) -> Option<Self>;
+}
+
+macro_rules! by_name {
+    ($($kind:ty),*) => {
+        $(impl ByName for $kind {
+            fn name(&self) -> &'static str {
+                self.as_str()
+            }
+            fn from_name(name: &str) -> Option<Self> {
+                <$kind>::parse(name)
+            }
+        })*
+    };
+}
+
+by_name!(DesiredState, InstanceStatus, ImageFormat, ImageStatus);
+
+impl<T: ByName> Codec<T> for Named {
+    fn get(row: &dyn Columns, col: &str) -> Result<T> {
+        parsed(col, row.text(col)?, T::from_name)
+    }
+    fn put(value: &T) -> Arg {
+        value.name().into()
+    }
+}
+
+/// Implements [`Table`] for a record whose fields are its table's columns, each with the
+/// [`Codec`] that keeps it.
+macro_rules! table {
+    ($record:ty, $name:literal, { $($field:ident: $codec:ty),* $(,)? }) => {
+        impl Table for $record {
+            const NAME: &'static str = $name;
+            fn from_row(row: &dyn Columns) -> Result<Self> {
+                Ok(Self { $($field: <$codec as Codec<_>>::get(row, stringify!($field))?),* })
+            }
+            fn values(&self) -> Values {
+                vec![$((stringify!($field), <$codec as Codec<_>>::put(&self.$field))),*]
+            }
+        }
+    };
+}
+
+table!(InstanceRecord, "instances", {
+    uid: Uid, project: Text, id: Text, zone: Text, host_id: OptUid, spec: Json, vcpus: Narrow,
+    memory_mb: Narrow, gpu_type: OptText, gpu_count: Narrow, desired: Named, status: Named,
+    status_message: OptText, status_changed_at: Time, generation: Int, created_at: Time,
+    updated_at: Time,
+});
+
+table!(OrganizationRecord, "organizations", {
+    uid: Uid, id: Text, display_name: Text, description: Text, generation: Int,
+    created_at: Time, updated_at: Time,
+});
+
+table!(ProjectRecord, "projects", {
+    uid: Uid, id: Text, organization_id: Text, display_name: Text, description: Text,
+    generation: Int, created_at: Time, updated_at: Time,
+});
+
+table!(HostRecord, "hosts", {
+    id: Uid, name: Text, zone: Text, driver: Text, vcpus: Narrow, memory_mb: Narrow, gpus: Json,
+    registered_at: Time, last_seen_at: Time,
+});
+
+table!(ImageRecord, "images", {
+    uid: Uid, id: Text, display_name: Text, description: Text, os: Text, format: Named,
+    size_bytes: Narrow, min_disk_gb: Narrow, status: Named, status_message: OptText,
+    source: OptText, sha256: OptText, file: OptText, bytes_done: Narrow, generation: Int,
+    created_at: Time, updated_at: Time,
+});
+
+table!(ApiKeyRecord, "api_keys", {
+    uid: Uid, id: Text, secret_hash: Text, organization_id: Text, scope: Text, scope_id: Text,
+    roles: Json, created_by: Text, display_name: Text, created_at: Time, last_used_at: OptTime,
+    status: Text, previous_secret_hash: OptText, previous_secret_expires_at: OptTime,
+    last_rotated_at: OptTime,
+});
+
+table!(ServiceAccountRecord, "service_accounts", {
+    uid: Uid, id: Text, client_id: Text, organization_id: Text, display_name: Text,
+    description: Text, scope: Text, scope_id: Text, roles: Json, status: Text,
+    created_by: Text, created_at: Time, updated_at: Time,
+});
+
+table!(CredentialRecord, "service_account_credentials", {
+    uid: Uid, id: Text, service_account_id: Text, secret_hash: Text, expires_at: OptTime,
+    created_at: Time, last_used_at: OptTime,
+});
+
+table!(AuditEventRecord, "audit_events", {
+    id: Text, at: Time, principal: Text, principal_type: Text, organization_id: Text,
+    credential_id: Text, method: Text, path: Text, status: Narrow, request_id: Text,
+});
+
+table!(RevokedTokenRecord, "revoked_tokens", { jti: Text, expires_at: Time });
+
+table!(SigningKeyRecord, "signing_keys", {
+    kid: Text, algorithm: Text, private_key: Bytes, public_key: Bytes, created_at: Time,
+});
+
+table!(ConsoleLogRecord, "console_logs", { instance_uid: Uid, base_offset: Narrow, content: Bytes });
+
+/// A setting: one key and its value.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Setting {
+    pub key: String,
+    pub value: String,
+}
+
+table!(Setting, "settings", { key: Text, value: Text });
+
+/// What placement needs to know of `hosts`: their capacity and what their instances use, from
+/// rows of `host_id, vcpus, memory_mb` and of `host_id, gpu_type, n`.
 pub(crate) fn host_usage(
     hosts: &[HostRecord],
-    sums: &[impl Columns],
-    gpu_sums: &[impl Columns],
+    sums: &[crate::engine::Row],
+    gpu_sums: &[crate::engine::Row],
 ) -> Result<Vec<HostUsage>> {
     let mut usage: Vec<HostUsage> = hosts
         .iter()
@@ -305,82 +345,4 @@ pub(crate) fn host_usage(
         }
     }
     Ok(usage)
-}
-
-/// Refuses to import into a store that holds rows already.
-pub(crate) fn ensure_empty(counts: std::collections::BTreeMap<String, u64>) -> Result<()> {
-    let held: Vec<String> = counts
-        .into_iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(table, n)| format!("{n} {table}"))
-        .collect();
-    if held.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::FailedPrecondition(format!(
-            "the target database already holds a region ({}); copy into an empty database",
-            held.join(", ")
-        )))
-    }
-}
-
-/// Reads one page of an id-ordered collection in keyset batches, keeping the items `keep`
-/// accepts. `fetch(cursor, n)` returns up to `n` items with ids after `cursor`, in id order.
-pub(crate) async fn page_from_batches<T, F, Fut>(
-    page: &PageRequest,
-    mut fetch: F,
-    id_of: fn(&T) -> &str,
-    keep: &(dyn Fn(&T) -> bool + Send + Sync),
-) -> Result<Page<T>>
-where
-    F: FnMut(String, usize) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<T>>>,
-{
-    let limit = page.limit as usize;
-    let mut to_skip = page.offset.unwrap_or(0);
-    let batch = (limit + 1).max(if page.offset.is_some() || page.with_total {
-        500
-    } else {
-        0
-    });
-    let mut cursor = page.after.clone().unwrap_or_default();
-    let mut items = Vec::new();
-    let mut more = false;
-    let mut total: u64 = 0;
-    loop {
-        let fetched = fetch(cursor.clone(), batch).await?;
-        let exhausted = fetched.len() < batch;
-        for item in fetched {
-            cursor = id_of(&item).to_owned();
-            if !keep(&item) {
-                continue;
-            }
-            total += 1;
-            if to_skip > 0 {
-                to_skip -= 1;
-            } else if items.len() < limit {
-                items.push(item);
-            } else {
-                more = true;
-                if !page.with_total {
-                    break;
-                }
-            }
-        }
-        if exhausted || (more && !page.with_total) {
-            break;
-        }
-    }
-    Ok(Page {
-        items,
-        more,
-        total: page.with_total.then_some(total),
-    })
-}
-
-/// The error for a service account that has as many active credentials as allowed.
-pub(crate) fn too_many_credentials(max_active: usize) -> Error {
-    Error::FailedPrecondition(format!(
-        "a service account has at most {max_active} active credentials; delete one first"
-    ))
 }

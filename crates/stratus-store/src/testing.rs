@@ -22,7 +22,34 @@ pub struct PostgresCluster {
     durable: bool,
 }
 
+/// The process's shared cluster (see [`PostgresCluster::shared`]).
+static SHARED: std::sync::OnceLock<PostgresCluster> = std::sync::OnceLock::new();
+
+extern "C" fn stop_shared() {
+    if let Some(cluster) = SHARED.get() {
+        let _ = cluster.run(
+            "pg_ctl",
+            &["-D", &cluster.data_dir(), "-m", "immediate", "-w", "stop"],
+        );
+        let _ = std::fs::remove_dir_all(cluster.dir.path());
+    }
+}
+
 impl PostgresCluster {
+    /// One cluster for the whole process, started at the first call and stopped when the
+    /// process exits: tests that each need a database of their own share its server instead
+    /// of starting one each. Panics with the reason when it cannot start.
+    pub fn shared() -> &'static PostgresCluster {
+        SHARED.get_or_init(|| {
+            let cluster = Self::start().unwrap_or_else(|e| panic!("{e}"));
+            // SAFETY: registers a plain function to run at exit; it only reads the static.
+            unsafe {
+                libc::atexit(stop_shared);
+            }
+            cluster
+        })
+    }
+
     /// Initializes and starts a new cluster; the error says what is missing or what failed.
     pub fn start() -> Result<Self, String> {
         Self::start_with(false)

@@ -4,22 +4,20 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use stratus_store::testing::PostgresCluster;
-use stratus_store::{PostgresStore, Store, conformance};
+use stratus_store::{PostgresStore, Store};
 
-#[tokio::test]
-async fn postgres_store_conforms() {
-    let cluster = PostgresCluster::start().unwrap();
-    let databases = AtomicUsize::new(0);
-    conformance::run_all(|| async {
-        let n = databases.fetch_add(1, Ordering::SeqCst);
-        let url = cluster
-            .create_database(&format!("conformance_{n}"))
-            .await
-            .unwrap();
-        Arc::new(PostgresStore::open(&url).await.unwrap()) as Arc<dyn Store>
-    })
-    .await;
+/// A store on a new database of the test binary's one PostgreSQL server.
+async fn fresh() -> (Arc<dyn Store>, ()) {
+    static DATABASES: AtomicUsize = AtomicUsize::new(0);
+    let n = DATABASES.fetch_add(1, Ordering::SeqCst);
+    let url = PostgresCluster::shared()
+        .create_database(&format!("conformance_{n}"))
+        .await
+        .unwrap();
+    (Arc::new(PostgresStore::open(&url).await.unwrap()), ())
 }
+
+stratus_store::conformance_tests!(fresh);
 
 /// Two stores on one database stand for two replicas: what one writes wakes the other.
 #[tokio::test]
@@ -30,8 +28,10 @@ async fn another_replicas_writes_wake_this_one() {
         Changes, HostRegistrationRecord, InstanceRecord, InstanceSpec, OrganizationRecord,
         ProjectRecord,
     };
-    let cluster = PostgresCluster::start().unwrap();
-    let url = cluster.create_database("replicas").await.unwrap();
+    let url = PostgresCluster::shared()
+        .create_database("replicas")
+        .await
+        .unwrap();
     let this = PostgresStore::open(&url).await.unwrap();
     let other = PostgresStore::open(&url).await.unwrap();
     let now = Utc::now();

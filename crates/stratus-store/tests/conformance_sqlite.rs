@@ -1,16 +1,13 @@
 //! The store conformance suite on the embedded SQLite backend.
 
 use std::sync::Arc;
-use stratus_store::{SqliteStore, Store, conformance};
+use stratus_store::{SqliteStore, Store};
 
-#[tokio::test]
-async fn sqlite_store_conforms() {
-    let dirs = std::sync::Mutex::new(Vec::new());
-    conformance::run_all(|| async {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).await.unwrap();
-        dirs.lock().unwrap().push(dir);
-        Arc::new(store) as Arc<dyn Store>
-    })
-    .await;
+/// A store in a temporary data directory, deleted when the guard is dropped.
+async fn fresh() -> (Arc<dyn Store>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    (Arc::new(store), dir)
 }
+
+stratus_store::conformance_tests!(fresh);

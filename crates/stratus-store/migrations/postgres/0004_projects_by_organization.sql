@@ -1,1 +1,0 @@
-CREATE INDEX projects_by_organization ON projects (organization_id, id);

@@ -1,1 +1,0 @@
-CREATE INDEX instances_by_host ON instances (host_id);

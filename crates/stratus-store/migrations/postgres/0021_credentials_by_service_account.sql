@@ -1,1 +1,0 @@
-CREATE INDEX credentials_by_service_account ON service_account_credentials (service_account_id);

@@ -1,1 +1,0 @@
-ALTER TABLE images ADD COLUMN lease_expires_at BIGINT;

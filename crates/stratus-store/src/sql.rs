@@ -1,0 +1,1083 @@
+//! The store, written once in SQL both databases run (see [`crate::engine`] for where they
+//! differ).
+
+use crate::engine::{
+    Arg, DbError, DbResult, Engine, Isolation, Row, Tx, UniqueOr, args, transaction,
+};
+use crate::rows::*;
+use crate::{Changes, Page, PageRequest, Store};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use stratus_core::placement::{Demand, choose_host};
+use stratus_core::selector::LabelSelector;
+use stratus_core::{Error, Result};
+use stratus_types::InstanceStatus;
+use uuid::Uuid;
+
+use crate::records::*;
+
+/// The region's state in a SQL database.
+#[derive(Clone)]
+pub struct SqlStore {
+    engine: Arc<dyn Engine>,
+}
+
+impl SqlStore {
+    pub(crate) fn new(engine: Arc<dyn Engine>) -> Self {
+        Self { engine }
+    }
+
+    fn db(&self) -> &dyn Engine {
+        self.engine.as_ref()
+    }
+
+    /// The rows `sql` finds, as records.
+    async fn select<T: Table>(&self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>> {
+        records(&self.db().query(sql, args).await?)
+    }
+
+    /// The one row `sql` finds, if any, as a record.
+    async fn select_one<T: Table>(&self, sql: &str, args: Vec<Arg>) -> Result<Option<T>> {
+        Ok(self.select(sql, args).await?.into_iter().next())
+    }
+
+    /// The record of `T` whose `col` is `key`.
+    async fn by<T: Table>(&self, col: &str, key: impl Into<Arg>) -> Result<Option<T>> {
+        let sql = format!("SELECT * FROM {} WHERE {col} = ?", T::NAME);
+        self.select_one(&sql, vec![key.into()]).await
+    }
+
+    /// One page of `T`, only those whose `col` is `value` when it is given.
+    async fn page_where<T: Listed>(
+        &self,
+        col: &str,
+        value: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<T>> {
+        match value {
+            Some(value) => {
+                let filter = format!("{col} = ?");
+                self.page(&filter, args![value], page, &|_| true).await
+            }
+            None => self.page("1 = 1", vec![], page, &|_| true).await,
+        }
+    }
+
+    /// Inserts `record` outside a transaction; a taken unique key is `already_exists()`.
+    async fn insert<T: Table>(
+        &self,
+        record: &T,
+        already_exists: impl FnOnce() -> Error,
+    ) -> Result<()> {
+        let (sql, args) = insert(record);
+        self.db()
+            .execute(&sql, args)
+            .await
+            .unique_or(already_exists)
+            .map(drop)
+    }
+
+    /// Writes `set` (columns and values) to the row of `T` whose `key` column is `key`, if
+    /// its generation is still `generation`, bumping it; `None` when someone else wrote first
+    /// (or the row is gone).
+    async fn guarded_update<T: Table>(
+        &self,
+        set: Vec<(&str, Arg)>,
+        key: (&str, Arg),
+        generation: i64,
+    ) -> Result<Option<T>> {
+        let assignments: Vec<String> = set.iter().map(|(col, _)| format!("{col} = ?")).collect();
+        let sql = format!(
+            "UPDATE {} SET {}, generation = generation + 1 WHERE {} = ? AND generation = ? \
+             RETURNING *",
+            T::NAME,
+            assignments.join(", "),
+            key.0
+        );
+        let mut args: Vec<Arg> = set.into_iter().map(|(_, arg)| arg).collect();
+        args.push(key.1);
+        args.push(generation.into());
+        self.select_one(&sql, args).await
+    }
+
+    /// Writes `set` to the row of `T` whose `key` column is `key`, unconditionally.
+    async fn update<T: Table>(&self, set: Vec<(&str, Arg)>, key: (&str, Arg)) -> Result<Option<T>> {
+        let assignments: Vec<String> = set.iter().map(|(col, _)| format!("{col} = ?")).collect();
+        let sql = format!(
+            "UPDATE {} SET {} WHERE {} = ? RETURNING *",
+            T::NAME,
+            assignments.join(", "),
+            key.0
+        );
+        let mut args: Vec<Arg> = set.into_iter().map(|(_, arg)| arg).collect();
+        args.push(key.1);
+        self.select_one(&sql, args).await
+    }
+
+    /// Deletes the rows `sql` names; whether there were any.
+    async fn delete(&self, sql: &str, args: Vec<Arg>) -> Result<bool> {
+        Ok(self.db().execute(sql, args).await? > 0)
+    }
+
+    /// Deletes the row of `T` whose id is `id`, unless `users` (a `COUNT(*) AS n` whose one
+    /// `?` takes `user_key`) still finds rows using it: then `in_use(n)` is the error.
+    async fn delete_unused<T: Table>(
+        &self,
+        id: &str,
+        users: &str,
+        user_key: &str,
+        in_use: impl Fn(i64) -> Error + Send + Sync,
+    ) -> Result<bool> {
+        let delete = format!("DELETE FROM {} WHERE id = ?", T::NAME);
+        let deleted = transaction!(self.db(), Isolation::Serializable, |tx| {
+            let n = count(&mut tx, users, args![user_key]).await?;
+            if n > 0 {
+                return Err(in_use(n).into());
+            }
+            tx.execute(&delete, args![id]).await? > 0
+        })?;
+        Ok(deleted)
+    }
+
+    /// Takes a lease on the row of `table` whose `key` is `key` when it is free, expired or
+    /// already `owner`'s.
+    async fn claim_lease(
+        &self,
+        table: &str,
+        key: (&str, Arg),
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        let sql = format!(
+            "UPDATE {table} SET lease_owner = ?, lease_expires_at = ? WHERE {} = ? \
+             AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at < ?)",
+            key.0
+        );
+        let args = vec![
+            owner.into(),
+            ms(until).into(),
+            key.1,
+            owner.into(),
+            ms(now).into(),
+        ];
+        Ok(self.db().execute(&sql, args).await? > 0)
+    }
+
+    async fn release_lease(&self, table: &str, key: (&str, Arg), owner: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE {table} SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE {} = ? AND lease_owner = ?",
+            key.0
+        );
+        self.db().execute(&sql, vec![key.1, owner.into()]).await?;
+        Ok(())
+    }
+
+    /// One page of `T` in id order, among the rows `filter` (a condition with `?`s that
+    /// `args` fill, or `1 = 1`) selects, keeping those `keep` accepts. Rows are read in keyset
+    /// batches, so a filtered page never reads a whole table into memory.
+    async fn page<T: Listed>(
+        &self,
+        filter: &str,
+        args: Vec<Arg>,
+        page: &PageRequest,
+        keep: &(dyn Fn(&T) -> bool + Send + Sync),
+    ) -> Result<Page<T>> {
+        let id = self.db().id_in_byte_order();
+        let sql = format!(
+            "SELECT * FROM {} WHERE {filter} AND {id} > ? ORDER BY {id} LIMIT ?",
+            T::NAME
+        );
+        let limit = page.limit as usize;
+        let mut to_skip = page.offset.unwrap_or(0);
+        let counting = page.offset.is_some() || page.with_total;
+        let batch = (limit + 1).max(if counting { 500 } else { 0 });
+        let mut cursor = page.after.clone().unwrap_or_default();
+        let (mut items, mut more, mut total) = (Vec::new(), false, 0u64);
+        loop {
+            let mut batch_args = args.clone();
+            batch_args.push(cursor.clone().into());
+            batch_args.push((batch as i64).into());
+            let fetched: Vec<T> = self.select(&sql, batch_args).await?;
+            let exhausted = fetched.len() < batch;
+            for item in fetched {
+                cursor = item.id().to_owned();
+                if !keep(&item) {
+                    continue;
+                }
+                total += 1;
+                if to_skip > 0 {
+                    to_skip -= 1;
+                } else if items.len() < limit {
+                    items.push(item);
+                } else {
+                    more = true;
+                    if !page.with_total {
+                        break;
+                    }
+                }
+            }
+            if exhausted || (more && !page.with_total) {
+                break;
+            }
+        }
+        Ok(Page {
+            items,
+            more,
+            total: page.with_total.then_some(total),
+        })
+    }
+
+    /// Every row of `T`, for an export.
+    async fn all<T: Table>(&self) -> Result<Vec<T>> {
+        self.select(&format!("SELECT * FROM {} ORDER BY 1", T::NAME), vec![])
+            .await
+    }
+}
+
+/// Rows as records.
+fn records<T: Table>(rows: &[Row]) -> Result<Vec<T>> {
+    rows.iter().map(|row| T::from_row(row.as_ref())).collect()
+}
+
+/// The count of a `SELECT COUNT(*) AS n …`.
+async fn count(tx: &mut Box<dyn Tx>, sql: &str, args: Vec<Arg>) -> DbResult<i64> {
+    let rows = tx.query(sql, args).await?;
+    let row = rows
+        .first()
+        .ok_or_else(|| DbError::Other(Error::internal("COUNT returned no row")))?;
+    Ok(row.int("n")?)
+}
+
+/// Inserts `record` inside a transaction.
+async fn insert_in<T: Table>(tx: &mut Box<dyn Tx>, record: &T) -> DbResult<()> {
+    let (sql, args) = insert(record);
+    tx.execute(&sql, args).await.map(drop)
+}
+
+fn instance_exists(instance: &InstanceRecord) -> Error {
+    Error::AlreadyExists(format!(
+        "instance {} already exists in project {}",
+        instance.id, instance.project
+    ))
+}
+
+/// The error for a service account that has as many active credentials as allowed.
+fn too_many_credentials(max_active: usize) -> Error {
+    Error::FailedPrecondition(format!(
+        "a service account has at most {max_active} active credentials; delete one first"
+    ))
+}
+
+/// `text` as a `LIKE` pattern matching it literally anywhere.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// vCPUs and memory placed on each host.
+const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
+     CAST(SUM(memory_mb) AS BIGINT) AS memory_mb FROM instances WHERE host_id IS NOT NULL \
+     GROUP BY host_id";
+
+/// GPUs of each type placed on each host.
+const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) AS n \
+     FROM instances WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type";
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn setting_or_init(&self, key: &str, value: &str) -> Result<String> {
+        let rows = self
+            .db()
+            .query(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                args![key, value],
+            )
+            .await;
+        rows?;
+        self.get_setting(key)
+            .await?
+            .ok_or_else(|| Error::internal(format!("setting {key} vanished")))
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let found: Option<Setting> = self
+            .select_one("SELECT * FROM settings WHERE key = ?", args![key])
+            .await?;
+        Ok(found.map(|s| s.value))
+    }
+
+    async fn create_organization(&self, org: &OrganizationRecord) -> Result<()> {
+        self.insert(org, || {
+            Error::AlreadyExists(format!("organization {} already exists", org.id))
+        })
+        .await
+    }
+
+    async fn get_organization(&self, id: &str) -> Result<Option<OrganizationRecord>> {
+        self.by("id", id).await
+    }
+
+    async fn list_organizations(&self, page: &PageRequest) -> Result<Page<OrganizationRecord>> {
+        self.page("1 = 1", vec![], page, &|_| true).await
+    }
+
+    async fn update_organization(
+        &self,
+        org: &OrganizationRecord,
+    ) -> Result<Option<OrganizationRecord>> {
+        self.guarded_update(
+            vec![
+                ("display_name", (&org.display_name).into()),
+                ("description", (&org.description).into()),
+                ("updated_at", ms(org.updated_at).into()),
+            ],
+            ("id", (&org.id).into()),
+            org.generation,
+        )
+        .await
+    }
+
+    async fn delete_organization(&self, id: &str) -> Result<bool> {
+        self.delete_unused::<OrganizationRecord>(
+            id,
+            "SELECT COUNT(*) AS n FROM projects WHERE organization_id = ?",
+            id,
+            |n| {
+                Error::FailedPrecondition(format!(
+                    "organization {id} still has {n} projects; delete them first"
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn create_project(&self, project: &ProjectRecord) -> Result<()> {
+        transaction!(self.db(), Isolation::Serializable, |tx| {
+            let organizations = count(
+                &mut tx,
+                "SELECT COUNT(*) AS n FROM organizations WHERE id = ?",
+                args![&project.organization_id],
+            )
+            .await?;
+            if organizations == 0 {
+                return Err(Error::invalid(
+                    "organizationId",
+                    format!("organization {} does not exist", project.organization_id),
+                )
+                .into());
+            }
+            insert_in(&mut tx, project).await?;
+        })
+        .unique_or(|| Error::AlreadyExists(format!("project {} already exists", project.id)))
+    }
+
+    async fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
+        self.by("id", id).await
+    }
+
+    async fn list_projects(
+        &self,
+        organization_id: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ProjectRecord>> {
+        self.page_where("organization_id", organization_id, page)
+            .await
+    }
+
+    async fn update_project(&self, project: &ProjectRecord) -> Result<Option<ProjectRecord>> {
+        self.guarded_update(
+            vec![
+                ("display_name", (&project.display_name).into()),
+                ("description", (&project.description).into()),
+                ("updated_at", ms(project.updated_at).into()),
+            ],
+            ("id", (&project.id).into()),
+            project.generation,
+        )
+        .await
+    }
+
+    async fn delete_project(&self, id: &str) -> Result<bool> {
+        self.delete_unused::<ProjectRecord>(
+            id,
+            "SELECT COUNT(*) AS n FROM instances WHERE project = ?",
+            id,
+            |n| {
+                Error::FailedPrecondition(format!(
+                    "project {id} still has {n} instances; delete them first"
+                ))
+            },
+        )
+        .await
+    }
+
+    async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord> {
+        let record = HostRecord {
+            id: Uuid::new_v4(),
+            name: host.name.clone(),
+            zone: host.zone.clone(),
+            driver: host.driver.clone(),
+            vcpus: host.vcpus,
+            memory_mb: host.memory_mb,
+            gpus: host.gpus.clone(),
+            registered_at: host.now,
+            last_seen_at: host.now,
+        };
+        let (sql, args) = insert(&record);
+        let sql = format!(
+            "{sql} ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, \
+             driver = excluded.driver, vcpus = excluded.vcpus, memory_mb = excluded.memory_mb, \
+             gpus = excluded.gpus, last_seen_at = excluded.last_seen_at RETURNING *"
+        );
+        records(&self.db().query(&sql, args).await?)?
+            .pop()
+            .ok_or_else(|| Error::internal("registering a host returned no row"))
+    }
+
+    async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.db()
+            .execute(
+                "UPDATE hosts SET last_seen_at = ? WHERE id = ?",
+                args![ms(now), host_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
+        self.select("SELECT * FROM hosts ORDER BY name", vec![])
+            .await
+    }
+
+    async fn create_instance(
+        &self,
+        instance: &InstanceRecord,
+        demand: &Demand,
+        live_since: DateTime<Utc>,
+    ) -> Result<InstanceRecord> {
+        let hosts_sql = format!(
+            "SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ? ORDER BY id{}",
+            self.db().for_update()
+        );
+        let created = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            // Creates in one zone queue on its host rows, so each sees what the previous one
+            // placed.
+            let hosts: Vec<HostRecord> = records(
+                &tx.query(&hosts_sql, args![&instance.zone, ms(live_since)])
+                    .await?,
+            )?;
+            let taken = count(
+                &mut tx,
+                "SELECT COUNT(*) AS n FROM instances WHERE project = ? AND id = ?",
+                args![&instance.project, &instance.id],
+            )
+            .await?;
+            if taken > 0 {
+                return Err(instance_exists(instance).into());
+            }
+            let sums = tx.query(USAGE_BY_HOST, vec![]).await?;
+            let gpu_sums = tx.query(GPU_USAGE_BY_HOST, vec![]).await?;
+            let usage = host_usage(&hosts, &sums, &gpu_sums)?;
+            let mut placed = instance.clone();
+            placed.host_id = Some(choose_host(&instance.zone, demand, &usage)?);
+            let (sql, args) = insert(&placed);
+            let rows = tx.query(&format!("{sql} RETURNING *"), args).await?;
+            records::<InstanceRecord>(&rows)?
+                .pop()
+                .ok_or_else(|| Error::internal("creating an instance returned no row"))?
+        })
+        .unique_or(|| instance_exists(instance))?;
+        self.db().announce().await;
+        Ok(created)
+    }
+
+    async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>> {
+        self.select_one(
+            "SELECT * FROM instances WHERE project = ? AND id = ?",
+            args![project, id],
+        )
+        .await
+    }
+
+    async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>> {
+        self.by("uid", uid).await
+    }
+
+    async fn list_instances(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        page: &PageRequest,
+    ) -> Result<Page<InstanceRecord>> {
+        self.page(
+            "project = ?",
+            args![project],
+            page,
+            &|i: &InstanceRecord| selector.matches(&i.spec.labels),
+        )
+        .await
+    }
+
+    async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
+        let stored = self
+            .guarded_update(
+                vec![
+                    ("host_id", instance.host_id.into()),
+                    ("spec", to_json(&instance.spec).into()),
+                    ("desired", instance.desired.as_str().into()),
+                    ("status", instance.status.as_str().into()),
+                    ("status_message", (&instance.status_message).into()),
+                    ("status_changed_at", ms(instance.status_changed_at).into()),
+                    ("updated_at", ms(instance.updated_at).into()),
+                ],
+                ("uid", instance.uid.into()),
+                instance.generation,
+            )
+            .await?;
+        if stored.is_some() {
+            self.db().announce().await;
+        }
+        Ok(stored)
+    }
+
+    async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
+        let deleted = self
+            .delete(
+                "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED'",
+                args![uid],
+            )
+            .await?;
+        if deleted {
+            self.db().announce().await;
+        }
+        Ok(deleted)
+    }
+
+    async fn list_instances_on_host(&self, host_id: Uuid) -> Result<Vec<InstanceRecord>> {
+        self.select(
+            "SELECT * FROM instances WHERE host_id = ? ORDER BY uid",
+            args![host_id],
+        )
+        .await
+    }
+
+    async fn list_instances_in_status_since(
+        &self,
+        statuses: &[InstanceStatus],
+        before: DateTime<Utc>,
+    ) -> Result<Vec<InstanceRecord>> {
+        if statuses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; statuses.len()].join(", ");
+        let sql =
+            format!("SELECT * FROM instances WHERE status IN ({marks}) AND status_changed_at < ?");
+        let mut args: Vec<Arg> = statuses.iter().map(|s| s.as_str().into()).collect();
+        args.push(ms(before).into());
+        self.select(&sql, args).await
+    }
+
+    async fn claim_instance_lease(
+        &self,
+        uid: Uuid,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.claim_lease("instances", ("uid", uid.into()), owner, now, until)
+            .await
+    }
+
+    async fn release_instance_lease(&self, uid: Uuid, owner: &str) -> Result<()> {
+        self.release_lease("instances", ("uid", uid.into()), owner)
+            .await
+    }
+
+    async fn count_instances(&self) -> Result<u64> {
+        let rows = self
+            .db()
+            .query("SELECT COUNT(*) AS n FROM instances", vec![])
+            .await?;
+        Ok(rows.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) as u64)
+    }
+
+    async fn upsert_image(&self, image: &ImageRecord) -> Result<ImageRecord> {
+        let (sql, args) = insert(image);
+        let sql = format!(
+            "{sql} ON CONFLICT (id) DO UPDATE SET display_name = excluded.display_name, \
+             description = excluded.description, os = excluded.os, format = excluded.format, \
+             size_bytes = excluded.size_bytes, min_disk_gb = excluded.min_disk_gb, \
+             status = excluded.status, file = excluded.file, updated_at = excluded.updated_at, \
+             generation = images.generation + 1 RETURNING *"
+        );
+        let stored = records(&self.db().query(&sql, args).await?)?
+            .pop()
+            .ok_or_else(|| Error::internal("an image upsert returned no row"))?;
+        self.db().announce().await;
+        Ok(stored)
+    }
+
+    async fn create_image(&self, image: &ImageRecord) -> Result<()> {
+        self.insert(image, || {
+            Error::AlreadyExists(format!("image {} already exists", image.id))
+        })
+        .await?;
+        self.db().announce().await;
+        Ok(())
+    }
+
+    async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>> {
+        self.by("id", id).await
+    }
+
+    async fn list_images(&self, page: &PageRequest) -> Result<Page<ImageRecord>> {
+        self.page("1 = 1", vec![], page, &|_| true).await
+    }
+
+    async fn update_image(&self, image: &ImageRecord) -> Result<Option<ImageRecord>> {
+        let stored = self
+            .guarded_update(
+                vec![
+                    ("display_name", (&image.display_name).into()),
+                    ("description", (&image.description).into()),
+                    ("os", (&image.os).into()),
+                    ("size_bytes", (image.size_bytes as i64).into()),
+                    ("min_disk_gb", i64::from(image.min_disk_gb).into()),
+                    ("status", image.status.as_str().into()),
+                    ("status_message", (&image.status_message).into()),
+                    ("sha256", (&image.sha256).into()),
+                    ("file", (&image.file).into()),
+                    ("bytes_done", (image.bytes_done as i64).into()),
+                    ("updated_at", ms(image.updated_at).into()),
+                ],
+                ("id", (&image.id).into()),
+                image.generation,
+            )
+            .await?;
+        if stored.is_some() {
+            self.db().announce().await;
+        }
+        Ok(stored)
+    }
+
+    async fn claim_image_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.claim_lease("images", ("id", id.into()), owner, now, until)
+            .await
+    }
+
+    async fn release_image_lease(&self, id: &str, owner: &str) -> Result<()> {
+        self.release_lease("images", ("id", id.into()), owner).await
+    }
+
+    async fn delete_image(&self, id: &str, self_link: &str) -> Result<bool> {
+        let users = contains_pattern(&format!("\"source\":\"{self_link}\""));
+        let deleted = self
+            .delete_unused::<ImageRecord>(
+                id,
+                "SELECT COUNT(*) AS n FROM instances WHERE spec LIKE ? ESCAPE '\\'",
+                &users,
+                |n| {
+                    Error::FailedPrecondition(format!(
+                        "image {id} is the source of {n} instances' disks; delete them first"
+                    ))
+                },
+            )
+            .await?;
+        self.db().announce().await;
+        Ok(deleted)
+    }
+
+    async fn append_console(&self, uid: Uuid, at: u64, bytes: &[u8], keep: u64) -> Result<u64> {
+        Ok(transaction!(self.db(), Isolation::Serializable, |tx| {
+            let rows = tx
+                .query(
+                    "SELECT * FROM console_logs WHERE instance_uid = ?",
+                    args![uid],
+                )
+                .await?;
+            let (mut base, mut content) = match records::<ConsoleLogRecord>(&rows)?.pop() {
+                Some(log) => (log.base_offset, log.content),
+                None => (0, Vec::new()),
+            };
+            let end = base + content.len() as u64;
+            if at != end || bytes.is_empty() {
+                end
+            } else {
+                content.extend_from_slice(bytes);
+                if content.len() as u64 > keep {
+                    let drop = content.len() - keep as usize;
+                    content.drain(..drop);
+                    base += drop as u64;
+                }
+                let written = tx
+                    .execute(
+                        "INSERT INTO console_logs (instance_uid, base_offset, content) \
+                         SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM instances WHERE uid = ?) \
+                         ON CONFLICT (instance_uid) DO UPDATE SET \
+                         base_offset = excluded.base_offset, content = excluded.content",
+                        args![uid, base as i64, &content, uid],
+                    )
+                    .await?;
+                if written > 0 {
+                    base + content.len() as u64
+                } else {
+                    end
+                }
+            }
+        })?)
+    }
+
+    async fn read_console(&self, uid: Uuid, start: u64, max: u64) -> Result<(u64, Vec<u8>, u64)> {
+        let log: Option<ConsoleLogRecord> = self
+            .select_one(
+                "SELECT * FROM console_logs WHERE instance_uid = ?",
+                args![uid],
+            )
+            .await?;
+        let Some(log) = log else {
+            return Ok((0, Vec::new(), 0));
+        };
+        let (base, content) = (log.base_offset, log.content);
+        let end = base + content.len() as u64;
+        let from = start.clamp(base, end);
+        let to = (from + max).min(end);
+        let slice = content[(from - base) as usize..(to - base) as usize].to_vec();
+        Ok((from, slice, to))
+    }
+
+    async fn list_signing_keys(&self) -> Result<Vec<SigningKeyRecord>> {
+        self.select("SELECT * FROM signing_keys ORDER BY created_at", vec![])
+            .await
+    }
+
+    async fn init_signing_key(&self, key: &SigningKeyRecord) -> Result<Vec<SigningKeyRecord>> {
+        transaction!(self.db(), Isolation::Serializable, |tx| {
+            if count(&mut tx, "SELECT COUNT(*) AS n FROM signing_keys", vec![]).await? == 0 {
+                insert_in(&mut tx, key).await?;
+            }
+        })?;
+        self.list_signing_keys().await
+    }
+
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.insert(key, || {
+            Error::AlreadyExists(format!("API key {} already exists", key.id))
+        })
+        .await
+    }
+
+    async fn find_api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        self.select_one(
+            "SELECT * FROM api_keys WHERE secret_hash = ? OR previous_secret_hash = ?",
+            args![secret_hash, secret_hash],
+        )
+        .await
+    }
+
+    async fn touch_api_key(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.db()
+            .execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE uid = ?",
+                args![ms(now), uid],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRecord>> {
+        self.by("id", id).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        organization: Option<&str>,
+        created_by: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ApiKeyRecord>> {
+        let mut filter = vec!["1 = 1"];
+        let mut args = Vec::new();
+        if let Some(org) = organization {
+            filter.push("organization_id = ?");
+            args.push(org.into());
+        }
+        if let Some(by) = created_by {
+            filter.push("created_by = ?");
+            args.push(by.into());
+        }
+        self.page(&filter.join(" AND "), args, page, &|_| true)
+            .await
+    }
+
+    async fn update_api_key(&self, key: &ApiKeyRecord) -> Result<Option<ApiKeyRecord>> {
+        self.update(
+            vec![
+                ("display_name", (&key.display_name).into()),
+                ("roles", to_json(&key.roles).into()),
+                ("status", (&key.status).into()),
+                ("secret_hash", (&key.secret_hash).into()),
+                ("previous_secret_hash", (&key.previous_secret_hash).into()),
+                (
+                    "previous_secret_expires_at",
+                    key.previous_secret_expires_at.map(ms).into(),
+                ),
+                ("last_rotated_at", key.last_rotated_at.map(ms).into()),
+            ],
+            ("uid", key.uid.into()),
+        )
+        .await
+    }
+
+    async fn delete_api_key(&self, id: &str) -> Result<bool> {
+        self.delete("DELETE FROM api_keys WHERE id = ?", args![id])
+            .await
+    }
+
+    async fn revoke_token(&self, token: &RevokedTokenRecord) -> Result<()> {
+        let (sql, args) = insert(token);
+        self.db()
+            .execute(&format!("{sql} ON CONFLICT (jti) DO NOTHING"), args)
+            .await?;
+        Ok(())
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let found: Option<RevokedTokenRecord> = self
+            .select_one("SELECT * FROM revoked_tokens WHERE jti = ?", args![jti])
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn create_service_account(&self, account: &ServiceAccountRecord) -> Result<()> {
+        self.insert(account, || {
+            Error::AlreadyExists(format!("service account {} already exists", account.id))
+        })
+        .await
+    }
+
+    async fn get_service_account(&self, id: &str) -> Result<Option<ServiceAccountRecord>> {
+        self.by("id", id).await
+    }
+
+    async fn get_service_account_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        self.by("client_id", client_id).await
+    }
+
+    async fn list_service_accounts(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<ServiceAccountRecord>> {
+        self.page_where("organization_id", organization, page).await
+    }
+
+    async fn update_service_account(
+        &self,
+        account: &ServiceAccountRecord,
+    ) -> Result<Option<ServiceAccountRecord>> {
+        self.update(
+            vec![
+                ("display_name", (&account.display_name).into()),
+                ("description", (&account.description).into()),
+                ("roles", to_json(&account.roles).into()),
+                ("status", (&account.status).into()),
+                ("updated_at", ms(account.updated_at).into()),
+            ],
+            ("id", (&account.id).into()),
+        )
+        .await
+    }
+
+    async fn delete_service_account(&self, id: &str) -> Result<bool> {
+        self.delete("DELETE FROM service_accounts WHERE id = ?", args![id])
+            .await
+    }
+
+    async fn create_credential(
+        &self,
+        credential: &CredentialRecord,
+        max_active: usize,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        transaction!(self.db(), Isolation::Serializable, |tx| {
+            let active = count(
+                &mut tx,
+                "SELECT COUNT(*) AS n FROM service_account_credentials \
+                 WHERE service_account_id = ? AND (expires_at IS NULL OR expires_at > ?)",
+                args![&credential.service_account_id, ms(now)],
+            )
+            .await?;
+            if active as usize >= max_active {
+                return Err(too_many_credentials(max_active).into());
+            }
+            insert_in(&mut tx, credential).await?;
+        })?;
+        Ok(())
+    }
+
+    async fn list_credentials(&self, service_account_id: &str) -> Result<Vec<CredentialRecord>> {
+        self.select(
+            "SELECT * FROM service_account_credentials WHERE service_account_id = ? ORDER BY id",
+            args![service_account_id],
+        )
+        .await
+    }
+
+    async fn get_credential(&self, id: &str) -> Result<Option<CredentialRecord>> {
+        self.by("id", id).await
+    }
+
+    async fn find_credential_by_hash(&self, secret_hash: &str) -> Result<Option<CredentialRecord>> {
+        self.by("secret_hash", secret_hash).await
+    }
+
+    async fn touch_credential(&self, uid: Uuid, now: DateTime<Utc>) -> Result<()> {
+        self.db()
+            .execute(
+                "UPDATE service_account_credentials SET last_used_at = ? WHERE uid = ?",
+                args![ms(now), uid],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_credential(&self, id: &str) -> Result<bool> {
+        self.delete(
+            "DELETE FROM service_account_credentials WHERE id = ?",
+            args![id],
+        )
+        .await
+    }
+
+    async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()> {
+        self.insert(event, || Error::internal("an audit event id was reused"))
+            .await
+    }
+
+    async fn prune_audit_events(&self, before: DateTime<Utc>) -> Result<u64> {
+        // Event ids start with their time in zero-padded milliseconds: the key orders by time.
+        let bound = format!("{:013}", before.timestamp_millis());
+        Ok(self
+            .db()
+            .execute("DELETE FROM audit_events WHERE id < ?", args![bound])
+            .await?)
+    }
+
+    async fn prune_revoked_tokens(&self, now: DateTime<Utc>) -> Result<u64> {
+        Ok(self
+            .db()
+            .execute(
+                "DELETE FROM revoked_tokens WHERE expires_at < ?",
+                args![ms(now)],
+            )
+            .await?)
+    }
+
+    async fn list_audit_events(
+        &self,
+        organization: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<AuditEventRecord>> {
+        self.page_where("organization_id", organization, page).await
+    }
+
+    async fn export(&self) -> Result<Snapshot> {
+        let settings: Vec<Setting> = self.all().await?;
+        Ok(Snapshot {
+            settings: settings.into_iter().map(|s| (s.key, s.value)).collect(),
+            organizations: self.all().await?,
+            projects: self.all().await?,
+            hosts: self.all().await?,
+            instances: self.all().await?,
+            console_logs: self.all().await?,
+            signing_keys: self.all().await?,
+            api_keys: self.all().await?,
+            images: self.all().await?,
+            revoked_tokens: self.all().await?,
+            service_accounts: self.all().await?,
+            credentials: self.all().await?,
+            audit_events: self.all().await?,
+        })
+    }
+
+    async fn import(&self, snapshot: &Snapshot) -> Result<()> {
+        let held: Vec<String> = self
+            .row_counts()
+            .await?
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(table, n)| format!("{n} {table}"))
+            .collect();
+        if !held.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "the target database already holds a region ({}); copy into an empty database",
+                held.join(", ")
+            )));
+        }
+        let settings: Vec<Setting> = snapshot
+            .settings
+            .iter()
+            .map(|(key, value)| Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect();
+        transaction!(self.db(), Isolation::Serializable, |tx| {
+            // Parents before children, as the foreign keys want them.
+            insert_all(&mut tx, &settings).await?;
+            insert_all(&mut tx, &snapshot.organizations).await?;
+            insert_all(&mut tx, &snapshot.projects).await?;
+            insert_all(&mut tx, &snapshot.hosts).await?;
+            insert_all(&mut tx, &snapshot.instances).await?;
+            insert_all(&mut tx, &snapshot.console_logs).await?;
+            insert_all(&mut tx, &snapshot.signing_keys).await?;
+            insert_all(&mut tx, &snapshot.api_keys).await?;
+            insert_all(&mut tx, &snapshot.images).await?;
+            insert_all(&mut tx, &snapshot.revoked_tokens).await?;
+            insert_all(&mut tx, &snapshot.service_accounts).await?;
+            insert_all(&mut tx, &snapshot.credentials).await?;
+            insert_all(&mut tx, &snapshot.audit_events).await?;
+        })?;
+        Ok(())
+    }
+
+    async fn row_counts(&self) -> Result<BTreeMap<String, u64>> {
+        let mut counts = BTreeMap::new();
+        for table in self.db().tables().await? {
+            // `table` comes from the schema itself.
+            let rows = self
+                .db()
+                .query(&format!("SELECT COUNT(*) AS n FROM \"{table}\""), vec![])
+                .await?;
+            let n = rows.first().map(|r| r.int("n")).transpose()?.unwrap_or(0);
+            counts.insert(table, n as u64);
+        }
+        Ok(counts)
+    }
+
+    fn follow_changes(&self, changes: Changes) {
+        self.engine.follow_changes(changes);
+    }
+}
+
+async fn insert_all<T: Table>(tx: &mut Box<dyn Tx>, rows: &[T]) -> DbResult<()> {
+    for row in rows {
+        insert_in(tx, row).await?;
+    }
+    Ok(())
+}

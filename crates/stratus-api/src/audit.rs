@@ -13,7 +13,7 @@
 //! into the request, and the `Principal` extractor fills it when it accepts a token.
 
 use crate::app::App;
-use crate::auth::Principal;
+use crate::app::Principal;
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;

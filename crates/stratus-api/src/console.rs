@@ -19,23 +19,29 @@ const STYLE_CSS: &str = include_str!("../console/style.css");
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      connect-src 'self'; img-src 'self' data:; base-uri 'none'; frame-ancestors 'none'";
 
+/// The console's paths: the page, the page with a slash, its script and its style.
+pub const PATHS: [&str; 4] = [
+    "/console",
+    "/console/",
+    "/console/app.js",
+    "/console/style.css",
+];
+
 /// The console's routes, to merge into the API router.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    let [page, slash, script, style] = PATHS;
     Router::new()
         .route(
-            "/console",
+            page,
             get(|| async { asset("text/html; charset=utf-8", INDEX_HTML) }),
         )
+        .route(slash, get(|| async { Redirect::permanent("/console") }))
         .route(
-            "/console/",
-            get(|| async { Redirect::permanent("/console") }),
-        )
-        .route(
-            "/console/app.js",
+            script,
             get(|| async { asset("text/javascript; charset=utf-8", APP_JS) }),
         )
         .route(
-            "/console/style.css",
+            style,
             get(|| async { asset("text/css; charset=utf-8", STYLE_CSS) }),
         )
 }

@@ -5,6 +5,11 @@
 //! server sets (read-only) and fields fixed at creation (immutable) are refused by name; every
 //! other problem carries the JSON path where serde found it (`disks[0].sizeGb`).
 
+use crate::app::paging::PAGING_PARAMS;
+use crate::app::{
+    ApiKeyFilters, AuditFilter, InstanceFilters, OrganizationFilter, Paging, Precondition,
+    StatusFilter,
+};
 use crate::error::ApiError;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -13,7 +18,6 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use stratus_core::Error;
-use stratus_types::ResourceId;
 
 /// A request body type, with the fields a client may not send in it.
 pub trait RequestBody: DeserializeOwned {
@@ -268,15 +272,96 @@ impl QueryParams {
     }
 }
 
-/// Parses a path segment as a resource id, naming the path parameter on failure.
-pub fn path_id(param: &str, text: &str) -> Result<ResourceId, Error> {
-    ResourceId::parse(text).map_err(|why| Error::invalid(param, why))
+/// The query of a list: paging (`pageSize`, `pageToken`, `offset`) and the list's own filters
+/// `F`; any other parameter is a 400 naming it.
+pub struct ListQuery<F>(pub Paging, pub F);
+
+/// The query parameters of one operation, read from the query string.
+pub trait QueryFilters: Sized {
+    /// The parameters the operation takes.
+    const NAMES: &'static [&'static str];
+    /// Whether its list pages by `offset` too (not only by `pageToken`).
+    const OFFSET: bool = true;
+    fn read(params: &QueryParams) -> Result<Self, Error>;
 }
 
-/// The `If-Match` header, when sent.
-pub struct IfMatch(pub Option<String>);
+/// An operation that takes no query parameters of its own.
+pub struct NoFilters;
 
-impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+impl QueryFilters for NoFilters {
+    const NAMES: &'static [&'static str] = &[];
+    fn read(_: &QueryParams) -> Result<Self, Error> {
+        Ok(NoFilters)
+    }
+}
+
+impl<S: Send + Sync, F: QueryFilters> FromRequestParts<S> for ListQuery<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let allowed: Vec<&str> = PAGING_PARAMS
+            .iter()
+            .filter(|p| F::OFFSET || **p != "offset")
+            .chain(F::NAMES)
+            .copied()
+            .collect();
+        let params = QueryParams::parse(parts.uri.query(), &allowed)?;
+        let paging = Paging {
+            page_size: params.integer("pageSize", 0, u64::MAX)?,
+            page_token: params.get("pageToken").map(str::to_owned),
+            offset: params.integer("offset", 0, i64::MAX as u64)?,
+        };
+        Ok(ListQuery(paging, F::read(&params)?))
+    }
+}
+
+/// The query parameters of an operation that is not a list.
+pub struct Filters<F>(pub F);
+
+impl<S: Send + Sync, F: QueryFilters> FromRequestParts<S> for Filters<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let params = QueryParams::parse(parts.uri.query(), F::NAMES)?;
+        Ok(Filters(F::read(&params)?))
+    }
+}
+
+/// Reads a filter struct of the application's whose fields are optional text parameters.
+macro_rules! text_filters {
+    ($($name:ident $(($offset:literal))? { $($field:ident = $param:literal),* $(,)? })*) => {
+        $(impl QueryFilters for $name {
+            const NAMES: &'static [&'static str] = &[$($param),*];
+            $(const OFFSET: bool = $offset;)?
+            fn read(params: &QueryParams) -> Result<Self, Error> {
+                Ok(Self { $($field: params.get($param).map(str::to_owned),)* })
+            }
+        })*
+    };
+}
+
+text_filters! {
+    InstanceFilters { label_selector = "labelSelector" }
+    OrganizationFilter { organization_id = "organizationId" }
+    AuditFilter(false) { organization_id = "organizationId" }
+    ApiKeyFilters(false) { status = "status", created_by = "createdBy" }
+    StatusFilter(false) { status = "status" }
+}
+
+/// `start` of the serial console.
+pub struct SerialStart(pub u64);
+
+impl QueryFilters for SerialStart {
+    const NAMES: &'static [&'static str] = &["start"];
+    fn read(params: &QueryParams) -> Result<Self, Error> {
+        Ok(SerialStart(
+            params.integer("start", 0, i64::MAX as u64)?.unwrap_or(0),
+        ))
+    }
+}
+
+/// The version a change is based on, from the `If-Match` header.
+impl<S: Send + Sync> FromRequestParts<S> for Precondition {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {

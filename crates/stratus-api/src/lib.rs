@@ -14,17 +14,14 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
-pub mod oidc;
 pub mod openapi;
-pub mod paging;
+mod routes;
 pub mod server;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use handlers::{catalog, hosts, iam, instances, meta, tenancy};
 use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Error;
@@ -42,139 +39,18 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The router of the whole API over `app`.
+/// The router of the whole API over `app`: the public operations of the route table
+/// ([`routes`]) with their document at `/openapi.json`, the host agents' protocol, the console.
 pub fn router(app: Arc<App>) -> Router {
-    let instance = "/v1/regions/{region}/projects/{project}/compute/instances";
-    let routes = Router::new()
-        .route("/healthz", get(meta::health))
-        .route("/openapi.json", get(meta::openapi))
-        .route("/.well-known/jwks.json", get(meta::jwks))
-        .route("/v1/regions/global/auth/token", post(meta::mint_token))
-        .route("/v1/regions/global/auth/introspect", post(iam::introspect))
-        .route("/v1/regions/global/auth/revoke", post(iam::revoke))
-        .route(
-            "/v1/regions/global/auth/check",
-            post(iam::check_permissions),
-        )
-        .route(
-            "/v1/regions/global/iam/apikeys",
-            get(iam::list_api_keys).post(iam::create_api_key),
-        )
-        .route(
-            "/v1/regions/global/iam/apikeys/{id}",
-            get(iam::get_api_key)
-                .patch(iam::update_api_key)
-                .delete(iam::delete_api_key)
-                // `…/apikeys/{id}:rotate`: the action arrives inside the id segment.
-                .post(iam::rotate_api_key),
-        )
-        .route(
-            "/v1/regions/global/iam/service-accounts",
-            get(iam::list_service_accounts).post(iam::create_service_account),
-        )
-        .route(
-            "/v1/regions/global/iam/service-accounts/{id}",
-            get(iam::get_service_account)
-                .patch(iam::update_service_account)
-                .delete(iam::delete_service_account),
-        )
-        .route(
-            "/v1/regions/global/iam/service-accounts/{id}/credentials",
-            get(iam::list_credentials).post(iam::create_credential),
-        )
-        .route(
-            "/v1/regions/global/iam/service-accounts/{id}/credentials/{credential}",
-            get(iam::get_credential).delete(iam::delete_credential),
-        )
-        .route(
-            "/v1/regions/global/audit/events",
-            get(iam::list_audit_events),
-        )
-        .route(
-            "/v1/regions/global/organizations",
-            get(tenancy::list_organizations).post(tenancy::create_organization),
-        )
-        .route(
-            "/v1/regions/global/organizations/{id}",
-            get(tenancy::get_organization)
-                .patch(tenancy::update_organization)
-                .delete(tenancy::delete_organization),
-        )
-        .route(
-            "/v1/regions/global/projects",
-            get(tenancy::list_projects).post(tenancy::create_project),
-        )
-        .route(
-            "/v1/regions/global/projects/{id}",
-            get(tenancy::get_project)
-                .patch(tenancy::update_project)
-                .delete(tenancy::delete_project),
-        )
-        .route("/v1/regions", get(catalog::list_regions))
-        .route("/v1/regions/{region}", get(catalog::get_region))
-        .route("/v1/regions/{region}/zones", get(catalog::list_zones))
-        .route("/v1/regions/{region}/zones/{zone}", get(catalog::get_zone))
-        .route(
-            "/v1/regions/{region}/zones/{zone}/instance-types",
-            get(catalog::list_instance_types),
-        )
-        .route(
-            "/v1/regions/{region}/zones/{zone}/instance-types/{id}",
-            get(catalog::get_instance_type),
-        )
-        .route(
-            "/v1/regions/{region}/zones/{zone}/gpu-types",
-            get(catalog::list_gpu_types),
-        )
-        .route(
-            "/v1/regions/{region}/zones/{zone}/gpu-types/{id}",
-            get(catalog::get_gpu_type),
-        )
-        .route(
-            "/v1/regions/{region}/compute/images",
-            get(catalog::list_images).post(catalog::create_image),
-        )
-        .route(
-            "/v1/regions/{region}/compute/images/{id}",
-            get(catalog::get_image).delete(catalog::delete_image),
-        )
-        .route("/internal/v1/images/{id}", get(hosts::image))
-        .route(
-            "/internal/v1/images/{id}/content",
-            get(hosts::image_content),
-        )
-        .route(
-            instance,
-            get(instances::list_instances).post(instances::create_instance),
-        )
-        .route(
-            &format!("{instance}/{{id}}"),
-            get(instances::get_instance)
-                .patch(instances::update_instance)
-                .delete(instances::delete_instance)
-                // `…/instances/{id}:{action}`: the action arrives inside the id segment.
-                .post(instances::instance_action),
-        )
-        .route(
-            &format!("{instance}/{{id}}/serialPortOutput"),
-            get(instances::serial_port_output),
-        )
-        .route("/internal/v1/hosts", post(hosts::register))
-        .route(
-            "/internal/v1/hosts/{host}/assignments",
-            get(hosts::assignments),
-        )
-        .route("/internal/v1/hosts/{host}/reports", post(hosts::report))
-        .route(
-            "/internal/v1/hosts/{host}/destroyed/{uid}",
-            post(hosts::destroyed),
-        )
-        .route(
-            "/internal/v1/hosts/{host}/serial/{uid}",
-            post(hosts::serial),
-        )
+    let (public, document) = routes::public();
+    let document = handlers::meta::ApiDocument(Arc::new(
+        serde_json::to_string(&document).expect("the document serializes"),
+    ));
+    let routes = public
+        .merge(handlers::hosts::routes())
         .merge(console::routes())
         .fallback(not_found)
+        .layer(axum::Extension(document))
         .with_state(app.clone());
     routes.layer(
         ServiceBuilder::new()
@@ -211,6 +87,20 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 pub use app::App;
+
+/// The API's OpenAPI document: the operations of the route table in [`openapi`]'s frame.
+pub fn document() -> utoipa::openapi::OpenApi {
+    routes::public().1
+}
+
+/// The document as pretty JSON with a trailing newline, as committed in `openapi/stratus.json`.
+pub fn document_json() -> String {
+    let mut text = document()
+        .to_pretty_json()
+        .expect("the document serializes");
+    text.push('\n');
+    text
+}
 
 async fn not_found() -> Response {
     error::ApiError(Error::NotFound(

@@ -86,3 +86,61 @@ pub struct HostImageInfo {
     pub sha256: Option<String>,
     pub size_bytes: u64,
 }
+
+/// The answer to a registration: the id the host is known by.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    pub host_id: Uuid,
+}
+
+/// The answer to a status report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reported {
+    pub outcome: ReportOutcome,
+}
+
+/// The query of an assignments poll.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AssignmentsQuery {
+    /// The revision of the last answer; the poll returns at once when something changed after.
+    #[serde(default)]
+    pub since: u64,
+    /// How long the poll may wait for a change, in milliseconds (at most 30 000).
+    #[serde(default)]
+    pub wait_ms: u64,
+}
+
+/// The query of a serial-console upload: the offset of its first byte.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialQuery {
+    pub at: u64,
+}
+
+/// The answer to a serial-console upload: the offset after the last byte kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SerialEnd {
+    pub end: u64,
+}
+
+/// The protocol's routes below a control plane's URL, as router templates.
+pub mod routes {
+    pub const REGISTER: &str = "/internal/v1/hosts";
+    pub const ASSIGNMENTS: &str = "/internal/v1/hosts/{host}/assignments";
+    pub const REPORTS: &str = "/internal/v1/hosts/{host}/reports";
+    pub const DESTROYED: &str = "/internal/v1/hosts/{host}/destroyed/{uid}";
+    pub const SERIAL: &str = "/internal/v1/hosts/{host}/serial/{uid}";
+    pub const IMAGE: &str = "/internal/v1/images/{id}";
+    pub const IMAGE_CONTENT: &str = "/internal/v1/images/{id}/content";
+
+    /// `template` with each `{name}` replaced by its value.
+    pub fn fill(template: &str, values: &[(&str, &dyn std::fmt::Display)]) -> String {
+        values
+            .iter()
+            .fold(template.to_owned(), |path, (name, value)| {
+                path.replace(&format!("{{{name}}}"), &value.to_string())
+            })
+    }
+}

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 use stratus_agent::sim::SimTimings;
-use stratus_api::oidc::OidcIssuerConfig;
+use stratus_api::app::oidc::OidcIssuerConfig;
 use stratus_api::server::ServerLimits;
 use stratus_core::catalog::{Catalog, GpuCount};
 use stratus_core::import_sources::ImportSources;

@@ -261,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Openapi => {
-            print!("{}", stratus_api::openapi::document_json());
+            print!("{}", stratus_api::document_json());
             Ok(())
         }
         Command::MetadataProxy { .. } | Command::Client(_) => {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use stratus_agent::ControlPlane;
 use stratus_agent::agent::ControlPlaneError;
 use stratus_types::agent::{
-    AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, Registered, ReportOutcome,
+    Reported, SerialEnd, SerialQuery, StatusReport, routes,
 };
 use uuid::Uuid;
 
@@ -84,13 +85,13 @@ const CALL: Duration = Duration::from_secs(15);
 #[async_trait]
 impl ControlPlane for HttpControlPlane {
     async fn register(&self, host: &HostRegistration) -> Result<Uuid, ControlPlaneError> {
-        let reply: Option<serde_json::Value> = self
+        let reply: Option<Registered> = self
             .call(CALL, |http, url| {
-                http.post(format!("{url}/internal/v1/hosts")).json(host)
+                http.post(format!("{url}{}", routes::REGISTER)).json(host)
             })
             .await?;
         reply
-            .and_then(|r| r["hostId"].as_str().and_then(|s| Uuid::parse_str(s).ok()))
+            .map(|r| r.host_id)
             .ok_or_else(|| ControlPlaneError("registration answered without a host id".into()))
     }
 
@@ -100,11 +101,16 @@ impl ControlPlane for HttpControlPlane {
         since: u64,
         wait: Duration,
     ) -> Result<AssignmentBatch, ControlPlaneError> {
-        let wait_ms = wait.as_millis().min(30_000) as u64;
+        let query = AssignmentsQuery {
+            since,
+            wait_ms: wait.as_millis().min(30_000) as u64,
+        };
         self.call(CALL + wait, |http, url| {
             http.get(format!(
-                "{url}/internal/v1/hosts/{host}/assignments?since={since}&waitMs={wait_ms}"
+                "{url}{}",
+                routes::fill(routes::ASSIGNMENTS, &[("host", &host)])
             ))
+            .query(&query)
         })
         .await?
         .ok_or_else(|| ControlPlaneError("empty assignments answer".into()))
@@ -115,20 +121,24 @@ impl ControlPlane for HttpControlPlane {
         host: Uuid,
         report: &StatusReport,
     ) -> Result<ReportOutcome, ControlPlaneError> {
-        let reply: Option<serde_json::Value> = self
+        let reply: Option<Reported> = self
             .call(CALL, |http, url| {
-                http.post(format!("{url}/internal/v1/hosts/{host}/reports"))
-                    .json(report)
+                http.post(format!(
+                    "{url}{}",
+                    routes::fill(routes::REPORTS, &[("host", &host)])
+                ))
+                .json(report)
             })
             .await?;
         reply
-            .and_then(|r| serde_json::from_value(r["outcome"].clone()).ok())
+            .map(|r| r.outcome)
             .ok_or_else(|| ControlPlaneError("report answered without an outcome".into()))
     }
 
     async fn report_destroyed(&self, host: Uuid, uid: Uuid) -> Result<(), ControlPlaneError> {
         self.call::<serde_json::Value>(CALL, |http, url| {
-            http.post(format!("{url}/internal/v1/hosts/{host}/destroyed/{uid}"))
+            let path = routes::fill(routes::DESTROYED, &[("host", &host), ("uid", &uid)]);
+            http.post(format!("{url}{path}"))
         })
         .await
         .map(|_| ())
@@ -141,22 +151,25 @@ impl ControlPlane for HttpControlPlane {
         at: u64,
         bytes: &[u8],
     ) -> Result<u64, ControlPlaneError> {
-        let reply: Option<serde_json::Value> = self
+        let reply: Option<SerialEnd> = self
             .call(CALL, |http, url| {
-                http.post(format!(
-                    "{url}/internal/v1/hosts/{host}/serial/{uid}?at={at}"
-                ))
-                .body(bytes.to_vec())
+                let path = routes::fill(routes::SERIAL, &[("host", &host), ("uid", &uid)]);
+                http.post(format!("{url}{path}"))
+                    .query(&SerialQuery { at })
+                    .body(bytes.to_vec())
             })
             .await?;
         reply
-            .and_then(|r| r["end"].as_u64())
+            .map(|r| r.end)
             .ok_or_else(|| ControlPlaneError("serial answered without an end offset".into()))
     }
 
     async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError> {
         self.call(CALL, |http, url| {
-            http.get(format!("{url}/internal/v1/images/{id}"))
+            http.get(format!(
+                "{url}{}",
+                routes::fill(routes::IMAGE, &[("id", &id)])
+            ))
         })
         .await?
         .ok_or_else(|| ControlPlaneError("empty image answer".into()))
@@ -172,7 +185,10 @@ impl ControlPlane for HttpControlPlane {
         for url in &self.urls {
             let response = self
                 .http
-                .get(format!("{url}/internal/v1/images/{id}/content"))
+                .get(format!(
+                    "{url}{}",
+                    routes::fill(routes::IMAGE_CONTENT, &[("id", &id)])
+                ))
                 .bearer_auth(&self.credential)
                 .send()
                 .await

@@ -25,9 +25,7 @@
 use super::Permission;
 use super::authz::{CredentialBounds, ORGANIZATION_ROLES, PROJECT_ROLES};
 use super::tokens::{hash_secret, new_secret};
-use super::{App, now};
-use crate::auth::Principal;
-use crate::extract::QueryParams;
+use super::{ApiKeyFilters, App, Caller, Paging, Principal, now};
 use chrono::{DateTime, Utc};
 use stratus_core::{Error, Result, ids};
 use stratus_store::{ApiKeyRecord, RevokedTokenRecord};
@@ -277,9 +275,10 @@ impl App {
     /// `POST /v1/regions/global/iam/apikeys`.
     pub async fn create_api_key(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         body: ApiKeyCreateRequest,
     ) -> Result<ApiKey> {
+        let principal = &caller.principal;
         let display_name = display_name(body.display_name)?;
         let (scope, scope_id) = self
             .resolve_scope(principal, body.scope, body.scope_id)
@@ -315,12 +314,13 @@ impl App {
     /// (or another maker's id) every key of its organization it manages.
     pub async fn list_api_keys(
         &self,
-        principal: &Principal,
-        query: Option<&str>,
+        caller: &Caller,
+        paging: &Paging,
+        filters: &ApiKeyFilters,
     ) -> Result<ApiKeyList> {
-        let params = QueryParams::parse(query, &["pageSize", "pageToken", "status", "createdBy"])?;
+        let principal = &caller.principal;
         principal.authorize_here(Permission::ApiKeysList)?;
-        let status = params.get("status").map(str::to_owned);
+        let status = filters.status.clone();
         if let Some(s) = &status
             && !matches!(s.as_str(), "active" | "disabled")
         {
@@ -329,7 +329,7 @@ impl App {
                 "status filters by active or disabled",
             ));
         }
-        let created_by = match params.get("createdBy") {
+        let created_by = match filters.created_by.as_deref() {
             None => Some(principal.subject.as_str()),
             Some("*") => None,
             Some(maker) => Some(maker),
@@ -339,7 +339,7 @@ impl App {
             principal.subject,
             created_by.unwrap_or("*")
         );
-        let request = self.pages.page_request(&params, &query_key)?;
+        let request = self.pages.page_request(paging, &query_key)?;
         let organization = (!principal.is_super_admin()).then_some(principal.tenant.as_str());
         let page = self
             .store
@@ -357,7 +357,8 @@ impl App {
         })
     }
 
-    pub async fn get_api_key(&self, principal: &Principal, id: &str) -> Result<ApiKey> {
+    pub async fn get_api_key(&self, caller: &Caller, id: &str) -> Result<ApiKey> {
+        let principal = &caller.principal;
         Ok(api_key_view(
             &self
                 .managed_api_key(principal, id, Permission::ApiKeysGet)
@@ -367,10 +368,11 @@ impl App {
 
     pub async fn update_api_key(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
         body: ApiKeyUpdateRequest,
     ) -> Result<ApiKey> {
+        let principal = &caller.principal;
         let mut key = self
             .managed_api_key(principal, id, Permission::ApiKeysUpdate)
             .await?;
@@ -399,7 +401,8 @@ impl App {
         Ok(api_key_view(&stored))
     }
 
-    pub async fn delete_api_key(&self, principal: &Principal, id: &str) -> Result<()> {
+    pub async fn delete_api_key(&self, caller: &Caller, id: &str) -> Result<()> {
+        let principal = &caller.principal;
         self.managed_api_key(principal, id, Permission::ApiKeysDelete)
             .await?;
         self.store.delete_api_key(id).await?;
@@ -411,10 +414,11 @@ impl App {
     /// working for `gracePeriodSeconds`.
     pub async fn rotate_api_key(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
         body: ApiKeyRotateRequest,
     ) -> Result<ApiKey> {
+        let principal = &caller.principal;
         let grace = body.grace_period_seconds.unwrap_or(0);
         if grace > MAX_GRACE_SECONDS {
             return Err(Error::invalid(
@@ -452,7 +456,7 @@ impl App {
     }
 
     /// `POST /v1/regions/global/auth/introspect`: whether a token is active, and its claims.
-    pub async fn introspect(&self, _: &Principal, token: &str) -> Result<IntrospectResponse> {
+    pub async fn introspect(&self, _: &Caller, token: &str) -> Result<IntrospectResponse> {
         let inactive = IntrospectResponse::default();
         let Ok(claims) = self.verify_token(token).await else {
             return Ok(inactive);
@@ -471,7 +475,8 @@ impl App {
     /// `POST /v1/regions/global/auth/revoke`: always "revoked"; a token is put on the deny
     /// list when it is the caller's own, or the caller administers its organization and
     /// holds at least the token's roles (nobody cuts off a principal above them).
-    pub async fn revoke(&self, principal: &Principal, token: &str) -> Result<RevokeResponse> {
+    pub async fn revoke(&self, caller: &Caller, token: &str) -> Result<RevokeResponse> {
+        let principal = &caller.principal;
         if let Ok(claims) = self.verify_token(token).await {
             let own = claims.sub == principal.subject;
             let above = principal.administers(&claims.tenant_id)

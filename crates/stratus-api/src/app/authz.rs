@@ -6,8 +6,8 @@
 //! permission. The `super_admin` role belongs to the region's operators (the bootstrap key)
 //! and reaches every organization.
 
-use crate::auth::Principal;
 use stratus_core::{Error, Result};
+use stratus_types::auth::Claims;
 
 /// A permission string of the contract's shape `{service}.{resource}.{verb}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +106,35 @@ impl Permission {
 
     fn is_api_keys(self) -> bool {
         self.as_str().starts_with("iam.apikeys.")
+    }
+}
+
+/// Who is calling, from a verified bearer token.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Principal {
+    pub subject: String,
+    /// The organization the principal belongs to.
+    pub tenant: String,
+    pub roles: Vec<String>,
+    /// `organization`: the roles hold in every project of the tenant; `project`: only in
+    /// project `scope_id`.
+    pub scope: String,
+    pub scope_id: String,
+    pub principal_type: String,
+    pub credential_id: Option<String>,
+}
+
+impl From<Claims> for Principal {
+    fn from(c: Claims) -> Self {
+        Self {
+            subject: c.sub,
+            tenant: c.tenant_id,
+            roles: c.roles,
+            scope: c.scope,
+            scope_id: c.scope_id,
+            principal_type: c.principal_type,
+            credential_id: c.credential_id,
+        }
     }
 }
 

@@ -1,9 +1,6 @@
 //! Catalog reads: regions, zones, instance types, GPU types, images.
 
-use super::App;
-use crate::auth::Principal;
-use crate::extract::{QueryParams, path_id};
-use crate::paging::PAGING_PARAMS;
+use super::{App, Caller, Paging, resource_id};
 use stratus_core::catalog::{GpuTypeSpec, InstanceTypeSpec, NamedSpec};
 use stratus_core::{Error, Result};
 use stratus_store::{Page, PageRequest};
@@ -123,13 +120,8 @@ impl App {
             .ok_or_else(|| Error::NotFound(format!("zone {zone} not found in region {region}")))
     }
 
-    pub(crate) fn catalog_page(&self, query: Option<&str>, key: &str) -> Result<PageRequest> {
-        let params = QueryParams::parse(query, PAGING_PARAMS)?;
-        self.pages.page_request(&params, key)
-    }
-
-    pub fn list_regions(&self, _: &Principal, query: Option<&str>) -> Result<RegionList> {
-        let request = self.catalog_page(query, "regions")?;
+    pub fn list_regions(&self, _: &Caller, paging: &Paging) -> Result<RegionList> {
+        let request = self.pages.page_request(paging, "regions")?;
         let page = page_of(&[self.region_view()], |r| &r.id, &request);
         Ok(RegionList {
             next_page_token: self.next_token(&page, &request, "regions", |r| &r.id),
@@ -137,14 +129,14 @@ impl App {
         })
     }
 
-    pub fn get_region(&self, _: &Principal, region: &str) -> Result<Region> {
+    pub fn get_region(&self, _: &Caller, region: &str) -> Result<Region> {
         self.check_region(region)?;
         Ok(self.region_view())
     }
 
-    pub fn list_zones(&self, _: &Principal, region: &str, query: Option<&str>) -> Result<ZoneList> {
+    pub fn list_zones(&self, _: &Caller, region: &str, paging: &Paging) -> Result<ZoneList> {
         self.check_region(region)?;
-        let request = self.catalog_page(query, "zones")?;
+        let request = self.pages.page_request(paging, "zones")?;
         let zones: Vec<Zone> = self
             .catalog
             .zones
@@ -158,20 +150,20 @@ impl App {
         })
     }
 
-    pub fn get_zone(&self, _: &Principal, region: &str, zone: &str) -> Result<Zone> {
+    pub fn get_zone(&self, _: &Caller, region: &str, zone: &str) -> Result<Zone> {
         Ok(self.zone_view(self.zone_spec(region, zone)?))
     }
 
     pub fn list_instance_types(
         &self,
-        _: &Principal,
+        _: &Caller,
         region: &str,
         zone: &str,
-        query: Option<&str>,
+        paging: &Paging,
     ) -> Result<InstanceTypeList> {
         let zone = self.zone_spec(region, zone)?;
         let key = format!("instance-types:{}", zone.id);
-        let request = self.catalog_page(query, &key)?;
+        let request = self.pages.page_request(paging, &key)?;
         let types: Vec<InstanceType> = self
             .catalog
             .instance_types
@@ -187,7 +179,7 @@ impl App {
 
     pub fn get_instance_type(
         &self,
-        _: &Principal,
+        _: &Caller,
         region: &str,
         zone: &str,
         id: &str,
@@ -195,7 +187,7 @@ impl App {
         let zone = self.zone_spec(region, zone)?;
         let t = self
             .catalog
-            .instance_type(path_id("id", id)?.as_str())
+            .instance_type(resource_id("id", id)?.as_str())
             .ok_or_else(|| {
                 Error::NotFound(format!("instance type {id} not found in zone {}", zone.id))
             })?;
@@ -204,14 +196,14 @@ impl App {
 
     pub fn list_gpu_types(
         &self,
-        _: &Principal,
+        _: &Caller,
         region: &str,
         zone: &str,
-        query: Option<&str>,
+        paging: &Paging,
     ) -> Result<GpuTypeList> {
         let zone = self.zone_spec(region, zone)?;
         let key = format!("gpu-types:{}", zone.id);
-        let request = self.catalog_page(query, &key)?;
+        let request = self.pages.page_request(paging, &key)?;
         let types: Vec<GpuType> = self
             .catalog
             .gpu_types
@@ -225,17 +217,11 @@ impl App {
         })
     }
 
-    pub fn get_gpu_type(
-        &self,
-        _: &Principal,
-        region: &str,
-        zone: &str,
-        id: &str,
-    ) -> Result<GpuType> {
+    pub fn get_gpu_type(&self, _: &Caller, region: &str, zone: &str, id: &str) -> Result<GpuType> {
         let zone = self.zone_spec(region, zone)?;
         let g = self
             .catalog
-            .gpu_type(path_id("id", id)?.as_str())
+            .gpu_type(resource_id("id", id)?.as_str())
             .ok_or_else(|| {
                 Error::NotFound(format!("GPU type {id} not found in zone {}", zone.id))
             })?;

@@ -6,8 +6,7 @@
 //! service account's client id) can be asked about by whoever administers its organization;
 //! a resource the subject cannot see is simply "not allowed".
 
-use super::{App, Permission};
-use crate::auth::Principal;
+use super::{App, Caller, Permission, Principal};
 use stratus_core::{Error, Result};
 use stratus_types::auth::{CheckRequest, CheckResponse, CheckResult};
 
@@ -17,9 +16,10 @@ const MAX_CHECKS: usize = 100;
 impl App {
     pub async fn check_permissions(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         body: CheckRequest,
     ) -> Result<CheckResponse> {
+        let principal = &caller.principal;
         if body.checks.is_empty() || body.checks.len() > MAX_CHECKS {
             return Err(Error::invalid(
                 "checks",

@@ -1,8 +1,6 @@
 //! Images: the catalog's, and those an administrator registers for import.
 
-use super::{App, Permission, check_text, etag, now};
-use crate::auth::Principal;
-use crate::extract::path_id;
+use super::{App, Caller, Paging, Permission, Principal, check_text, etag, now, resource_id};
 use stratus_core::catalog::ImageSpec;
 use stratus_core::import_sources::ImportSource;
 use stratus_core::{Error, Result};
@@ -98,13 +96,14 @@ impl App {
 
     pub async fn list_images(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         region: &str,
-        query: Option<&str>,
+        paging: &Paging,
     ) -> Result<ImageList> {
+        let principal = &caller.principal;
         self.check_region(region)?;
         principal.authorize_region(Permission::ImagesList)?;
-        let request = self.catalog_page(query, "images")?;
+        let request = self.pages.page_request(paging, "images")?;
         let page = self.store.list_images(&request).await?;
         Ok(ImageList {
             next_page_token: self.next_token(&page, &request, "images", |i| &i.id),
@@ -118,7 +117,7 @@ impl App {
 
     async fn image_record(&self, region: &str, id: &str) -> Result<ImageRecord> {
         self.check_region(region)?;
-        let id = path_id("id", id)?;
+        let id = resource_id("id", id)?;
         self.store
             .get_image(id.as_str())
             .await?
@@ -127,10 +126,11 @@ impl App {
 
     pub async fn get_image(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         region: &str,
         id: &str,
     ) -> Result<(Image, String)> {
+        let principal = &caller.principal;
         principal.authorize_region(Permission::ImagesGet)?;
         let record = self.image_record(region, id).await?;
         Ok((
@@ -153,12 +153,14 @@ impl App {
     /// READY (or FAILED with the reason).
     pub async fn create_image(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         region: &str,
         body: ImageCreateRequest,
     ) -> Result<(Image, String)> {
         self.check_region(region)?;
-        principal.authorize_region(Permission::ImagesCreate)?;
+        caller
+            .principal
+            .authorize_region(Permission::ImagesCreate)?;
         check_text("displayName", body.display_name.as_deref(), 256)?;
         check_text("description", body.description.as_deref(), 4096)?;
         let sha256 = match body.sha256.as_deref().map(str::to_ascii_lowercase) {
@@ -230,9 +232,11 @@ impl App {
         }
     }
 
-    pub async fn delete_image(&self, principal: &Principal, region: &str, id: &str) -> Result<()> {
+    pub async fn delete_image(&self, caller: &Caller, region: &str, id: &str) -> Result<()> {
         let record = self.image_record(region, id).await?;
-        principal.authorize_region(Permission::ImagesDelete)?;
+        caller
+            .principal
+            .authorize_region(Permission::ImagesDelete)?;
         self.store
             .delete_image(&record.id, &self.image_link(&record.id))
             .await?;

@@ -1,12 +1,14 @@
 //! Instance operations: create, read, list, update, delete, actions, serial console.
 
-use super::{App, Permission, check_if_match, check_text, etag, now};
-use crate::auth::Principal;
-use crate::extract::QueryParams;
+use super::{
+    App, Caller, InstanceFilters, InstanceRef, Paging, Permission, Precondition, Principal,
+    check_text, etag, now, resource_id,
+};
 use std::collections::HashSet;
 use stratus_core::catalog::{GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, parse_reference};
 use stratus_core::lifecycle::{self, Action};
 use stratus_core::placement::Demand;
+use stratus_core::retry::optimistic;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result, ids};
 use stratus_store::{InstanceRecord, InstanceSpec, ProjectRecord};
@@ -29,9 +31,6 @@ pub struct InstanceView {
     pub instance: Instance,
     pub etag: String,
 }
-
-/// The parameters `GET …/compute/instances` takes.
-pub const LIST_INSTANCES_PARAMS: &[&str] = &["pageSize", "pageToken", "offset", "labelSelector"];
 
 impl App {
     pub(crate) fn instance_view(&self, r: &InstanceRecord) -> InstanceView {
@@ -81,15 +80,13 @@ impl App {
     async fn instance_for(
         &self,
         principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
+        at: InstanceRef<'_>,
         permission: Permission,
     ) -> Result<InstanceRecord> {
         let project = self
-            .project_for(principal, region, project, permission)
+            .project_for(principal, at.region, at.project, permission)
             .await?;
-        let id = crate::extract::path_id("id", id)?;
+        let id = resource_id("id", at.id)?;
         self.store
             .get_instance(&project.id, id.as_str())
             .await?
@@ -100,13 +97,17 @@ impl App {
 
     pub async fn create_instance(
         &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
+        caller: &Caller,
+        (region, project): (&str, &str),
         body: InstanceCreateRequest,
     ) -> Result<InstanceView> {
         let project = self
-            .project_for(principal, region, project, Permission::InstancesCreate)
+            .project_for(
+                &caller.principal,
+                region,
+                project,
+                Permission::InstancesCreate,
+            )
             .await?;
         check_text("displayName", body.display_name.as_deref(), 256)?;
         check_text("description", body.description.as_deref(), 4096)?;
@@ -328,15 +329,9 @@ impl App {
         Ok(resolved)
     }
 
-    pub async fn get_instance(
-        &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
-    ) -> Result<InstanceView> {
+    pub async fn get_instance(&self, caller: &Caller, at: InstanceRef<'_>) -> Result<InstanceView> {
         let record = self
-            .instance_for(principal, region, project, id, Permission::InstancesGet)
+            .instance_for(&caller.principal, at, Permission::InstancesGet)
             .await?;
         Ok(self.instance_view(&record))
     }
@@ -345,15 +340,15 @@ impl App {
     /// `None` when it still has that ETag (the caller's copy is current).
     pub async fn get_instance_when_changed(
         &self,
-        principal: &Principal,
-        (region, project, id): (&str, &str, &str),
+        caller: &Caller,
+        at: InstanceRef<'_>,
         etag: Option<&str>,
         wait: std::time::Duration,
     ) -> Result<Option<InstanceView>> {
         let deadline = std::time::Instant::now() + wait;
         loop {
             let revision = self.changes.revision();
-            let view = self.get_instance(principal, region, project, id).await?;
+            let view = self.get_instance(caller, at).await?;
             if etag != Some(view.etag.as_str()) {
                 return Ok(Some(view));
             }
@@ -370,23 +365,27 @@ impl App {
 
     pub async fn list_instances(
         &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
-        query: Option<&str>,
+        caller: &Caller,
+        (region, project): (&str, &str),
+        paging: &Paging,
+        filters: &InstanceFilters,
     ) -> Result<InstanceList> {
-        let params = QueryParams::parse(query, LIST_INSTANCES_PARAMS)?;
         let project = self
-            .project_for(principal, region, project, Permission::InstancesList)
+            .project_for(
+                &caller.principal,
+                region,
+                project,
+                Permission::InstancesList,
+            )
             .await?;
-        let selector_text = params.get("labelSelector").unwrap_or("");
+        let selector_text = filters.label_selector.as_deref().unwrap_or("");
         let selector = if selector_text.is_empty() {
             LabelSelector::default()
         } else {
             LabelSelector::parse(selector_text)?
         };
         let query_key = format!("instances:{}:{selector_text}", project.id);
-        let page_request = self.pages.page_request(&params, &query_key)?;
+        let page_request = self.pages.page_request(paging, &query_key)?;
         let page = self
             .store
             .list_instances(&project.id, &selector, &page_request)
@@ -405,11 +404,9 @@ impl App {
 
     pub async fn update_instance(
         &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
-        if_match: Option<&str>,
+        caller: &Caller,
+        at: InstanceRef<'_>,
+        precondition: &Precondition,
         body: InstanceUpdateRequest,
     ) -> Result<InstanceView> {
         check_text("displayName", body.display_name.as_deref(), 256)?;
@@ -419,11 +416,9 @@ impl App {
             .map(|m| check_metadata(m, "instanceMetadata"))
             .transpose()?;
         self.modify_instance(
-            principal,
-            region,
-            project,
-            id,
-            if_match,
+            &caller.principal,
+            at,
+            precondition,
             Permission::InstancesUpdate,
             |r| {
                 if let Some(v) = &body.display_name {
@@ -445,41 +440,38 @@ impl App {
         .await
     }
 
-    /// Read-modify-write with the generation guard: retried when a concurrent write wins,
-    /// unless the caller pinned a version with `If-Match`.
-    #[allow(clippy::too_many_arguments)]
+    /// Read-modify-write with the generation guard: retried (a bounded number of times) when
+    /// a concurrent write wins, unless the caller pinned a version with a precondition.
     async fn modify_instance(
         &self,
         principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
-        if_match: Option<&str>,
+        at: InstanceRef<'_>,
+        precondition: &Precondition,
         permission: Permission,
         change: impl Fn(&mut InstanceRecord) -> Result<()>,
     ) -> Result<InstanceView> {
-        loop {
-            let mut record = self
-                .instance_for(principal, region, project, id, permission)
-                .await?;
+        let what = format!("instance {}", at.id);
+        let change = &change;
+        optimistic(&what, move || async move {
+            let mut record = self.instance_for(principal, at, permission).await?;
             let current = etag(record.uid, record.generation);
-            check_if_match(if_match, &current, &format!("instance {}", record.id))?;
+            precondition.check(&current, &format!("instance {}", record.id))?;
             change(&mut record)?;
-            if let Some(stored) = self.store.update_instance(&record).await? {
+            let stored = self.store.update_instance(&record).await?;
+            Ok(stored.map(|stored| {
                 self.changes.bump();
-                return Ok(self.instance_view(&stored));
-            }
-        }
+                self.instance_view(&stored)
+            }))
+        })
+        .await
     }
 
     /// `:start`, `:stop`, `:reboot`, `:suspend`, `:resume`.
     pub async fn act_on_instance(
         &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
-        if_match: Option<&str>,
+        caller: &Caller,
+        at: InstanceRef<'_>,
+        precondition: &Precondition,
         action: Action,
     ) -> Result<InstanceView> {
         let permission = if action == Action::Delete {
@@ -488,42 +480,43 @@ impl App {
             Permission::InstancesUpdate
         };
         let view = self
-            .modify_instance(principal, region, project, id, if_match, permission, |r| {
+            .modify_instance(&caller.principal, at, precondition, permission, |r| {
                 let t = lifecycle::apply(action, r.desired, r.status)?;
                 r.desired = t.desired;
                 r.set_status(t.status, Some(t.message.to_owned()), now());
                 Ok(())
             })
             .await?;
-        tracing::info!(project, id, action = action.verb(), "instance action");
+        tracing::info!(
+            project = at.project,
+            id = at.id,
+            action = action.verb(),
+            request_id = caller.request_id,
+            "instance action"
+        );
         Ok(view)
     }
 
     pub async fn delete_instance(
         &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
-        if_match: Option<&str>,
+        caller: &Caller,
+        at: InstanceRef<'_>,
+        precondition: &Precondition,
     ) -> Result<()> {
-        self.act_on_instance(principal, region, project, id, if_match, Action::Delete)
+        self.act_on_instance(caller, at, precondition, Action::Delete)
             .await
             .map(|_| ())
     }
 
+    /// The serial console from byte `start`.
     pub async fn serial_port_output(
         &self,
-        principal: &Principal,
-        region: &str,
-        project: &str,
-        id: &str,
-        query: Option<&str>,
+        caller: &Caller,
+        at: InstanceRef<'_>,
+        start: u64,
     ) -> Result<SerialPortOutput> {
-        let params = QueryParams::parse(query, &["start"])?;
-        let start = params.integer("start", 0, i64::MAX as u64)?.unwrap_or(0);
         let record = self
-            .instance_for(principal, region, project, id, Permission::InstancesGet)
+            .instance_for(&caller.principal, at, Permission::InstancesGet)
             .await?;
         let (start, bytes, next) = self
             .store

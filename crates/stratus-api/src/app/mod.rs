@@ -2,8 +2,10 @@
 //!
 //! Handlers parse HTTP and call exactly one of these functions; these functions check
 //! permissions, apply the domain rules from `stratus-core` and call the store. Nothing here
-//! knows about HTTP, so the same functions serve the in-process agent, the CLI's tests and,
-//! later, other transports.
+//! knows about HTTP: the inputs are typed — who calls ([`Caller`]), which resource (an
+//! [`InstanceRef`], an id), how much of a list ([`Paging`] and the list's filters), on which
+//! version ([`Precondition`]) — and the answers are the wire types, so the same functions serve
+//! the HTTP API, the in-process host agent and the tests alike.
 
 mod apikeys;
 pub mod authz;
@@ -12,18 +14,23 @@ mod checks;
 mod hosts;
 mod images;
 mod instances;
+pub mod issuer;
+pub mod oidc;
+pub mod paging;
 mod service_accounts;
 mod tenancy;
 mod tokens;
 
-pub use authz::Permission;
+pub use authz::{Permission, Principal};
 pub use images::HostImage;
+pub use instances::InstanceView;
+pub use paging::Paging;
 
-use crate::auth::Issuer;
-use crate::oidc::{ExternalIssuers, OidcIssuerConfig};
-use crate::paging::PageTokens;
 use base64::Engine;
 use chrono::{DateTime, SubsecRound, Utc};
+use issuer::Issuer;
+use oidc::{ExternalIssuers, OidcIssuerConfig};
+use paging::PageTokens;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,6 +135,17 @@ impl App {
         }))
     }
 
+    /// Whether the region can serve: its region and how many instances its database holds
+    /// (which proves the database answers).
+    pub async fn health(&self) -> Result<serde_json::Value> {
+        let instances = self.store.count_instances().await?;
+        Ok(serde_json::json!({
+            "status": "ok",
+            "region": self.region(),
+            "instances": instances,
+        }))
+    }
+
     /// The region this deployment serves.
     pub fn region(&self) -> &str {
         &self.catalog.region.id
@@ -146,6 +164,96 @@ impl App {
     }
 }
 
+/// Who asks for an operation: the principal its credential stands for, and the request it came
+/// with (for the logs and the audit trail).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+impl Caller {
+    /// A caller outside any request (the region's own work, tests).
+    pub fn internal(principal: Principal) -> Self {
+        Self {
+            principal,
+            request_id: String::new(),
+        }
+    }
+}
+
+/// An instance, as a path names it.
+#[derive(Clone, Copy, Debug)]
+pub struct InstanceRef<'a> {
+    pub region: &'a str,
+    pub project: &'a str,
+    pub id: &'a str,
+}
+
+/// The version a change is based on (the `If-Match` ETags), if the caller named one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Precondition(pub Option<String>);
+
+impl Precondition {
+    /// Fails with 412 unless no version was named, or `*`, or the current ETag `current`.
+    pub fn check(&self, current: &str, what: &str) -> Result<()> {
+        let Some(header) = &self.0 else {
+            return Ok(());
+        };
+        let matches = header
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == "*" || t == current);
+        if matches {
+            Ok(())
+        } else {
+            Err(Error::StaleVersion(format!(
+                "{what} has changed since version {header} was read (it is now {current}); read it again"
+            )))
+        }
+    }
+}
+
+/// Filters of the instance list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InstanceFilters {
+    /// `k=v,k2!=v2,k3,!k4`.
+    pub label_selector: Option<String>,
+}
+
+/// Filter of the audit trail by organization (all of the operator's when absent).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct AuditFilter {
+    pub organization_id: Option<String>,
+}
+
+/// Filter of the project list by organization.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OrganizationFilter {
+    pub organization_id: Option<String>,
+}
+
+/// Filters of the API key list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ApiKeyFilters {
+    /// `active` or `disabled`.
+    pub status: Option<String>,
+    /// Keys made by this principal; `*` for every key the caller manages. The caller's own
+    /// keys when absent.
+    pub created_by: Option<String>,
+}
+
+/// Filter of service accounts and credentials by status.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StatusFilter {
+    pub status: Option<String>,
+}
+
+/// A path segment as a resource id, naming the parameter when it is not one.
+pub fn resource_id(param: &str, text: &str) -> Result<stratus_types::ResourceId> {
+    stratus_types::ResourceId::parse(text).map_err(|why| Error::invalid(param, why))
+}
+
 /// The current time, at the millisecond precision the store keeps.
 pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(3)
@@ -154,24 +262,6 @@ pub fn now() -> DateTime<Utc> {
 /// The ETag of a record with this uid and generation.
 pub fn etag(uid: Uuid, generation: i64) -> String {
     format!("\"{}-{generation}\"", &uid.simple().to_string()[..8])
-}
-
-/// Fails with 412 when `if_match` is given and names neither `*` nor the current ETag.
-pub fn check_if_match(if_match: Option<&str>, current: &str, what: &str) -> Result<()> {
-    let Some(header) = if_match else {
-        return Ok(());
-    };
-    let matches = header
-        .split(',')
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == "*" || t == current);
-    if matches {
-        Ok(())
-    } else {
-        Err(Error::StaleVersion(format!(
-            "{what} has changed since version {header} was read (it is now {current}); read it again"
-        )))
-    }
 }
 
 /// Checks an optional free-text field against a length limit.

@@ -13,9 +13,10 @@
 use super::apikeys::display_name;
 use super::authz::CredentialBounds;
 use super::tokens::{hash_secret, new_secret};
-use super::{App, Permission, check_text, now};
-use crate::auth::Principal;
-use crate::extract::{QueryParams, path_id};
+use super::{
+    App, AuditFilter, Caller, Paging, Permission, Principal, StatusFilter, check_text, now,
+    resource_id,
+};
 use stratus_core::{Error, Result, ids};
 use stratus_store::{AuditEventRecord, CredentialRecord, ServiceAccountRecord};
 use stratus_types::auth::{
@@ -85,7 +86,7 @@ impl App {
         id: &str,
         permission: Permission,
     ) -> Result<ServiceAccountRecord> {
-        let id = path_id("serviceAccountId", id)?;
+        let id = resource_id("serviceAccountId", id)?;
         let not_found = || Error::NotFound(format!("service account {id} not found"));
         let account = self
             .store
@@ -108,9 +109,10 @@ impl App {
 
     pub async fn create_service_account(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         body: ServiceAccountCreateRequest,
     ) -> Result<ServiceAccount> {
+        let principal = &caller.principal;
         principal.authorize_here(Permission::ServiceAccountsCreate)?;
         let display_name = display_name(body.display_name)?;
         check_text("description", Some(&body.description), 1000)?;
@@ -142,17 +144,18 @@ impl App {
 
     pub async fn list_service_accounts(
         &self,
-        principal: &Principal,
-        query: Option<&str>,
+        caller: &Caller,
+        paging: &Paging,
+        filter: &StatusFilter,
     ) -> Result<ServiceAccountList> {
+        let principal = &caller.principal;
         principal.authorize_here(Permission::ServiceAccountsList)?;
-        let params = QueryParams::parse(query, &["pageSize", "pageToken", "status"])?;
-        let status = params.get("status").map(str::to_owned);
+        let status = filter.status.clone();
         if let Some(status) = &status {
             check_status(status)?;
         }
         let query_key = format!("service-accounts:{}", principal.tenant);
-        let request = self.pages.page_request(&params, &query_key)?;
+        let request = self.pages.page_request(paging, &query_key)?;
         let page = self
             .store
             .list_service_accounts(Some(&principal.tenant), &request)
@@ -180,11 +183,8 @@ impl App {
         })
     }
 
-    pub async fn get_service_account(
-        &self,
-        principal: &Principal,
-        id: &str,
-    ) -> Result<ServiceAccount> {
+    pub async fn get_service_account(&self, caller: &Caller, id: &str) -> Result<ServiceAccount> {
+        let principal = &caller.principal;
         Ok(account_view(
             &self
                 .administered_account(principal, id, Permission::ServiceAccountsGet)
@@ -194,10 +194,11 @@ impl App {
 
     pub async fn update_service_account(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
         body: ServiceAccountUpdateRequest,
     ) -> Result<ServiceAccount> {
+        let principal = &caller.principal;
         let mut account = self
             .administered_account(principal, id, Permission::ServiceAccountsUpdate)
             .await?;
@@ -226,7 +227,8 @@ impl App {
         Ok(account_view(&stored))
     }
 
-    pub async fn delete_service_account(&self, principal: &Principal, id: &str) -> Result<()> {
+    pub async fn delete_service_account(&self, caller: &Caller, id: &str) -> Result<()> {
+        let principal = &caller.principal;
         let account = self
             .administered_account(principal, id, Permission::ServiceAccountsDelete)
             .await?;
@@ -237,10 +239,11 @@ impl App {
 
     pub async fn create_credential(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         account_id: &str,
         body: CredentialCreateRequest,
     ) -> Result<Credential> {
+        let principal = &caller.principal;
         let account = self
             .administered_account(principal, account_id, Permission::ServiceAccountsUpdate)
             .await?;
@@ -274,15 +277,15 @@ impl App {
 
     pub async fn list_credentials(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         account_id: &str,
-        query: Option<&str>,
+        filter: &StatusFilter,
     ) -> Result<CredentialList> {
+        let principal = &caller.principal;
         let account = self
             .administered_account(principal, account_id, Permission::ServiceAccountsGet)
             .await?;
-        let params = QueryParams::parse(query, &["status"])?;
-        let status = params.get("status");
+        let status = filter.status.as_deref();
         if let Some(status) = status
             && !matches!(status, "active" | "expired")
         {
@@ -326,10 +329,11 @@ impl App {
 
     pub async fn get_credential(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         account_id: &str,
         id: &str,
     ) -> Result<Credential> {
+        let principal = &caller.principal;
         let (account, credential) = self
             .account_credential(principal, account_id, id, Permission::ServiceAccountsGet)
             .await?;
@@ -338,10 +342,11 @@ impl App {
 
     pub async fn delete_credential(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         account_id: &str,
         id: &str,
     ) -> Result<()> {
+        let principal = &caller.principal;
         let (_, credential) = self
             .account_credential(principal, account_id, id, Permission::ServiceAccountsUpdate)
             .await?;
@@ -439,11 +444,12 @@ impl App {
     /// admins (operators: any organization, or all with no `organizationId`).
     pub async fn list_audit_events(
         &self,
-        principal: &Principal,
-        query: Option<&str>,
+        caller: &Caller,
+        paging: &Paging,
+        filter: &AuditFilter,
     ) -> Result<AuditEventList> {
-        let params = QueryParams::parse(query, &["pageSize", "pageToken", "organizationId"])?;
-        let organization = match params.get("organizationId") {
+        let principal = &caller.principal;
+        let organization = match filter.organization_id.as_deref() {
             Some(org) => Some(org.to_owned()),
             None if principal.is_super_admin() => None,
             None => Some(principal.tenant.clone()),
@@ -457,7 +463,7 @@ impl App {
             return Err(Error::NotFound(format!("organization {org} not found")));
         }
         let query_key = format!("audit:{}", organization.as_deref().unwrap_or("*"));
-        let request = self.pages.page_request(&params, &query_key)?;
+        let request = self.pages.page_request(paging, &query_key)?;
         let page = self
             .store
             .list_audit_events(organization.as_deref(), &request)

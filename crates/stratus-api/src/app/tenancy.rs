@@ -1,9 +1,10 @@
 //! Organization and project operations (the contract's global resources).
 
-use super::{App, Permission, check_if_match, check_text, etag, now};
-use crate::auth::Principal;
-use crate::extract::{QueryParams, path_id};
-use crate::paging::PAGING_PARAMS;
+use super::{
+    App, Caller, OrganizationFilter, Paging, Permission, Precondition, Principal, check_text, etag,
+    now, resource_id,
+};
+use stratus_core::retry::optimistic;
 use stratus_core::{Error, Result, ids};
 use stratus_store::{OrganizationRecord, ProjectRecord};
 use stratus_types::{
@@ -26,8 +27,8 @@ trait Described {
     fn etag(&self) -> String;
     /// "organization acme", for messages.
     fn what(&self) -> String;
-    /// Checks `If-Match`, then applies the new text.
-    fn apply_text(&mut self, if_match: Option<&str>, text: &Text) -> Result<()>;
+    /// Checks the precondition, then applies the new text.
+    fn apply_text(&mut self, precondition: &Precondition, text: &Text) -> Result<()>;
 }
 
 macro_rules! described {
@@ -39,8 +40,8 @@ macro_rules! described {
             fn what(&self) -> String {
                 format!("{} {}", $kind, self.id)
             }
-            fn apply_text(&mut self, if_match: Option<&str>, text: &Text) -> Result<()> {
-                check_if_match(if_match, &self.etag(), &self.what())?;
+            fn apply_text(&mut self, precondition: &Precondition, text: &Text) -> Result<()> {
+                precondition.check(&self.etag(), &self.what())?;
                 if let Some(v) = &text.0 {
                     self.display_name = v.clone();
                 }
@@ -99,7 +100,7 @@ impl App {
         id: &str,
         permission: Permission,
     ) -> Result<OrganizationRecord> {
-        let id = path_id("id", id)?;
+        let id = resource_id("id", id)?;
         let not_found = || Error::NotFound(format!("organization {id} not found"));
         let record = self
             .store
@@ -112,10 +113,10 @@ impl App {
 
     pub async fn create_organization(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         body: OrganizationCreateRequest,
     ) -> Result<Versioned<Organization>> {
-        if !principal.is_super_admin() {
+        if !caller.principal.is_super_admin() {
             return Err(Error::PermissionDenied(format!(
                 "permission {} is required",
                 Permission::OrganizationsCreate.as_str()
@@ -138,22 +139,22 @@ impl App {
 
     pub async fn get_organization(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
     ) -> Result<Versioned<Organization>> {
         let record = self
-            .organization_for(principal, id, Permission::OrganizationsGet)
+            .organization_for(&caller.principal, id, Permission::OrganizationsGet)
             .await?;
         Ok(organization_view(&record))
     }
 
     pub async fn list_organizations(
         &self,
-        principal: &Principal,
-        query: Option<&str>,
+        caller: &Caller,
+        paging: &Paging,
     ) -> Result<OrganizationList> {
-        let params = QueryParams::parse(query, PAGING_PARAMS)?;
-        let page_request = self.pages.page_request(&params, "organizations")?;
+        let principal = &caller.principal;
+        let page_request = self.pages.page_request(paging, "organizations")?;
         if !principal.is_super_admin() {
             // Everyone else sees exactly their own organization.
             let own = self.store.get_organization(&principal.tenant).await?;
@@ -188,33 +189,33 @@ impl App {
 
     pub async fn update_organization(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
-        if_match: Option<&str>,
+        precondition: &Precondition,
         body: OrganizationUpdateRequest,
     ) -> Result<Versioned<Organization>> {
-        let text = checked_text(body.display_name, body.description)?;
-        loop {
+        let text = &checked_text(body.display_name, body.description)?;
+        optimistic(&format!("organization {id}"), move || async move {
             let mut record = self
-                .organization_for(principal, id, Permission::OrganizationsUpdate)
+                .organization_for(&caller.principal, id, Permission::OrganizationsUpdate)
                 .await?;
-            record.apply_text(if_match, &text)?;
-            if let Some(stored) = self.store.update_organization(&record).await? {
-                return Ok(organization_view(&stored));
-            }
-        }
+            record.apply_text(precondition, text)?;
+            let stored = self.store.update_organization(&record).await?;
+            Ok(stored.as_ref().map(organization_view))
+        })
+        .await
     }
 
     pub async fn delete_organization(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
-        if_match: Option<&str>,
+        precondition: &Precondition,
     ) -> Result<()> {
         let record = self
-            .organization_for(principal, id, Permission::OrganizationsDelete)
+            .organization_for(&caller.principal, id, Permission::OrganizationsDelete)
             .await?;
-        check_if_match(if_match, &record.etag(), &record.what())?;
+        precondition.check(&record.etag(), &record.what())?;
         self.store.delete_organization(&record.id).await?;
         Ok(())
     }
@@ -228,7 +229,7 @@ impl App {
         id: &str,
         permission: Permission,
     ) -> Result<ProjectRecord> {
-        let id = path_id(param, id)?;
+        let id = resource_id(param, id)?;
         let not_found = || Error::NotFound(format!("project {id} not found"));
         let record = self
             .store
@@ -246,9 +247,10 @@ impl App {
 
     pub async fn create_project(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         body: ProjectCreateRequest,
     ) -> Result<Versioned<Project>> {
+        let principal = &caller.principal;
         let Text(display_name, description) = checked_text(body.display_name, body.description)?;
         let organization = body.organization_id.to_string();
         principal.authorize(Permission::ProjectsCreate, &organization, None, || {
@@ -275,29 +277,27 @@ impl App {
         Ok(project_view(&record))
     }
 
-    pub async fn get_project(&self, principal: &Principal, id: &str) -> Result<Versioned<Project>> {
+    pub async fn get_project(&self, caller: &Caller, id: &str) -> Result<Versioned<Project>> {
         let record = self
-            .project_record(principal, "id", id, Permission::ProjectsGet)
+            .project_record(&caller.principal, "id", id, Permission::ProjectsGet)
             .await?;
         Ok(project_view(&record))
     }
 
     pub async fn list_projects(
         &self,
-        principal: &Principal,
-        query: Option<&str>,
+        caller: &Caller,
+        paging: &Paging,
+        filter: &OrganizationFilter,
     ) -> Result<ProjectList> {
-        let params = QueryParams::parse(
-            query,
-            &["pageSize", "pageToken", "offset", "organizationId"],
-        )?;
-        let organization = match params.get("organizationId") {
-            Some(org) => Some(path_id("organizationId", org)?.to_string()),
+        let principal = &caller.principal;
+        let organization = match filter.organization_id.as_deref() {
+            Some(org) => Some(resource_id("organizationId", org)?.to_string()),
             None if principal.is_super_admin() => None,
             None => Some(principal.tenant.clone()),
         };
         let query_key = format!("projects:{}", organization.as_deref().unwrap_or("*"));
-        let page_request = self.pages.page_request(&params, &query_key)?;
+        let page_request = self.pages.page_request(paging, &query_key)?;
         let page = match &organization {
             Some(org) if !principal.sees(org) => stratus_store::Page {
                 items: vec![],
@@ -342,33 +342,33 @@ impl App {
 
     pub async fn update_project(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
-        if_match: Option<&str>,
+        precondition: &Precondition,
         body: ProjectUpdateRequest,
     ) -> Result<Versioned<Project>> {
-        let text = checked_text(body.display_name, body.description)?;
-        loop {
+        let text = &checked_text(body.display_name, body.description)?;
+        optimistic(&format!("project {id}"), move || async move {
             let mut record = self
-                .project_record(principal, "id", id, Permission::ProjectsUpdate)
+                .project_record(&caller.principal, "id", id, Permission::ProjectsUpdate)
                 .await?;
-            record.apply_text(if_match, &text)?;
-            if let Some(stored) = self.store.update_project(&record).await? {
-                return Ok(project_view(&stored));
-            }
-        }
+            record.apply_text(precondition, text)?;
+            let stored = self.store.update_project(&record).await?;
+            Ok(stored.as_ref().map(project_view))
+        })
+        .await
     }
 
     pub async fn delete_project(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         id: &str,
-        if_match: Option<&str>,
+        precondition: &Precondition,
     ) -> Result<()> {
         let record = self
-            .project_record(principal, "id", id, Permission::ProjectsDelete)
+            .project_record(&caller.principal, "id", id, Permission::ProjectsDelete)
             .await?;
-        check_if_match(if_match, &record.etag(), &record.what())?;
+        precondition.check(&record.etag(), &record.what())?;
         self.store.delete_project(&record.id).await?;
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! The token endpoint and API keys.
 
-use super::{App, authz::SUPER_ADMIN, now};
+use super::{App, Principal, authz::SUPER_ADMIN, now};
 use rand::Rng;
 use sha2::{Digest, Sha256};
 use stratus_core::{Error, Result, ids};
@@ -166,5 +166,29 @@ impl App {
             .await?;
         self.store.setting_or_init(MARKER, &id).await?;
         Ok(true)
+    }
+}
+
+impl App {
+    /// Checks `token` with the external OIDC issuer its `iss` names, else with the region's
+    /// own issuer; revocation is not checked here.
+    pub async fn verify_token(&self, token: &str) -> Result<Claims> {
+        match self.external_issuers.verify(token).await {
+            Some(verified) => verified,
+            None => self.issuer.verify(token),
+        }
+    }
+
+    /// The principal a bearer token stands for: verified (by its issuer) and live (not
+    /// revoked, its credential still active).
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let claims = self.verify_token(token).await?;
+        self.ensure_token_live(&claims).await?;
+        Ok(claims.into())
+    }
+
+    /// The public keys of the region's own issuer, as a JWK set.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.issuer.jwks()
     }
 }

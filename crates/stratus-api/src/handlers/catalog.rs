@@ -2,11 +2,11 @@
 
 use super::with_etag;
 use crate::app::App;
-use crate::auth::Principal;
+use crate::app::Caller;
 use crate::error::ApiResult;
-use crate::extract::StrictJson;
+use crate::extract::{ListQuery, NoFilters, StrictJson};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
@@ -23,10 +23,10 @@ type Ctx = State<Arc<App>>;
     responses((status = 200, body = RegionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_regions(
     State(app): Ctx,
-    principal: Principal,
-    RawQuery(query): RawQuery,
+    caller: Caller,
+    ListQuery(paging, NoFilters): ListQuery<NoFilters>,
 ) -> ApiResult<Json<RegionList>> {
-    Ok(Json(app.list_regions(&principal, query.as_deref())?))
+    Ok(Json(app.list_regions(&caller, &paging)?))
 }
 
 /// Get a region.
@@ -35,10 +35,10 @@ pub async fn list_regions(
     responses((status = 200, body = Region), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_region(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(region): Path<String>,
 ) -> ApiResult<Json<Region>> {
-    Ok(Json(app.get_region(&principal, &region)?))
+    Ok(Json(app.get_region(&caller, &region)?))
 }
 
 /// List the zones of a region.
@@ -47,15 +47,11 @@ pub async fn get_region(
     responses((status = 200, body = ZoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_zones(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(region): Path<String>,
-    RawQuery(query): RawQuery,
+    ListQuery(paging, NoFilters): ListQuery<NoFilters>,
 ) -> ApiResult<Json<ZoneList>> {
-    Ok(Json(app.list_zones(
-        &principal,
-        &region,
-        query.as_deref(),
-    )?))
+    Ok(Json(app.list_zones(&caller, &region, &paging)?))
 }
 
 /// Get a zone.
@@ -64,10 +60,10 @@ pub async fn list_zones(
     responses((status = 200, body = Zone), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_zone(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, zone)): Path<(String, String)>,
 ) -> ApiResult<Json<Zone>> {
-    Ok(Json(app.get_zone(&principal, &region, &zone)?))
+    Ok(Json(app.get_zone(&caller, &region, &zone)?))
 }
 
 /// List the instance types of a zone.
@@ -76,16 +72,13 @@ pub async fn get_zone(
     responses((status = 200, body = InstanceTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_instance_types(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, zone)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
+    ListQuery(paging, NoFilters): ListQuery<NoFilters>,
 ) -> ApiResult<Json<InstanceTypeList>> {
-    Ok(Json(app.list_instance_types(
-        &principal,
-        &region,
-        &zone,
-        query.as_deref(),
-    )?))
+    Ok(Json(
+        app.list_instance_types(&caller, &region, &zone, &paging)?,
+    ))
 }
 
 /// Get an instance type.
@@ -94,12 +87,10 @@ pub async fn list_instance_types(
     responses((status = 200, body = InstanceType), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_instance_type(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, zone, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<InstanceType>> {
-    Ok(Json(
-        app.get_instance_type(&principal, &region, &zone, &id)?,
-    ))
+    Ok(Json(app.get_instance_type(&caller, &region, &zone, &id)?))
 }
 
 /// List the GPU types of a zone.
@@ -108,16 +99,11 @@ pub async fn get_instance_type(
     responses((status = 200, body = GpuTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_gpu_types(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, zone)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
+    ListQuery(paging, NoFilters): ListQuery<NoFilters>,
 ) -> ApiResult<Json<GpuTypeList>> {
-    Ok(Json(app.list_gpu_types(
-        &principal,
-        &region,
-        &zone,
-        query.as_deref(),
-    )?))
+    Ok(Json(app.list_gpu_types(&caller, &region, &zone, &paging)?))
 }
 
 /// Get a GPU type.
@@ -126,10 +112,10 @@ pub async fn list_gpu_types(
     responses((status = 200, body = GpuType), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_gpu_type(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, zone, id)): Path<(String, String, String)>,
 ) -> ApiResult<Json<GpuType>> {
-    Ok(Json(app.get_gpu_type(&principal, &region, &zone, &id)?))
+    Ok(Json(app.get_gpu_type(&caller, &region, &zone, &id)?))
 }
 
 /// List the images of a region.
@@ -138,14 +124,11 @@ pub async fn get_gpu_type(
     responses((status = 200, body = ImageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_images(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(region): Path<String>,
-    RawQuery(query): RawQuery,
+    ListQuery(paging, NoFilters): ListQuery<NoFilters>,
 ) -> ApiResult<Json<ImageList>> {
-    Ok(Json(
-        app.list_images(&principal, &region, query.as_deref())
-            .await?,
-    ))
+    Ok(Json(app.list_images(&caller, &region, &paging).await?))
 }
 
 /// Register an image: it is imported from a path on the control plane's host or an http(s)
@@ -157,11 +140,11 @@ pub async fn list_images(
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_image(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(region): Path<String>,
     StrictJson(body): StrictJson<ImageCreateRequest>,
 ) -> ApiResult<Response> {
-    let (image, etag) = app.create_image(&principal, &region, body).await?;
+    let (image, etag) = app.create_image(&caller, &region, body).await?;
     Ok(with_etag(StatusCode::CREATED, image, &etag))
 }
 
@@ -171,10 +154,10 @@ pub async fn create_image(
     responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_image(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let (image, etag) = app.get_image(&principal, &region, &id).await?;
+    let (image, etag) = app.get_image(&caller, &region, &id).await?;
     Ok(with_etag(StatusCode::OK, image, &etag))
 }
 
@@ -185,9 +168,9 @@ pub async fn get_image(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "instances use it")))]
 pub async fn delete_image(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    app.delete_image(&principal, &region, &id).await?;
+    app.delete_image(&caller, &region, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -5,17 +5,19 @@
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{QueryParams, StrictJson};
+use crate::extract::StrictJson;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Error;
-use stratus_types::agent::{AssignmentBatch, HostRegistration, ReportOutcome, StatusReport};
+use stratus_types::agent::{
+    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, Registered, Reported,
+    SerialEnd, SerialQuery, StatusReport, routes,
+};
 use uuid::Uuid;
 
 /// Longest wait of an assignments poll.
@@ -44,23 +46,20 @@ impl FromRequestParts<Arc<App>> for HostAgent {
 impl crate::extract::RequestBody for HostRegistration {}
 impl crate::extract::RequestBody for StatusReport {}
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Registered {
-    pub host_id: Uuid,
+/// The protocol's routes, on the router of the whole API (the region's state).
+pub fn routes() -> axum::Router<Arc<App>> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(routes::REGISTER, post(register))
+        .route(routes::ASSIGNMENTS, get(assignments))
+        .route(routes::REPORTS, post(report))
+        .route(routes::DESTROYED, post(destroyed))
+        .route(routes::SERIAL, post(serial))
+        .route(routes::IMAGE, get(image))
+        .route(routes::IMAGE_CONTENT, get(image_content))
 }
 
-#[derive(Serialize, Deserialize)]
-pub struct Reported {
-    pub outcome: ReportOutcome,
-}
-
-#[derive(Serialize, Deserialize)]
-pub struct SerialEnd {
-    pub end: u64,
-}
-
-pub async fn register(
+async fn register(
     State(app): State<Arc<App>>,
     _: HostAgent,
     StrictJson(body): StrictJson<HostRegistration>,
@@ -70,24 +69,17 @@ pub async fn register(
     }))
 }
 
-pub async fn assignments(
+async fn assignments(
     State(app): State<Arc<App>>,
     _: HostAgent,
     Path(host): Path<Uuid>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<AssignmentsQuery>,
 ) -> ApiResult<Json<AssignmentBatch>> {
-    let params = QueryParams::parse(query.as_deref(), &["since", "waitMs"])?;
-    let since = params.integer("since", 0, u64::MAX)?.unwrap_or(0);
-    let wait = params
-        .integer("waitMs", 0, MAX_WAIT.as_millis() as u64)?
-        .unwrap_or(0);
-    Ok(Json(
-        app.host_assignments(host, since, Duration::from_millis(wait))
-            .await?,
-    ))
+    let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
+    Ok(Json(app.host_assignments(host, query.since, wait).await?))
 }
 
-pub async fn report(
+async fn report(
     State(app): State<Arc<App>>,
     _: HostAgent,
     Path(host): Path<Uuid>,
@@ -98,7 +90,7 @@ pub async fn report(
     }))
 }
 
-pub async fn destroyed(
+async fn destroyed(
     State(app): State<Arc<App>>,
     _: HostAgent,
     Path((host, uid)): Path<(Uuid, Uuid)>,
@@ -107,39 +99,35 @@ pub async fn destroyed(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn serial(
+async fn serial(
     State(app): State<Arc<App>>,
     _: HostAgent,
     Path((host, uid)): Path<(Uuid, Uuid)>,
-    RawQuery(query): RawQuery,
+    Query(SerialQuery { at }): Query<SerialQuery>,
     body: Bytes,
 ) -> ApiResult<Json<SerialEnd>> {
-    let params = QueryParams::parse(query.as_deref(), &["at"])?;
-    let at = params
-        .integer("at", 0, u64::MAX)?
-        .ok_or_else(|| Error::invalid("at", "the offset of the bytes is required"))?;
     Ok(Json(SerialEnd {
         end: app.host_serial(host, uid, at, &body).await?,
     }))
 }
 
 /// What a host needs to fetch an image: format, size, checksum.
-pub async fn image(
+async fn image(
     State(app): State<Arc<App>>,
     _: HostAgent,
     Path(id): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<HostImageInfo>> {
     let image = app.host_image(&id).await?;
-    Ok(Json(serde_json::json!({
-        "id": id,
-        "format": image.format,
-        "sha256": image.sha256,
-        "sizeBytes": image.size_bytes,
-    })))
+    Ok(Json(HostImageInfo {
+        id,
+        format: image.format.as_str().to_owned(),
+        sha256: image.sha256,
+        size_bytes: image.size_bytes,
+    }))
 }
 
 /// The image file, streamed.
-pub async fn image_content(
+async fn image_content(
     State(app): State<Arc<App>>,
     _: HostAgent,
     Path(id): Path<String>,

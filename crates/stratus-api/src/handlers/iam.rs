@@ -1,12 +1,11 @@
 //! `/v1/regions/global/iam/…` (API keys, service accounts and their credentials), token
 //! introspection and revocation, and the audit trail.
 
-use crate::app::App;
-use crate::auth::Principal;
+use crate::app::{ApiKeyFilters, App, AuditFilter, Caller, StatusFilter};
 use crate::error::ApiResult;
-use crate::extract::{OptionalJson, StrictJson};
+use crate::extract::{Filters, ListQuery, OptionalJson, StrictJson};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use std::sync::Arc;
 use stratus_core::Error;
@@ -31,10 +30,10 @@ type Ctx = State<Arc<App>>;
 )]
 pub async fn list_api_keys(
     State(app): Ctx,
-    principal: Principal,
-    RawQuery(query): RawQuery,
+    caller: Caller,
+    ListQuery(paging, filters): ListQuery<ApiKeyFilters>,
 ) -> ApiResult<Json<ApiKeyList>> {
-    Ok(Json(app.list_api_keys(&principal, query.as_deref()).await?))
+    Ok(Json(app.list_api_keys(&caller, &paging, &filters).await?))
 }
 
 /// Create an API key; the answer carries its secret, shown this once.
@@ -48,12 +47,12 @@ pub async fn list_api_keys(
 )]
 pub async fn create_api_key(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<ApiKeyCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<ApiKey>)> {
     Ok((
         StatusCode::CREATED,
-        Json(app.create_api_key(&principal, body).await?),
+        Json(app.create_api_key(&caller, body).await?),
     ))
 }
 
@@ -65,10 +64,10 @@ pub async fn create_api_key(
 )]
 pub async fn get_api_key(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(app.get_api_key(&principal, &id).await?))
+    Ok(Json(app.get_api_key(&caller, &id).await?))
 }
 
 /// Rename, re-role, disable or re-enable an API key.
@@ -83,11 +82,11 @@ pub async fn get_api_key(
 )]
 pub async fn update_api_key(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
     StrictJson(body): StrictJson<ApiKeyUpdateRequest>,
 ) -> ApiResult<Json<ApiKey>> {
-    Ok(Json(app.update_api_key(&principal, &id, body).await?))
+    Ok(Json(app.update_api_key(&caller, &id, body).await?))
 }
 
 /// Delete an API key; tokens minted from it run out within their lifetime.
@@ -98,10 +97,10 @@ pub async fn update_api_key(
 )]
 pub async fn delete_api_key(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    app.delete_api_key(&principal, &id).await?;
+    app.delete_api_key(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -118,7 +117,7 @@ pub async fn delete_api_key(
 )]
 pub async fn rotate_api_key(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id_action): Path<String>,
     OptionalJson(body): OptionalJson<ApiKeyRotateRequest>,
 ) -> ApiResult<Json<ApiKey>> {
@@ -131,7 +130,7 @@ pub async fn rotate_api_key(
         ))
         .into());
     }
-    Ok(Json(app.rotate_api_key(&principal, id, body).await?))
+    Ok(Json(app.rotate_api_key(&caller, id, body).await?))
 }
 
 /// Whether a token is active, and its claims (RFC 7662-like; JSON body `{token}`).
@@ -142,10 +141,10 @@ pub async fn rotate_api_key(
 )]
 pub async fn introspect(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<TokenBody>,
 ) -> ApiResult<Json<IntrospectResponse>> {
-    Ok(Json(app.introspect(&principal, &body.token).await?))
+    Ok(Json(app.introspect(&caller, &body.token).await?))
 }
 
 /// Ask whether a principal (the caller, or an API key or service account of an organization
@@ -158,10 +157,10 @@ pub async fn introspect(
 )]
 pub async fn check_permissions(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<CheckRequest>,
 ) -> ApiResult<Json<CheckResponse>> {
-    Ok(Json(app.check_permissions(&principal, body).await?))
+    Ok(Json(app.check_permissions(&caller, body).await?))
 }
 
 /// Revoke a token: it stops working at once (RFC 7009-like; always `{"revoked": true}`).
@@ -172,10 +171,10 @@ pub async fn check_permissions(
 )]
 pub async fn revoke(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<TokenBody>,
 ) -> ApiResult<Json<RevokeResponse>> {
-    Ok(Json(app.revoke(&principal, &body.token).await?))
+    Ok(Json(app.revoke(&caller, &body.token).await?))
 }
 
 /// List the organization's service accounts (owners and admins).
@@ -190,12 +189,11 @@ pub async fn revoke(
 )]
 pub async fn list_service_accounts(
     State(app): Ctx,
-    principal: Principal,
-    RawQuery(query): RawQuery,
+    caller: Caller,
+    ListQuery(paging, filter): ListQuery<StatusFilter>,
 ) -> ApiResult<Json<ServiceAccountList>> {
     Ok(Json(
-        app.list_service_accounts(&principal, query.as_deref())
-            .await?,
+        app.list_service_accounts(&caller, &paging, &filter).await?,
     ))
 }
 
@@ -208,12 +206,12 @@ pub async fn list_service_accounts(
 )]
 pub async fn create_service_account(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<ServiceAccountCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<ServiceAccount>)> {
     Ok((
         StatusCode::CREATED,
-        Json(app.create_service_account(&principal, body).await?),
+        Json(app.create_service_account(&caller, body).await?),
     ))
 }
 
@@ -225,10 +223,10 @@ pub async fn create_service_account(
 )]
 pub async fn get_service_account(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ServiceAccount>> {
-    Ok(Json(app.get_service_account(&principal, &id).await?))
+    Ok(Json(app.get_service_account(&caller, &id).await?))
 }
 
 /// Rename, describe, re-role, disable or re-enable a service account.
@@ -241,13 +239,11 @@ pub async fn get_service_account(
 )]
 pub async fn update_service_account(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
     StrictJson(body): StrictJson<ServiceAccountUpdateRequest>,
 ) -> ApiResult<Json<ServiceAccount>> {
-    Ok(Json(
-        app.update_service_account(&principal, &id, body).await?,
-    ))
+    Ok(Json(app.update_service_account(&caller, &id, body).await?))
 }
 
 /// Delete a service account and its credentials.
@@ -258,10 +254,10 @@ pub async fn update_service_account(
 )]
 pub async fn delete_service_account(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    app.delete_service_account(&principal, &id).await?;
+    app.delete_service_account(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -275,13 +271,12 @@ pub async fn delete_service_account(
 )]
 pub async fn list_credentials(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(account): Path<String>,
-    RawQuery(query): RawQuery,
+    Filters(filter): Filters<StatusFilter>,
 ) -> ApiResult<Json<CredentialList>> {
     Ok(Json(
-        app.list_credentials(&principal, &account, query.as_deref())
-            .await?,
+        app.list_credentials(&caller, &account, &filter).await?,
     ))
 }
 
@@ -297,13 +292,13 @@ pub async fn list_credentials(
 )]
 pub async fn create_credential(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(account): Path<String>,
     OptionalJson(body): OptionalJson<CredentialCreateRequest>,
 ) -> ApiResult<(StatusCode, Json<Credential>)> {
     Ok((
         StatusCode::CREATED,
-        Json(app.create_credential(&principal, &account, body).await?),
+        Json(app.create_credential(&caller, &account, body).await?),
     ))
 }
 
@@ -316,10 +311,10 @@ pub async fn create_credential(
 )]
 pub async fn get_credential(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((account, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Credential>> {
-    Ok(Json(app.get_credential(&principal, &account, &id).await?))
+    Ok(Json(app.get_credential(&caller, &account, &id).await?))
 }
 
 /// Delete a credential: it mints no more tokens.
@@ -331,10 +326,10 @@ pub async fn get_credential(
 )]
 pub async fn delete_credential(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((account, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    app.delete_credential(&principal, &account, &id).await?;
+    app.delete_credential(&caller, &account, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -351,10 +346,10 @@ pub async fn delete_credential(
 )]
 pub async fn list_audit_events(
     State(app): Ctx,
-    principal: Principal,
-    RawQuery(query): RawQuery,
+    caller: Caller,
+    ListQuery(paging, filter): ListQuery<AuditFilter>,
 ) -> ApiResult<Json<AuditEventList>> {
     Ok(Json(
-        app.list_audit_events(&principal, query.as_deref()).await?,
+        app.list_audit_events(&caller, &paging, &filter).await?,
     ))
 }

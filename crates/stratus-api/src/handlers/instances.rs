@@ -2,11 +2,11 @@
 
 use super::with_etag;
 use crate::app::App;
-use crate::auth::Principal;
+use crate::app::{Caller, InstanceFilters, InstanceRef, Precondition};
 use crate::error::ApiResult;
-use crate::extract::{IfMatch, StrictJson, WaitForChange};
+use crate::extract::{Filters, ListQuery, SerialStart, StrictJson, WaitForChange};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
@@ -18,6 +18,14 @@ use stratus_types::{
 };
 
 type Ctx = State<Arc<App>>;
+
+fn instance<'a>(region: &'a str, project: &'a str, id: &'a str) -> InstanceRef<'a> {
+    InstanceRef {
+        region,
+        project,
+        id,
+    }
+}
 
 /// List instances of a project, ordered by id.
 #[utoipa::path(
@@ -38,12 +46,12 @@ type Ctx = State<Arc<App>>;
 )]
 pub async fn list_instances(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
+    ListQuery(paging, filters): ListQuery<InstanceFilters>,
 ) -> ApiResult<Json<InstanceList>> {
     Ok(Json(
-        app.list_instances(&principal, &region, &project, query.as_deref())
+        app.list_instances(&caller, (&region, &project), &paging, &filters)
             .await?,
     ))
 }
@@ -63,12 +71,12 @@ pub async fn list_instances(
 )]
 pub async fn create_instance(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project)): Path<(String, String)>,
     StrictJson(body): StrictJson<InstanceCreateRequest>,
 ) -> ApiResult<Response> {
     let view = app
-        .create_instance(&principal, &region, &project, body)
+        .create_instance(&caller, (&region, &project), body)
         .await?;
     Ok(with_etag(StatusCode::CREATED, view.instance, &view.etag))
 }
@@ -91,14 +99,14 @@ pub async fn create_instance(
 )]
 pub async fn get_instance(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project, id)): Path<(String, String, String)>,
     wait: WaitForChange,
 ) -> ApiResult<Response> {
     let view = app
         .get_instance_when_changed(
-            &principal,
-            (&region, &project, &id),
+            &caller,
+            instance(&region, &project, &id),
             wait.etag.as_deref(),
             wait.wait,
         )
@@ -134,18 +142,16 @@ pub async fn get_instance(
 )]
 pub async fn update_instance(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project, id)): Path<(String, String, String)>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
     StrictJson(body): StrictJson<InstanceUpdateRequest>,
 ) -> ApiResult<Response> {
     let view = app
         .update_instance(
-            &principal,
-            &region,
-            &project,
-            &id,
-            if_match.as_deref(),
+            &caller,
+            instance(&region, &project, &id),
+            &precondition,
             body,
         )
         .await?;
@@ -168,11 +174,11 @@ pub async fn update_instance(
 )]
 pub async fn delete_instance(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project, id)): Path<(String, String, String)>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
 ) -> ApiResult<StatusCode> {
-    app.delete_instance(&principal, &region, &project, &id, if_match.as_deref())
+    app.delete_instance(&caller, instance(&region, &project, &id), &precondition)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -194,9 +200,9 @@ pub async fn delete_instance(
 )]
 pub async fn instance_action(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project, id_action)): Path<(String, String, String)>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
 ) -> ApiResult<Response> {
     let (id, verb) = id_action.split_once(':').ok_or_else(|| {
         Error::NotFound(
@@ -213,11 +219,9 @@ pub async fn instance_action(
         })?;
     let view = app
         .act_on_instance(
-            &principal,
-            &region,
-            &project,
-            id,
-            if_match.as_deref(),
+            &caller,
+            instance(&region, &project, id),
+            &precondition,
             action,
         )
         .await?;
@@ -238,12 +242,12 @@ pub async fn instance_action(
 )]
 pub async fn serial_port_output(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path((region, project, id)): Path<(String, String, String)>,
-    RawQuery(query): RawQuery,
+    Filters(SerialStart(start)): Filters<SerialStart>,
 ) -> ApiResult<Json<SerialPortOutput>> {
     Ok(Json(
-        app.serial_port_output(&principal, &region, &project, &id, query.as_deref())
+        app.serial_port_output(&caller, instance(&region, &project, &id), start)
             .await?,
     ))
 }

@@ -2,11 +2,11 @@
 
 use super::with_etag;
 use crate::app::App;
-use crate::auth::Principal;
+use crate::app::{Caller, OrganizationFilter, Precondition};
 use crate::error::ApiResult;
-use crate::extract::{IfMatch, StrictJson};
+use crate::extract::{ListQuery, NoFilters, StrictJson};
 use axum::Json;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
@@ -28,12 +28,10 @@ type Ctx = State<Arc<App>>;
 )]
 pub async fn list_organizations(
     State(app): Ctx,
-    principal: Principal,
-    RawQuery(query): RawQuery,
+    caller: Caller,
+    ListQuery(paging, NoFilters): ListQuery<NoFilters>,
 ) -> ApiResult<Json<OrganizationList>> {
-    Ok(Json(
-        app.list_organizations(&principal, query.as_deref()).await?,
-    ))
+    Ok(Json(app.list_organizations(&caller, &paging).await?))
 }
 
 /// Create an organization (a tenant).
@@ -47,10 +45,10 @@ pub async fn list_organizations(
 )]
 pub async fn create_organization(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<OrganizationCreateRequest>,
 ) -> ApiResult<Response> {
-    let org = app.create_organization(&principal, body).await?;
+    let org = app.create_organization(&caller, body).await?;
     Ok(with_etag(StatusCode::CREATED, org.value, &org.etag))
 }
 
@@ -62,10 +60,10 @@ pub async fn create_organization(
 )]
 pub async fn get_organization(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let org = app.get_organization(&principal, &id).await?;
+    let org = app.get_organization(&caller, &id).await?;
     Ok(with_etag(StatusCode::OK, org.value, &org.etag))
 }
 
@@ -81,13 +79,13 @@ pub async fn get_organization(
 )]
 pub async fn update_organization(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
     StrictJson(body): StrictJson<OrganizationUpdateRequest>,
 ) -> ApiResult<Response> {
     let org = app
-        .update_organization(&principal, &id, if_match.as_deref(), body)
+        .update_organization(&caller, &id, &precondition, body)
         .await?;
     Ok(with_etag(StatusCode::OK, org.value, &org.etag))
 }
@@ -104,12 +102,11 @@ pub async fn update_organization(
 )]
 pub async fn delete_organization(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
 ) -> ApiResult<StatusCode> {
-    app.delete_organization(&principal, &id, if_match.as_deref())
-        .await?;
+    app.delete_organization(&caller, &id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -125,10 +122,10 @@ pub async fn delete_organization(
 )]
 pub async fn list_projects(
     State(app): Ctx,
-    principal: Principal,
-    RawQuery(query): RawQuery,
+    caller: Caller,
+    ListQuery(paging, filter): ListQuery<OrganizationFilter>,
 ) -> ApiResult<Json<ProjectList>> {
-    Ok(Json(app.list_projects(&principal, query.as_deref()).await?))
+    Ok(Json(app.list_projects(&caller, &paging, &filter).await?))
 }
 
 /// Create a project in an organization.
@@ -142,10 +139,10 @@ pub async fn list_projects(
 )]
 pub async fn create_project(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     StrictJson(body): StrictJson<ProjectCreateRequest>,
 ) -> ApiResult<Response> {
-    let project = app.create_project(&principal, body).await?;
+    let project = app.create_project(&caller, body).await?;
     Ok(with_etag(StatusCode::CREATED, project.value, &project.etag))
 }
 
@@ -157,10 +154,10 @@ pub async fn create_project(
 )]
 pub async fn get_project(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let project = app.get_project(&principal, &id).await?;
+    let project = app.get_project(&caller, &id).await?;
     Ok(with_etag(StatusCode::OK, project.value, &project.etag))
 }
 
@@ -176,13 +173,13 @@ pub async fn get_project(
 )]
 pub async fn update_project(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
     StrictJson(body): StrictJson<ProjectUpdateRequest>,
 ) -> ApiResult<Response> {
     let project = app
-        .update_project(&principal, &id, if_match.as_deref(), body)
+        .update_project(&caller, &id, &precondition, body)
         .await?;
     Ok(with_etag(StatusCode::OK, project.value, &project.etag))
 }
@@ -199,11 +196,10 @@ pub async fn update_project(
 )]
 pub async fn delete_project(
     State(app): Ctx,
-    principal: Principal,
+    caller: Caller,
     Path(id): Path<String>,
-    IfMatch(if_match): IfMatch,
+    precondition: Precondition,
 ) -> ApiResult<StatusCode> {
-    app.delete_project(&principal, &id, if_match.as_deref())
-        .await?;
+    app.delete_project(&caller, &id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use stratus::Config;
-use stratus_api::oidc::OidcIssuerConfig;
+use stratus_api::app::oidc::OidcIssuerConfig;
 
 const AUDIENCE: &str = "stratus-test";
 const REALM: &str = "/realms/test";

@@ -6,7 +6,7 @@ const COMMITTED: &str = include_str!("../../../../openapi/stratus.json");
 
 #[test]
 fn the_committed_document_matches_the_code() {
-    let generated = stratus_api::openapi::document_json();
+    let generated = stratus_api::document_json();
     assert!(
         generated == COMMITTED,
         "openapi/stratus.json is out of date; regenerate it with\n    cargo run -q -- openapi > openapi/stratus.json"

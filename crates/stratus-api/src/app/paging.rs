@@ -6,7 +6,6 @@
 //! id rather than a position, creating and deleting items between pages neither repeats nor
 //! skips any item that existed throughout.
 
-use crate::extract::QueryParams;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -20,6 +19,14 @@ pub const MAX_PAGE_SIZE: u64 = 500;
 
 /// The query parameters every list operation takes.
 pub const PAGING_PARAMS: &[&str] = &["pageSize", "pageToken", "offset"];
+
+/// Which part of a list the caller asks for: `pageSize`, `pageToken`, `offset`, as sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Paging {
+    pub page_size: Option<u64>,
+    pub page_token: Option<String>,
+    pub offset: Option<u64>,
+}
 
 /// Bytes of the HMAC-SHA256 tag a token carries (128 bits).
 const TAG_BYTES: usize = 16;
@@ -81,14 +88,21 @@ impl PageTokens {
         Ok(last_id.to_owned())
     }
 
-    /// Reads `pageSize`, `pageToken` and `offset` for a list of `query` (the collection and
-    /// its filters, which a token is bound to).
-    pub fn page_request(&self, params: &QueryParams, query: &str) -> Result<PageRequest, Error> {
-        let limit = params
-            .integer("pageSize", 1, MAX_PAGE_SIZE)?
-            .unwrap_or(DEFAULT_PAGE_SIZE) as u32;
-        let offset = params.integer("offset", 0, i64::MAX as u64)?;
-        let after = match params.get("pageToken") {
+    /// The store's page request for `paging` of a list of `query` (the collection and its
+    /// filters, which a token is bound to).
+    pub fn page_request(&self, paging: &Paging, query: &str) -> Result<PageRequest, Error> {
+        let limit = match paging.page_size {
+            None => DEFAULT_PAGE_SIZE,
+            Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            Some(n) => {
+                return Err(Error::invalid(
+                    "pageSize",
+                    format!("{n} is out of range; it must be between 1 and {MAX_PAGE_SIZE}"),
+                ));
+            }
+        } as u32;
+        let offset = paging.offset;
+        let after = match paging.page_token.as_deref() {
             None | Some("") => None,
             Some(_) if offset.is_some() => {
                 return Err(Error::invalid(
@@ -115,8 +129,17 @@ fn query_digest(query: &str) -> String {
 mod tests {
     use super::*;
 
-    fn params(q: &str) -> QueryParams {
-        QueryParams::parse(Some(q), PAGING_PARAMS).unwrap()
+    /// Paging from a query string, as the HTTP layer reads it.
+    fn params(q: &str) -> Paging {
+        let mut paging = Paging::default();
+        for (key, value) in form_urlencoded::parse(q.as_bytes()) {
+            match key.as_ref() {
+                "pageSize" => paging.page_size = Some(value.parse().unwrap_or(u64::MAX)),
+                "offset" => paging.offset = Some(value.parse().unwrap_or(u64::MAX)),
+                _ => paging.page_token = Some(value.into_owned()),
+            }
+        }
+        paging
     }
 
     #[test]
@@ -143,8 +166,6 @@ mod tests {
             "pageToken=garbage".into(),
             "pageSize=0".into(),
             "pageSize=501".into(),
-            "pageSize=ten".into(),
-            "offset=-1".into(),
             format!(
                 "pageToken={}&offset=3",
                 tokens.next_token("instances:p", "a")

@@ -1,0 +1,154 @@
+//! The API's one route table.
+//!
+//! Each entry is a handler whose `#[utoipa::path]` names its method and path; the table gives
+//! both the router and the OpenAPI document from those annotations, so an operation cannot be
+//! served without being documented, nor documented without being served (`routes!` refuses a
+//! handler without an annotation at compile time). Entries sharing a path are listed together;
+//! the document lists paths in the table's order. The router ([`crate::router`]) adds only the
+//! host agents' protocol below `/internal/` and the console below `/console`, which a test holds
+//! it to.
+//!
+//! Actions are written the contract's way, `…/{id}:{action}`, in the document. A router
+//! segment cannot hold a parameter followed by more text, so such a path is routed at `…/{id}`
+//! and its handler splits the segment at the colon.
+
+use crate::app::App;
+use crate::handlers::{catalog, iam, instances, meta, tenancy};
+use axum::Router;
+use std::sync::Arc;
+use utoipa::openapi::OpenApi;
+use utoipa_axum::router::UtoipaMethodRouter;
+use utoipa_axum::routes;
+
+/// Every public operation, in the order the document lists them.
+fn table() -> Vec<UtoipaMethodRouter<Arc<App>>> {
+    vec![
+        routes!(meta::health),
+        routes!(meta::mint_token),
+        routes!(meta::jwks),
+        routes!(meta::openapi),
+        routes!(catalog::list_regions),
+        routes!(catalog::get_region),
+        routes!(catalog::list_zones),
+        routes!(catalog::get_zone),
+        routes!(catalog::list_instance_types),
+        routes!(catalog::get_instance_type),
+        routes!(catalog::list_gpu_types),
+        routes!(catalog::get_gpu_type),
+        routes!(catalog::list_images, catalog::create_image),
+        routes!(catalog::get_image, catalog::delete_image),
+        routes!(tenancy::list_organizations, tenancy::create_organization),
+        routes!(
+            tenancy::get_organization,
+            tenancy::update_organization,
+            tenancy::delete_organization
+        ),
+        routes!(tenancy::list_projects, tenancy::create_project),
+        routes!(
+            tenancy::get_project,
+            tenancy::update_project,
+            tenancy::delete_project
+        ),
+        routes!(instances::list_instances, instances::create_instance),
+        routes!(
+            instances::get_instance,
+            instances::update_instance,
+            instances::delete_instance
+        ),
+        routes!(instances::instance_action),
+        routes!(instances::serial_port_output),
+        routes!(iam::list_api_keys, iam::create_api_key),
+        routes!(iam::get_api_key, iam::update_api_key, iam::delete_api_key),
+        routes!(iam::rotate_api_key),
+        routes!(iam::introspect),
+        routes!(iam::revoke),
+        routes!(iam::check_permissions),
+        routes!(iam::list_service_accounts, iam::create_service_account),
+        routes!(
+            iam::get_service_account,
+            iam::update_service_account,
+            iam::delete_service_account
+        ),
+        routes!(iam::list_credentials, iam::create_credential),
+        routes!(iam::get_credential, iam::delete_credential),
+        routes!(iam::list_audit_events),
+    ]
+}
+
+/// The router path of a document path: an `{id}:{action}` (or `{id}:rotate`) segment is
+/// routed as `{id}`.
+fn router_path(document_path: &str) -> String {
+    document_path
+        .split('/')
+        .map(|segment| match segment.split_once("}:") {
+            Some((parameter, _)) => format!("{parameter}}}"),
+            None => segment.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// The public API's router and the paths and schemas of its document, from [`table`].
+pub(crate) fn public() -> (Router<Arc<App>>, OpenApi) {
+    let mut router = Router::new();
+    let mut document = crate::openapi::base();
+    for (schemas, paths, method_router) in table() {
+        for path in paths.paths.keys() {
+            router = router.route(&router_path(path), method_router.clone());
+        }
+        document.paths.merge(paths);
+        let components = document.components.get_or_insert_with(Default::default);
+        for (name, schema) in schemas {
+            components.schemas.entry(name).or_insert(schema);
+        }
+    }
+    (router, document)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn action_segments_are_routed_at_their_parameter() {
+        assert_eq!(
+            router_path("/v1/regions/{region}/projects/{project}/compute/instances/{id}:{action}"),
+            "/v1/regions/{region}/projects/{project}/compute/instances/{id}"
+        );
+        assert_eq!(
+            router_path("/v1/regions/global/iam/apikeys/{id}:rotate"),
+            "/v1/regions/global/iam/apikeys/{id}"
+        );
+        assert_eq!(router_path("/healthz"), "/healthz");
+    }
+
+    /// The router holds the table's operations, the agents' protocol and the console, nothing
+    /// else: so every route outside `/internal/` and `/console` is one of the document.
+    #[test]
+    fn only_the_agents_protocol_and_the_console_are_routed_outside_the_table() {
+        use stratus_types::agent::routes as agent;
+        for path in [
+            agent::REGISTER,
+            agent::ASSIGNMENTS,
+            agent::REPORTS,
+            agent::DESTROYED,
+            agent::SERIAL,
+            agent::IMAGE,
+            agent::IMAGE_CONTENT,
+        ] {
+            assert!(path.starts_with("/internal/v1/"), "{path}");
+        }
+        for path in crate::console::PATHS {
+            assert!(path.starts_with("/console"), "{path}");
+        }
+        let document = public().1;
+        assert!(
+            document
+                .paths
+                .paths
+                .keys()
+                .all(|p| !p.starts_with("/internal/") && !p.starts_with("/console")),
+            "documented operations stay out of the internal and console prefixes"
+        );
+    }
+}

@@ -102,6 +102,8 @@ struct Shared {
     in_flight: Mutex<HashSet<Uuid>>,
     failures: Mutex<HashMap<Uuid, u32>>,
     step_done: Notify,
+    /// The instances placed on this host at the last poll, whose consoles are uploaded.
+    placed: Mutex<HashSet<Uuid>>,
 }
 
 impl Agent {
@@ -142,11 +144,13 @@ impl Agent {
             in_flight: Mutex::new(HashSet::new()),
             failures: Mutex::new(HashMap::new()),
             step_done: Notify::new(),
+            placed: Mutex::new(HashSet::new()),
         });
         let tracker = TaskTracker::new();
+        // Consoles are copied on a clock of their own: a poll loop held up by a slow
+        // hypervisor never leaves a guest's console unseen.
+        tracker.spawn(copy_consoles(shared.clone(), cancel.clone()));
         let mut orphans: HashMap<Uuid, Instant> = HashMap::new();
-        let mut serial_ends: HashMap<Uuid, u64> = HashMap::new();
-        let mut last_serial_sync = Instant::now();
         let mut since = 0;
         let mut wait = shared.config.poll_wait;
         loop {
@@ -168,14 +172,11 @@ impl Agent {
                 }
             };
             since = batch.revision;
+            *shared.placed.lock().unwrap() = batch.assignments.iter().map(|a| a.spec.uid).collect();
             for assignment in batch.assignments.iter() {
                 start_step_if_needed(&shared, &tracker, assignment).await;
             }
             reap_orphans(&shared, &batch.assignments, &mut orphans).await;
-            if last_serial_sync.elapsed() >= shared.config.serial_sync_interval {
-                last_serial_sync = Instant::now();
-                sync_serial(&shared, &batch.assignments, &mut serial_ends).await;
-            }
         }
         tracker.close();
         tracker.wait().await;
@@ -284,7 +285,9 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
                 *n
             };
             tracing::warn!(%uid, id = %a.spec.id, ?step, attempts, error = %e, "step failed");
-            let gives_up = attempts >= shared.config.max_attempts
+            // A failure that would only happen again ends the instance at once; one that may
+            // pass gets `max_attempts` tries. Stops and deletions are never given up.
+            let gives_up = (e.is_permanent() || attempts >= shared.config.max_attempts)
                 && matches!(
                     step,
                     Step::Prepare | Step::Boot | Step::Reset | Step::Resume | Step::Pause
@@ -297,10 +300,11 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
             let _ = driver.power_off(uid).await;
             Some(Observation {
                 status: InstanceStatus::Terminated,
-                message: Some(format!(
-                    "{} failed after {attempts} attempts: {e}",
-                    verb(&step)
-                )),
+                message: Some(if e.is_permanent() {
+                    format!("{} failed: {e}", verb(&step))
+                } else {
+                    format!("{} failed after {attempts} attempts: {e}", verb(&step))
+                }),
                 intent_stopped: true,
             })
         }
@@ -373,31 +377,81 @@ async fn reap_orphans(
     }
 }
 
-/// Copies new serial console output of this host's VMs to the control plane.
-async fn sync_serial(shared: &Shared, assignments: &[Assignment], ends: &mut HashMap<Uuid, u64>) {
-    let live: HashSet<Uuid> = assignments.iter().map(|a| a.spec.uid).collect();
-    ends.retain(|uid, _| live.contains(uid));
-    for uid in live {
-        let end = ends.get(&uid).copied().unwrap_or(0);
-        let (start, bytes) = match shared.driver.serial_output(uid, end).await {
-            Ok(out) => out,
-            Err(e) => {
-                tracing::debug!(%uid, error = %e, "reading serial output failed");
+/// Copies new serial console output of the host's VMs to the control plane every
+/// `serial_sync_interval`, until `cancel` fires.
+async fn copy_consoles(shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut ends: HashMap<Uuid, Copied> = HashMap::new();
+    let mut failing: HashSet<Uuid> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(shared.config.serial_sync_interval) => {}
+        }
+        let placed = shared.placed.lock().unwrap().clone();
+        sync_serial(&shared, &placed, &mut ends, &mut failing).await;
+    }
+}
+
+/// How far a console has been copied: to an offset of the VM's console (the driver's) and
+/// to an offset of the instance's log (the control plane's). The two are the same until a VM
+/// starts over with a new console (re-provisioned), whose output then goes on at the log's end.
+#[derive(Clone, Copy, Debug, Default)]
+struct Copied {
+    console: u64,
+    log: u64,
+}
+
+/// Copies new serial console output of the VMs `placed` to the control plane. A console that
+/// cannot be read or uploaded is said once in the log, and again once it works.
+async fn sync_serial(
+    shared: &Shared,
+    placed: &HashSet<Uuid>,
+    copied: &mut HashMap<Uuid, Copied>,
+    failing: &mut HashSet<Uuid>,
+) {
+    copied.retain(|uid, _| placed.contains(uid));
+    failing.retain(|uid| placed.contains(uid));
+    for &uid in placed {
+        let at = copied.entry(uid).or_default();
+        let uploaded = match shared.driver.serial_output(uid, at.console).await {
+            // The console is shorter than what was copied of it: the VM started over.
+            Ok((start, _)) if start < at.console => {
+                at.console = 0;
                 continue;
             }
+            Ok((_, bytes)) if bytes.is_empty() => continue,
+            Ok((start, bytes)) => shared
+                .control_plane
+                .append_serial(shared.host, uid, at.log, &bytes)
+                .await
+                .map(|end| (start + bytes.len() as u64, at.log + bytes.len() as u64, end))
+                .map_err(|e| format!("uploading serial output failed: {e}")),
+            Err(e) => Err(format!("reading serial output failed: {e}")),
         };
-        if bytes.is_empty() {
-            continue;
-        }
-        match shared
-            .control_plane
-            .append_serial(shared.host, uid, start, &bytes)
-            .await
-        {
-            Ok(new_end) => {
-                ends.insert(uid, new_end);
+        match uploaded {
+            Ok((console_end, expected_end, log_end)) => {
+                if log_end == expected_end {
+                    *at = Copied {
+                        console: console_end,
+                        log: log_end,
+                    };
+                } else {
+                    // The log ends elsewhere (this agent restarted): go on from its end, the
+                    // console read from the same offset unless it turns out shorter.
+                    *at = Copied {
+                        console: log_end,
+                        log: log_end,
+                    };
+                }
+                if failing.remove(&uid) {
+                    tracing::info!(%uid, "serial output is being copied again");
+                }
             }
-            Err(e) => tracing::debug!(%uid, error = %e, "uploading serial output failed"),
+            Err(e) => {
+                if failing.insert(uid) {
+                    tracing::warn!(%uid, error = %e, "a console is not being copied");
+                }
+            }
         }
     }
 }

@@ -23,9 +23,28 @@ pub struct VmInfo {
     pub stop_reason: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DriverError(pub String);
+/// Why a driver operation failed, as far as deciding what to do next goes: the agent retries
+/// what may pass and gives up at once on what would only fail again.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DriverError {
+    /// The VM (or something the step needs) is not on this host.
+    #[error("{0}")]
+    NotFound(String),
+    /// A failure that may pass: a busy or slow hypervisor, a lost connection, a full disk.
+    #[error("{0}")]
+    Transient(String),
+    /// A failure that repeating cannot cure: a guest the hypervisor refuses to start, an image
+    /// that is not what it claims to be, a step the VM's state does not allow.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl DriverError {
+    /// Whether trying the same step again may succeed.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, DriverError::Permanent(_))
+    }
+}
 
 /// Operations on the VMs of one host. Every operation is idempotent: doing it twice, or
 /// after a crash half-way, leaves the same result as doing it once.

@@ -51,7 +51,7 @@ impl ImageSource for ImageCache {
             .control_plane
             .image(id)
             .await
-            .map_err(|e| DriverError(format!("image {id}: {e}")))?;
+            .map_err(|e| DriverError::Transient(format!("image {id}: {e}")))?;
         let tag = info
             .sha256
             .as_deref()
@@ -68,18 +68,18 @@ impl ImageSource for ImageCache {
         if path.exists() {
             return Ok(file);
         }
-        let io = |e: std::io::Error| DriverError(format!("image cache: {e}"));
+        let io = |e: std::io::Error| DriverError::Transient(format!("image cache: {e}"));
         tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
         let part = path.with_extension("part");
         self.control_plane
             .download_image(id, &part)
             .await
-            .map_err(|e| DriverError(format!("downloading image {id}: {e}")))?;
+            .map_err(|e| DriverError::Transient(format!("downloading image {id}: {e}")))?;
         if let Some(expected) = &info.sha256 {
             let actual = sha256_of(&part).await.map_err(io)?;
             if actual != *expected {
                 let _ = tokio::fs::remove_file(&part).await;
-                return Err(DriverError(format!(
+                return Err(DriverError::Transient(format!(
                     "image {id} arrived with SHA-256 {actual}, expected {expected}"
                 )));
             }

@@ -72,10 +72,12 @@ impl SimDriver {
     pub fn new(state_file: Option<PathBuf>, timings: SimTimings) -> Result<Self, DriverError> {
         let vms = match &state_file {
             Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| DriverError(format!("reading {}: {e}", path.display())))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| DriverError(format!("parsing {}: {e}", path.display())))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    DriverError::Transient(format!("reading {}: {e}", path.display()))
+                })?;
+                serde_json::from_str(&text).map_err(|e| {
+                    DriverError::Permanent(format!("parsing {}: {e}", path.display()))
+                })?
             }
             _ => BTreeMap::new(),
         };
@@ -91,10 +93,10 @@ impl SimDriver {
             return Ok(());
         };
         let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string(vms).map_err(|e| DriverError(e.to_string()))?;
+        let text = serde_json::to_string(vms).map_err(|e| DriverError::Permanent(e.to_string()))?;
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| DriverError(format!("writing {}: {e}", path.display())))
+            .map_err(|e| DriverError::Transient(format!("writing {}: {e}", path.display())))
     }
 
     /// The provisioning log of a host persisted to `state_file`.
@@ -113,7 +115,7 @@ impl SimDriver {
             .append(true)
             .open(&path)
             .and_then(|mut log| writeln!(log, "{uid}"))
-            .map_err(|e| DriverError(format!("writing {}: {e}", path.display())))
+            .map_err(|e| DriverError::Transient(format!("writing {}: {e}", path.display())))
     }
 
     async fn pause_for(ms: u64) {
@@ -127,9 +129,9 @@ impl SimDriver {
         change: impl FnOnce(&mut SimVm) -> Result<T, DriverError>,
     ) -> Result<T, DriverError> {
         let mut vms = self.vms.lock().await;
-        let vm = vms
-            .get_mut(&uid)
-            .ok_or_else(|| DriverError(format!("no VM for instance {uid} on this host")))?;
+        let vm = vms.get_mut(&uid).ok_or_else(|| {
+            DriverError::NotFound(format!("no VM for instance {uid} on this host"))
+        })?;
         let out = change(vm)?;
         self.save(&vms)?;
         Ok(out)
@@ -221,20 +223,29 @@ impl Driver for SimDriver {
     }
 
     async fn boot(&self, uid: Uuid) -> Result<(), DriverError> {
-        let fails = self
+        let failure = self
             .with_vm(uid, |vm| {
                 Ok(vm
                     .spec
                     .metadata
                     .iter()
-                    .any(|m| m.key.as_str() == FAIL_KEY && m.value == "boot"))
+                    .find(|m| m.key.as_str() == FAIL_KEY)
+                    .map(|m| m.value.clone()))
             })
             .await?;
         Self::pause_for(self.timings.boot_ms).await;
-        if fails {
-            return Err(DriverError(format!(
-                "simulated boot failure (metadata {FAIL_KEY}=boot)"
-            )));
+        match failure.as_deref() {
+            Some("boot") => {
+                return Err(DriverError::Transient(format!(
+                    "simulated boot failure (metadata {FAIL_KEY}=boot)"
+                )));
+            }
+            Some("boot-permanent") => {
+                return Err(DriverError::Permanent(format!(
+                    "simulated permanent boot failure (metadata {FAIL_KEY}=boot-permanent)"
+                )));
+            }
+            _ => {}
         }
         self.with_vm(uid, |vm| {
             if vm.state == VmState::Stopped {
@@ -271,7 +282,7 @@ impl Driver for SimDriver {
                 vm.state = VmState::Paused;
                 Ok(())
             }
-            VmState::Stopped => Err(DriverError("cannot pause a stopped VM".into())),
+            VmState::Stopped => Err(DriverError::Permanent("cannot pause a stopped VM".into())),
         })
         .await
     }
@@ -283,7 +294,7 @@ impl Driver for SimDriver {
                 vm.state = VmState::Running;
                 Ok(())
             }
-            VmState::Stopped => Err(DriverError("cannot resume a stopped VM".into())),
+            VmState::Stopped => Err(DriverError::Permanent("cannot resume a stopped VM".into())),
         })
         .await
     }

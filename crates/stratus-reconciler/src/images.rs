@@ -13,16 +13,18 @@
 //! replicas serve hosts from (a replica without the file answers 503 and the host asks the
 //! next one), or which replicas share.
 
+use crate::background::{BackgroundTask, TaskReport};
+use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stratus_core::Result;
 use stratus_core::import_sources::{ImportSource, ImportSources, refusal, refused_address};
+use stratus_core::retry::optimistic;
 use stratus_store::{Changes, ImageRecord, PageRequest, Store};
 use stratus_types::ImageStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
 
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
@@ -57,44 +59,45 @@ impl ImageImporter {
         }
     }
 
-    /// Imports whatever is waiting, then waits for registrations, until `cancel` fires.
-    pub async fn run(self, cancel: CancellationToken) {
-        let mut since = 0;
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "image import pass failed");
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                revision = self.changes.wait_past(since, Duration::from_secs(10)) => since = revision,
-            }
-        }
-    }
-
-    /// Imports every image that is PENDING or IMPORTING.
-    pub async fn pass(&self) -> Result<()> {
+    /// Imports every image that is PENDING or IMPORTING (and not another replica's to import);
+    /// an image that fails to import is marked FAILED and the others still are imported.
+    pub async fn pass(&self) -> TaskReport {
+        let mut report = TaskReport::default();
         let mut request = PageRequest {
             limit: 500,
             ..Default::default()
         };
         loop {
-            let page = self.store.list_images(&request).await?;
+            let page = match self.store.list_images(&request).await {
+                Ok(page) => page,
+                Err(e) => {
+                    report.failed(format!("listing images: {e}"));
+                    return report;
+                }
+            };
             for image in &page.items {
-                if matches!(image.status, ImageStatus::Pending | ImageStatus::Importing)
-                    && self.renew_lease(&image.id).await?
-                {
-                    let imported = self.import(image.clone()).await;
-                    self.store
-                        .release_image_lease(&image.id, &self.owner)
-                        .await?;
-                    imported?;
+                if matches!(image.status, ImageStatus::Pending | ImageStatus::Importing) {
+                    let result = self.import_leased(image).await;
+                    report.item(format!("image {}", image.id), result);
                 }
             }
             match (page.more, page.items.last()) {
                 (true, Some(last)) => request.after = Some(last.id.clone()),
-                _ => return Ok(()),
+                _ => return report,
             }
         }
+    }
+
+    /// Imports `image` under this replica's lease; whether this replica had the lease.
+    async fn import_leased(&self, image: &ImageRecord) -> Result<bool> {
+        if !self.renew_lease(&image.id).await? {
+            return Ok(false);
+        }
+        let imported = self.import(image.clone()).await;
+        self.store
+            .release_image_lease(&image.id, &self.owner)
+            .await?;
+        imported.map(|()| true)
     }
 
     async fn import(&self, image: ImageRecord) -> Result<()> {
@@ -129,17 +132,20 @@ impl ImageImporter {
             .await
     }
 
-    /// Writes `image`, re-reading on a concurrent change; `None` when the image is gone.
-    async fn save(&self, mut image: ImageRecord) -> Result<Option<ImageRecord>> {
-        loop {
-            if let Some(stored) = self.store.update_image(&image).await? {
-                return Ok(Some(stored));
-            }
+    /// Writes `image` over whatever generation is stored (the import owns the image while it
+    /// holds the lease); `None` when the image is gone.
+    async fn save(&self, image: ImageRecord) -> Result<Option<ImageRecord>> {
+        let what = format!("image {}", image.id);
+        let image = &image;
+        optimistic(&what, move || async move {
             let Some(current) = self.store.get_image(&image.id).await? else {
-                return Ok(None);
+                return Ok(Some(None));
             };
-            image.generation = current.generation;
-        }
+            let mut update = image.clone();
+            update.generation = current.generation;
+            Ok(self.store.update_image(&update).await?.map(Some))
+        })
+        .await
     }
 
     /// Copies the source to `part` and checks it. The outer error is the store's; the inner
@@ -227,6 +233,17 @@ impl ImageImporter {
         self.save(record).await?;
         self.changes.bump();
         Ok(Ok(()))
+    }
+}
+
+#[async_trait]
+impl BackgroundTask for ImageImporter {
+    fn name(&self) -> &'static str {
+        "image-importer"
+    }
+
+    async fn activate(&self) -> TaskReport {
+        self.pass().await
     }
 }
 

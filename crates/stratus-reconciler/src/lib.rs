@@ -1,13 +1,16 @@
-//! Background work of the control plane: the guarantees that do not depend on any agent.
+//! Background work of the control plane, as tasks of one [`background::Driver`]: the
+//! instance watchdog ([`Reconciler`]), the image importer ([`images::ImageImporter`]) and the
+//! pruning of old records ([`Pruner`]).
 //!
-//! Host agents move instances through their transitions. This reconciler covers the cases
-//! where no agent will: the host stopped reporting, or a transition is taking far longer than
-//! it ever should. It takes no payload; each pass re-reads the world and acts idempotently,
-//! so a missed or repeated pass changes nothing. Before touching an instance it takes the
+//! Host agents move instances through their transitions. The watchdog covers the cases where
+//! no agent will: the host stopped reporting, or a transition is taking far longer than it
+//! ever should. It takes no payload; each activation re-reads the world and acts idempotently,
+//! so a missed or repeated one changes nothing. Before touching an instance it takes the
 //! instance's lease in the database, so with several replicas each instance is handled by one
-//! at a time, and every write is generation-guarded on top.
+//! at a time, and every write is generation-guarded on top. An instance it fails on is logged
+//! and left for the next activation; the others are still handled.
 //!
-//! What a pass guarantees:
+//! What an activation guarantees:
 //! - **Deletion always finishes.** An instance being deleted on a host that is gone, or whose
 //!   host has not confirmed within the transition deadline, is removed; the host's orphan
 //!   reaper destroys the VM if the host ever returns.
@@ -18,20 +21,22 @@
 //!   `STOPPING` or `SUSPENDING` past `transition_timeout` is `TERMINATED` with a message
 //!   naming the state it was stuck in.
 
+pub mod background;
 pub mod images;
 
+use async_trait::async_trait;
+use background::{BackgroundTask, TaskReport};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Result;
 use stratus_store::{Changes, InstanceRecord, Store};
 use stratus_types::{DesiredState, InstanceStatus};
-use tokio_util::sync::CancellationToken;
 
-/// Deadlines and cadence of the reconciler.
+/// Deadlines and cadence of the background work.
 #[derive(Clone, Debug)]
 pub struct ReconcilerConfig {
-    /// Time between passes.
+    /// Time between activations of the instance watchdog.
     pub interval: Duration,
     /// A host silent for this long is considered gone.
     pub host_timeout: Duration,
@@ -61,15 +66,13 @@ impl Default for ReconcilerConfig {
     }
 }
 
-/// The control plane's reconciler.
+/// The instance watchdog: deletions that finish without their host, silent hosts, deadlines.
 pub struct Reconciler {
     store: Arc<dyn Store>,
     changes: Changes,
     config: ReconcilerConfig,
     /// The lease owner name of this replica.
     owner: String,
-    /// When old records were last pruned.
-    pruned_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn chrono_duration(d: Duration) -> chrono::Duration {
@@ -93,51 +96,46 @@ impl Reconciler {
             changes,
             config,
             owner,
-            pruned_at: std::sync::Mutex::new(None),
         }
     }
 
-    /// Runs passes until `cancel` fires.
-    pub async fn run(self, cancel: CancellationToken) {
-        loop {
-            if let Err(e) = self.pass().await {
-                tracing::warn!(error = %e, "reconciler pass failed");
-            }
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(self.config.interval) => {}
-            }
-        }
-    }
-
-    /// One pass over the instances that need the control plane's attention (and, now and
-    /// then, the pruning of audit events past their retention and of expired revocations).
-    pub async fn pass(&self) -> Result<()> {
+    /// One look at the instances that need the control plane's attention; an instance that
+    /// fails is reported and the others are still handled.
+    pub async fn pass(&self) -> TaskReport {
+        let mut report = TaskReport::default();
         let now = now();
-        if self.prune_due() {
-            let before = now - chrono_duration(self.config.audit_retention);
-            let events = self.store.prune_audit_events(before).await?;
-            let revocations = self.store.prune_revoked_tokens(now).await?;
-            if events + revocations > 0 {
-                tracing::info!(
-                    events,
-                    revocations,
-                    "pruned old audit events and expired revocations"
-                );
+        for (instance, decision) in match self.decisions(now).await {
+            Ok(decisions) => decisions,
+            Err(e) => {
+                report.failed(format!("reading the instances: {e}"));
+                return report;
             }
+        } {
+            let result = self.with_lease(&instance, decision, now).await;
+            report.item(
+                format!("instance {}/{}", instance.project, instance.id),
+                result,
+            );
         }
+        report
+    }
+
+    /// The instances to act on, each with what to do.
+    async fn decisions(&self, now: DateTime<Utc>) -> Result<Vec<(InstanceRecord, Outcome)>> {
+        let mut decisions = Vec::new();
         let silent_since = now - chrono_duration(self.config.host_timeout);
         for host in self.store.list_hosts().await? {
             if host.last_seen_at >= silent_since {
                 continue;
             }
             for instance in self.store.list_instances_on_host(host.id).await? {
-                self.with_lease(&instance, |i| {
-                    on_silent_host(i, &host.name, host.last_seen_at, now)
-                })
-                .await?;
+                if let Some(outcome) = on_silent_host(&instance, &host.name, host.last_seen_at, now)
+                {
+                    decisions.push((instance, outcome));
+                }
             }
         }
+        let timeout = self.config.transition_timeout;
         let stuck = self
             .store
             .list_instances_in_status_since(
@@ -147,67 +145,52 @@ impl Reconciler {
                     InstanceStatus::Stopping,
                     InstanceStatus::Suspending,
                 ],
-                now - chrono_duration(self.config.transition_timeout),
+                now - chrono_duration(timeout),
             )
             .await?;
         for instance in stuck {
-            let timeout = self.config.transition_timeout;
-            self.with_lease(&instance, |i| past_deadline(i, timeout, now))
-                .await?;
+            if let Some(outcome) = past_deadline(&instance, timeout, now) {
+                decisions.push((instance, outcome));
+            }
         }
+        let grace = self.config.repair_grace;
         let abandoned = self
             .store
             .list_instances_in_status_since(
                 &[InstanceStatus::Repairing],
-                now - chrono_duration(self.config.repair_grace),
+                now - chrono_duration(grace),
             )
             .await?;
         for instance in abandoned {
-            let grace = self.config.repair_grace;
-            self.with_lease(&instance, |i| {
-                Some(Outcome::Update {
-                    desired: DesiredState::Stopped,
-                    status: InstanceStatus::Terminated,
-                    message: format!(
-                        "its host has been unreachable for more than {}s; start it again to recover",
-                        grace.as_secs()
-                    ),
-                    record: i.clone(),
-                })
-            })
-            .await?;
+            let outcome = Outcome::Update {
+                desired: DesiredState::Stopped,
+                status: InstanceStatus::Terminated,
+                message: format!(
+                    "its host has been unreachable for more than {}s; start it again to recover",
+                    grace.as_secs()
+                ),
+                record: instance.clone(),
+            };
+            decisions.push((instance, outcome));
         }
-        Ok(())
+        Ok(decisions)
     }
 
-    fn prune_due(&self) -> bool {
-        let Ok(mut last) = self.pruned_at.lock() else {
-            return false;
-        };
-        let due = last.is_none_or(|at| at.elapsed() >= self.config.prune_every);
-        if due {
-            *last = Some(std::time::Instant::now());
-        }
-        due
-    }
-
-    /// Claims the instance's lease, applies the decision, releases the lease.
+    /// Claims the instance's lease, applies the decision, releases the lease; whether it did
+    /// something.
     async fn with_lease(
         &self,
         instance: &InstanceRecord,
-        decide: impl FnOnce(&InstanceRecord) -> Option<Outcome>,
-    ) -> Result<()> {
-        let Some(outcome) = decide(instance) else {
-            return Ok(());
-        };
-        let now = now();
+        outcome: Outcome,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let until = now + chrono_duration(self.config.lease);
         if !self
             .store
             .claim_instance_lease(instance.uid, &self.owner, now, until)
             .await?
         {
-            return Ok(());
+            return Ok(false);
         }
         let result = self.apply(outcome, now).await;
         self.store
@@ -216,13 +199,15 @@ impl Reconciler {
         result
     }
 
-    async fn apply(&self, outcome: Outcome, now: DateTime<Utc>) -> Result<()> {
+    async fn apply(&self, outcome: Outcome, now: DateTime<Utc>) -> Result<bool> {
         match outcome {
             Outcome::Finalize { record, why } => {
-                if self.store.finalize_instance_deletion(record.uid).await? {
+                let done = self.store.finalize_instance_deletion(record.uid).await?;
+                if done {
                     tracing::warn!(id = %record.id, project = %record.project, why, "deletion finished without the host");
                     self.changes.bump();
                 }
+                Ok(done)
             }
             Outcome::Update {
                 mut record,
@@ -232,13 +217,68 @@ impl Reconciler {
             } => {
                 record.desired = desired;
                 record.set_status(status, Some(message.clone()), now);
-                if self.store.update_instance(&record).await?.is_some() {
+                let done = self.store.update_instance(&record).await?.is_some();
+                if done {
                     tracing::warn!(id = %record.id, project = %record.project, status = status.as_str(), status_message = message, "instance reconciled");
                     self.changes.bump();
                 }
+                Ok(done)
             }
         }
-        Ok(())
+    }
+}
+
+#[async_trait]
+impl BackgroundTask for Reconciler {
+    fn name(&self) -> &'static str {
+        "instance-watchdog"
+    }
+
+    async fn activate(&self) -> TaskReport {
+        self.pass().await
+    }
+}
+
+/// Deletes audit events past their retention and revocations of tokens that have expired
+/// anyway.
+pub struct Pruner {
+    store: Arc<dyn Store>,
+    audit_retention: Duration,
+}
+
+impl Pruner {
+    pub fn new(store: Arc<dyn Store>, audit_retention: Duration) -> Self {
+        Self {
+            store,
+            audit_retention,
+        }
+    }
+}
+
+#[async_trait]
+impl BackgroundTask for Pruner {
+    fn name(&self) -> &'static str {
+        "pruner"
+    }
+
+    async fn activate(&self) -> TaskReport {
+        let mut report = TaskReport::default();
+        let now = now();
+        let before = now - chrono_duration(self.audit_retention);
+        for (what, pruned) in [
+            ("audit events", self.store.prune_audit_events(before).await),
+            ("revocations", self.store.prune_revoked_tokens(now).await),
+        ] {
+            match pruned {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(n, what, "pruned old records");
+                    report.acted += n;
+                }
+                Err(e) => report.failed(format!("pruning {what}: {e}")),
+            }
+        }
+        report
     }
 }
 

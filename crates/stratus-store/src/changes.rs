@@ -1,8 +1,12 @@
-//! In-process notification that instance state changed.
+//! Notification that the region's state changed.
 //!
-//! Writers bump a revision after every instance write; host agents and watchers wait for the
-//! revision to move instead of polling the database in a tight loop. The revision is per
-//! process: other replicas' writes are picked up by the bounded wait of each poll.
+//! Writers bump a revision after every instance or image write; host agents, waiting reads
+//! and background tasks wait for the revision to move instead of polling the database in a
+//! tight loop. The revision is per process. Writes made through other replicas reach it through
+//! the store's change feed where the database has one (PostgreSQL's `NOTIFY`, followed by
+//! [`crate::Store::follow_changes`], bumping once more after each reconnection since
+//! announcements may have been missed); elsewhere every wait is bounded, so another replica's
+//! write is seen at the latest when the wait ends.
 
 use std::time::Duration;
 use tokio::sync::watch;

@@ -12,8 +12,9 @@ use stratus_agent::sim::SimDriver;
 use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
 use stratus_api::App;
 use stratus_api::app::AppConfig;
+use stratus_reconciler::background::Driver as BackgroundDriver;
 use stratus_reconciler::images::ImageImporter;
-use stratus_reconciler::{Reconciler, ReconcilerConfig};
+use stratus_reconciler::{Pruner, Reconciler, ReconcilerConfig};
 use stratus_store::Changes;
 use stratus_types::agent::HostRegistration;
 use tokio::task::JoinSet;
@@ -28,6 +29,10 @@ pub const ADMIN_KEY_FILE: &str = "admin-api-key";
 
 /// File in the data directory holding the credential host agents present.
 pub const HOST_CREDENTIAL_FILE: &str = "host-credential";
+
+/// How often the image importer looks for work it was not woken for (a replica's import
+/// whose lease expired).
+const IMPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A running region.
 pub struct Region {
@@ -90,33 +95,48 @@ impl Region {
         let mut tasks = JoinSet::new();
 
         let replica = format!("replica-{}", uuid::Uuid::new_v4());
-        let reconciler = Reconciler::new(
-            store.clone(),
-            changes.clone(),
-            ReconcilerConfig {
-                interval: ms(config.reconciler.interval_ms),
-                host_timeout: secs(config.reconciler.host_timeout_s),
-                transition_timeout: secs(config.reconciler.transition_timeout_s),
-                repair_grace: secs(config.reconciler.repair_grace_s),
-                audit_retention: secs(
-                    config
-                        .reconciler
-                        .audit_retention_days
-                        .saturating_mul(86_400),
+        let reconciler_config = ReconcilerConfig {
+            interval: ms(config.reconciler.interval_ms),
+            host_timeout: secs(config.reconciler.host_timeout_s),
+            transition_timeout: secs(config.reconciler.transition_timeout_s),
+            repair_grace: secs(config.reconciler.repair_grace_s),
+            audit_retention: secs(
+                config
+                    .reconciler
+                    .audit_retention_days
+                    .saturating_mul(86_400),
+            ),
+            ..ReconcilerConfig::default()
+        };
+        let mut background = BackgroundDriver::new();
+        background
+            .register(
+                Reconciler::new(
+                    store.clone(),
+                    changes.clone(),
+                    reconciler_config.clone(),
+                    replica.clone(),
                 ),
-                ..ReconcilerConfig::default()
-            },
-            replica.clone(),
-        );
-        tasks.spawn(reconciler.run(cancel.clone()));
-        let importer = ImageImporter::new(
-            store.clone(),
-            changes.clone(),
-            data_dir.join("images"),
-            config.import_sources(),
-            replica,
-        );
-        tasks.spawn(importer.run(cancel.clone()));
+                reconciler_config.interval,
+                None,
+            )
+            .register(
+                ImageImporter::new(
+                    store.clone(),
+                    changes.clone(),
+                    data_dir.join("images"),
+                    config.import_sources(),
+                    replica,
+                ),
+                IMPORT_EVERY,
+                Some(changes.clone()),
+            )
+            .register(
+                Pruner::new(store.clone(), reconciler_config.audit_retention),
+                reconciler_config.prune_every,
+                None,
+            );
+        background.start(&mut tasks, cancel.clone());
 
         let host_credential_path = data_dir.join(HOST_CREDENTIAL_FILE);
         app.bootstrap_host_credential(|secret| write_private(&host_credential_path, secret))

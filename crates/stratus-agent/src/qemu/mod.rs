@@ -91,7 +91,7 @@ const SEED: &str = "seed.img";
 const SERIAL_CHUNK: u64 = 256 * 1024;
 
 fn io(context: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DriverError {
-    move |e| DriverError(format!("{context}: {e}"))
+    move |e| DriverError::Transient(format!("{context}: {e}"))
 }
 
 impl QemuDriver {
@@ -126,7 +126,7 @@ impl QemuDriver {
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
-                .map_err(|e| DriverError(format!("{}: {e}", path.display()))),
+                .map_err(|e| DriverError::Permanent(format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io(path.display())(e)),
         }
@@ -326,14 +326,16 @@ impl QemuDriver {
             if let Ok(code) = std::fs::read_to_string(self.dir(uid).join(EXIT_CODE)) {
                 let log =
                     std::fs::read_to_string(self.dir(uid).join("qemu.log")).unwrap_or_default();
-                return Err(DriverError(format!(
+                return Err(DriverError::Permanent(format!(
                     "QEMU exited with code {} at start: {}",
                     code.trim(),
                     log.lines().last().unwrap_or("")
                 )));
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(DriverError("QEMU did not start within 20 s".into()));
+                return Err(DriverError::Transient(
+                    "QEMU did not start within 20 s".into(),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -385,7 +387,9 @@ impl QemuDriver {
         if self.wait_exit(uid, Duration::from_secs(5)).await {
             Ok(hard)
         } else {
-            Err(DriverError(format!("QEMU process {pid} does not exit")))
+            Err(DriverError::Transient(format!(
+                "QEMU process {pid} does not exit"
+            )))
         }
     }
 }
@@ -395,11 +399,12 @@ async fn run(mut command: Command, what: &str) -> Result<(), DriverError> {
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| DriverError(format!("{what}: {e}")))?;
+        .map_err(|e| DriverError::Transient(format!("{what}: {e}")))?;
     if output.status.success() {
         Ok(())
     } else {
-        Err(DriverError(format!(
+        // The tool ran and refused: the same inputs would be refused again.
+        Err(DriverError::Permanent(format!(
             "{what} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))
@@ -590,7 +595,8 @@ impl Driver for QemuDriver {
         let dir = self.dir(spec.uid);
         std::fs::create_dir_all(&dir).map_err(io(dir.display()))?;
         self.ensure_disks(spec).await?;
-        let text = serde_json::to_string_pretty(spec).map_err(|e| DriverError(e.to_string()))?;
+        let text = serde_json::to_string_pretty(spec)
+            .map_err(|e| DriverError::Permanent(e.to_string()))?;
         let tmp = dir.join("spec.json.tmp");
         std::fs::write(&tmp, text).map_err(io(tmp.display()))?;
         std::fs::rename(&tmp, dir.join(SPEC)).map_err(io(dir.display()))
@@ -602,7 +608,7 @@ impl Driver for QemuDriver {
         }
         let spec = self
             .spec(uid)?
-            .ok_or_else(|| DriverError(format!("VM {uid} is not prepared")))?;
+            .ok_or_else(|| DriverError::NotFound(format!("VM {uid} is not prepared")))?;
         self.ensure_disks(&spec).await?;
         let dir = self.dir(uid);
         for stale in [EXIT_CODE, STOPPED_BY_AGENT, QMP, PID] {
@@ -629,7 +635,7 @@ impl Driver for QemuDriver {
             .process_group(0);
         let mut child = command
             .spawn()
-            .map_err(|e| DriverError(format!("starting {}: {e}", self.config.binary)))?;
+            .map_err(|e| DriverError::Permanent(format!("starting {}: {e}", self.config.binary)))?;
         // Reap the supervisor when it ends; QEMU itself outlives an agent restart.
         tokio::spawn(async move {
             let _ = child.wait().await;

@@ -22,7 +22,7 @@ pub async fn execute(
 ) -> Result<Value, DriverError> {
     tokio::time::timeout(TIMEOUT, execute_inner(socket, command, arguments))
         .await
-        .map_err(|_| DriverError(format!("QMP {command} timed out after {TIMEOUT:?}")))?
+        .map_err(|_| DriverError::Transient(format!("QMP {command} timed out after {TIMEOUT:?}")))?
 }
 
 async fn execute_inner(
@@ -30,12 +30,12 @@ async fn execute_inner(
     command: &str,
     arguments: Option<Value>,
 ) -> Result<Value, DriverError> {
-    let stream = UnixStream::connect(socket)
-        .await
-        .map_err(|e| DriverError(format!("connecting to QMP at {}: {e}", socket.display())))?;
+    let stream = UnixStream::connect(socket).await.map_err(|e| {
+        DriverError::Transient(format!("connecting to QMP at {}: {e}", socket.display()))
+    })?;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
-    let io = |e: std::io::Error| DriverError(format!("QMP: {e}"));
+    let io = |e: std::io::Error| DriverError::Transient(format!("QMP: {e}"));
     // Greeting.
     lines.next_line().await.map_err(io)?;
     let mut exchange = async |message: Value| -> Result<Value, DriverError> {
@@ -47,14 +47,14 @@ async fn execute_inner(
                 .next_line()
                 .await
                 .map_err(io)?
-                .ok_or_else(|| DriverError("QMP connection closed".into()))?;
+                .ok_or_else(|| DriverError::Transient("QMP connection closed".into()))?;
             let reply: Value = serde_json::from_str(&line)
-                .map_err(|e| DriverError(format!("QMP sent invalid JSON: {e}")))?;
+                .map_err(|e| DriverError::Transient(format!("QMP sent invalid JSON: {e}")))?;
             if let Some(ret) = reply.get("return") {
                 return Ok(ret.clone());
             }
             if let Some(err) = reply.get("error") {
-                return Err(DriverError(format!(
+                return Err(DriverError::Permanent(format!(
                     "QMP {}: {}",
                     message["execute"],
                     err["desc"].as_str().unwrap_or("error")

@@ -194,6 +194,33 @@ async fn delete_works_from_every_state_including_mid_provisioning() {
     region.stop().await;
 }
 
+/// A failure the driver knows would happen again (a guest the hypervisor refuses) is not
+/// retried: the instance ends at once with the reason.
+#[tokio::test]
+async fn a_permanent_boot_failure_is_not_retried() {
+    let mut config = fast_config();
+    config.agent.max_attempts = 5;
+    let region = TestRegion::with_config(config).await;
+    let c = &region.client;
+    let created = c
+        .post(
+            INSTANCES,
+            json!({"id": "refused", "type": TYPE_SMALL,
+                   "instanceMetadata": [{"key": "stratus-sim-fail", "value": "boot-permanent"}]}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let i = c
+        .wait_status("refused", "TERMINATED", Duration::from_secs(3))
+        .await;
+    let message = i["lifecycle"]["statusMessage"].as_str().unwrap();
+    assert!(
+        message.starts_with("booting failed: simulated permanent boot failure"),
+        "{message}"
+    );
+    region.stop().await;
+}
+
 #[tokio::test]
 async fn a_guest_that_cannot_boot_ends_terminated_with_the_reason() {
     let mut config = fast_config();

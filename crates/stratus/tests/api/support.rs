@@ -315,7 +315,13 @@ impl Client {
             last = reply.body;
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("the console of {id} never showed {needle:?}; last seen {last:#}");
+        let instance = self.get(&format!("{INSTANCES}/{id}")).await.body;
+        let uid = instance["uid"].as_str().unwrap_or_default();
+        panic!(
+            "the console of {id} never showed {needle:?}; last seen {last:#}\n\
+             the instance: {instance:#}\n{}",
+            guest_diagnostics(uid)
+        );
     }
 
     /// Polls until the instance answers 404.
@@ -375,4 +381,55 @@ impl TestRegion {
     pub fn typed(&self) -> stratus_client::Client {
         self.client.typed()
     }
+}
+
+/// What the host knows of a guest whose console shows nothing: its QEMU process and the files
+/// in its VM directory (found through the process's command line), for a failure to explain
+/// itself.
+pub fn guest_diagnostics(uid: &str) -> String {
+    let mut out = String::new();
+    if uid.is_empty() {
+        return "no uid to look for".into();
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return "no /proc".into();
+    };
+    for entry in entries.flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !args.iter().any(|a| a == uid) || !args[0].contains("qemu") {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        out.push_str(&format!(
+            "QEMU pid {}: {}\n",
+            entry.file_name().to_string_lossy(),
+            stat.rsplit(')').next().unwrap_or("").trim()
+        ));
+        let serial = args
+            .iter()
+            .find_map(|a| a.split("path=").nth(1))
+            .map(|p| p.split(',').next().unwrap_or(p).to_owned());
+        if let Some(serial) = serial {
+            let dir = std::path::Path::new(&serial).parent().unwrap().to_owned();
+            for name in ["serial.log", "qemu.log", "exit-code"] {
+                let text = std::fs::read(dir.join(name)).unwrap_or_default();
+                let tail = &text[text.len().saturating_sub(2000)..];
+                out.push_str(&format!(
+                    "{name} ({} bytes): {}\n",
+                    text.len(),
+                    String::from_utf8_lossy(tail)
+                ));
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("no QEMU process runs for this uid");
+    }
+    out
 }

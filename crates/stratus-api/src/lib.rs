@@ -43,6 +43,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// ([`routes`]) with their document at `/openapi.json`, the host agents' protocol, the console.
 pub fn router(app: Arc<App>) -> Router {
     let (public, document) = routes::public();
+    let allowed = Arc::new(routes::AllowedMethods::of(&document));
     let document = handlers::meta::ApiDocument(Arc::new(
         serde_json::to_string(&document).expect("the document serializes"),
     ));
@@ -51,6 +52,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(console::routes())
         .fallback(not_found)
         .layer(axum::Extension(document))
+        .layer(axum::middleware::from_fn_with_state(allowed, allow_methods))
         .with_state(app.clone());
     routes.layer(
         ServiceBuilder::new()
@@ -100,6 +102,31 @@ pub fn document_json() -> String {
         .expect("the document serializes");
     text.push('\n');
     text
+}
+
+/// Answers `OPTIONS` on a documented path with the methods it takes, and names those methods in
+/// the `Allow` header of a 405 (the router alone would name those of the path it routes at).
+async fn allow_methods(
+    axum::extract::State(allowed): axum::extract::State<Arc<routes::AllowedMethods>>,
+    request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
+    let methods = allowed.for_path(request.uri().path()).map(|methods| {
+        let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+        header::HeaderValue::from_str(&names.join(", ")).expect("method names are header values")
+    });
+    if request.method() == axum::http::Method::OPTIONS
+        && let Some(methods) = methods
+    {
+        return (StatusCode::NO_CONTENT, [(header::ALLOW, methods)]).into_response();
+    }
+    let mut response = next.run(request).await;
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(methods) = methods
+    {
+        response.headers_mut().insert(header::ALLOW, methods);
+    }
+    response
 }
 
 async fn not_found() -> Response {

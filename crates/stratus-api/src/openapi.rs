@@ -11,6 +11,8 @@ use utoipa::{Modify, OpenApi};
         description = "The k0rdent compute API as served by Stratus: instances, the catalog they reference, organizations and projects.",
         license(name = "Apache-2.0")
     ),
+    // Schemas only parameters name (the route table collects those of bodies).
+    components(schemas(stratus_types::InstanceAction, stratus_types::ResourceId)),
     modifiers(&BearerAuth),
     security(("bearerAuth" = [])),
     tags(

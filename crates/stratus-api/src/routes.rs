@@ -105,6 +105,70 @@ pub(crate) fn public() -> (Router<Arc<App>>, OpenApi) {
     (router, document)
 }
 
+/// The methods each documented path takes, to answer `OPTIONS` and to name in the `Allow`
+/// header of a 405: the document's, not the router's, which routes `{id}:{action}` at `{id}`.
+pub(crate) struct AllowedMethods {
+    templates: Vec<(Vec<String>, Vec<axum::http::Method>)>,
+}
+
+impl AllowedMethods {
+    pub(crate) fn of(document: &OpenApi) -> Self {
+        let templates = document
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let mut methods: Vec<axum::http::Method> = [
+                    (item.get.is_some(), axum::http::Method::GET),
+                    (item.get.is_some(), axum::http::Method::HEAD),
+                    (item.post.is_some(), axum::http::Method::POST),
+                    (item.put.is_some(), axum::http::Method::PUT),
+                    (item.patch.is_some(), axum::http::Method::PATCH),
+                    (item.delete.is_some(), axum::http::Method::DELETE),
+                ]
+                .into_iter()
+                .filter_map(|(has, method)| has.then_some(method))
+                .collect();
+                methods.push(axum::http::Method::OPTIONS);
+                (path.split('/').map(str::to_owned).collect(), methods)
+            })
+            .collect();
+        Self { templates }
+    }
+
+    /// The methods of the documented path `path` matches, if it matches one.
+    pub(crate) fn for_path(&self, path: &str) -> Option<&[axum::http::Method]> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.templates
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| segment_matches(t, s))
+            })
+            .map(|(_, methods)| methods.as_slice())
+    }
+}
+
+/// Whether a path segment fits a template segment: a literal, `{param}` (one segment without
+/// an action), `{param}:{action}` or `{param}:word`.
+fn segment_matches(template: &str, segment: &str) -> bool {
+    if !template.contains('{') {
+        return template == segment;
+    }
+    match template.split_once("}:") {
+        None => !segment.is_empty() && !segment.contains(':'),
+        Some((_, action)) => match segment.split_once(':') {
+            Some((id, verb)) if !id.is_empty() && !verb.is_empty() => {
+                action.starts_with('{') || action == verb
+            }
+            _ => false,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,6 +184,31 @@ mod tests {
             "/v1/regions/global/iam/apikeys/{id}"
         );
         assert_eq!(router_path("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn allowed_methods_follow_the_document() {
+        let allowed = AllowedMethods::of(&public().1);
+        let names = |path: &str| {
+            allowed
+                .for_path(path)
+                .map(|m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
+        };
+        let instances = "/v1/regions/r/projects/p/compute/instances";
+        assert_eq!(
+            names(&format!("{instances}/web-1")).as_deref(),
+            Some("GET,HEAD,PATCH,DELETE,OPTIONS")
+        );
+        assert_eq!(
+            names(&format!("{instances}/web-1:stop")).as_deref(),
+            Some("POST,OPTIONS")
+        );
+        assert_eq!(
+            names("/v1/regions/global/iam/apikeys/k:rotate").as_deref(),
+            Some("POST,OPTIONS")
+        );
+        assert_eq!(names("/v1/regions/global/iam/apikeys/k:fly"), None);
+        assert_eq!(names("/nowhere"), None);
     }
 
     /// The router holds the table's operations, the agents' protocol and the console, nothing

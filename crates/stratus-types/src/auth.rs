@@ -3,11 +3,36 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// How a token is asked for (the values of `grant_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    ApiKey,
+    ClientCredentials,
+}
+
+/// Whether an API key or a service account may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivationStatus {
+    Active,
+    Disabled,
+}
+
+/// Whether a client secret may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    Active,
+    Expired,
+}
+
 /// Body of `POST /v1/regions/global/auth/token`, discriminated by `grant_type`.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// `api_key` or `client_credentials`.
+    #[schema(value_type = GrantType)]
     pub grant_type: String,
     /// The API key secret, for `grant_type = api_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +91,7 @@ pub struct ApiKey {
     pub scope_id: String,
     pub roles: Vec<String>,
     /// `active` or `disabled`.
+    #[schema(value_type = ActivationStatus)]
     pub status: String,
     /// The principal that made the key.
     pub created_by: String,
@@ -109,6 +135,7 @@ pub struct ApiKeyUpdateRequest {
     pub roles: Option<Vec<String>>,
     /// `active` or `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ActivationStatus>)]
     pub status: Option<String>,
 }
 
@@ -168,6 +195,7 @@ pub struct ServiceAccount {
     pub scope_id: String,
     pub roles: Vec<String>,
     /// `active` or `disabled`.
+    #[schema(value_type = ActivationStatus)]
     pub status: String,
     pub created_by: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
@@ -202,6 +230,7 @@ pub struct ServiceAccountUpdateRequest {
     pub roles: Option<Vec<String>>,
     /// `active` or `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<ActivationStatus>)]
     pub status: Option<String>,
 }
 
@@ -222,6 +251,7 @@ pub struct Credential {
     pub service_account_id: String,
     pub client_id: String,
     /// `active` or `expired`.
+    #[schema(value_type = CredentialStatus)]
     pub status: String,
     pub created_at: chrono::DateTime<chrono::Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

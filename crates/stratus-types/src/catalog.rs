@@ -9,7 +9,7 @@ use uuid::Uuid;
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Region {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: String,
@@ -25,7 +25,7 @@ pub struct Region {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Zone {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: String,
@@ -51,7 +51,7 @@ pub struct InstanceTypeGpu {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceType {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: String,
@@ -71,7 +71,7 @@ pub struct InstanceType {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GpuType {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: String,
@@ -140,7 +140,7 @@ impl ImageStatus {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Image {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: String,

@@ -149,7 +149,7 @@ pub struct Disk {
     pub interface: Option<DiskInterface>,
     /// URI of an image, e.g. `/v1/regions/local-1/compute/images/stratus-guest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub source: Option<String>,
     #[serde(default)]
     pub boot: bool,
@@ -164,16 +164,17 @@ pub struct Disk {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Nic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub network: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 4094)]
     pub vlan: Option<u16>,
 }
 
@@ -183,7 +184,7 @@ pub struct Nic {
 pub struct Gpu {
     /// URI of a GPU type, e.g. `/v1/regions/local-1/zones/local-1a/gpu-types/nvidia-h100`.
     #[serde(rename = "type")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub gpu_type: String,
     pub count: u32,
 }
@@ -193,7 +194,7 @@ pub struct Gpu {
 #[serde(rename_all = "camelCase")]
 pub struct Instance {
     /// Relative URL of this instance.
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: ResourceId,
@@ -202,7 +203,7 @@ pub struct Instance {
     pub labels: Labels,
     /// URI of the instance type.
     #[serde(rename = "type")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub instance_type: String,
     pub instance_metadata: Vec<MetadataItem>,
     pub hostname: String,
@@ -229,7 +230,7 @@ pub struct InstanceCreateRequest {
     pub labels: Option<Labels>,
     /// URI of an instance type, e.g. `/v1/regions/local-1/zones/local-1a/instance-types/e2-small`.
     #[serde(rename = "type")]
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub instance_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_metadata: Option<Vec<MetadataItem>>,
@@ -288,4 +289,15 @@ pub struct SerialPortOutput {
     pub start: u64,
     /// Offset to pass as `start` to continue reading.
     pub next: u64,
+}
+
+/// What can be done to an instance with `…/instances/{id}:{action}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceAction {
+    Start,
+    Stop,
+    Reboot,
+    Suspend,
+    Resume,
 }

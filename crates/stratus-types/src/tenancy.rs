@@ -10,7 +10,7 @@ use uuid::Uuid;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Organization {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: ResourceId,
@@ -56,7 +56,7 @@ pub struct OrganizationList {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Project {
-    #[schema(format = "uri")]
+    #[schema(format = "uri-reference")]
     pub self_link: String,
     pub uid: Uuid,
     pub id: ResourceId,

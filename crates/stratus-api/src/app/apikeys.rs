@@ -25,7 +25,7 @@
 use super::Permission;
 use super::authz::{CredentialBounds, ORGANIZATION_ROLES, PROJECT_ROLES};
 use super::tokens::{hash_secret, new_secret};
-use super::{ApiKeyFilters, App, Caller, Paging, Principal, now};
+use super::{ApiKeyFilters, App, Caller, Paging, Principal, now, resource_id};
 use chrono::{DateTime, Utc};
 use stratus_core::{Error, Result, ids};
 use stratus_store::{ApiKeyRecord, RevokedTokenRecord};
@@ -159,8 +159,13 @@ impl App {
         id: &str,
         permission: Permission,
     ) -> Result<ApiKeyRecord> {
+        let id = resource_id("id", id)?;
         let not_found = || Error::NotFound(format!("API key {id} not found"));
-        let key = self.store.get_api_key(id).await?.ok_or_else(not_found)?;
+        let key = self
+            .store
+            .get_api_key(id.as_str())
+            .await?
+            .ok_or_else(not_found)?;
         if principal.manages(permission, &key_bounds(&key)) {
             Ok(key)
         } else {

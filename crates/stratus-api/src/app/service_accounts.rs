@@ -318,9 +318,10 @@ impl App {
         let account = self
             .administered_account(principal, account_id, permission)
             .await?;
+        let id = resource_id("id", id)?;
         let credential = self
             .store
-            .get_credential(id)
+            .get_credential(id.as_str())
             .await?
             .filter(|c| c.service_account_id == account.id)
             .ok_or_else(|| Error::NotFound(format!("credential {id} not found")))?;

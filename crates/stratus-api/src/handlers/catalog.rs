@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 use stratus_types::{
+    ResourceId,
     ErrorBody, GpuType, GpuTypeList, Image, ImageCreateRequest, ImageList, InstanceType,
     InstanceTypeList, Region, RegionList, Zone, ZoneList,
 };
@@ -31,7 +32,7 @@ pub async fn list_regions(
 
 /// Get a region.
 #[utoipa::path(get, path = "/v1/regions/{region}", operation_id = "getRegion", tag = "catalog",
-    params(("region" = String, Path)),
+    params(("region" = ResourceId, Path)),
     responses((status = 200, body = Region), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_region(
     State(app): Ctx,
@@ -43,7 +44,7 @@ pub async fn get_region(
 
 /// List the zones of a region.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones", operation_id = "listZones", tag = "catalog",
-    params(("region" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = ZoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_zones(
     State(app): Ctx,
@@ -56,7 +57,7 @@ pub async fn list_zones(
 
 /// Get a zone.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}", operation_id = "getZone", tag = "catalog",
-    params(("region" = String, Path), ("zone" = String, Path)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path)),
     responses((status = 200, body = Zone), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_zone(
     State(app): Ctx,
@@ -68,7 +69,7 @@ pub async fn get_zone(
 
 /// List the instance types of a zone.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/instance-types", operation_id = "listInstanceTypes", tag = "catalog",
-    params(("region" = String, Path), ("zone" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = InstanceTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_instance_types(
     State(app): Ctx,
@@ -83,7 +84,7 @@ pub async fn list_instance_types(
 
 /// Get an instance type.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/instance-types/{id}", operation_id = "getInstanceType", tag = "catalog",
-    params(("region" = String, Path), ("zone" = String, Path), ("id" = String, Path)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("id" = ResourceId, Path)),
     responses((status = 200, body = InstanceType), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_instance_type(
     State(app): Ctx,
@@ -95,7 +96,7 @@ pub async fn get_instance_type(
 
 /// List the GPU types of a zone.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/gpu-types", operation_id = "listGpuTypes", tag = "catalog",
-    params(("region" = String, Path), ("zone" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = GpuTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_gpu_types(
     State(app): Ctx,
@@ -108,7 +109,7 @@ pub async fn list_gpu_types(
 
 /// Get a GPU type.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/gpu-types/{id}", operation_id = "getGpuType", tag = "catalog",
-    params(("region" = String, Path), ("zone" = String, Path), ("id" = String, Path)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("id" = ResourceId, Path)),
     responses((status = 200, body = GpuType), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_gpu_type(
     State(app): Ctx,
@@ -120,7 +121,7 @@ pub async fn get_gpu_type(
 
 /// List the images of a region.
 #[utoipa::path(get, path = "/v1/regions/{region}/compute/images", operation_id = "listImages", tag = "images",
-    params(("region" = String, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = ImageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_images(
     State(app): Ctx,
@@ -134,7 +135,7 @@ pub async fn list_images(
 /// Register an image: it is imported from a path on the control plane's host or an http(s)
 /// URL, its checksum verified; `status` and `statusMessage` show the progress.
 #[utoipa::path(post, path = "/v1/regions/{region}/compute/images", operation_id = "createImage", tag = "images",
-    params(("region" = String, Path)),
+    params(("region" = ResourceId, Path)),
     request_body = ImageCreateRequest,
     responses((status = 201, body = Image), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
@@ -150,7 +151,7 @@ pub async fn create_image(
 
 /// Get an image.
 #[utoipa::path(get, path = "/v1/regions/{region}/compute/images/{id}", operation_id = "getImage", tag = "images",
-    params(("region" = String, Path), ("id" = String, Path)),
+    params(("region" = ResourceId, Path), ("id" = ResourceId, Path)),
     responses((status = 200, body = Image), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_image(
     State(app): Ctx,
@@ -163,8 +164,8 @@ pub async fn get_image(
 
 /// Delete an image no instance uses.
 #[utoipa::path(delete, path = "/v1/regions/{region}/compute/images/{id}", operation_id = "deleteImage", tag = "images",
-    params(("region" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    params(("region" = ResourceId, Path), ("id" = ResourceId, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "instances use it")))]
 pub async fn delete_image(
     State(app): Ctx,

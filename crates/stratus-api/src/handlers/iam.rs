@@ -9,8 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use std::sync::Arc;
 use stratus_core::Error;
-use stratus_types::ErrorBody;
+use stratus_types::{ErrorBody, ResourceId};
 use stratus_types::auth::{
+    ActivationStatus, CredentialStatus,
     ApiKey, ApiKeyCreateRequest, ApiKeyList, ApiKeyRotateRequest, ApiKeyUpdateRequest,
     AuditEventList, CheckRequest, CheckResponse, Credential, CredentialCreateRequest,
     CredentialList, IntrospectResponse, RevokeResponse, ServiceAccount,
@@ -24,7 +25,7 @@ type Ctx = State<Arc<App>>;
     get, path = "/v1/regions/global/iam/apikeys", operation_id = "listApiKeys", tag = "iam",
     params(
         ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
-        ("pageToken" = Option<String>, Query), ("status" = Option<String>, Query),
+        ("pageToken" = Option<String>, Query), ("status" = Option<ActivationStatus>, Query),
     ),
     responses((status = 200, body = ApiKeyList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody))
 )]
@@ -59,8 +60,8 @@ pub async fn create_api_key(
 /// Get one of the caller's API keys (another principal's key answers 404).
 #[utoipa::path(
     get, path = "/v1/regions/global/iam/apikeys/{id}", operation_id = "getApiKey", tag = "iam",
-    params(("id" = String, Path)),
-    responses((status = 200, body = ApiKey), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("id" = ResourceId, Path)),
+    responses((status = 200, body = ApiKey), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_api_key(
     State(app): Ctx,
@@ -73,7 +74,7 @@ pub async fn get_api_key(
 /// Rename, re-role, disable or re-enable an API key.
 #[utoipa::path(
     patch, path = "/v1/regions/global/iam/apikeys/{id}", operation_id = "updateApiKey", tag = "iam",
-    params(("id" = String, Path)),
+    params(("id" = ResourceId, Path)),
     request_body = ApiKeyUpdateRequest,
     responses(
         (status = 200, body = ApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -92,8 +93,8 @@ pub async fn update_api_key(
 /// Delete an API key; tokens minted from it run out within their lifetime.
 #[utoipa::path(
     delete, path = "/v1/regions/global/iam/apikeys/{id}", operation_id = "deleteApiKey", tag = "iam",
-    params(("id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("id" = ResourceId, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn delete_api_key(
     State(app): Ctx,
@@ -108,7 +109,7 @@ pub async fn delete_api_key(
 /// `gracePeriodSeconds` (0..300).
 #[utoipa::path(
     post, path = "/v1/regions/global/iam/apikeys/{id}:rotate", operation_id = "rotateApiKey", tag = "iam",
-    params(("id" = String, Path)),
+    params(("id" = ResourceId, Path)),
     request_body(content = Option<ApiKeyRotateRequest>),
     responses(
         (status = 200, body = ApiKey), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -182,7 +183,7 @@ pub async fn revoke(
     get, path = "/v1/regions/global/iam/service-accounts", operation_id = "listServiceAccounts", tag = "iam",
     params(
         ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
-        ("pageToken" = Option<String>, Query), ("status" = Option<String>, Query),
+        ("pageToken" = Option<String>, Query), ("status" = Option<ActivationStatus>, Query),
     ),
     responses((status = 200, body = ServiceAccountList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody))
@@ -218,8 +219,8 @@ pub async fn create_service_account(
 /// Get a service account (to anyone but its organization's administrators: 404).
 #[utoipa::path(
     get, path = "/v1/regions/global/iam/service-accounts/{id}", operation_id = "getServiceAccount", tag = "iam",
-    params(("id" = String, Path)),
-    responses((status = 200, body = ServiceAccount), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("id" = ResourceId, Path)),
+    responses((status = 200, body = ServiceAccount), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_service_account(
     State(app): Ctx,
@@ -232,7 +233,7 @@ pub async fn get_service_account(
 /// Rename, describe, re-role, disable or re-enable a service account.
 #[utoipa::path(
     patch, path = "/v1/regions/global/iam/service-accounts/{id}", operation_id = "updateServiceAccount", tag = "iam",
-    params(("id" = String, Path)),
+    params(("id" = ResourceId, Path)),
     request_body = ServiceAccountUpdateRequest,
     responses((status = 200, body = ServiceAccount), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
@@ -249,8 +250,8 @@ pub async fn update_service_account(
 /// Delete a service account and its credentials.
 #[utoipa::path(
     delete, path = "/v1/regions/global/iam/service-accounts/{id}", operation_id = "deleteServiceAccount", tag = "iam",
-    params(("id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("id" = ResourceId, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn delete_service_account(
     State(app): Ctx,
@@ -265,7 +266,7 @@ pub async fn delete_service_account(
 #[utoipa::path(
     get, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials",
     operation_id = "listCredentials", tag = "iam",
-    params(("serviceAccountId" = String, Path), ("status" = Option<String>, Query)),
+    params(("serviceAccountId" = ResourceId, Path), ("status" = Option<CredentialStatus>, Query)),
     responses((status = 200, body = CredentialList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
@@ -284,7 +285,7 @@ pub async fn list_credentials(
 #[utoipa::path(
     post, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials",
     operation_id = "createCredential", tag = "iam",
-    params(("serviceAccountId" = String, Path)),
+    params(("serviceAccountId" = ResourceId, Path)),
     request_body(content = Option<CredentialCreateRequest>),
     responses((status = 201, body = Credential), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -306,8 +307,8 @@ pub async fn create_credential(
 #[utoipa::path(
     get, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials/{id}",
     operation_id = "getCredential", tag = "iam",
-    params(("serviceAccountId" = String, Path), ("id" = String, Path)),
-    responses((status = 200, body = Credential), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("serviceAccountId" = ResourceId, Path), ("id" = ResourceId, Path)),
+    responses((status = 200, body = Credential), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_credential(
     State(app): Ctx,
@@ -321,8 +322,8 @@ pub async fn get_credential(
 #[utoipa::path(
     delete, path = "/v1/regions/global/iam/service-accounts/{serviceAccountId}/credentials/{id}",
     operation_id = "deleteCredential", tag = "iam",
-    params(("serviceAccountId" = String, Path), ("id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("serviceAccountId" = ResourceId, Path), ("id" = ResourceId, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn delete_credential(
     State(app): Ctx,

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use stratus_core::Error;
 use stratus_core::lifecycle::Action;
 use stratus_types::{
+    InstanceAction, ResourceId,
     ErrorBody, Instance, InstanceCreateRequest, InstanceList, InstanceUpdateRequest,
     SerialPortOutput,
 };
@@ -32,7 +33,7 @@ fn instance<'a>(region: &'a str, project: &'a str, id: &'a str) -> InstanceRef<'
     get, path = "/v1/regions/{region}/projects/{project}/compute/instances",
     operation_id = "listInstances", tag = "instances",
     params(
-        ("region" = String, Path), ("project" = String, Path),
+        ("region" = ResourceId, Path), ("project" = ResourceId, Path),
         ("pageSize" = Option<u32>, Query, description = "1 to 500, default 50", minimum = 1, maximum = 500),
         ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page"),
         ("offset" = Option<u64>, Query, description = "items to skip; the response then has total (not with pageToken)"),
@@ -60,7 +61,7 @@ pub async fn list_instances(
 #[utoipa::path(
     post, path = "/v1/regions/{region}/projects/{project}/compute/instances",
     operation_id = "createInstance", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path)),
+    params(("region" = ResourceId, Path), ("project" = ResourceId, Path)),
     request_body = InstanceCreateRequest,
     responses(
         (status = 201, body = Instance, headers(("ETag" = String))),
@@ -87,7 +88,7 @@ pub async fn create_instance(
 #[utoipa::path(
     get, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
     operation_id = "getInstance", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+    params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path),
         ("If-None-Match" = Option<String>, Header, description = "ETag the caller has"),
         ("Prefer" = Option<String>, Header, description = "`wait=<seconds>`: wait up to that long for a change")),
     responses(
@@ -130,7 +131,7 @@ pub async fn get_instance(
 #[utoipa::path(
     patch, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
     operation_id = "updateInstance", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+    params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path),
         ("If-Match" = Option<String>, Header, description = "ETag the change is based on")),
     request_body = InstanceUpdateRequest,
     responses(
@@ -163,7 +164,7 @@ pub async fn update_instance(
 #[utoipa::path(
     delete, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}",
     operation_id = "deleteInstance", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+    params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path),
         ("If-Match" = Option<String>, Header, description = "ETag the deletion is based on")),
     responses(
         (status = 204, description = "deletion initiated"),
@@ -187,8 +188,8 @@ pub async fn delete_instance(
 #[utoipa::path(
     post, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}:{action}",
     operation_id = "instanceAction", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
-        ("action" = String, Path, description = "start, stop, reboot, suspend or resume"),
+    params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path),
+        ("action" = InstanceAction, Path, description = "start, stop, reboot, suspend or resume"),
         ("If-Match" = Option<String>, Header, description = "ETag the action is based on")),
     responses(
         (status = 200, body = Instance, headers(("ETag" = String))),
@@ -232,7 +233,7 @@ pub async fn instance_action(
 #[utoipa::path(
     get, path = "/v1/regions/{region}/projects/{project}/compute/instances/{id}/serialPortOutput",
     operation_id = "getSerialPortOutput", tag = "instances",
-    params(("region" = String, Path), ("project" = String, Path), ("id" = String, Path),
+    params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path),
         ("start" = Option<u64>, Query, description = "byte offset to read from (default 0)")),
     responses(
         (status = 200, body = SerialPortOutput),

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 use stratus_types::{
+    ResourceId,
     ErrorBody, Organization, OrganizationCreateRequest, OrganizationList,
     OrganizationUpdateRequest, Project, ProjectCreateRequest, ProjectList, ProjectUpdateRequest,
 };
@@ -55,8 +56,8 @@ pub async fn create_organization(
 /// Get an organization.
 #[utoipa::path(
     get, path = "/v1/regions/global/organizations/{id}", operation_id = "getOrganization", tag = "organizations",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Organization), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("id" = ResourceId, Path)),
+    responses((status = 200, body = Organization), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_organization(
     State(app): Ctx,
@@ -70,7 +71,7 @@ pub async fn get_organization(
 /// Update an organization's displayName or description.
 #[utoipa::path(
     patch, path = "/v1/regions/global/organizations/{id}", operation_id = "updateOrganization", tag = "organizations",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = ResourceId, Path), ("If-Match" = Option<String>, Header)),
     request_body = OrganizationUpdateRequest,
     responses(
         (status = 200, body = Organization), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -93,9 +94,9 @@ pub async fn update_organization(
 /// Delete an organization that has no projects left.
 #[utoipa::path(
     delete, path = "/v1/regions/global/organizations/{id}", operation_id = "deleteOrganization", tag = "organizations",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = ResourceId, Path), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 204), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "it still has projects"),
         (status = 412, body = ErrorBody),
     )
@@ -149,8 +150,8 @@ pub async fn create_project(
 /// Get a project.
 #[utoipa::path(
     get, path = "/v1/regions/global/projects/{id}", operation_id = "getProject", tag = "projects",
-    params(("id" = String, Path)),
-    responses((status = 200, body = Project), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
+    params(("id" = ResourceId, Path)),
+    responses((status = 200, body = Project), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_project(
     State(app): Ctx,
@@ -164,7 +165,7 @@ pub async fn get_project(
 /// Update a project's displayName or description.
 #[utoipa::path(
     patch, path = "/v1/regions/global/projects/{id}", operation_id = "updateProject", tag = "projects",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = ResourceId, Path), ("If-Match" = Option<String>, Header)),
     request_body = ProjectUpdateRequest,
     responses(
         (status = 200, body = Project), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -187,9 +188,9 @@ pub async fn update_project(
 /// Delete a project that has no instances left.
 #[utoipa::path(
     delete, path = "/v1/regions/global/projects/{id}", operation_id = "deleteProject", tag = "projects",
-    params(("id" = String, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = ResourceId, Path), ("If-Match" = Option<String>, Header)),
     responses(
-        (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 204), (status = 400, body = ErrorBody, description = "a malformed id"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "it still has instances"),
         (status = 412, body = ErrorBody),
     )

@@ -6,10 +6,10 @@ use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use stratus_types::InstanceStatus;
 use stratus_types::agent::{
     Assignment, AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
 };
+use stratus_types::{InstanceStatus, MetadataItem};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,6 +49,12 @@ pub trait ControlPlane: Send + Sync + 'static {
         at: u64,
         bytes: &[u8],
     ) -> Result<u64, ControlPlaneError>;
+    /// The metadata of an instance placed on this host (assignments carry only its digest).
+    async fn instance_metadata(
+        &self,
+        host: Uuid,
+        uid: Uuid,
+    ) -> Result<Vec<MetadataItem>, ControlPlaneError>;
     /// Format, size and checksum of a READY image.
     async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError>;
     /// Writes the image's file to `dest`.
@@ -151,6 +157,7 @@ impl Agent {
         // hypervisor never leaves a guest's console unseen.
         tracker.spawn(copy_consoles(shared.clone(), cancel.clone()));
         let mut orphans: HashMap<Uuid, Instant> = HashMap::new();
+        let mut metadata = MetadataCache::default();
         let mut since = 0;
         let mut wait = shared.config.poll_wait;
         loop {
@@ -172,14 +179,59 @@ impl Agent {
                 }
             };
             since = batch.revision;
-            *shared.placed.lock().unwrap() = batch.assignments.iter().map(|a| a.spec.uid).collect();
-            for assignment in batch.assignments.iter() {
+            let placed: HashSet<Uuid> = batch.assignments.iter().map(|a| a.spec.uid).collect();
+            *shared.placed.lock().unwrap() = placed.clone();
+            let assignments = metadata.fill(&shared, batch.assignments).await;
+            for assignment in assignments.iter() {
                 start_step_if_needed(&shared, &tracker, assignment).await;
             }
-            reap_orphans(&shared, &batch.assignments, &mut orphans).await;
+            reap_orphans(&shared, &placed, &mut orphans).await;
         }
         tracker.close();
         tracker.wait().await;
+    }
+}
+
+/// The metadata of the host's instances, fetched when an assignment's digest says it changed,
+/// since polls leave it out.
+#[derive(Default)]
+struct MetadataCache {
+    by_instance: HashMap<Uuid, (String, Vec<MetadataItem>)>,
+}
+
+impl MetadataCache {
+    /// `assignments` with their metadata filled in; one whose metadata cannot be fetched now is
+    /// left for the next poll.
+    async fn fill(&mut self, shared: &Shared, assignments: Vec<Assignment>) -> Vec<Assignment> {
+        let placed: HashSet<Uuid> = assignments.iter().map(|a| a.spec.uid).collect();
+        self.by_instance.retain(|uid, _| placed.contains(uid));
+        let mut filled = Vec::with_capacity(assignments.len());
+        for mut a in assignments {
+            let uid = a.spec.uid;
+            let current = self
+                .by_instance
+                .get(&uid)
+                .is_some_and(|(digest, _)| *digest == a.metadata_digest);
+            if !current {
+                match shared
+                    .control_plane
+                    .instance_metadata(shared.host, uid)
+                    .await
+                {
+                    Ok(items) => {
+                        self.by_instance
+                            .insert(uid, (a.metadata_digest.clone(), items));
+                    }
+                    Err(e) => {
+                        tracing::warn!(%uid, error = %e, "fetching an instance's metadata failed");
+                        continue;
+                    }
+                }
+            }
+            a.spec.metadata = self.by_instance[&uid].1.clone();
+            filled.push(a);
+        }
+        filled
     }
 }
 
@@ -351,10 +403,9 @@ fn verb(step: &Step) -> &'static str {
 /// grace period (a VM can briefly exist before its record reaches this agent).
 async fn reap_orphans(
     shared: &Shared,
-    assignments: &[Assignment],
+    claimed: &HashSet<Uuid>,
     orphans: &mut HashMap<Uuid, Instant>,
 ) {
-    let claimed: HashSet<Uuid> = assignments.iter().map(|a| a.spec.uid).collect();
     let vms = match shared.driver.list().await {
         Ok(vms) => vms,
         Err(e) => {

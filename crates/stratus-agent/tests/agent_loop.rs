@@ -11,7 +11,7 @@ use stratus_types::agent::{
     Assignment, AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
     VmSpec,
 };
-use stratus_types::{DesiredState, InstanceStatus};
+use stratus_types::{DesiredState, InstanceStatus, MetadataItem, MetadataKey};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,6 +20,9 @@ use uuid::Uuid;
 struct Recorder {
     assignments: Mutex<Vec<Assignment>>,
     reports: Mutex<Vec<StatusReport>>,
+    /// Metadata by instance, and how often it was fetched.
+    metadata: Mutex<std::collections::HashMap<Uuid, Vec<MetadataItem>>>,
+    metadata_fetches: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
@@ -62,6 +65,22 @@ impl ControlPlane for Recorder {
         bytes: &[u8],
     ) -> Result<u64, ControlPlaneError> {
         Ok(at + bytes.len() as u64)
+    }
+
+    async fn instance_metadata(
+        &self,
+        _: Uuid,
+        uid: Uuid,
+    ) -> Result<Vec<MetadataItem>, ControlPlaneError> {
+        self.metadata_fetches
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self
+            .metadata
+            .lock()
+            .unwrap()
+            .get(&uid)
+            .cloned()
+            .unwrap_or_default())
     }
 
     async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError> {
@@ -151,6 +170,7 @@ async fn a_running_instance_whose_vm_vanished_is_reported_terminated() {
         desired: DesiredState::Running,
         status: InstanceStatus::Running,
         generation: 7,
+        metadata_digest: String::new(),
     });
     let cancel = start(cp.clone(), instant_sim());
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -166,5 +186,57 @@ async fn a_running_instance_whose_vm_vanished_is_reported_terminated() {
     assert_eq!(report.status, InstanceStatus::Terminated);
     assert!(report.intent_stopped);
     assert!(report.message.unwrap().contains("vanished"));
+    cancel.cancel();
+}
+
+/// Polls leave an instance's metadata out: the agent fetches it once per digest and hands it to
+/// the driver with the spec (here the simulator, which reads a failure to inject from it).
+#[tokio::test]
+async fn metadata_is_fetched_once_per_digest_and_reaches_the_driver() {
+    let cp = Arc::new(Recorder::default());
+    let uid = Uuid::new_v4();
+    cp.metadata.lock().unwrap().insert(
+        uid,
+        vec![MetadataItem {
+            key: MetadataKey::parse(stratus_agent::sim::FAIL_KEY).unwrap(),
+            value: "boot-permanent".into(),
+        }],
+    );
+    cp.assignments.lock().unwrap().push(Assignment {
+        spec: spec(uid),
+        desired: DesiredState::Running,
+        status: InstanceStatus::Staging,
+        generation: 3,
+        metadata_digest: "d1".into(),
+    });
+    let cancel = start(cp.clone(), instant_sim());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let report = loop {
+        if let Some(r) = cp.reports.lock().unwrap().first().cloned() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no report");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        report
+            .message
+            .unwrap()
+            .contains("simulated permanent boot failure"),
+        "the driver saw the fetched metadata"
+    );
+    // Many polls later, still one fetch: the digest did not change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fetches = || {
+        cp.metadata_fetches
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(fetches(), 1);
+    cp.assignments.lock().unwrap()[0].metadata_digest = "d2".into();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while fetches() < 2 {
+        assert!(Instant::now() < deadline, "a new digest was not fetched");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cancel.cancel();
 }

@@ -36,6 +36,7 @@ macro_rules! conformance_tests {
             images_are_upserted_imported_and_guarded,
             concurrent_creates_never_overcommit,
             service_accounts_credentials_and_audit,
+            hosts_poll_instances_without_their_metadata,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -1001,4 +1002,41 @@ pub async fn service_accounts_credentials_and_audit(store: Arc<dyn Store>) {
     assert_eq!(store.prune_revoked_tokens(Utc::now()).await.unwrap(), 1);
     assert!(store.is_token_revoked("kept").await.unwrap());
     assert!(!store.is_token_revoked("gone").await.unwrap());
+}
+
+/// What a host polls carries a digest of each instance's metadata, not the metadata (up to
+/// 512 KiB each); reading the instance gives it whole, and a change of it changes the digest.
+pub async fn hosts_poll_instances_without_their_metadata(store: Arc<dyn Store>) {
+    use stratus_types::{MetadataItem, MetadataKey};
+    let host = seeded(&store).await;
+    let mut vm = instance("vm", 1, &[]);
+    vm.spec.metadata = vec![MetadataItem {
+        key: MetadataKey::parse("user-data").unwrap(),
+        value: "x".repeat(100_000),
+    }];
+    let created = create(&store, vm.clone()).await.unwrap();
+    assert_eq!(created.spec.metadata, vm.spec.metadata);
+    let polled = store.list_assignments_on_host(host.id).await.unwrap();
+    assert_eq!(polled.len(), 1);
+    let (light, digest) = &polled[0];
+    assert!(
+        light.spec.metadata.is_empty(),
+        "metadata travels with the poll"
+    );
+    assert_eq!(light.spec.hostname, "vm");
+    assert_eq!(*digest, crate::metadata_digest(&vm.spec.metadata));
+    let stored = store.get_instance("p", "vm").await.unwrap().unwrap();
+    assert_eq!(stored.spec.metadata, vm.spec.metadata);
+    let mut changed = stored.clone();
+    changed.spec.metadata[0].value = "y".into();
+    store.update_instance(&changed).await.unwrap().unwrap();
+    let (_, after) = store
+        .list_assignments_on_host(host.id)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_ne!(after, *digest);
+    assert_eq!(after, crate::metadata_digest(&changed.spec.metadata));
+    let everything = store.export().await.unwrap();
+    assert_eq!(everything.instances[0].spec.metadata, changed.spec.metadata);
 }

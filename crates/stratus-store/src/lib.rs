@@ -36,6 +36,7 @@ pub mod testing;
 pub use changes::Changes;
 pub use postgres::PostgresStore;
 pub use records::*;
+pub use rows::metadata_digest;
 pub use sql::SqlStore;
 pub use sqlite::SqliteStore;
 
@@ -111,6 +112,12 @@ pub trait Store: Send + Sync + 'static {
     /// of a delete. Returns whether a row was removed.
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool>;
     async fn list_instances_on_host(&self, host_id: Uuid) -> Result<Vec<InstanceRecord>>;
+    /// The instances on a host as its agent polls them: without their metadata (which may be
+    /// large), each with the digest of its metadata. Never to be written back.
+    async fn list_assignments_on_host(
+        &self,
+        host_id: Uuid,
+    ) -> Result<Vec<(InstanceRecord, String)>>;
     /// Instances whose status is one of `statuses` and has not changed since `before`.
     async fn list_instances_in_status_since(
         &self,

@@ -1,7 +1,8 @@
 //! The schema, one source for both databases, applied in numbered steps.
 //!
 //! Each migration is a file in `migrations/` whose statements both databases run, with the two
-//! column types they name differently written as `{uid}` and `{bytes}`. Statements run one at a
+//! column types they name differently written as `{uid}` and `{bytes}`, and `{add_column}` for
+//! adding a column. Statements run one at a
 //! time outside transactions (CockroachDB runs schema changes that way) and are written to be
 //! run again (`IF NOT EXISTS`), so a start cut short half-way simply finishes at the next one.
 //! Which migrations a database has is kept in `schema_migrations`; on PostgreSQL the steps run
@@ -21,16 +22,25 @@ struct Migration {
     sql: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "baseline",
-    sql: include_str!("../migrations/0001_baseline.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "baseline",
+        sql: include_str!("../migrations/0001_baseline.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "instance metadata",
+        sql: include_str!("../migrations/0002_instance_metadata.sql"),
+    },
+];
 
-/// How a database spells the column types the schema leaves open.
+/// How a database spells what the schema leaves open: two column types, and adding a column
+/// (which PostgreSQL can make repeatable; SQLite runs a migration in one transaction).
 pub(crate) struct ColumnTypes {
     pub uid: &'static str,
     pub bytes: &'static str,
+    pub add_column: &'static str,
     /// How many migrations a database made by the former, per-database schema had when it
     /// matched the baseline.
     pub former_migrations: i64,
@@ -51,6 +61,7 @@ fn statements<'a>(sql: &'a str, types: &'a ColumnTypes) -> impl Iterator<Item = 
         .map(|s| {
             s.replace("{uid}", types.uid)
                 .replace("{bytes}", types.bytes)
+                .replace("{add_column}", types.add_column)
         })
 }
 
@@ -141,6 +152,7 @@ mod tests {
         let types = ColumnTypes {
             uid: "UUID",
             bytes: "BYTEA",
+            add_column: "ADD COLUMN IF NOT EXISTS",
             former_migrations: 0,
         };
         let all: Vec<String> = statements(MIGRATIONS[0].sql, &types).collect();

@@ -69,10 +69,11 @@ impl PostgresStore {
         let types = ColumnTypes {
             uid: "UUID",
             bytes: "BYTEA",
+            add_column: "ADD COLUMN IF NOT EXISTS",
             former_migrations: 25,
         };
         migrate(&engine, &types).await?;
-        Ok(SqlStore::new(Arc::new(engine)))
+        SqlStore::open(Arc::new(engine)).await
     }
 }
 

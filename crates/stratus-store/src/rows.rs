@@ -242,12 +242,82 @@ macro_rules! table {
     };
 }
 
-table!(InstanceRecord, "instances", {
-    uid: Uid, project: Text, id: Text, zone: Text, host_id: OptUid, spec: Json, vcpus: Narrow,
-    memory_mb: Narrow, gpu_type: OptText, gpu_count: Narrow, desired: Named, status: Named,
-    status_message: OptText, status_changed_at: Time, generation: Int, created_at: Time,
-    updated_at: Time,
-});
+impl Table for InstanceRecord {
+    const NAME: &'static str = "instances";
+
+    /// The metadata is in its own column (or, in a row not yet moved, still in the spec); a
+    /// row read without it (`NULL AS metadata`) has none.
+    fn from_row(row: &dyn Columns) -> Result<Self> {
+        let mut spec: InstanceSpec = <Json as Codec<_>>::get(row, "spec")?;
+        if let Some(text) = row.opt_text("metadata")? {
+            spec.metadata = serde_json::from_str(&text)
+                .map_err(|e| Error::internal(format!("bad json in metadata: {e}")))?;
+        }
+        Ok(Self {
+            uid: Uid::get(row, "uid")?,
+            project: Text::get(row, "project")?,
+            id: Text::get(row, "id")?,
+            zone: Text::get(row, "zone")?,
+            host_id: OptUid::get(row, "host_id")?,
+            spec,
+            vcpus: <Narrow as Codec<_>>::get(row, "vcpus")?,
+            memory_mb: <Narrow as Codec<_>>::get(row, "memory_mb")?,
+            gpu_type: OptText::get(row, "gpu_type")?,
+            gpu_count: <Narrow as Codec<_>>::get(row, "gpu_count")?,
+            desired: <Named as Codec<_>>::get(row, "desired")?,
+            status: <Named as Codec<_>>::get(row, "status")?,
+            status_message: OptText::get(row, "status_message")?,
+            status_changed_at: Time::get(row, "status_changed_at")?,
+            generation: Int::get(row, "generation")?,
+            created_at: Time::get(row, "created_at")?,
+            updated_at: Time::get(row, "updated_at")?,
+        })
+    }
+
+    fn values(&self) -> Values {
+        let mut values = vec![
+            ("uid", Uid::put(&self.uid)),
+            ("project", Text::put(&self.project)),
+            ("id", Text::put(&self.id)),
+            ("zone", Text::put(&self.zone)),
+            ("host_id", OptUid::put(&self.host_id)),
+            ("vcpus", <Narrow as Codec<u32>>::put(&self.vcpus)),
+            ("memory_mb", <Narrow as Codec<u64>>::put(&self.memory_mb)),
+            ("gpu_type", OptText::put(&self.gpu_type)),
+            ("gpu_count", <Narrow as Codec<u32>>::put(&self.gpu_count)),
+            ("desired", <Named as Codec<_>>::put(&self.desired)),
+            ("status", <Named as Codec<_>>::put(&self.status)),
+            ("status_message", OptText::put(&self.status_message)),
+            ("status_changed_at", Time::put(&self.status_changed_at)),
+            ("generation", Int::put(&self.generation)),
+            ("created_at", Time::put(&self.created_at)),
+            ("updated_at", Time::put(&self.updated_at)),
+        ];
+        values.extend(spec_values(&self.spec));
+        values
+    }
+}
+
+/// The columns that keep an instance's spec: the spec without its metadata, the metadata,
+/// and its digest.
+pub(crate) fn spec_values(spec: &InstanceSpec) -> Values {
+    let mut bare = spec.clone();
+    let metadata = std::mem::take(&mut bare.metadata);
+    vec![
+        ("spec", to_json(&bare).into()),
+        ("metadata", to_json(&metadata).into()),
+        ("metadata_digest", metadata_digest(&metadata).into()),
+    ]
+}
+
+/// A short digest of an instance's metadata: equal digests, equal metadata.
+pub fn metadata_digest(metadata: &[stratus_types::MetadataItem]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(to_json(&metadata).as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
 
 table!(OrganizationRecord, "organizations", {
     uid: Uid, id: Text, display_name: Text, description: Text, generation: Int,

@@ -25,8 +25,39 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    pub(crate) fn new(engine: Arc<dyn Engine>) -> Self {
-        Self { engine }
+    /// The store over `engine`, once rows of an earlier schema are brought to the current one.
+    pub(crate) async fn open(engine: Arc<dyn Engine>) -> Result<Self> {
+        let store = Self { engine };
+        store.move_metadata_out_of_specs().await?;
+        Ok(store)
+    }
+
+    /// Moves the metadata of instances written before it had a column of its own out of their
+    /// specs, a batch at a time (a no-op once done).
+    async fn move_metadata_out_of_specs(&self) -> Result<()> {
+        loop {
+            let batch: Vec<InstanceRecord> = self
+                .select(
+                    "SELECT * FROM instances WHERE metadata IS NULL LIMIT 100",
+                    vec![],
+                )
+                .await?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for instance in &batch {
+                let values = spec_values(&instance.spec);
+                let sets: Vec<String> = values.iter().map(|(c, _)| format!("{c} = ?")).collect();
+                let mut args: Vec<Arg> = values.into_iter().map(|(_, a)| a).collect();
+                args.push(instance.uid.into());
+                let sql = format!("UPDATE instances SET {} WHERE uid = ?", sets.join(", "));
+                self.db().execute(&sql, args).await?;
+            }
+            tracing::info!(
+                instances = batch.len(),
+                "moved instance metadata into its own column"
+            );
+        }
     }
 
     fn db(&self) -> &dyn Engine {
@@ -281,6 +312,11 @@ fn contains_pattern(text: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// An instance's columns but its metadata (read as none).
+const LIGHT_INSTANCE: &str = "uid, project, id, zone, host_id, spec, vcpus, memory_mb, gpu_type, \
+     gpu_count, desired, status, status_message, status_changed_at, generation, created_at, \
+     updated_at, metadata_digest, NULL AS metadata";
+
 /// vCPUs and memory placed on each host.
 const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
      CAST(SUM(memory_mb) AS BIGINT) AS memory_mb FROM instances WHERE host_id IS NOT NULL \
@@ -528,15 +564,17 @@ impl Store for SqlStore {
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
         let stored = self
             .guarded_update(
-                vec![
+                [
                     ("host_id", instance.host_id.into()),
-                    ("spec", to_json(&instance.spec).into()),
                     ("desired", instance.desired.as_str().into()),
                     ("status", instance.status.as_str().into()),
                     ("status_message", (&instance.status_message).into()),
                     ("status_changed_at", ms(instance.status_changed_at).into()),
                     ("updated_at", ms(instance.updated_at).into()),
-                ],
+                ]
+                .into_iter()
+                .chain(spec_values(&instance.spec))
+                .collect(),
                 ("uid", instance.uid.into()),
                 instance.generation,
             )
@@ -566,6 +604,25 @@ impl Store for SqlStore {
             args![host_id],
         )
         .await
+    }
+
+    async fn list_assignments_on_host(
+        &self,
+        host_id: Uuid,
+    ) -> Result<Vec<(InstanceRecord, String)>> {
+        let rows = self
+            .db()
+            .query(
+                &format!("SELECT {LIGHT_INSTANCE} FROM instances WHERE host_id = ? ORDER BY uid"),
+                args![host_id],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let digest = row.opt_text("metadata_digest")?.unwrap_or_default();
+                Ok((InstanceRecord::from_row(row.as_ref())?, digest))
+            })
+            .collect()
     }
 
     async fn list_instances_in_status_since(

@@ -53,10 +53,11 @@ impl SqliteStore {
         let types = ColumnTypes {
             uid: "TEXT",
             bytes: "BLOB",
+            add_column: "ADD COLUMN",
             former_migrations: 5,
         };
         migrate(&engine, &types).await?;
-        Ok(SqlStore::new(Arc::new(engine)))
+        SqlStore::open(Arc::new(engine)).await
     }
 }
 

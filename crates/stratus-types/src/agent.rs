@@ -41,10 +41,15 @@ pub struct VmSpec {
 /// One instance placed on the asking host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
+    /// The instance as the host runs it; its `metadata` is left out (it may be large), and
+    /// fetched apart when `metadata_digest` changes.
     pub spec: VmSpec,
     pub desired: DesiredState,
     pub status: InstanceStatus,
     pub generation: i64,
+    /// Digest of the instance's metadata: the host fetches the metadata again when it changes.
+    #[serde(default)]
+    pub metadata_digest: String,
 }
 
 /// A status the agent observed for an instance, tied to the generation it acted on.
@@ -94,6 +99,12 @@ pub struct Registered {
     pub host_id: Uuid,
 }
 
+/// An instance's metadata, as its host fetches it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMetadata {
+    pub items: Vec<MetadataItem>,
+}
+
 /// The answer to a status report.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reported {
@@ -132,6 +143,7 @@ pub mod routes {
     pub const REPORTS: &str = "/internal/v1/hosts/{host}/reports";
     pub const DESTROYED: &str = "/internal/v1/hosts/{host}/destroyed/{uid}";
     pub const SERIAL: &str = "/internal/v1/hosts/{host}/serial/{uid}";
+    pub const METADATA: &str = "/internal/v1/hosts/{host}/metadata/{uid}";
     pub const IMAGE: &str = "/internal/v1/images/{id}";
     pub const IMAGE_CONTENT: &str = "/internal/v1/images/{id}/content";
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use stratus_agent::ControlPlane;
 use stratus_agent::agent::ControlPlaneError;
 use stratus_api::App;
+use stratus_types::MetadataItem;
 use stratus_types::agent::{
     AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
 };
@@ -57,6 +58,17 @@ impl ControlPlane for LocalControlPlane {
     ) -> Result<u64, ControlPlaneError> {
         self.0
             .host_serial(host, uid, at, bytes)
+            .await
+            .map_err(cp_error)
+    }
+
+    async fn instance_metadata(
+        &self,
+        host: Uuid,
+        uid: Uuid,
+    ) -> Result<Vec<MetadataItem>, ControlPlaneError> {
+        self.0
+            .host_instance_metadata(host, uid)
             .await
             .map_err(cp_error)
     }

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use stratus_agent::ControlPlane;
 use stratus_agent::agent::ControlPlaneError;
+use stratus_types::MetadataItem;
 use stratus_types::agent::{
-    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, Registered, ReportOutcome,
-    Reported, SerialEnd, SerialQuery, StatusReport, routes,
+    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, InstanceMetadata,
+    Registered, ReportOutcome, Reported, SerialEnd, SerialQuery, StatusReport, routes,
 };
 use uuid::Uuid;
 
@@ -162,6 +163,22 @@ impl ControlPlane for HttpControlPlane {
         reply
             .map(|r| r.end)
             .ok_or_else(|| ControlPlaneError("serial answered without an end offset".into()))
+    }
+
+    async fn instance_metadata(
+        &self,
+        host: Uuid,
+        uid: Uuid,
+    ) -> Result<Vec<MetadataItem>, ControlPlaneError> {
+        let reply: Option<InstanceMetadata> = self
+            .call(CALL, |http, url| {
+                let path = routes::fill(routes::METADATA, &[("host", &host), ("uid", &uid)]);
+                http.get(format!("{url}{path}"))
+            })
+            .await?;
+        reply
+            .map(|r| r.items)
+            .ok_or_else(|| ControlPlaneError("metadata answered with nothing".into()))
     }
 
     async fn image(&self, id: &str) -> Result<HostImageInfo, ControlPlaneError> {

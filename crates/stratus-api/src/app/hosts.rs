@@ -13,7 +13,9 @@ use uuid::Uuid;
 /// How often a polling agent's liveness is written to the store.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
-fn assignment(r: &InstanceRecord) -> Assignment {
+/// An instance as its host polls it (its record read without metadata), with the digest of its
+/// metadata.
+fn assignment((r, metadata_digest): (InstanceRecord, String)) -> Assignment {
     Assignment {
         spec: VmSpec {
             uid: r.uid,
@@ -24,11 +26,12 @@ fn assignment(r: &InstanceRecord) -> Assignment {
             memory_mb: r.memory_mb,
             gpus: r.gpu_count,
             disks: r.spec.disks.clone(),
-            metadata: r.spec.metadata.clone(),
+            metadata: Vec::new(),
         },
         desired: r.desired,
         status: r.status,
         generation: r.generation,
+        metadata_digest,
     }
 }
 
@@ -84,11 +87,25 @@ impl App {
             self.store.touch_host(host, now()).await?;
         }
         let revision = self.changes.wait_past(since, wait).await;
-        let records = self.store.list_instances_on_host(host).await?;
+        let records = self.store.list_assignments_on_host(host).await?;
         Ok(AssignmentBatch {
             revision,
-            assignments: records.iter().map(assignment).collect(),
+            assignments: records.into_iter().map(assignment).collect(),
         })
+    }
+
+    /// The metadata of instance `uid`, for the host it is placed on.
+    pub async fn host_instance_metadata(
+        &self,
+        host: Uuid,
+        uid: Uuid,
+    ) -> Result<Vec<stratus_types::MetadataItem>> {
+        match self.store.get_instance_by_uid(uid).await? {
+            Some(r) if r.host_id == Some(host) => Ok(r.spec.metadata),
+            _ => Err(Error::NotFound(format!(
+                "instance {uid} is not on this host"
+            ))),
+        }
     }
 
     /// Records a status an agent observed, unless the record changed since it was read.

@@ -11,7 +11,7 @@ use stratus_core::placement::Demand;
 use stratus_core::retry::optimistic;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result, ids};
-use stratus_store::{InstanceRecord, InstanceSpec, ProjectRecord};
+use stratus_store::{InstanceRecord, InstanceSpec, PageRequest, ProjectRecord};
 use stratus_types::{
     DesiredState, Disk, DiskInterface, DiskType, Gpu, Instance, InstanceCreateRequest,
     InstanceList, InstanceStatus, InstanceUpdateRequest, Lifecycle, MetadataItem, Nic, ResourceId,
@@ -23,6 +23,10 @@ use uuid::Uuid;
 const MAX_METADATA_BYTES: usize = 512 * 1024;
 /// Largest disk.
 const MAX_DISK_GB: u32 = 64 * 1024;
+/// Largest page of instances as JSON; a page of large instances ends before its page size.
+pub const MAX_PAGE_BYTES: usize = 4 << 20;
+/// Instances read from the store at a time while a page is made.
+const PAGE_BATCH: u32 = 50;
 /// Largest window of serial output returned at once.
 const MAX_SERIAL_CHUNK: u64 = 1 << 20;
 
@@ -386,20 +390,65 @@ impl App {
         };
         let query_key = format!("instances:{}:{selector_text}", project.id);
         let page_request = self.pages.page_request(paging, &query_key)?;
-        let page = self
-            .store
-            .list_instances(&project.id, &selector, &page_request)
+        let (instances, more, total) = self
+            .bounded_page(&project.id, &selector, &page_request)
             .await?;
-        let next_page_token = self.next_token(&page, &page_request, &query_key, |i| &i.id);
+        let next_page_token = match instances.last() {
+            Some(last) if more && page_request.offset.is_none() => {
+                Some(self.pages.next_token(&query_key, last.id.as_str()))
+            }
+            _ => None,
+        };
         Ok(InstanceList {
-            instances: page
-                .items
-                .iter()
-                .map(|r| self.instance_view(r).instance)
-                .collect(),
+            instances,
             next_page_token,
-            total: page.total,
+            total,
         })
+    }
+
+    /// A page of instances no larger than [`MAX_PAGE_BYTES`] as JSON (however many the page
+    /// size allows), read from the store a few at a time: a page of large instances ends early,
+    /// and its `nextPageToken` goes on from there. Returns the instances, whether more follow,
+    /// and the total when the request counts one.
+    async fn bounded_page(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        request: &PageRequest,
+    ) -> Result<(Vec<Instance>, bool, Option<u64>)> {
+        let wanted = request.limit as usize;
+        let mut batch = PageRequest {
+            limit: request.limit.min(PAGE_BATCH),
+            ..request.clone()
+        };
+        let (mut instances, mut bytes, mut total) = (Vec::new(), 0usize, None);
+        loop {
+            let page = self.store.list_instances(project, selector, &batch).await?;
+            total = total.or(page.total);
+            let mut items = page.items.iter();
+            for record in items.by_ref() {
+                let instance = self.instance_view(record).instance;
+                let size = serde_json::to_vec(&instance).map_or(0, |b| b.len());
+                if !instances.is_empty() && bytes + size > MAX_PAGE_BYTES {
+                    return Ok((instances, true, total));
+                }
+                bytes += size;
+                instances.push(instance);
+                if instances.len() == wanted {
+                    break;
+                }
+            }
+            let more_here = items.next().is_some() || page.more;
+            if instances.len() == wanted || !more_here {
+                return Ok((instances, more_here, total));
+            }
+            batch = PageRequest {
+                after: page.items.last().map(|r| r.id.clone()),
+                offset: None,
+                limit: ((wanted - instances.len()) as u32).min(PAGE_BATCH),
+                with_total: false,
+            };
+        }
     }
 
     pub async fn update_instance(

@@ -11,9 +11,8 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 use stratus_types::{
-    ResourceId,
     ErrorBody, GpuType, GpuTypeList, Image, ImageCreateRequest, ImageList, InstanceType,
-    InstanceTypeList, Region, RegionList, Zone, ZoneList,
+    InstanceTypeList, Region, RegionList, ResourceId, Zone, ZoneList,
 };
 
 type Ctx = State<Arc<App>>;

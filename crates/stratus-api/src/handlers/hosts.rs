@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Error;
 use stratus_types::agent::{
-    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, Registered, Reported,
-    SerialEnd, SerialQuery, StatusReport, routes,
+    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, InstanceMetadata,
+    Registered, Reported, SerialEnd, SerialQuery, StatusReport, routes,
 };
 use uuid::Uuid;
 
@@ -55,6 +55,7 @@ pub fn routes() -> axum::Router<Arc<App>> {
         .route(routes::REPORTS, post(report))
         .route(routes::DESTROYED, post(destroyed))
         .route(routes::SERIAL, post(serial))
+        .route(routes::METADATA, get(metadata))
         .route(routes::IMAGE, get(image))
         .route(routes::IMAGE_CONTENT, get(image_content))
 }
@@ -108,6 +109,17 @@ async fn serial(
 ) -> ApiResult<Json<SerialEnd>> {
     Ok(Json(SerialEnd {
         end: app.host_serial(host, uid, at, &body).await?,
+    }))
+}
+
+/// The metadata of an instance on the asking host.
+async fn metadata(
+    State(app): State<Arc<App>>,
+    _: HostAgent,
+    Path((host, uid)): Path<(Uuid, Uuid)>,
+) -> ApiResult<Json<InstanceMetadata>> {
+    Ok(Json(InstanceMetadata {
+        items: app.host_instance_metadata(host, uid).await?,
     }))
 }
 

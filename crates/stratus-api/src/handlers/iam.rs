@@ -9,14 +9,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use std::sync::Arc;
 use stratus_core::Error;
-use stratus_types::{ErrorBody, ResourceId};
 use stratus_types::auth::{
-    ActivationStatus, CredentialStatus,
-    ApiKey, ApiKeyCreateRequest, ApiKeyList, ApiKeyRotateRequest, ApiKeyUpdateRequest,
-    AuditEventList, CheckRequest, CheckResponse, Credential, CredentialCreateRequest,
-    CredentialList, IntrospectResponse, RevokeResponse, ServiceAccount,
-    ServiceAccountCreateRequest, ServiceAccountList, ServiceAccountUpdateRequest, TokenBody,
+    ActivationStatus, ApiKey, ApiKeyCreateRequest, ApiKeyList, ApiKeyRotateRequest,
+    ApiKeyUpdateRequest, AuditEventList, CheckRequest, CheckResponse, Credential,
+    CredentialCreateRequest, CredentialList, CredentialStatus, IntrospectResponse, RevokeResponse,
+    ServiceAccount, ServiceAccountCreateRequest, ServiceAccountList, ServiceAccountUpdateRequest,
+    TokenBody,
 };
+use stratus_types::{ErrorBody, ResourceId};
 
 type Ctx = State<Arc<App>>;
 

@@ -13,9 +13,8 @@ use std::sync::Arc;
 use stratus_core::Error;
 use stratus_core::lifecycle::Action;
 use stratus_types::{
-    InstanceAction, ResourceId,
-    ErrorBody, Instance, InstanceCreateRequest, InstanceList, InstanceUpdateRequest,
-    SerialPortOutput,
+    ErrorBody, Instance, InstanceAction, InstanceCreateRequest, InstanceList,
+    InstanceUpdateRequest, ResourceId, SerialPortOutput,
 };
 
 type Ctx = State<Arc<App>>;

@@ -11,9 +11,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::sync::Arc;
 use stratus_types::{
-    ResourceId,
     ErrorBody, Organization, OrganizationCreateRequest, OrganizationList,
     OrganizationUpdateRequest, Project, ProjectCreateRequest, ProjectList, ProjectUpdateRequest,
+    ResourceId,
 };
 
 type Ctx = State<Arc<App>>;

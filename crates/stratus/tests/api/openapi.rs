@@ -109,7 +109,9 @@ fn the_document_states_what_the_server_enforces() {
                     id["name"]
                 );
             }
-            let takes_id = ids.iter().any(|p| p["name"] != "region" && p["name"] != "zone");
+            let takes_id = ids
+                .iter()
+                .any(|p| p["name"] != "region" && p["name"] != "zone");
             if takes_id {
                 id_operations += 1;
                 assert!(
@@ -121,9 +123,18 @@ fn the_document_states_what_the_server_enforces() {
     }
     assert!(id_operations > 20);
     let enum_of = |schema: &str| schemas[schema]["enum"].clone();
-    assert_eq!(enum_of("GrantType"), serde_json::json!(["api_key", "client_credentials"]));
-    assert_eq!(enum_of("ActivationStatus"), serde_json::json!(["active", "disabled"]));
-    assert_eq!(enum_of("CredentialStatus"), serde_json::json!(["active", "expired"]));
+    assert_eq!(
+        enum_of("GrantType"),
+        serde_json::json!(["api_key", "client_credentials"])
+    );
+    assert_eq!(
+        enum_of("ActivationStatus"),
+        serde_json::json!(["active", "disabled"])
+    );
+    assert_eq!(
+        enum_of("CredentialStatus"),
+        serde_json::json!(["active", "expired"])
+    );
     assert_eq!(
         enum_of("InstanceAction"),
         serde_json::json!(["start", "stop", "reboot", "suspend", "resume"])
@@ -134,7 +145,10 @@ fn the_document_states_what_the_server_enforces() {
     let text = COMMITTED;
     for reference in text.split("\"#/components/schemas/").skip(1) {
         let name = reference.split('"').next().unwrap();
-        assert!(schemas[name].is_object(), "{name} is referred to but not defined");
+        assert!(
+            schemas[name].is_object(),
+            "{name} is referred to but not defined"
+        );
     }
 }
 
@@ -160,7 +174,10 @@ async fn options_and_wrong_methods_name_the_documented_methods() {
     assert_eq!(options.status().as_u16(), 204);
     assert_eq!(allow(&options), "GET, HEAD, PATCH, DELETE, OPTIONS");
     let action = http
-        .request(reqwest::Method::OPTIONS, url(&format!("{INSTANCES}/web-1:stop")))
+        .request(
+            reqwest::Method::OPTIONS,
+            url(&format!("{INSTANCES}/web-1:stop")),
+        )
         .send()
         .await
         .unwrap();

@@ -526,3 +526,76 @@ async fn the_metadata_proxy_answers_503_when_the_service_is_down() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The attack: instances with half a megabyte of metadata each, so that every host poll and
+/// every large list page carries megabytes (the host flapped to REPAIRING, lists took hundreds
+/// of megabytes). Polls carry a digest instead of the metadata, and a page stops at 4 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_metadata_keeps_host_polls_and_list_pages_small() {
+    let t = TestRegion::start().await;
+    let c = &t.client;
+    let big = "m".repeat(500 * 1024);
+    for i in 0..12 {
+        let reply = c
+            .post(
+                INSTANCES,
+                json!({"id": format!("fat-{i:02}"), "type": "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro",
+                       "instanceMetadata": [{"key": "user-data", "value": big}]}),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.message());
+    }
+    c.wait_status("fat-11", "RUNNING", Duration::from_secs(20))
+        .await;
+
+    // A host's poll: what an agent downloads on every change.
+    let app = &t.region.as_ref().unwrap().app;
+    let host = stratus_store::Store::list_hosts(app.store.as_ref())
+        .await
+        .unwrap()[0]
+        .id;
+    let credential = std::fs::read_to_string(t.dir.path().join("host-credential")).unwrap();
+    let poll = reqwest::Client::new()
+        .get(format!("{}/internal/v1/hosts/{host}/assignments", c.base))
+        .bearer_auth(credential.trim())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(
+        poll.len() < 64 * 1024,
+        "a poll of 12 instances carries {} bytes",
+        poll.len()
+    );
+
+    // A page asks for 500 and stops at 4 MiB; the pages together hold every instance once.
+    let mut seen = Vec::new();
+    let mut path = format!("{INSTANCES}?pageSize=500");
+    loop {
+        let page = c.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let size = serde_json::to_vec(&page.body).unwrap().len();
+        assert!(
+            size <= 4 * 1024 * 1024 + 64 * 1024,
+            "a page of {size} bytes"
+        );
+        for instance in page.body["instances"].as_array().unwrap() {
+            seen.push(instance["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["nextPageToken"].as_str() {
+            Some(token) => path = format!("{INSTANCES}?pageSize=500&pageToken={token}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..12).map(|i| format!("fat-{i:02}")).collect();
+    assert_eq!(seen, expected);
+    // The host never went silent: everything is RUNNING, and creates go on.
+    let listed = c.get(&format!("{INSTANCES}?pageSize=5")).await;
+    for instance in listed.body["instances"].as_array().unwrap() {
+        assert_eq!(instance["lifecycle"]["status"], "RUNNING");
+    }
+    c.create_instance("after").await;
+    t.stop().await;
+}

@@ -36,6 +36,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 
+# schemathesis (pinned in tests/schemathesis/requirements.txt) against a fresh region's
+# /openapi.json with every check: any 5xx or undocumented schema violation fails the run.
+echo "== schemathesis"
+cargo build --locked -q -p stratus
+bash scripts/schemathesis.sh target/debug/stratus
+
 # Browser tests of the web console: Debian's Chromium driven by playwright-core (pinned in
 # tests/browser/package-lock.json). Screenshots of every page land in target/browser-artifacts/.
 if ! command -v chromium >/dev/null 2>&1; then
@@ -45,5 +51,4 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 echo "== browser tests"
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
-cargo build --locked -q -p stratus
 node --test tests/browser/

@@ -50,6 +50,12 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for OptionalJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = read_json_body(req, state).await?;
+        // A body that may be left out may also be sent as JSON `null`.
+        let bytes = if bytes.trim_ascii() == b"null" {
+            Bytes::from_static(b"{}")
+        } else {
+            bytes
+        };
         parse_body(&bytes).map(OptionalJson).map_err(ApiError)
     }
 }

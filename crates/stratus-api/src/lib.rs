@@ -104,27 +104,31 @@ pub fn document_json() -> String {
     text
 }
 
-/// Answers `OPTIONS` on a documented path with the methods it takes, and names those methods in
-/// the `Allow` header of a 405 (the router alone would name those of the path it routes at).
+/// Answers `OPTIONS` on a documented path with the methods it takes, refuses a method the
+/// document does not give the path with 405 (the router alone would route `PATCH …/{id}:start`
+/// to the operation on `…/{id}`), and names the documented methods in the `Allow` header of
+/// every 405.
 async fn allow_methods(
     axum::extract::State(allowed): axum::extract::State<Arc<routes::AllowedMethods>>,
     request: Request<Body>,
     next: axum::middleware::Next,
 ) -> Response {
-    let methods = allowed.for_path(request.uri().path()).map(|methods| {
-        let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
-        header::HeaderValue::from_str(&names.join(", ")).expect("method names are header values")
-    });
-    if request.method() == axum::http::Method::OPTIONS
-        && let Some(methods) = methods
-    {
-        return (StatusCode::NO_CONTENT, [(header::ALLOW, methods)]).into_response();
+    let Some(methods) = allowed.for_path(request.uri().path()) else {
+        return next.run(request).await;
+    };
+    let names: Vec<&str> = methods.iter().map(|m| m.as_str()).collect();
+    let allow =
+        header::HeaderValue::from_str(&names.join(", ")).expect("method names are header values");
+    if request.method() == axum::http::Method::OPTIONS {
+        return (StatusCode::NO_CONTENT, [(header::ALLOW, allow)]).into_response();
     }
-    let mut response = next.run(request).await;
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && let Some(methods) = methods
-    {
-        response.headers_mut().insert(header::ALLOW, methods);
+    let mut response = if methods.contains(request.method()) {
+        next.run(request).await
+    } else {
+        StatusCode::METHOD_NOT_ALLOWED.into_response()
+    };
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+        response.headers_mut().insert(header::ALLOW, allow);
     }
     response
 }

@@ -138,6 +138,8 @@ impl AllowedMethods {
 
     /// The methods of the documented path `path` matches, if it matches one.
     pub(crate) fn for_path(&self, path: &str) -> Option<&[axum::http::Method]> {
+        // The router decodes `%3A` in `id%3Aaction` to the action's colon; so does this.
+        let path = path.replace("%3A", ":").replace("%3a", ":");
         let segments: Vec<&str> = path.split('/').collect();
         self.templates
             .iter()

@@ -11,6 +11,26 @@ pub enum GrantType {
     ClientCredentials,
 }
 
+/// A role a credential holds: on an organization (`owner`, `admin`, `member`, `viewer`), on
+/// a project (`admin`, `member`, `viewer`), or over the region (`super_admin`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Owner,
+    Admin,
+    Member,
+    Viewer,
+    SuperAdmin,
+}
+
+/// Where a credential's roles hold: its whole organization, or one project of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Organization,
+    Project,
+}
+
 /// Whether an API key or a service account may be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -86,9 +106,11 @@ pub struct ApiKey {
     pub id: String,
     pub display_name: String,
     /// `organization` or `project`.
+    #[schema(value_type = Scope)]
     pub scope: String,
     /// The organization or project id the key acts in.
     pub scope_id: String,
+    #[schema(value_type = Vec<Role>)]
     pub roles: Vec<String>,
     /// `active` or `disabled`.
     #[schema(value_type = ActivationStatus)]
@@ -113,15 +135,18 @@ pub struct ApiKey {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeyCreateRequest {
     #[serde(default)]
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub display_name: String,
     /// `organization` (default) or `project`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Scope>)]
     pub scope: Option<String>,
     /// The organization or project; default: the caller's organization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_id: Option<String>,
     /// Roles of the key: `owner`, `admin`, `member` (organization scope) or `admin`,
     /// `member`, `viewer` (project scope); never more than the caller holds.
+    #[schema(value_type = Vec<Role>, min_items = 1)]
     pub roles: Vec<String>,
 }
 
@@ -130,8 +155,10 @@ pub struct ApiKeyCreateRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApiKeyUpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Role>>, min_items = 1)]
     pub roles: Option<Vec<String>>,
     /// `active` or `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,6 +172,7 @@ pub struct ApiKeyUpdateRequest {
 pub struct ApiKeyRotateRequest {
     /// How long the previous secret keeps working, 0..=300 seconds (default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 300)]
     pub grace_period_seconds: Option<u32>,
 }
 
@@ -191,8 +219,10 @@ pub struct ServiceAccount {
     pub display_name: String,
     pub description: String,
     /// `organization` or `project`.
+    #[schema(value_type = Scope)]
     pub scope: String,
     pub scope_id: String,
+    #[schema(value_type = Vec<Role>)]
     pub roles: Vec<String>,
     /// `active` or `disabled`.
     #[schema(value_type = ActivationStatus)]
@@ -207,14 +237,17 @@ pub struct ServiceAccount {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAccountCreateRequest {
     #[serde(default)]
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub display_name: String,
     #[serde(default)]
     pub description: String,
     /// `organization` (default) or `project`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Scope>)]
     pub scope: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope_id: Option<String>,
+    #[schema(value_type = Vec<Role>, min_items = 1)]
     pub roles: Vec<String>,
 }
 
@@ -223,10 +256,12 @@ pub struct ServiceAccountCreateRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAccountUpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 100, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Role>>, min_items = 1)]
     pub roles: Option<Vec<String>>,
     /// `active` or `disabled`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -287,12 +322,18 @@ pub struct CredentialList {
 pub struct AuditEvent {
     pub id: String,
     pub time: chrono::DateTime<chrono::Utc>,
-    /// The principal's subject; `-` when the request carried no acceptable token.
-    pub principal: String,
-    pub principal_type: String,
-    pub organization_id: String,
+    /// The principal's subject; absent when the request carried no acceptable token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_type: Option<String>,
+    /// The principal's organization; absent when the request carried no acceptable token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::names::ResourceId>)]
+    pub organization_id: Option<String>,
     /// The API key, service-account credential or OIDC issuer behind the token.
-    pub credential_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential_id: Option<String>,
     pub method: String,
     pub path: String,
     pub status: u16,
@@ -327,6 +368,7 @@ pub struct CheckRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     /// 1 to 100 questions, answered in order.
+    #[schema(min_items = 1, max_items = 100)]
     pub checks: Vec<PermissionCheck>,
 }
 

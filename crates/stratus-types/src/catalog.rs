@@ -176,14 +176,18 @@ pub struct ImageCreateRequest {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
-    /// An absolute path on the control plane's host, or an http(s) URL.
+    /// An absolute path on the control plane's host (in one of its import directories), or an
+    /// http(s) URL.
+    #[schema(pattern = "^(/|https?://)")]
     pub source: String,
     pub format: ImageFormat,
     /// Expected SHA-256 of the file, hex; the import fails when it differs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub sha256: Option<String>,
     /// Smallest boot disk in GB; by default the image's virtual size rounded up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub min_disk_gb: Option<u32>,
 }
 

@@ -149,7 +149,7 @@ pub struct Disk {
     pub interface: Option<DiskInterface>,
     /// URI of an image, e.g. `/v1/regions/local-1/compute/images/stratus-guest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(format = "uri-reference")]
+    #[schema(pattern = "^(https?://[^/]+)?/v1/regions/[^/]+/compute/images/[^/]+$")]
     pub source: Option<String>,
     #[serde(default)]
     pub boot: bool,
@@ -184,7 +184,7 @@ pub struct Nic {
 pub struct Gpu {
     /// URI of a GPU type, e.g. `/v1/regions/local-1/zones/local-1a/gpu-types/nvidia-h100`.
     #[serde(rename = "type")]
-    #[schema(format = "uri-reference")]
+    #[schema(pattern = "^(https?://[^/]+)?/v1/regions/[^/]+/zones/[^/]+/gpu-types/[^/]+$")]
     pub gpu_type: String,
     pub count: u32,
 }
@@ -230,7 +230,7 @@ pub struct InstanceCreateRequest {
     pub labels: Option<Labels>,
     /// URI of an instance type, e.g. `/v1/regions/local-1/zones/local-1a/instance-types/e2-small`.
     #[serde(rename = "type")]
-    #[schema(format = "uri-reference")]
+    #[schema(pattern = "^(https?://[^/]+)?/v1/regions/[^/]+/zones/[^/]+/instance-types/[^/]+$")]
     pub instance_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_metadata: Option<Vec<MetadataItem>>,

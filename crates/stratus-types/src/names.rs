@@ -81,7 +81,12 @@ impl fmt::Display for ResourceId {
 /// A guest hostname: one or more RFC 1035 labels joined by dots, at most 253 characters.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, max_length = 253)]
+#[schema(
+    value_type = String,
+    pattern = "^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(\\.[a-z]([-a-z0-9]{0,61}[a-z0-9])?)*$",
+    min_length = 1,
+    max_length = 253
+)]
 pub struct Hostname(String);
 
 impl Hostname {

@@ -451,7 +451,7 @@ impl App {
     ) -> Result<AuditEventList> {
         let principal = &caller.principal;
         let organization = match filter.organization_id.as_deref() {
-            Some(org) => Some(org.to_owned()),
+            Some(org) => Some(resource_id("organizationId", org)?.to_string()),
             None if principal.is_super_admin() => None,
             None => Some(principal.tenant.clone()),
         };
@@ -477,10 +477,10 @@ impl App {
                 .map(|e| AuditEvent {
                     id: e.id,
                     time: e.at,
-                    principal: e.principal,
-                    principal_type: e.principal_type,
-                    organization_id: e.organization_id,
-                    credential_id: e.credential_id,
+                    principal: known(e.principal),
+                    principal_type: known(e.principal_type),
+                    organization_id: known(e.organization_id),
+                    credential_id: known(e.credential_id),
                     method: e.method,
                     path: e.path,
                     status: e.status,
@@ -489,4 +489,9 @@ impl App {
                 .collect(),
         })
     }
+}
+
+/// The audit trail stores `-` for what an unauthenticated request did not say; the API omits it.
+fn known(value: String) -> Option<String> {
+    (value != "-").then_some(value)
 }

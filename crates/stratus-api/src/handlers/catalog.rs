@@ -19,7 +19,7 @@ type Ctx = State<Arc<App>>;
 
 /// List the regions this endpoint serves.
 #[utoipa::path(get, path = "/v1/regions", operation_id = "listRegions", tag = "catalog",
-    params(("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = RegionList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn list_regions(
     State(app): Ctx,
@@ -43,7 +43,7 @@ pub async fn get_region(
 
 /// List the zones of a region.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones", operation_id = "listZones", tag = "catalog",
-    params(("region" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = ZoneList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_zones(
     State(app): Ctx,
@@ -68,7 +68,7 @@ pub async fn get_zone(
 
 /// List the instance types of a zone.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/instance-types", operation_id = "listInstanceTypes", tag = "catalog",
-    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = InstanceTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_instance_types(
     State(app): Ctx,
@@ -95,7 +95,7 @@ pub async fn get_instance_type(
 
 /// List the GPU types of a zone.
 #[utoipa::path(get, path = "/v1/regions/{region}/zones/{zone}/gpu-types", operation_id = "listGpuTypes", tag = "catalog",
-    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("zone" = ResourceId, Path), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = GpuTypeList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_gpu_types(
     State(app): Ctx,
@@ -120,7 +120,7 @@ pub async fn get_gpu_type(
 
 /// List the images of a region.
 #[utoipa::path(get, path = "/v1/regions/{region}/compute/images", operation_id = "listImages", tag = "images",
-    params(("region" = ResourceId, Path), ("pageSize" = Option<u32>, Query), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
+    params(("region" = ResourceId, Path), ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500), ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query)),
     responses((status = 200, body = ImageList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn list_images(
     State(app): Ctx,

@@ -340,7 +340,7 @@ pub async fn delete_credential(
     get, path = "/v1/regions/global/audit/events", operation_id = "listAuditEvents", tag = "iam",
     params(
         ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
-        ("pageToken" = Option<String>, Query), ("organizationId" = Option<String>, Query),
+        ("pageToken" = Option<String>, Query), ("organizationId" = Option<ResourceId>, Query),
     ),
     responses((status = 200, body = AuditEventList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))

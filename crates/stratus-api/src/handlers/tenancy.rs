@@ -115,7 +115,7 @@ pub async fn delete_organization(
 #[utoipa::path(
     get, path = "/v1/regions/global/projects", operation_id = "listProjects", tag = "projects",
     params(
-        ("organizationId" = Option<String>, Query),
+        ("organizationId" = Option<ResourceId>, Query),
         ("pageSize" = Option<u32>, Query, minimum = 1, maximum = 500),
         ("pageToken" = Option<String>, Query), ("offset" = Option<u64>, Query),
     ),

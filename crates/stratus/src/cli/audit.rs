@@ -46,7 +46,7 @@ impl Tabular for Vec<AuditEvent> {
             .map(|e| {
                 vec![
                     when(&e.time),
-                    e.principal.clone(),
+                    e.principal.clone().unwrap_or_else(|| "-".into()),
                     e.method.clone(),
                     e.path.clone(),
                     e.status.to_string(),

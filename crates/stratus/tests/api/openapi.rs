@@ -192,5 +192,23 @@ async fn options_and_wrong_methods_name_the_documented_methods() {
     assert_eq!(allow(&put), "GET, HEAD, PATCH, DELETE, OPTIONS");
     let body: serde_json::Value = put.json().await.unwrap();
     assert_eq!(body["error"]["code"], 405);
+    // The router serves `{id}:{action}` at `{id}`; a method of the one is not one of the other.
+    let patch_action = http
+        .patch(url(&format!("{INSTANCES}/web-1:stop")))
+        .bearer_auth(c.token.clone().unwrap())
+        .json(&serde_json::json!({"displayName": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patch_action.status().as_u16(), 405);
+    assert_eq!(allow(&patch_action), "POST, OPTIONS");
+    // An encoded colon names the same action.
+    let encoded = http
+        .post(url(&format!("{INSTANCES}/no-such-vm%3Astop")))
+        .bearer_auth(c.token.clone().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(encoded.status().as_u16(), 404);
     region.stop().await;
 }

@@ -255,13 +255,22 @@ async fn image_imports_read_only_what_the_region_allows() {
 
 /// An operator can allow a mirror on this host by name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_allowed_url_host_is_fetched_from() {
+async fn an_allowed_url_host_is_fetched_from_but_not_redirected_away_from() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             let mut request = [0u8; 1024];
-            let _ = stream.read(&mut request).await;
+            let n = stream.read(&mut request).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&request[..n]).into_owned();
+            if head.starts_with("GET /hop.raw ") {
+                // The same server under a name the region was not told to trust.
+                let moved = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: http://localhost:{port}/d.raw\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = stream.write_all(moved.as_bytes()).await;
+                continue;
+            }
             let body = vec![3u8; 4096];
             let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
             let _ = stream.write_all(head.as_bytes()).await;
@@ -281,6 +290,18 @@ async fn an_allowed_url_host_is_fetched_from() {
     assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
     let ready = wait_image(&t.client, "mirror", "READY").await;
     assert_eq!(ready["sizeBytes"], 4096);
+    // A redirect is checked like the first URL: an allowed host cannot lead to a loopback name.
+    let reply = t
+        .client
+        .post(
+            IMAGES,
+            json!({"id": "hop", "source": format!("http://127.0.0.1:{port}/hop.raw"), "format": "raw"}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    let failed = wait_image(&t.client, "hop", "FAILED").await;
+    let why = failed["statusMessage"].as_str().unwrap_or_default();
+    assert!(why.contains("localhost"), "{failed:#}");
     t.stop().await;
 }
 

@@ -32,10 +32,17 @@ import json
 import os
 
 import schemathesis
+from hypothesis.internal.conjecture.engine import ConjectureRunner
+
+# Hypothesis 6.170 (pinned) now and then crashes inside its own targeted-search optimiser (an
+# IndexError in `optimiser.attempt_replace` or in the shrinker it calls), failing a run that
+# found nothing. Targeting only steers generation towards accepted inputs; every case is still
+# generated and checked without it.
+ConjectureRunner.should_optimise = property(lambda self: False)
 
 PROTECTED = {p for p in os.environ.get("STRATUS_FUZZ_PROTECTED", "").split(",") if p}
 
-DOCUMENTED_FIELDS = {"pageToken", "labels", "labelSelector", "api_key", "client_id", "client_secret"}
+DOCUMENTED_FIELDS = {"pageToken", "labels", "labelSelector", "gpuCountByType", "api_key", "client_id", "client_secret"}
 DOCUMENTED_TEXTS = (
     "does not exist",
     "is required for grant_type",

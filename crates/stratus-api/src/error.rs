@@ -27,7 +27,9 @@ pub fn status_and_reason(e: &Error) -> (StatusCode, &'static str) {
         Error::AlreadyExists(_) => (StatusCode::CONFLICT, "ALREADY_EXISTS"),
         Error::FailedPrecondition(_) => (StatusCode::CONFLICT, "FAILED_PRECONDITION"),
         Error::StaleVersion(_) => (StatusCode::PRECONDITION_FAILED, "FAILED_PRECONDITION"),
-        Error::ResourceExhausted(_) => (StatusCode::CONFLICT, "RESOURCE_EXHAUSTED"),
+        Error::ResourceExhausted(_) | Error::QuotaExceeded(_) => {
+            (StatusCode::CONFLICT, "RESOURCE_EXHAUSTED")
+        }
         Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "INVALID_ARGUMENT"),
         Error::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
         Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL"),
@@ -48,6 +50,17 @@ impl IntoResponse for ApiError {
                         description: Some(f.description.clone()),
                     })
                     .collect(),
+            ),
+            Error::QuotaExceeded(exceeded) => (
+                exceeded.to_string(),
+                vec![ErrorDetail {
+                    reason: reason.into(),
+                    field: Some(format!("quotas.{}", exceeded.quota)),
+                    description: Some(format!(
+                        "limit {}, in use {}, requested {}",
+                        exceeded.limit, exceeded.usage, exceeded.requested
+                    )),
+                }],
             ),
             Error::Internal(internal) => {
                 tracing::error!(error = %internal, "internal error");

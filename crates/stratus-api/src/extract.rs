@@ -35,7 +35,7 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for StrictJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = read_json_body(req, state).await?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
+        if is_blank(&bytes) {
             return Err(Error::invalid("body", "this operation needs a JSON object body").into());
         }
         parse_body(&bytes).map(StrictJson).map_err(ApiError)
@@ -51,11 +51,12 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for OptionalJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let bytes = read_json_body(req, state).await?;
         // A body that may be left out may also be sent as JSON `null`.
-        let bytes = if bytes.trim_ascii() == b"null" {
-            Bytes::from_static(b"{}")
-        } else {
-            bytes
-        };
+        let bytes =
+            if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok_and(|v| v.is_null()) {
+                Bytes::from_static(b"{}")
+            } else {
+                bytes
+            };
         parse_body(&bytes).map(OptionalJson).map_err(ApiError)
     }
 }
@@ -84,6 +85,14 @@ async fn read_json_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     })
 }
 
+/// Whether a body holds nothing but JSON's whitespace (space, tab, line feed, carriage return),
+/// as a body left out does.
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+}
+
 /// Whether a `Content-Type` names JSON: `application/json`, with parameters or without.
 fn is_json(content_type: &str) -> bool {
     content_type
@@ -94,7 +103,7 @@ fn is_json(content_type: &str) -> bool {
 
 /// Parses a JSON object body into `T`, naming the offending field on failure.
 pub fn parse_body<T: RequestBody>(bytes: &[u8]) -> Result<T, Error> {
-    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let bytes = if is_blank(bytes) {
         b"{}".as_slice()
     } else {
         bytes
@@ -449,6 +458,10 @@ impl RequestBody for stratus_types::ProjectCreateRequest {
 impl RequestBody for stratus_types::ProjectUpdateRequest {
     const READ_ONLY: &'static [&'static str] = TENANCY_READ_ONLY;
     const IMMUTABLE: &'static [&'static str] = &["id", "organizationId"];
+}
+
+impl RequestBody for stratus_types::QuotasUpdateRequest {
+    const READ_ONLY: &'static [&'static str] = &["selfLink", "id", "organizationId", "usage"];
 }
 
 impl RequestBody for stratus_types::auth::TokenRequest {}

@@ -43,6 +43,7 @@ fn table() -> Vec<UtoipaMethodRouter<Arc<App>>> {
             tenancy::update_organization,
             tenancy::delete_organization
         ),
+        routes!(tenancy::get_quotas, tenancy::update_quotas),
         routes!(tenancy::list_projects, tenancy::create_project),
         routes!(
             tenancy::get_project,

@@ -4,7 +4,7 @@ use crate::{Client, ListOptions, Result, all_pages, segment};
 use reqwest::Method;
 use stratus_types::{
     Organization, OrganizationCreateRequest, OrganizationList, OrganizationUpdateRequest, Project,
-    ProjectCreateRequest, ProjectList, ProjectUpdateRequest,
+    ProjectCreateRequest, ProjectList, ProjectUpdateRequest, Quotas, QuotasUpdateRequest,
 };
 
 const PROJECTS: &str = "/v1/regions/global/projects";
@@ -89,5 +89,22 @@ impl Client {
     pub async fn delete_organization(&self, id: &str) -> Result<()> {
         let path = format!("{ORGANIZATIONS}/{}", segment(id));
         self.send_empty(self.request(Method::DELETE, &path)).await
+    }
+
+    /// An organization's quotas and what it uses of each.
+    pub async fn get_quotas(&self, organization: &str) -> Result<Quotas> {
+        let path = format!("{ORGANIZATIONS}/{}/quotas", segment(organization));
+        self.send(self.request(Method::GET, &path)).await
+    }
+
+    /// Sets an organization's quotas (the region's operators).
+    pub async fn update_quotas(
+        &self,
+        organization: &str,
+        body: &QuotasUpdateRequest,
+    ) -> Result<Quotas> {
+        let path = format!("{ORGANIZATIONS}/{}/quotas", segment(organization));
+        self.send(self.request(Method::PATCH, &path).json(body))
+            .await
     }
 }

@@ -42,6 +42,9 @@ pub enum Error {
     /// 409: not enough capacity (or quota) for the request.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// 409: the request would take its organization past a quota.
+    #[error("{0}")]
+    QuotaExceeded(Box<crate::quota::Exceeded>),
     /// 413: the request body is larger than the server takes.
     #[error("{0}")]
     TooLarge(String),

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod import_sources;
 pub mod lifecycle;
 pub mod placement;
+pub mod quota;
 pub mod retry;
 pub mod selector;
 

@@ -6,11 +6,12 @@
 //! assertions hold for every backend.
 
 use crate::records::*;
-use crate::{PageRequest, Store};
+use crate::{Admission, PageRequest, Store};
 use chrono::{Duration, Utc};
 use std::sync::Arc;
 use stratus_core::Error;
 use stratus_core::placement::Demand;
+use stratus_core::quota::Limits;
 use stratus_core::selector::LabelSelector;
 use stratus_types::{DesiredState, InstanceStatus, Labels};
 use uuid::Uuid;
@@ -37,6 +38,7 @@ macro_rules! conformance_tests {
             concurrent_creates_never_overcommit,
             service_accounts_credentials_and_audit,
             hosts_poll_instances_without_their_metadata,
+            quotas_hold_under_concurrent_creates_and_starts,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -140,6 +142,15 @@ fn instance(id: &str, vcpus: u32, labels: &[(&str, &str)]) -> InstanceRecord {
     }
 }
 
+/// No region-wide limits.
+static NO_LIMITS: Limits = Limits::new();
+
+/// Instances of project `p` belong to organization `o`.
+const UNLIMITED: Admission<'static> = Admission {
+    organization: "o",
+    defaults: &NO_LIMITS,
+};
+
 fn demand(vcpus: u32) -> Demand {
     Demand {
         vcpus,
@@ -151,7 +162,7 @@ fn demand(vcpus: u32) -> Demand {
 async fn create(store: &Arc<dyn Store>, i: InstanceRecord) -> Result<InstanceRecord, Error> {
     let d = demand(i.vcpus);
     store
-        .create_instance(&i, &d, Utc::now() - Duration::seconds(60))
+        .create_instance(&i, &d, Utc::now() - Duration::seconds(60), &UNLIMITED)
         .await
 }
 
@@ -222,6 +233,7 @@ pub async fn placement_respects_capacity(store: Arc<dyn Store>) {
             &instance("d", 0, &[]),
             &demand(0),
             Utc::now() + Duration::seconds(60),
+            &UNLIMITED,
         )
         .await;
     assert!(matches!(stale, Err(Error::ResourceExhausted(_))));
@@ -235,12 +247,17 @@ pub async fn placement_respects_capacity(store: Arc<dyn Store>) {
         gpu: Some(("h100".into(), 1)),
     };
     let since = Utc::now() - Duration::seconds(60);
-    store.create_instance(&g, &gpu_demand, since).await.unwrap();
+    store
+        .create_instance(&g, &gpu_demand, since, &UNLIMITED)
+        .await
+        .unwrap();
     let mut g2 = instance("g2", 0, &[]);
     g2.gpu_type = Some("h100".into());
     g2.gpu_count = 1;
     assert!(matches!(
-        store.create_instance(&g2, &gpu_demand, since).await,
+        store
+            .create_instance(&g2, &gpu_demand, since, &UNLIMITED)
+            .await,
         Err(Error::ResourceExhausted(_))
     ));
 }
@@ -685,6 +702,110 @@ pub async fn concurrent_creates_never_overcommit(store: Arc<dyn Store>) {
     assert_eq!(store.count_instances().await.unwrap(), 8);
 }
 
+pub async fn quotas_hold_under_concurrent_creates_and_starts(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let quota = |overrides: &[(&str, Option<u64>)], generation| QuotaRecord {
+        organization_id: "o".into(),
+        overrides: overrides
+            .iter()
+            .map(|(name, limit)| (name.to_string(), *limit))
+            .collect(),
+        generation,
+        updated_at: Utc::now(),
+    };
+    let saved = store
+        .save_quota(&quota(&[("instanceCount", Some(10))], 0))
+        .await
+        .unwrap()
+        .expect("first settings are stored");
+    assert!(
+        store
+            .save_quota(&quota(&[("instanceCount", Some(3))], 0))
+            .await
+            .unwrap()
+            .is_none(),
+        "a second first write loses"
+    );
+    // 100 concurrent creates against 10 instances: exactly 10 get in.
+    let attempts: Vec<_> = (0..100)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(
+                async move { create(&store, instance(&format!("q-{n:03}"), 0, &[])).await },
+            )
+        })
+        .collect();
+    let (mut admitted, mut refused) = (vec![], 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(created) => admitted.push(created),
+            Err(Error::QuotaExceeded(e)) => {
+                assert_eq!((e.quota.as_str(), e.limit), ("instanceCount", 10));
+                refused += 1;
+            }
+            Err(other) => panic!("a create failed with {other:?}"),
+        }
+    }
+    assert_eq!((admitted.len(), refused), (10, 90));
+    assert_eq!(store.quota_usage("o").await.unwrap().instances, 10);
+    // Deleting gives the quota back at once.
+    for mut vm in admitted {
+        vm.desired = DesiredState::Deleted;
+        store.update_instance(&vm).await.unwrap().unwrap();
+    }
+    assert_eq!(
+        store.quota_usage("o").await.unwrap(),
+        stratus_core::quota::Amounts::default()
+    );
+    // Cores count while an instance is meant to run: stopping gives them back, starting takes
+    // them again, past the limit only when there is room.
+    let two_cores: Limits = [("cpuCores".to_string(), 2)].into();
+    let admission = Admission {
+        organization: "o",
+        defaults: &two_cores,
+    };
+    let since = Utc::now() - Duration::seconds(60);
+    let mut first = store
+        .create_instance(&instance("first", 2, &[]), &demand(2), since, &admission)
+        .await
+        .unwrap();
+    first.desired = DesiredState::Stopped;
+    let stopped = store.update_instance(&first).await.unwrap().unwrap();
+    assert_eq!(store.quota_usage("o").await.unwrap().vcpus, 0);
+    store
+        .create_instance(&instance("second", 2, &[]), &demand(2), since, &admission)
+        .await
+        .unwrap();
+    let mut starting = stopped.clone();
+    starting.desired = DesiredState::Running;
+    let refused = store
+        .update_instance_to_run(&starting, &admission)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, Error::QuotaExceeded(e) if e.quota == "cpuCores" && e.usage == "2" && e.requested == "2"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get_instance("p", "first").await.unwrap().unwrap(),
+        stopped,
+        "a refused start changes nothing"
+    );
+    // The organization's own setting lifts the region's default.
+    store
+        .save_quota(&quota(&[("cpuCores", None)], saved.generation))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = store
+        .update_instance_to_run(&starting, &admission)
+        .await
+        .unwrap()
+        .expect("admitted once the limit is lifted");
+    assert_eq!(started.desired, DesiredState::Running);
+    assert_eq!(store.quota_usage("o").await.unwrap().vcpus, 4);
+}
+
 pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn Store>) {
     use stratus_types::{ImageFormat, ImageStatus};
     let host = seeded(&source).await;
@@ -776,6 +897,16 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
     source
         .record_audit_event(&audit_event(1, "o"))
         .await
+        .unwrap();
+    source
+        .save_quota(&QuotaRecord {
+            organization_id: "o".into(),
+            overrides: [("cpuCores".to_string(), Some(64)), ("ramGb".into(), None)].into(),
+            generation: 0,
+            updated_at: Utc::now(),
+        })
+        .await
+        .unwrap()
         .unwrap();
 
     let snapshot = source.export().await.unwrap();

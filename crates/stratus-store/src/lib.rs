@@ -45,8 +45,17 @@ use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use stratus_core::Result;
 use stratus_core::placement::Demand;
+use stratus_core::quota;
 use stratus_core::selector::LabelSelector;
 use uuid::Uuid;
+
+/// What the organization of an instance may hold: checked in the transaction that adds to it.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission<'a> {
+    pub organization: &'a str,
+    /// The region's default limits; the organization's own settings go on top.
+    pub defaults: &'a quota::Limits,
+}
 
 /// The operations a region's state supports. Implemented by each database backend.
 #[async_trait]
@@ -68,6 +77,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<OrganizationRecord>>;
     /// Deletes the organization; fails with `FailedPrecondition` while it has projects.
     async fn delete_organization(&self, id: &str) -> Result<bool>;
+
+    // quotas
+    /// The organization's own quota settings, if any were ever stored.
+    async fn get_quota(&self, organization: &str) -> Result<Option<QuotaRecord>>;
+    /// Stores quota settings: inserted when `generation` is 0, else written if `generation`
+    /// is still the stored one; returns the stored record, or `None` when someone else wrote
+    /// first.
+    async fn save_quota(&self, quota: &QuotaRecord) -> Result<Option<QuotaRecord>>;
+    /// What the organization's instances hold, as its quotas count it.
+    async fn quota_usage(&self, organization: &str) -> Result<quota::Amounts>;
 
     // projects
     /// Fails with `InvalidArgument` on `organizationId` when the organization does not exist.
@@ -91,11 +110,14 @@ pub trait Store: Send + Sync + 'static {
     // instances
     /// Places and inserts an instance in one transaction: picks a host of `instance.zone`
     /// seen since `live_since` with room for `demand`, and stores the instance on it.
+    /// Admits it under its organization's quotas in the same transaction
+    /// (`QuotaExceeded` otherwise).
     async fn create_instance(
         &self,
         instance: &InstanceRecord,
         demand: &Demand,
         live_since: DateTime<Utc>,
+        admission: &Admission<'_>,
     ) -> Result<InstanceRecord>;
     async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>>;
     async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>>;
@@ -108,6 +130,14 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `instance` if its `generation` is still the stored one, bumping it; returns the
     /// stored record, or `None` when someone else wrote first.
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>>;
+    /// Like [`Store::update_instance`] for an instance that goes from holding only its place and
+    /// disks to running: in one transaction with admitting what running takes under its
+    /// organization's quotas (`QuotaExceeded` otherwise).
+    async fn update_instance_to_run(
+        &self,
+        instance: &InstanceRecord,
+        admission: &Admission<'_>,
+    ) -> Result<Option<InstanceRecord>>;
     /// Removes an instance whose owner asked for deletion (`desired = DELETED`); the final step
     /// of a delete. Returns whether a row was removed.
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool>;

@@ -33,6 +33,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "instance metadata",
         sql: include_str!("../migrations/0002_instance_metadata.sql"),
     },
+    Migration {
+        version: 3,
+        name: "quotas",
+        sql: include_str!("../migrations/0003_quotas.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -22,6 +22,16 @@ pub struct InstanceSpec {
     pub gpus: Vec<Gpu>,
 }
 
+impl InstanceSpec {
+    /// The disk it holds: the sizes of its disks summed.
+    pub fn disk_gb(&self) -> u64 {
+        self.disks
+            .iter()
+            .map(|d| u64::from(d.size_gb.unwrap_or(0)))
+            .sum()
+    }
+}
+
 /// An instance: the owner's spec and intent, and what was last observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceRecord {
@@ -47,6 +57,16 @@ pub struct InstanceRecord {
 }
 
 impl InstanceRecord {
+    /// What it holds against its organization's quotas once running.
+    pub fn amounts(&self) -> stratus_core::quota::Amounts {
+        stratus_core::quota::Amounts::of_instance(
+            self.vcpus,
+            self.memory_mb,
+            self.gpu_type.as_deref().map(|t| (t, self.gpu_count)),
+            self.spec.disk_gb(),
+        )
+    }
+
     /// Moves to `status` with `message`, noting when the status last changed.
     pub fn set_status(
         &mut self,
@@ -88,6 +108,16 @@ pub struct HostRecord {
     pub registered_at: DateTime<Utc>,
     /// Last time its agent asked for assignments.
     pub last_seen_at: DateTime<Utc>,
+}
+
+/// An organization's own quota settings over the region's defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuotaRecord {
+    pub organization_id: String,
+    pub overrides: stratus_core::quota::Overrides,
+    /// 0 for settings never stored.
+    pub generation: i64,
+    pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -284,6 +314,7 @@ pub struct Snapshot {
     pub service_accounts: Vec<ServiceAccountRecord>,
     pub credentials: Vec<CredentialRecord>,
     pub audit_events: Vec<AuditEventRecord>,
+    pub quotas: Vec<QuotaRecord>,
 }
 
 impl Snapshot {
@@ -303,6 +334,7 @@ impl Snapshot {
             ("service_accounts", self.service_accounts.len()),
             ("service_account_credentials", self.credentials.len()),
             ("audit_events", self.audit_events.len()),
+            ("quotas", self.quotas.len()),
         ]
         .into_iter()
         .map(|(table, n)| (table.to_owned(), n as u64))

@@ -299,14 +299,16 @@ impl Table for InstanceRecord {
 }
 
 /// The columns that keep an instance's spec: the spec without its metadata, the metadata,
-/// and its digest.
+/// its digest, and the disk it holds.
 pub(crate) fn spec_values(spec: &InstanceSpec) -> Values {
+    let disk_gb = spec.disk_gb();
     let mut bare = spec.clone();
     let metadata = std::mem::take(&mut bare.metadata);
     vec![
         ("spec", to_json(&bare).into()),
         ("metadata", to_json(&metadata).into()),
         ("metadata_digest", metadata_digest(&metadata).into()),
+        ("disk_gb", (disk_gb as i64).into()),
     ]
 }
 
@@ -318,6 +320,10 @@ pub fn metadata_digest(metadata: &[stratus_types::MetadataItem]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+table!(QuotaRecord, "quotas", {
+    organization_id: Text, overrides: Json, generation: Int, updated_at: Time,
+});
 
 table!(OrganizationRecord, "organizations", {
     uid: Uid, id: Text, display_name: Text, description: Text, generation: Int,

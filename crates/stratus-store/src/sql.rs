@@ -5,12 +5,13 @@ use crate::engine::{
     Arg, DbError, DbResult, Engine, Isolation, Row, Tx, UniqueOr, args, transaction,
 };
 use crate::rows::*;
-use crate::{Changes, Page, PageRequest, Store};
+use crate::{Admission, Changes, Page, PageRequest, Store};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use stratus_core::placement::{Demand, choose_host};
+use stratus_core::quota;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result};
 use stratus_types::InstanceStatus;
@@ -32,13 +33,13 @@ impl SqlStore {
         Ok(store)
     }
 
-    /// Moves the metadata of instances written before it had a column of its own out of their
-    /// specs, a batch at a time (a no-op once done).
+    /// Fills the columns an instance's spec gives (its metadata, the disk it holds) for rows
+    /// written before they existed, a batch at a time (a no-op once done).
     async fn move_metadata_out_of_specs(&self) -> Result<()> {
         loop {
             let batch: Vec<InstanceRecord> = self
                 .select(
-                    "SELECT * FROM instances WHERE metadata IS NULL LIMIT 100",
+                    "SELECT * FROM instances WHERE metadata IS NULL OR disk_gb IS NULL LIMIT 100",
                     vec![],
                 )
                 .await?;
@@ -55,7 +56,7 @@ impl SqlStore {
             }
             tracing::info!(
                 instances = batch.len(),
-                "moved instance metadata into its own column"
+                "moved instance metadata and disk sizes into their own columns"
             );
         }
     }
@@ -119,17 +120,7 @@ impl SqlStore {
         key: (&str, Arg),
         generation: i64,
     ) -> Result<Option<T>> {
-        let assignments: Vec<String> = set.iter().map(|(col, _)| format!("{col} = ?")).collect();
-        let sql = format!(
-            "UPDATE {} SET {}, generation = generation + 1 WHERE {} = ? AND generation = ? \
-             RETURNING *",
-            T::NAME,
-            assignments.join(", "),
-            key.0
-        );
-        let mut args: Vec<Arg> = set.into_iter().map(|(_, arg)| arg).collect();
-        args.push(key.1);
-        args.push(generation.into());
+        let (sql, args) = guarded::<T>(set, key, generation);
         self.select_one(&sql, args).await
     }
 
@@ -269,6 +260,46 @@ impl SqlStore {
     }
 }
 
+/// The statement that writes `set` (columns and values) to the row of `T` whose `key` column is
+/// `key` if its generation is still `generation`, bumping it, and returns the row.
+fn guarded<T: Table>(
+    set: Vec<(&str, Arg)>,
+    key: (&str, Arg),
+    generation: i64,
+) -> (String, Vec<Arg>) {
+    let assignments: Vec<String> = set.iter().map(|(col, _)| format!("{col} = ?")).collect();
+    let sql = format!(
+        "UPDATE {} SET {}, generation = generation + 1 WHERE {} = ? AND generation = ? \
+         RETURNING *",
+        T::NAME,
+        assignments.join(", "),
+        key.0
+    );
+    let mut args: Vec<Arg> = set.into_iter().map(|(_, arg)| arg).collect();
+    args.push(key.1);
+    args.push(generation.into());
+    (sql, args)
+}
+
+/// The guarded write of everything about an instance that may change.
+fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
+    guarded::<InstanceRecord>(
+        [
+            ("host_id", instance.host_id.into()),
+            ("desired", instance.desired.as_str().into()),
+            ("status", instance.status.as_str().into()),
+            ("status_message", (&instance.status_message).into()),
+            ("status_changed_at", ms(instance.status_changed_at).into()),
+            ("updated_at", ms(instance.updated_at).into()),
+        ]
+        .into_iter()
+        .chain(spec_values(&instance.spec))
+        .collect(),
+        ("uid", instance.uid.into()),
+        instance.generation,
+    )
+}
+
 /// Rows as records.
 fn records<T: Table>(rows: &[Row]) -> Result<Vec<T>> {
     rows.iter().map(|row| T::from_row(row.as_ref())).collect()
@@ -281,6 +312,61 @@ async fn count(tx: &mut Box<dyn Tx>, sql: &str, args: Vec<Arg>) -> DbResult<i64>
         .first()
         .ok_or_else(|| DbError::Other(Error::internal("COUNT returned no row")))?;
     Ok(row.int("n")?)
+}
+
+/// Locks the organization's row for the rest of `tx` (requests that add to its quotas queue
+/// here) and admits `request` on top of what its instances hold.
+async fn admit(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    admission: &Admission<'_>,
+    request: &quota::Amounts,
+) -> DbResult<()> {
+    let lock = format!(
+        "SELECT id FROM organizations WHERE id = ?{}",
+        engine.for_update()
+    );
+    tx.query(&lock, args![admission.organization]).await?;
+    let overrides: Option<QuotaRecord> = records(
+        &tx.query(
+            "SELECT * FROM quotas WHERE organization_id = ?",
+            args![admission.organization],
+        )
+        .await?,
+    )?
+    .pop();
+    let limits = quota::effective(
+        admission.defaults,
+        &overrides.map(|q| q.overrides).unwrap_or_default(),
+    );
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let usage = usage_in(tx, admission.organization).await?;
+    quota::admit(admission.organization, &limits, &usage, request)?;
+    Ok(())
+}
+
+/// What the instances of `organization` hold, as its quotas count it (see [`quota`]).
+async fn usage_in(tx: &mut Box<dyn Tx>, organization: &str) -> DbResult<quota::Amounts> {
+    let sums = tx.query(USAGE_OF_ORGANIZATION, args![organization]).await?;
+    let mut usage = quota::Amounts::default();
+    if let Some(row) = sums.first() {
+        usage.instances = row.int("instances")? as u64;
+        usage.vcpus = row.int("vcpus")? as u64;
+        usage.memory_mb = row.int("memory_mb")? as u64;
+        usage.gpus = row.int("gpus")? as u64;
+        usage.disk_gb = row.int("disk_gb")? as u64;
+    }
+    for row in tx
+        .query(GPU_USAGE_OF_ORGANIZATION, args![organization])
+        .await?
+    {
+        usage
+            .gpus_by_type
+            .insert(row.text("gpu_type")?, row.int("n")? as u64);
+    }
+    Ok(usage)
 }
 
 /// Inserts `record` inside a transaction.
@@ -316,6 +402,22 @@ fn contains_pattern(text: &str) -> String {
 const LIGHT_INSTANCE: &str = "uid, project, id, zone, host_id, spec, vcpus, memory_mb, gpu_type, \
      gpu_count, desired, status, status_message, status_changed_at, generation, created_at, \
      updated_at, metadata_digest, NULL AS metadata";
+
+/// What the instances of an organization hold: every one not being deleted its place and
+/// disks, those meant to run their cores, memory and GPUs.
+const USAGE_OF_ORGANIZATION: &str = "SELECT COUNT(*) AS instances, \
+     CAST(COALESCE(SUM(CASE WHEN i.desired IN ('RUNNING', 'SUSPENDED') THEN i.vcpus ELSE 0 END), 0) AS BIGINT) AS vcpus, \
+     CAST(COALESCE(SUM(CASE WHEN i.desired IN ('RUNNING', 'SUSPENDED') THEN i.memory_mb ELSE 0 END), 0) AS BIGINT) AS memory_mb, \
+     CAST(COALESCE(SUM(CASE WHEN i.desired IN ('RUNNING', 'SUSPENDED') THEN i.gpu_count ELSE 0 END), 0) AS BIGINT) AS gpus, \
+     CAST(COALESCE(SUM(i.disk_gb), 0) AS BIGINT) AS disk_gb \
+     FROM instances i JOIN projects p ON p.id = i.project \
+     WHERE p.organization_id = ? AND i.desired <> 'DELETED'";
+
+/// GPUs of each type the running instances of an organization hold.
+const GPU_USAGE_OF_ORGANIZATION: &str = "SELECT i.gpu_type, CAST(SUM(i.gpu_count) AS BIGINT) AS n \
+     FROM instances i JOIN projects p ON p.id = i.project \
+     WHERE p.organization_id = ? AND i.desired IN ('RUNNING', 'SUSPENDED') \
+     AND i.gpu_type IS NOT NULL AND i.gpu_count > 0 GROUP BY i.gpu_type";
 
 /// vCPUs and memory placed on each host.
 const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
@@ -392,6 +494,40 @@ impl Store for SqlStore {
             },
         )
         .await
+    }
+
+    async fn get_quota(&self, organization: &str) -> Result<Option<QuotaRecord>> {
+        self.by("organization_id", organization).await
+    }
+
+    async fn save_quota(&self, quota: &QuotaRecord) -> Result<Option<QuotaRecord>> {
+        if quota.generation == 0 {
+            let stored = QuotaRecord {
+                generation: 1,
+                ..quota.clone()
+            };
+            let (sql, args) = insert(&stored);
+            return match self.db().execute(&sql, args).await {
+                Ok(_) => Ok(Some(stored)),
+                Err(DbError::Unique) => Ok(None),
+                Err(e) => Err(e.into()),
+            };
+        }
+        self.guarded_update(
+            vec![
+                ("overrides", to_json(&quota.overrides).into()),
+                ("updated_at", ms(quota.updated_at).into()),
+            ],
+            ("organization_id", (&quota.organization_id).into()),
+            quota.generation,
+        )
+        .await
+    }
+
+    async fn quota_usage(&self, organization: &str) -> Result<quota::Amounts> {
+        Ok(transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            usage_in(&mut tx, organization).await?
+        })?)
     }
 
     async fn create_project(&self, project: &ProjectRecord) -> Result<()> {
@@ -497,14 +633,17 @@ impl Store for SqlStore {
         instance: &InstanceRecord,
         demand: &Demand,
         live_since: DateTime<Utc>,
+        admission: &Admission<'_>,
     ) -> Result<InstanceRecord> {
         let hosts_sql = format!(
             "SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ? ORDER BY id{}",
             self.db().for_update()
         );
         let created = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
-            // Creates in one zone queue on its host rows, so each sees what the previous one
-            // placed.
+            // Creates of one organization queue on its row, so each sees what the previous
+            // one took of its quotas; creates in one zone queue on its host rows, so each sees
+            // what the previous one placed.
+            admit(&mut tx, self.db(), admission, &instance.amounts()).await?;
             let hosts: Vec<HostRecord> = records(
                 &tx.query(&hosts_sql, args![&instance.zone, ms(live_since)])
                     .await?,
@@ -562,23 +701,30 @@ impl Store for SqlStore {
     }
 
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
-        let stored = self
-            .guarded_update(
-                [
-                    ("host_id", instance.host_id.into()),
-                    ("desired", instance.desired.as_str().into()),
-                    ("status", instance.status.as_str().into()),
-                    ("status_message", (&instance.status_message).into()),
-                    ("status_changed_at", ms(instance.status_changed_at).into()),
-                    ("updated_at", ms(instance.updated_at).into()),
-                ]
-                .into_iter()
-                .chain(spec_values(&instance.spec))
-                .collect(),
-                ("uid", instance.uid.into()),
-                instance.generation,
+        let (sql, args) = guarded_update_of(instance);
+        let stored = self.select_one(&sql, args).await?;
+        if stored.is_some() {
+            self.db().announce().await;
+        }
+        Ok(stored)
+    }
+
+    async fn update_instance_to_run(
+        &self,
+        instance: &InstanceRecord,
+        admission: &Admission<'_>,
+    ) -> Result<Option<InstanceRecord>> {
+        let (sql, args) = guarded_update_of(instance);
+        let stored = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            admit(
+                &mut tx,
+                self.db(),
+                admission,
+                &instance.amounts().running_part(),
             )
             .await?;
+            records::<InstanceRecord>(&tx.query(&sql, args.clone()).await?)?.pop()
+        })?;
         if stored.is_some() {
             self.db().announce().await;
         }
@@ -1069,6 +1215,7 @@ impl Store for SqlStore {
             service_accounts: self.all().await?,
             credentials: self.all().await?,
             audit_events: self.all().await?,
+            quotas: self.all().await?,
         })
     }
 
@@ -1109,6 +1256,7 @@ impl Store for SqlStore {
             insert_all(&mut tx, &snapshot.service_accounts).await?;
             insert_all(&mut tx, &snapshot.credentials).await?;
             insert_all(&mut tx, &snapshot.audit_events).await?;
+            insert_all(&mut tx, &snapshot.quotas).await?;
         })?;
         Ok(())
     }

@@ -120,7 +120,15 @@ async fn another_replicas_writes_wake_this_one() {
             gpu: None,
         };
         other
-            .create_instance(&instance, &demand, now - chrono::Duration::seconds(60))
+            .create_instance(
+                &instance,
+                &demand,
+                now - chrono::Duration::seconds(60),
+                &stratus_store::Admission {
+                    organization: "o",
+                    defaults: &Default::default(),
+                },
+            )
             .await
             .unwrap();
     }

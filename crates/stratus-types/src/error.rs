@@ -24,7 +24,8 @@ pub struct ErrorDetail {
     /// One of `INVALID_ARGUMENT`, `UNAUTHENTICATED`, `PERMISSION_DENIED`, `NOT_FOUND`,
     /// `ALREADY_EXISTS`, `FAILED_PRECONDITION`, `RESOURCE_EXHAUSTED`, `UNAVAILABLE`, `INTERNAL`.
     pub reason: String,
-    /// JSON path of the offending field, e.g. `disks[0].sizeGb`, or the query parameter.
+    /// JSON path of the offending field, e.g. `disks[0].sizeGb`, the query parameter, or the
+    /// quota (`quotas.cpuCores`) a request would exceed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,6 +25,51 @@ pub struct Config {
     pub auth: AuthSection,
     pub agent: AgentSection,
     pub images: ImagesSection,
+    pub quotas: QuotasSection,
+}
+
+/// The quotas every organization has unless an operator sets its own (see
+/// `stratus_core::quota`); a quota left out is unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct QuotasSection {
+    pub cpu_cores: Option<u64>,
+    /// GiB of instance memory.
+    pub ram_gb: Option<u64>,
+    pub gpu_count: Option<u64>,
+    /// GPUs of one type, by GPU type id.
+    pub gpu_count_by_type: std::collections::BTreeMap<String, u64>,
+    /// TiB of instance disks.
+    pub storage_tb: Option<u64>,
+    pub cluster_count: Option<u64>,
+    pub instance_count: Option<u64>,
+    /// GiB of instance disks.
+    pub disk_gb: Option<u64>,
+}
+
+impl QuotasSection {
+    /// The limits by quota name.
+    pub fn limits(&self) -> stratus_core::quota::Limits {
+        let named = [
+            ("cpuCores", self.cpu_cores),
+            ("ramGb", self.ram_gb),
+            ("gpuCount", self.gpu_count),
+            ("storageTb", self.storage_tb),
+            ("clusterCount", self.cluster_count),
+            ("instanceCount", self.instance_count),
+            ("diskGb", self.disk_gb),
+        ];
+        named
+            .into_iter()
+            .filter_map(|(name, limit)| limit.map(|l| (name.to_owned(), l)))
+            .chain(self.gpu_count_by_type.iter().map(|(gpu_type, limit)| {
+                (
+                    format!("{}{gpu_type}", stratus_core::quota::GPU_TYPE_PREFIX),
+                    *limit,
+                )
+            }))
+            .collect()
+    }
 }
 
 /// Where administrators may import images from (see `stratus_core::import_sources`).
@@ -250,6 +295,13 @@ impl Config {
             "api.header-read-timeout-s must be at least 1 and api.idle-timeout-s more than 60 \
              (the longest request)"
         );
+        let catalog = config.catalog();
+        for gpu_type in config.quotas.gpu_count_by_type.keys() {
+            anyhow::ensure!(
+                catalog.gpu_types.iter().any(|g| &g.id == gpu_type),
+                "quotas.gpu-count-by-type names GPU type {gpu_type:?}, which the catalog does not have"
+            );
+        }
         anyhow::ensure!(
             matches!(config.qemu.accel.as_str(), "auto" | "kvm" | "tcg"),
             "qemu.accel is {:?}; use \"auto\", \"kvm\" or \"tcg\"",

@@ -73,6 +73,7 @@ impl Region {
                 audience: config.auth.audience.clone(),
                 oidc: config.auth.oidc.clone(),
                 import_sources: config.import_sources(),
+                default_quotas: config.quotas.limits(),
                 ..AppConfig::default()
             },
             changes.clone(),

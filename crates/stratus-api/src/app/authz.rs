@@ -41,6 +41,8 @@ pub enum Permission {
     ServiceAccountsCreate,
     ServiceAccountsUpdate,
     ServiceAccountsDelete,
+    QuotasGet,
+    QuotasUpdate,
 }
 
 impl Permission {
@@ -76,6 +78,8 @@ impl Permission {
             ServiceAccountsCreate => "iam.serviceAccounts.create",
             ServiceAccountsUpdate => "iam.serviceAccounts.update",
             ServiceAccountsDelete => "iam.serviceAccounts.delete",
+            QuotasGet => "resourcemanager.quotas.get",
+            QuotasUpdate => "resourcemanager.quotas.update",
         }
     }
 
@@ -178,6 +182,8 @@ impl Permission {
         Permission::ServiceAccountsCreate,
         Permission::ServiceAccountsUpdate,
         Permission::ServiceAccountsDelete,
+        Permission::QuotasGet,
+        Permission::QuotasUpdate,
     ];
 }
 
@@ -185,12 +191,24 @@ impl Permission {
 /// Organization roles: owner (everything), admin (all but deleting the organization), member
 /// (compute everywhere, reading the rest), viewer (reading). Project roles: admin (compute,
 /// the project's settings and its API keys), member (compute), viewer (reading). Credentials
-/// (`iam.*`) are managed by administrators only.
+/// (`iam.*`) are managed by administrators only; quotas are read by the organization's
+/// owners and admins and set by the region's operators.
 pub fn role_grants(scope: &str, role: &str, permission: Permission) -> bool {
     use Permission::*;
     let project_settings = matches!(permission, ProjectsGet | ProjectsUpdate);
     if permission.is_region_level() {
         return role == SUPER_ADMIN || permission.is_read();
+    }
+    // Quotas bound what an organization may take, so setting them is the operators' alone;
+    // its administrators may read them.
+    if permission == QuotasUpdate {
+        return role == SUPER_ADMIN;
+    }
+    if permission == QuotasGet {
+        return matches!(
+            (scope, role),
+            (_, SUPER_ADMIN) | ("organization", "owner" | "admin")
+        );
     }
     if permission.is_iam() {
         return match (scope, role) {

@@ -8,6 +8,7 @@ use std::collections::HashSet;
 use stratus_core::catalog::{GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, parse_reference};
 use stratus_core::lifecycle::{self, Action};
 use stratus_core::placement::Demand;
+use stratus_core::quota::holds_running_share;
 use stratus_core::retry::optimistic;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result, ids};
@@ -186,7 +187,12 @@ impl App {
             };
             match self
                 .store
-                .create_instance(&record, &demand, live_since)
+                .create_instance(
+                    &record,
+                    &demand,
+                    live_since,
+                    &self.admission(&project.organization_id),
+                )
                 .await
             {
                 Ok(stored) => {
@@ -505,14 +511,31 @@ impl App {
             let mut record = self.instance_for(principal, at, permission).await?;
             let current = etag(record.uid, record.generation);
             precondition.check(&current, &format!("instance {}", record.id))?;
+            let held_running_share = holds_running_share(record.desired);
             change(&mut record)?;
-            let stored = self.store.update_instance(&record).await?;
+            let stored = if !held_running_share && holds_running_share(record.desired) {
+                let organization = self.organization_of(&record.project).await?;
+                self.store
+                    .update_instance_to_run(&record, &self.admission(&organization))
+                    .await?
+            } else {
+                self.store.update_instance(&record).await?
+            };
             Ok(stored.map(|stored| {
                 self.changes.bump();
                 self.instance_view(&stored)
             }))
         })
         .await
+    }
+
+    /// The organization project `project` belongs to.
+    async fn organization_of(&self, project: &str) -> Result<String> {
+        self.store
+            .get_project(project)
+            .await?
+            .map(|p| p.organization_id)
+            .ok_or_else(|| Error::NotFound(format!("project {project} not found")))
     }
 
     /// `:start`, `:stop`, `:reboot`, `:suspend`, `:resume`.

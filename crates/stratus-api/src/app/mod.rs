@@ -17,6 +17,7 @@ mod instances;
 pub mod issuer;
 pub mod oidc;
 pub mod paging;
+mod quotas;
 mod service_accounts;
 mod tenancy;
 mod tokens;
@@ -58,6 +59,8 @@ pub struct AppConfig {
     pub oidc: Vec<OidcIssuerConfig>,
     /// Where registered images may be imported from.
     pub import_sources: ImportSources,
+    /// The quotas of every organization that has none of its own.
+    pub default_quotas: stratus_core::quota::Limits,
 }
 
 impl Default for AppConfig {
@@ -70,6 +73,7 @@ impl Default for AppConfig {
             audience: "stratus".into(),
             oidc: Vec::new(),
             import_sources: ImportSources::default(),
+            default_quotas: stratus_core::quota::Limits::new(),
         }
     }
 }

@@ -94,7 +94,7 @@ fn project_view(r: &ProjectRecord) -> Versioned<Project> {
 }
 
 impl App {
-    async fn organization_for(
+    pub(crate) async fn organization_for(
         &self,
         principal: &Principal,
         id: &str,

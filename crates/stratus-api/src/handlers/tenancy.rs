@@ -13,7 +13,7 @@ use std::sync::Arc;
 use stratus_types::{
     ErrorBody, Organization, OrganizationCreateRequest, OrganizationList,
     OrganizationUpdateRequest, Project, ProjectCreateRequest, ProjectList, ProjectUpdateRequest,
-    ResourceId,
+    Quotas, QuotasUpdateRequest, ResourceId,
 };
 
 type Ctx = State<Arc<App>>;
@@ -109,6 +109,46 @@ pub async fn delete_organization(
 ) -> ApiResult<StatusCode> {
     app.delete_organization(&caller, &id, &precondition).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An organization's quotas, each with what its instances use (owners, admins and the region's
+/// operators).
+#[utoipa::path(
+    get, path = "/v1/regions/global/organizations/{id}/quotas", operation_id = "getQuotas", tag = "organizations",
+    params(("id" = ResourceId, Path)),
+    responses(
+        (status = 200, body = Quotas), (status = 400, body = ErrorBody, description = "a malformed id"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn get_quotas(
+    State(app): Ctx,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let quotas = app.get_quotas(&caller, &id).await?;
+    Ok(with_etag(StatusCode::OK, quotas.value, &quotas.etag))
+}
+
+/// Set an organization's quotas (the region's operators): a number is a limit, `null` unlimited.
+#[utoipa::path(
+    patch, path = "/v1/regions/global/organizations/{id}/quotas", operation_id = "updateQuotas", tag = "organizations",
+    params(("id" = ResourceId, Path), ("If-Match" = Option<String>, Header)),
+    request_body = QuotasUpdateRequest,
+    responses(
+        (status = 200, body = Quotas), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 412, body = ErrorBody),
+    )
+)]
+pub async fn update_quotas(
+    State(app): Ctx,
+    caller: Caller,
+    Path(id): Path<String>,
+    precondition: Precondition,
+    StrictJson(body): StrictJson<QuotasUpdateRequest>,
+) -> ApiResult<Response> {
+    let quotas = app.update_quotas(&caller, &id, &precondition, body).await?;
+    Ok(with_etag(StatusCode::OK, quotas.value, &quotas.etag))
 }
 
 /// List projects, optionally of one organization.

@@ -23,6 +23,7 @@ mod instances;
 mod output;
 mod profiles;
 mod projects;
+mod quotas;
 mod service_accounts;
 mod wait;
 
@@ -106,6 +107,14 @@ pub enum ClientCommand {
         scope: Scope,
         #[command(subcommand)]
         command: service_accounts::ServiceAccountsCommand,
+    },
+    /// An organization's quotas with their usage; operators set them.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Quotas {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: quotas::QuotasCommand,
     },
     /// The audit trail: who changed what, when (owners and admins).
     #[command(after_help = EXIT_CODES_HELP)]
@@ -309,6 +318,9 @@ impl ClientCommand {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::ServiceAccounts { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::Quotas { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Audit { scope, command } => {

@@ -1063,3 +1063,57 @@ async fn cli_client_credential_flags_that_cannot_work_are_usage_errors() {
     assert!(run.stderr.contains("is empty"), "{run:#?}");
     assert!(!shell.profiles_file().exists(), "nothing saved");
 }
+
+#[tokio::test]
+async fn cli_quotas_set_and_show_limits_next_to_usage() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    shell
+        .run(&["instances", "create", "q-1", "--type", "e2-small"])
+        .await
+        .assert_ok();
+    let set = shell
+        .run(&[
+            "quotas",
+            "set",
+            "--cpu-cores",
+            "2",
+            "--instance-count",
+            "unlimited",
+            "--gpu-type",
+            "nvidia-h100=1",
+        ])
+        .await;
+    set.assert_ok();
+    assert_eq!(set.json()["cpuCores"], 2, "{set:#?}");
+    assert_eq!(set.json()["gpuCountByType"]["nvidia-h100"], 1, "{set:#?}");
+    let table = shell.run(&["quotas", "get", "-o", "table"]).await;
+    table.assert_ok();
+    let cores = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("cpuCores"))
+        .unwrap_or_else(|| panic!("{table:#?}"));
+    assert_eq!(
+        cores.split_whitespace().collect::<Vec<_>>(),
+        ["cpuCores", "2", "2"],
+        "{table:#?}"
+    );
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("instanceCount") && l.ends_with("unlimited")),
+        "{table:#?}"
+    );
+    // Over quota: the API's 409 names the quota, and the exit code says conflict.
+    let over = shell
+        .run(&["instances", "create", "q-2", "--type", "e2-small"])
+        .await;
+    over.assert_api_error(409);
+    assert!(over.stderr.contains("quota cpuCores"), "{over:#?}");
+    let nothing = shell.run(&["quotas", "set"]).await;
+    assert_eq!(nothing.code, stratus::cli::EXIT_USAGE, "{nothing:#?}");
+    assert!(nothing.stderr.contains("--cpu-cores"), "{nothing:#?}");
+    region.stop().await;
+}

@@ -181,6 +181,19 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
             "getOrganization",
             with(expect(404, 200), &[("id", "default")], None),
         ),
+        // Quotas: read by the organization's administrators, set by operators only.
+        (
+            "getQuotas",
+            with(expect(404, 403), &[("id", "default")], None),
+        ),
+        (
+            "updateQuotas",
+            with(
+                expect(404, 403),
+                &[("id", "default")],
+                Some(json!({"cpuCores": 8})),
+            ),
+        ),
         (
             "updateOrganization",
             with(

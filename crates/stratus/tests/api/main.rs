@@ -10,6 +10,7 @@ mod openapi;
 mod paging;
 mod postgres;
 mod qemu;
+mod quotas;
 mod security;
 mod support;
 mod tenancy;

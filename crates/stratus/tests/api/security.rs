@@ -498,6 +498,20 @@ async fn every_refusal_has_the_contract_body() {
             .unwrap();
         assert_eq!(reply.status(), StatusCode::BAD_REQUEST, "{path}");
     }
+    // An optional body may be left out, but what is sent must be JSON: a form feed is not
+    // JSON whitespace.
+    let rotate = "/v1/regions/global/iam/apikeys/key-nothing:rotate";
+    for body in ["\x0c", "\x0cnull", "\x0b{}"] {
+        let reply = http
+            .post(format!("{base}{rotate}"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), StatusCode::BAD_REQUEST, "{body:?}");
+    }
     t.stop().await;
 }
 

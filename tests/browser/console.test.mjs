@@ -234,6 +234,18 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
   await page.getByRole('dialog').getByRole('button', { name: 'Delete' }).click();
   await row.waitFor({ state: 'detached' });
 
+  // Hosts (the operator's): the local host, cordoned and uncordoned from its row.
+  await page.getByRole('navigation', { name: 'Sections' }).getByRole('link', { name: 'Hosts' }).click();
+  await page.getByRole('heading', { name: 'Hosts' }).waitFor();
+  const host = page.locator('tr[data-id="local"]');
+  await host.locator('.status[data-status="UP"]').waitFor();
+  await host.getByRole('button', { name: 'Cordon host local' }).click();
+  await host.locator('.status[data-status="CORDONED"]').waitFor();
+  await assertLabelled('hosts');
+  await shot('10-hosts-cordoned');
+  await host.getByRole('button', { name: 'Uncordon host local' }).click();
+  await host.locator('.status[data-status="SCHEDULABLE"]').waitFor();
+
   // Signing out forgets the token.
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('heading', { name: 'Sign in' }).waitFor();

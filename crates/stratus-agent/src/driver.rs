@@ -52,6 +52,10 @@ impl DriverError {
 pub trait Driver: Send + Sync + 'static {
     /// `sim` or `qemu`.
     fn name(&self) -> &'static str;
+    /// How guests run (`kvm`, `tcg`), for drivers where that varies.
+    fn accelerator(&self) -> Option<&'static str> {
+        None
+    }
     /// The VM of instance `uid`, or `None` when the host has none.
     async fn inspect(&self, uid: Uuid) -> Result<Option<VmInfo>, DriverError>;
     /// Every VM on the host, whoever it belongs to (the orphan reaper compares them).

@@ -117,6 +117,8 @@ fn start(cp: Arc<Recorder>, driver: Arc<SimDriver>) -> CancellationToken {
             vcpus: 4,
             memory_mb: 4096,
             gpus: vec![],
+            accelerator: None,
+            agent_version: None,
         },
         AgentConfig {
             poll_wait: Duration::from_millis(50),

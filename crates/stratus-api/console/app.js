@@ -44,10 +44,10 @@ function announce(text) {
 }
 
 function statusPill(status) {
-  const kind = ['RUNNING', 'READY', 'ACTIVE'].includes(status) ? 'running'
-    : BUSY.includes(status) || ['PENDING', 'IMPORTING'].includes(status) ? 'busy'
-    : status === 'SUSPENDED' ? 'suspended'
-    : ['REPAIRING', 'FAILED'].includes(status) ? 'failed' : 'stopped';
+  const kind = ['RUNNING', 'READY', 'ACTIVE', 'UP', 'SCHEDULABLE'].includes(status) ? 'running'
+    : BUSY.includes(status) || ['PENDING', 'IMPORTING', 'DRAINING'].includes(status) ? 'busy'
+    : ['SUSPENDED', 'CORDONED'].includes(status) ? 'suspended'
+    : ['REPAIRING', 'FAILED', 'DOWN'].includes(status) ? 'failed' : 'stopped';
   return h('span', { class: `status ${kind}`, 'data-status': status }, status);
 }
 
@@ -174,6 +174,14 @@ async function loadContext() {
   if (!state.projects.some((p) => p.id === state.session.project)) {
     state.session.project = state.projects.length ? state.projects[0].id : 'default';
     saveSession();
+  }
+  // Hosts are for the region's operators; everyone else is refused, and sees no link.
+  try {
+    await api('GET', hostsPath());
+    $('hosts-link').hidden = false;
+  } catch (e) {
+    if (e instanceof SignedOut) throw e;
+    $('hosts-link').hidden = true;
   }
   const picker = $('project-picker');
   picker.replaceChildren(...state.projects.map((p) =>
@@ -668,6 +676,52 @@ function apiKeysPage() {
   poll(keys.refresh);
 }
 
+function hostsPath() {
+  return `/v1/regions/${encodeURIComponent(state.region)}/zones/${encodeURIComponent(state.zone)}/hosts`;
+}
+
+const SCHEDULING_ACTIONS = {
+  SCHEDULABLE: [['cordon', 'Cordon'], ['drain', 'Drain']],
+  CORDONED: [['uncordon', 'Uncordon'], ['drain', 'Drain']],
+  DRAINING: [['uncordon', 'Uncordon']],
+  DRAINED: [['uncordon', 'Uncordon']],
+};
+
+function hostsPage() {
+  const alert = h('p', { class: 'alert', role: 'alert', id: 'host-error' });
+  let hosts = null;
+  const act = async (host, action) => {
+    alert.textContent = '';
+    try {
+      const after = await api('POST', `${hostsPath()}/${encodeURIComponent(host.id)}:${action}`);
+      const left = (after.instances || []).map((i) => `${i.project}/${i.id}`);
+      announce(`Host ${host.id} is ${after.scheduling.toLowerCase()}` +
+        (after.scheduling === 'DRAINING' ? `; still on it: ${left.join(', ')}` : ''));
+      await hosts.refresh();
+    } catch (e) {
+      if (!(e instanceof SignedOut)) alert.textContent = e.message;
+    }
+  };
+  const use = (allocated, capacity, unit) => h('span', { class: 'nowrap' }, `${allocated} / ${capacity}${unit}`);
+  hosts = liveTable(`Hosts of zone ${state.zone}`,
+    ['Host', 'Status', 'Scheduling', 'Driver', 'vCPUs', 'Memory', 'Instances', 'Heartbeat', ''],
+    async () => (await api('GET', hostsPath())).hosts,
+    (host) => [h('strong', {}, host.id), statusPill(host.status), statusPill(host.scheduling),
+      host.accelerator ? `${host.driver} (${host.accelerator})` : host.driver,
+      use(host.allocated.vcpus, host.capacity.vcpus, ''),
+      use(Math.ceil(host.allocated.memoryMb / 1024), Math.floor(host.capacity.memoryMb / 1024), ' GiB'),
+      String(host.instanceCount), h('time', { class: 'nowrap', datetime: host.lastHeartbeatAt, title: formatTime(host.lastHeartbeatAt) }, new Date(host.lastHeartbeatAt).toLocaleTimeString()),
+      h('span', { class: 'row-actions' }, (SCHEDULING_ACTIONS[host.scheduling] || []).map(([action, label]) =>
+        h('button', { type: 'button', class: 'quiet', 'aria-label': `${label} host ${host.id}`, onclick: () => act(host, action) }, label)))],
+    'No host has registered in this zone.');
+  show('Hosts',
+    h('div', { class: 'page-head' }, h('h1', {}, 'Hosts'), h('span', { class: 'muted' }, `zone ${state.zone}`),
+      h('span', { class: 'spacer' }), h('span', { class: 'muted' }, 'Cordoned and draining hosts take no new instances.')),
+    alert,
+    hosts.element);
+  poll(hosts.refresh);
+}
+
 // ---------------------------------------------------------------------------------------
 // Routing
 
@@ -693,6 +747,8 @@ function route() {
     imagesPage();
   } else if (hash === '#/api-keys') {
     apiKeysPage();
+  } else if (hash === '#/hosts') {
+    hostsPage();
   } else {
     const notice = instancesPageNotice;
     instancesPageNotice = null;

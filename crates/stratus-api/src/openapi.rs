@@ -12,13 +12,19 @@ use utoipa::{Modify, OpenApi};
         license(name = "Apache-2.0")
     ),
     // Schemas only parameters name (the route table collects those of bodies).
-    components(schemas(stratus_types::InstanceAction, stratus_types::ResourceId)),
+    components(schemas(
+        stratus_types::InstanceAction,
+        stratus_types::HostAction,
+        stratus_types::HostName,
+        stratus_types::ResourceId
+    )),
     modifiers(&BearerAuth),
     security(("bearerAuth" = [])),
     tags(
         (name = "instances", description = "Virtual machine and bare-metal instances"),
         (name = "catalog", description = "Regions, zones, instance types, GPU types"),
         (name = "images", description = "Disk images, from the catalog or imported"),
+        (name = "hosts", description = "The region's hosts: capacity, health, cordon and drain (operators; an extension)"),
         (name = "organizations", description = "Tenants"),
         (name = "projects", description = "Projects, which own compute resources"),
         (name = "auth", description = "Access tokens: minting, introspection, revocation"),

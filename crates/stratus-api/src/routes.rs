@@ -13,7 +13,7 @@
 //! and its handler splits the segment at the colon.
 
 use crate::app::App;
-use crate::handlers::{catalog, iam, instances, meta, tenancy};
+use crate::handlers::{catalog, host_operations, iam, instances, meta, tenancy};
 use axum::Router;
 use std::sync::Arc;
 use utoipa::openapi::OpenApi;
@@ -35,6 +35,9 @@ fn table() -> Vec<UtoipaMethodRouter<Arc<App>>> {
         routes!(catalog::get_instance_type),
         routes!(catalog::list_gpu_types),
         routes!(catalog::get_gpu_type),
+        routes!(host_operations::list_hosts),
+        routes!(host_operations::get_host),
+        routes!(host_operations::host_action),
         routes!(catalog::list_images, catalog::create_image),
         routes!(catalog::get_image, catalog::delete_image),
         routes!(tenancy::list_organizations, tenancy::create_organization),

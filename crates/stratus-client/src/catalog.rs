@@ -1,10 +1,11 @@
-//! The catalog of a region: zones, instance types, GPU types and images.
+//! The catalog of a region: zones, instance types, GPU types and images; and its hosts, for
+//! its operators.
 
 use crate::{Client, Result, segment};
 use reqwest::Method;
 use stratus_types::{
-    GpuTypeList, Image, ImageCreateRequest, ImageList, InstanceType, InstanceTypeList, Region,
-    RegionList, ZoneList,
+    GpuTypeList, Host, HostAction, HostList, Image, ImageCreateRequest, ImageList, InstanceType,
+    InstanceTypeList, Region, RegionList, ZoneList,
 };
 
 impl Client {
@@ -97,5 +98,39 @@ impl<'a> Catalog<'a> {
         let path = format!("{}/compute/images/{}", self.region, segment(id));
         let request = self.client.request(Method::DELETE, &path);
         self.client.send_empty(request).await
+    }
+
+    /// The hosts of `zone` (the region's operators).
+    pub async fn hosts(&self, zone: &str) -> Result<HostList> {
+        self.get(&format!("{}/zones/{}/hosts", self.region, segment(zone)))
+            .await
+    }
+
+    /// One host of `zone`, with the instances on it (the region's operators).
+    pub async fn host(&self, zone: &str, name: &str) -> Result<Host> {
+        self.get(&format!(
+            "{}/zones/{}/hosts/{}",
+            self.region,
+            segment(zone),
+            segment(name)
+        ))
+        .await
+    }
+
+    /// `:cordon`, `:uncordon` or `:drain` a host (the region's operators).
+    pub async fn host_action(&self, zone: &str, name: &str, action: HostAction) -> Result<Host> {
+        let verb = match action {
+            HostAction::Cordon => "cordon",
+            HostAction::Uncordon => "uncordon",
+            HostAction::Drain => "drain",
+        };
+        let path = format!(
+            "{}/zones/{}/hosts/{}:{verb}",
+            self.region,
+            segment(zone),
+            segment(name)
+        );
+        let request = self.client.request(Method::POST, &path);
+        self.client.send(request).await
     }
 }

@@ -29,6 +29,8 @@ pub struct HostUsage {
     pub used_vcpus: u32,
     pub used_memory_mb: u64,
     pub used_gpus: Vec<(String, u32)>,
+    /// Instances placed on it.
+    pub instances: u32,
 }
 
 impl HostUsage {
@@ -84,7 +86,7 @@ pub fn choose_host(zone: &str, demand: &Demand, hosts: &[HostUsage]) -> Result<U
     }
     if hosts.is_empty() {
         return Err(Error::ResourceExhausted(format!(
-            "no host of zone {zone} is up to take {asked}"
+            "no schedulable host of zone {zone} is up to take {asked}"
         )));
     }
     let max_vcpus = hosts.iter().map(HostUsage::free_vcpus).max().unwrap_or(0);
@@ -100,7 +102,7 @@ pub fn choose_host(zone: &str, demand: &Demand, hosts: &[HostUsage]) -> Result<U
         free.push_str(&format!(" and {max_gpus} GPUs of type {t}"));
     }
     Err(Error::ResourceExhausted(format!(
-        "zone {zone} has no room for {asked}: {free} ({} hosts up)",
+        "zone {zone} has no room for {asked}: {free} ({} schedulable hosts up)",
         hosts.len()
     )))
 }
@@ -118,6 +120,7 @@ mod tests {
             used_vcpus: used,
             used_memory_mb: 0,
             used_gpus: vec![],
+            instances: 0,
         }
     }
 

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             service_accounts_credentials_and_audit,
             hosts_poll_instances_without_their_metadata,
             quotas_hold_under_concurrent_creates_and_starts,
+            cordoned_hosts_take_nothing_new_and_stay_cordoned,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -97,6 +98,8 @@ async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
             vcpus: 8,
             memory_mb: 8192,
             gpus: vec![("h100".into(), 1)],
+            accelerator: None,
+            agent_version: None,
             now: Utc::now(),
         })
         .await
@@ -700,6 +703,59 @@ pub async fn concurrent_creates_never_overcommit(store: Arc<dyn Store>) {
         "an 8-vCPU host takes exactly eight 1-vCPU instances"
     );
     assert_eq!(store.count_instances().await.unwrap(), 8);
+}
+
+pub async fn cordoned_hosts_take_nothing_new_and_stay_cordoned(store: Arc<dyn Store>) {
+    let host = seeded(&store).await;
+    create(&store, instance("before", 2, &[])).await.unwrap();
+    let cordoned = store
+        .set_host_scheduling(host.id, "CORDONED")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cordoned.scheduling, "CORDONED");
+    let err = create(&store, instance("after", 1, &[])).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::ResourceExhausted(m) if m.contains("no schedulable host")),
+        "{err:?}"
+    );
+    // Its agent registering again (a restart, an upgrade) changes what it reports, not the
+    // operator's cordon.
+    let again = store
+        .register_host(&HostRegistrationRecord {
+            name: host.name.clone(),
+            zone: "z".into(),
+            driver: "qemu".into(),
+            vcpus: 16,
+            memory_mb: 8192,
+            gpus: vec![],
+            accelerator: Some("tcg".into()),
+            agent_version: Some("9.9.9".into()),
+            now: Utc::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.id, host.id);
+    assert_eq!(again.scheduling, "CORDONED");
+    assert_eq!(
+        (again.accelerator.as_deref(), again.agent_version.as_deref()),
+        (Some("tcg"), Some("9.9.9"))
+    );
+    let usage = store.host_usage().await.unwrap();
+    assert_eq!((usage[0].used_vcpus, usage[0].instances), (2, 1));
+    store
+        .set_host_scheduling(host.id, "SCHEDULABLE")
+        .await
+        .unwrap()
+        .unwrap();
+    create(&store, instance("after", 1, &[])).await.unwrap();
+    assert!(
+        store
+            .set_host_scheduling(uuid::Uuid::new_v4(), "CORDONED")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 pub async fn quotas_hold_under_concurrent_creates_and_starts(store: Arc<dyn Store>) {

@@ -106,6 +106,15 @@ pub trait Store: Send + Sync + 'static {
     async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord>;
     async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()>;
     async fn list_hosts(&self) -> Result<Vec<HostRecord>>;
+    /// Sets whether placement may use the host (`SCHEDULABLE`, `CORDONED`, `DRAINING`);
+    /// returns the stored record, `None` for an unknown host.
+    async fn set_host_scheduling(
+        &self,
+        host_id: Uuid,
+        scheduling: &str,
+    ) -> Result<Option<HostRecord>>;
+    /// Every host with its capacity and what its instances hold of it.
+    async fn host_usage(&self) -> Result<Vec<stratus_core::placement::HostUsage>>;
 
     // instances
     /// Places and inserts an instance in one transaction: picks a host of `instance.zone`

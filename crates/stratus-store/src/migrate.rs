@@ -38,6 +38,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "quotas",
         sql: include_str!("../migrations/0003_quotas.sql"),
     },
+    Migration {
+        version: 4,
+        name: "host operations",
+        sql: include_str!("../migrations/0004_host_operations.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -92,6 +92,8 @@ pub struct HostRegistrationRecord {
     pub vcpus: u32,
     pub memory_mb: u64,
     pub gpus: Vec<(String, u32)>,
+    pub accelerator: Option<String>,
+    pub agent_version: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -108,6 +110,10 @@ pub struct HostRecord {
     pub registered_at: DateTime<Utc>,
     /// Last time its agent asked for assignments.
     pub last_seen_at: DateTime<Utc>,
+    /// `SCHEDULABLE`, or `CORDONED` / `DRAINING` when placement must leave it alone.
+    pub scheduling: String,
+    pub accelerator: Option<String>,
+    pub agent_version: Option<String>,
 }
 
 /// An organization's own quota settings over the region's defaults.

@@ -337,7 +337,8 @@ table!(ProjectRecord, "projects", {
 
 table!(HostRecord, "hosts", {
     id: Uid, name: Text, zone: Text, driver: Text, vcpus: Narrow, memory_mb: Narrow, gpus: Json,
-    registered_at: Time, last_seen_at: Time,
+    registered_at: Time, last_seen_at: Time, scheduling: Text, accelerator: OptText,
+    agent_version: OptText,
 });
 
 table!(ImageRecord, "images", {
@@ -388,7 +389,7 @@ pub(crate) struct Setting {
 table!(Setting, "settings", { key: Text, value: Text });
 
 /// What placement needs to know of `hosts`: their capacity and what their instances use, from
-/// rows of `host_id, vcpus, memory_mb` and of `host_id, gpu_type, n`.
+/// rows of `host_id, vcpus, memory_mb, instances` and of `host_id, gpu_type, n`.
 pub(crate) fn host_usage(
     hosts: &[HostRecord],
     sums: &[crate::engine::Row],
@@ -404,6 +405,7 @@ pub(crate) fn host_usage(
             used_vcpus: 0,
             used_memory_mb: 0,
             used_gpus: vec![],
+            instances: 0,
         })
         .collect();
     for row in sums {
@@ -411,6 +413,7 @@ pub(crate) fn host_usage(
         if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
             u.used_vcpus = row.int("vcpus")? as u32;
             u.used_memory_mb = row.int("memory_mb")? as u64;
+            u.instances = row.int("instances")? as u32;
         }
     }
     for row in gpu_sums {

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use stratus_core::placement::{Demand, choose_host};
+use stratus_core::placement::{Demand, HostUsage, choose_host};
 use stratus_core::quota;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result};
@@ -421,8 +421,8 @@ const GPU_USAGE_OF_ORGANIZATION: &str = "SELECT i.gpu_type, CAST(SUM(i.gpu_count
 
 /// vCPUs and memory placed on each host.
 const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
-     CAST(SUM(memory_mb) AS BIGINT) AS memory_mb FROM instances WHERE host_id IS NOT NULL \
-     GROUP BY host_id";
+     CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, COUNT(*) AS instances FROM instances \
+     WHERE host_id IS NOT NULL GROUP BY host_id";
 
 /// GPUs of each type placed on each host.
 const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) AS n \
@@ -601,16 +601,41 @@ impl Store for SqlStore {
             gpus: host.gpus.clone(),
             registered_at: host.now,
             last_seen_at: host.now,
+            scheduling: "SCHEDULABLE".into(),
+            accelerator: host.accelerator.clone(),
+            agent_version: host.agent_version.clone(),
         };
         let (sql, args) = insert(&record);
+        // A host that registers again keeps its id and whether operators cordoned it.
         let sql = format!(
             "{sql} ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, \
              driver = excluded.driver, vcpus = excluded.vcpus, memory_mb = excluded.memory_mb, \
-             gpus = excluded.gpus, last_seen_at = excluded.last_seen_at RETURNING *"
+             gpus = excluded.gpus, last_seen_at = excluded.last_seen_at, \
+             accelerator = excluded.accelerator, agent_version = excluded.agent_version \
+             RETURNING *"
         );
         records(&self.db().query(&sql, args).await?)?
             .pop()
             .ok_or_else(|| Error::internal("registering a host returned no row"))
+    }
+
+    async fn set_host_scheduling(
+        &self,
+        host_id: Uuid,
+        scheduling: &str,
+    ) -> Result<Option<HostRecord>> {
+        self.update(
+            vec![("scheduling", scheduling.into())],
+            ("id", host_id.into()),
+        )
+        .await
+    }
+
+    async fn host_usage(&self) -> Result<Vec<HostUsage>> {
+        let hosts: Vec<HostRecord> = self.all().await?;
+        let sums = self.db().query(USAGE_BY_HOST, vec![]).await?;
+        let gpu_sums = self.db().query(GPU_USAGE_BY_HOST, vec![]).await?;
+        host_usage(&hosts, &sums, &gpu_sums)
     }
 
     async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()> {
@@ -636,7 +661,8 @@ impl Store for SqlStore {
         admission: &Admission<'_>,
     ) -> Result<InstanceRecord> {
         let hosts_sql = format!(
-            "SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ? ORDER BY id{}",
+            "SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ? \
+             AND scheduling = 'SCHEDULABLE' ORDER BY id{}",
             self.db().for_update()
         );
         let created = transaction!(self.db(), Isolation::ReadCommitted, |tx| {

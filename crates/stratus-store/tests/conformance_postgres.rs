@@ -68,6 +68,8 @@ async fn another_replicas_writes_wake_this_one() {
             vcpus: 64,
             memory_mb: 65536,
             gpus: vec![],
+            accelerator: None,
+            agent_version: None,
             now,
         })
         .await

@@ -22,6 +22,12 @@ pub struct HostRegistration {
     pub memory_mb: u64,
     /// GPU type id → count.
     pub gpus: Vec<(String, u32)>,
+    /// How the driver runs guests (`kvm`, `tcg`), when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerator: Option<String>,
+    /// The agent's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
 }
 
 /// Everything a host needs to run one instance.

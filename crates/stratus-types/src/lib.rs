@@ -13,12 +13,14 @@ pub mod agent;
 pub mod auth;
 pub mod catalog;
 pub mod error;
+pub mod hosts;
 pub mod instance;
 pub mod names;
 pub mod tenancy;
 
 pub use catalog::*;
 pub use error::*;
+pub use hosts::*;
 pub use instance::*;
 pub use names::*;
 pub use tenancy::*;

@@ -121,6 +121,47 @@ impl From<Hostname> for String {
     }
 }
 
+/// A host's name: a letter or digit, then up to 62 letters, digits, `.`, `_` or `-`. Hosts
+/// register under it, and operators' paths name them by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$", min_length = 1, max_length = 63)]
+pub struct HostName(String);
+
+impl HostName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut chars = text.chars();
+        let fits = text.len() <= 63
+            && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if fits {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(format!(
+                "host name {text:?} must be 1 to 63 letters, digits, '.', '_' or '-', starting \
+                 with a letter or digit"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for HostName {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+
+impl From<HostName> for String {
+    fn from(value: HostName) -> Self {
+        value.0
+    }
+}
+
 /// A metadata key: `[a-zA-Z0-9-_]+`, shorter than 128 bytes.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "String", into = "String")]

@@ -217,10 +217,11 @@ async fn main() -> anyhow::Result<()> {
                 )?);
             let driver =
                 stratus::region::host_driver(&data_dir, &config, control_plane.clone()).await?;
+            let registration = stratus::region::host_registration(&config, driver.as_ref());
             let agent = stratus_agent::Agent::new(
                 control_plane,
                 driver,
-                stratus::region::host_registration(&config),
+                registration,
                 stratus::region::agent_config(&config),
             );
             let cancel = tokio_util::sync::CancellationToken::new();

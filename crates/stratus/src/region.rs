@@ -146,7 +146,7 @@ impl Region {
         if config.host.enabled {
             let control_plane: Arc<dyn ControlPlane> = Arc::new(LocalControlPlane(app.clone()));
             let driver = host_driver(data_dir, &config, control_plane.clone()).await?;
-            let registration = host_registration(&config);
+            let registration = host_registration(&config, driver.as_ref());
             // Registered before the API answers, so the first create finds the host.
             app.register_host(&registration).await?;
             let agent = Agent::new(control_plane, driver, registration, agent_config(&config));
@@ -194,8 +194,9 @@ impl Region {
     }
 }
 
-/// What a host agent tells the control plane about its host, from the `[host]` section.
-pub fn host_registration(config: &Config) -> HostRegistration {
+/// What a host agent tells the control plane about its host: capacity from the `[host]`
+/// section, how it runs guests from its driver.
+pub fn host_registration(config: &Config, driver: &dyn Driver) -> HostRegistration {
     let zone = if config.host.zone.is_empty() {
         config.catalog().zones[0].id.clone()
     } else {
@@ -204,7 +205,9 @@ pub fn host_registration(config: &Config) -> HostRegistration {
     HostRegistration {
         name: config.host.name.clone(),
         zone,
-        driver: config.host.driver.clone(),
+        driver: driver.name().to_owned(),
+        accelerator: driver.accelerator().map(str::to_owned),
+        agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
         vcpus: config.host.vcpus,
         memory_mb: config.host.memory_mb,
         gpus: config

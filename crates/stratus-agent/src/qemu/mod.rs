@@ -531,6 +531,10 @@ impl Driver for QemuDriver {
         "qemu"
     }
 
+    fn accelerator(&self) -> Option<&'static str> {
+        Some(self.accel.as_str())
+    }
+
     async fn inspect(&self, uid: Uuid) -> Result<Option<VmInfo>, DriverError> {
         if self.spec(uid)?.is_none() {
             return Ok(None);

@@ -43,6 +43,9 @@ pub enum Permission {
     ServiceAccountsDelete,
     QuotasGet,
     QuotasUpdate,
+    HostsGet,
+    HostsList,
+    HostsUpdate,
 }
 
 impl Permission {
@@ -80,6 +83,9 @@ impl Permission {
             ServiceAccountsDelete => "iam.serviceAccounts.delete",
             QuotasGet => "resourcemanager.quotas.get",
             QuotasUpdate => "resourcemanager.quotas.update",
+            HostsGet => "compute.hosts.get",
+            HostsList => "compute.hosts.list",
+            HostsUpdate => "compute.hosts.update",
         }
     }
 
@@ -93,7 +99,13 @@ impl Permission {
     }
 
     fn is_compute(self) -> bool {
-        self.as_str().starts_with("compute.") && !self.is_region_level()
+        self.as_str().starts_with("compute.") && !self.is_region_level() && !self.is_hosts()
+    }
+
+    /// Permissions on the region's hosts: its operators' alone, reading included (a tenant
+    /// learns nothing of the machines under its instances).
+    fn is_hosts(self) -> bool {
+        self.as_str().starts_with("compute.hosts.")
     }
 
     /// Permissions on what the whole region shares (its images): reading them is everyone's,
@@ -184,6 +196,9 @@ impl Permission {
         Permission::ServiceAccountsDelete,
         Permission::QuotasGet,
         Permission::QuotasUpdate,
+        Permission::HostsGet,
+        Permission::HostsList,
+        Permission::HostsUpdate,
     ];
 }
 
@@ -192,12 +207,15 @@ impl Permission {
 /// (compute everywhere, reading the rest), viewer (reading). Project roles: admin (compute,
 /// the project's settings and its API keys), member (compute), viewer (reading). Credentials
 /// (`iam.*`) are managed by administrators only; quotas are read by the organization's
-/// owners and admins and set by the region's operators.
+/// owners and admins and set by the region's operators; hosts are the operators' alone.
 pub fn role_grants(scope: &str, role: &str, permission: Permission) -> bool {
     use Permission::*;
     let project_settings = matches!(permission, ProjectsGet | ProjectsUpdate);
     if permission.is_region_level() {
         return role == SUPER_ADMIN || permission.is_read();
+    }
+    if permission.is_hosts() {
+        return role == SUPER_ADMIN;
     }
     // Quotas bound what an organization may take, so setting them is the operators' alone;
     // its administrators may read them.

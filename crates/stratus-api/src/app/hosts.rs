@@ -37,6 +37,7 @@ fn assignment((r, metadata_digest): (InstanceRecord, String)) -> Assignment {
 
 impl App {
     pub async fn register_host(&self, host: &HostRegistration) -> Result<Uuid> {
+        stratus_types::HostName::parse(&host.name).map_err(|e| Error::invalid("name", e))?;
         if self.catalog.zone(&host.zone).is_none() {
             return Err(Error::invalid(
                 "zone",
@@ -56,6 +57,8 @@ impl App {
                 vcpus: host.vcpus,
                 memory_mb: host.memory_mb,
                 gpus: host.gpus.clone(),
+                accelerator: host.accelerator.clone(),
+                agent_version: host.agent_version.clone(),
                 now: now(),
             })
             .await?;

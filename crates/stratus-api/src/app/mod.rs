@@ -11,6 +11,7 @@ mod apikeys;
 pub mod authz;
 mod catalog;
 mod checks;
+mod host_operations;
 mod hosts;
 mod images;
 mod instances;

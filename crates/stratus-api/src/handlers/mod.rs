@@ -1,6 +1,7 @@
 //! HTTP handlers: thin glue from a request to one application function.
 
 pub mod catalog;
+pub mod host_operations;
 pub mod hosts;
 pub mod iam;
 pub mod instances;

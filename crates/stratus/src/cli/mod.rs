@@ -19,6 +19,7 @@
 mod api_keys;
 mod audit;
 mod catalog;
+mod hosts;
 mod instances;
 mod output;
 mod profiles;
@@ -83,6 +84,14 @@ pub enum ClientCommand {
         scope: Scope,
         #[command(subcommand)]
         command: catalog::ImagesCommand,
+    },
+    /// The hosts of a zone: health, capacity, cordon and drain (the region's operators).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Hosts {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: hosts::HostsCommand,
     },
     /// The projects you can see, and creating and deleting them.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -318,6 +327,9 @@ impl ClientCommand {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::ServiceAccounts { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::Hosts { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Quotas { scope, command } => {

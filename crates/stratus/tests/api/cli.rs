@@ -1117,3 +1117,37 @@ async fn cli_quotas_set_and_show_limits_next_to_usage() {
     assert!(nothing.stderr.contains("--cpu-cores"), "{nothing:#?}");
     region.stop().await;
 }
+
+#[tokio::test]
+async fn cli_hosts_list_cordon_and_drain() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    shell
+        .run(&["instances", "create", "h-1", "--type", "e2-micro"])
+        .await
+        .assert_ok();
+    let cordoned = shell.run(&["hosts", "cordon", "local"]).await;
+    cordoned.assert_ok();
+    assert_eq!(cordoned.json()["scheduling"], "CORDONED", "{cordoned:#?}");
+    let table = shell.run(&["hosts", "list", "-o", "table"]).await;
+    table.assert_ok();
+    let row = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("local"))
+        .unwrap_or_else(|| panic!("{table:#?}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        &cells[..5],
+        ["local", "UP", "CORDONED", "sim", "1/256"],
+        "{table:#?}"
+    );
+    let drained = shell.run(&["hosts", "drain", "local", "-o", "table"]).await;
+    drained.assert_ok();
+    assert!(drained.stdout.contains("DRAINING"), "{drained:#?}");
+    assert!(drained.stdout.contains("default/h-1"), "{drained:#?}");
+    shell.run(&["hosts", "uncordon", "local"]).await.assert_ok();
+    let missing = shell.run(&["hosts", "get", "nowhere"]).await;
+    missing.assert_api_error(404);
+    region.stop().await;
+}

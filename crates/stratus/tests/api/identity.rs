@@ -181,6 +181,16 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
             "getOrganization",
             with(expect(404, 200), &[("id", "default")], None),
         ),
+        // Hosts are the region operators' alone, whoever else asks.
+        ("listHosts", expect(403, 403)),
+        (
+            "getHost",
+            with(expect(403, 403), &[("host", "local")], None),
+        ),
+        (
+            "hostAction",
+            with(expect(403, 403), &[("host", "local:cordon")], None),
+        ),
         // Quotas: read by the organization's administrators, set by operators only.
         (
             "getQuotas",

@@ -3,6 +3,7 @@
 mod cli;
 mod console;
 mod crash;
+mod hosts;
 mod identity;
 mod lifecycle;
 mod oidc;

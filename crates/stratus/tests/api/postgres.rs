@@ -22,26 +22,6 @@ fn admin_key(serve_dir: &Path) -> String {
         .to_owned()
 }
 
-/// Starts `stratus agent` with the simulated driver, joined to `control_planes`.
-fn spawn_agent(dir: &Path, control_planes: &[&str], credential: &Path) -> tokio::process::Child {
-    let config_file = dir.join("agent.toml");
-    std::fs::write(&config_file, toml::to_string(&fast_config()).unwrap()).unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
-        .arg("agent")
-        .arg("--control-plane")
-        .arg(control_planes.join(","))
-        .arg("--credential-file")
-        .arg(credential)
-        .args(["--driver", "sim", "--name", "pg-host-1", "--data-dir"])
-        .arg(dir.join("host"))
-        .arg("--config")
-        .arg(&config_file)
-        .env("STRATUS_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
 fn micro(id: &str) -> Value {
     json!({"id": id, "type": TYPE_MICRO})
 }
@@ -90,7 +70,8 @@ async fn replicas_share_postgres_and_one_killed_loses_nothing() {
         !dir_b.path().join("data/admin-api-key").exists(),
         "the region was bootstrapped once, by the first replica"
     );
-    let _agent = spawn_agent(
+    let _agent = spawn_sim_agent(
+        "pg-host-1",
         agent_dir.path(),
         &[&base_a, &base_b],
         &dir_a.path().join("data/host-credential"),

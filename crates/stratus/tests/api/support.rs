@@ -117,6 +117,32 @@ pub async fn spawn_serve(
     panic!("stratus serve exited before serving");
 }
 
+/// Starts `stratus agent` named `name` with the simulated driver, joined to `control_planes`
+/// with the host credential in `credential`.
+pub fn spawn_sim_agent(
+    name: &str,
+    dir: &std::path::Path,
+    control_planes: &[&str],
+    credential: &std::path::Path,
+) -> tokio::process::Child {
+    let config_file = dir.join("agent.toml");
+    std::fs::write(&config_file, toml::to_string(&fast_config()).unwrap()).unwrap();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+        .arg("agent")
+        .arg("--control-plane")
+        .arg(control_planes.join(","))
+        .arg("--credential-file")
+        .arg(credential)
+        .args(["--driver", "sim", "--name", name, "--data-dir"])
+        .arg(dir.join("host"))
+        .arg("--config")
+        .arg(&config_file)
+        .env("STRATUS_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
 /// A thin JSON client with a bearer token.
 #[derive(Clone)]
 pub struct Client {

@@ -1,0 +1,158 @@
+//! The region's hosts as its operators steer them: a second host joins through `stratus agent`,
+//! a cordoned host receives no new instances, a drained one lists what is left on it until
+//! nothing is, and nobody but an operator sees any of it.
+
+use crate::support::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+const HOSTS: &str = "/v1/regions/local-1/zones/local-1a/hosts";
+
+fn micro(id: &str) -> Value {
+    json!({"id": id, "type": TYPE_MICRO})
+}
+
+/// The host names the instances of `host`'s view sit on.
+fn instance_ids(host: &Value) -> Vec<String> {
+    host["instances"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no instances listed: {host:#}"))
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordoned_host_takes_nothing_new_and_a_drained_one_lists_what_remains() {
+    let region = TestRegion::start().await;
+    let c = &region.client;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let _agent = spawn_sim_agent(
+        "host-b",
+        agent_dir.path(),
+        &[&region.endpoint()],
+        &region.dir.path().join("host-credential"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let hosts = loop {
+        let hosts = c.get(HOSTS).await;
+        assert_eq!(hosts.status, StatusCode::OK, "{:#}", hosts.body);
+        if hosts.body["hosts"].as_array().unwrap().len() == 2 {
+            break hosts.body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "host-b never joined: {:#}",
+            hosts.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let b = &hosts["hosts"][0];
+    assert_eq!(b["id"], "host-b", "{hosts:#}");
+    assert_eq!(
+        (&b["driver"], &b["status"], &b["scheduling"]),
+        (&json!("sim"), &json!("UP"), &json!("SCHEDULABLE"))
+    );
+    assert_eq!(b["agentVersion"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(b["capacity"]["vcpus"], 256);
+    assert_eq!(b["selfLink"], format!("{HOSTS}/host-b"));
+
+    // With the local host cordoned, every new instance lands on host-b.
+    let cordoned = c.post(&format!("{HOSTS}/local:cordon"), json!({})).await;
+    assert_eq!(cordoned.status, StatusCode::OK, "{:#}", cordoned.body);
+    assert_eq!(cordoned.body["scheduling"], "CORDONED");
+    for n in 0..4 {
+        let created = c.post(INSTANCES, micro(&format!("b-{n}"))).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:#}", created.body);
+    }
+    let local = c.get(&format!("{HOSTS}/local")).await.body;
+    assert!(instance_ids(&local).is_empty(), "{local:#}");
+    let on_b = c.get(&format!("{HOSTS}/host-b")).await.body;
+    assert_eq!(
+        instance_ids(&on_b),
+        ["b-0", "b-1", "b-2", "b-3"],
+        "{on_b:#}"
+    );
+    assert_eq!(on_b["allocated"]["vcpus"], 4);
+    assert_eq!(on_b["instanceCount"], 4);
+
+    // Draining host-b as well leaves nowhere to place, and says so.
+    let drained = c.post(&format!("{HOSTS}/host-b:drain"), json!({})).await;
+    assert_eq!(drained.status, StatusCode::OK, "{:#}", drained.body);
+    assert_eq!(drained.body["scheduling"], "DRAINING");
+    assert_eq!(instance_ids(&drained.body).len(), 4, "{:#}", drained.body);
+    let refused = c.post(INSTANCES, micro("nowhere")).await;
+    refused.assert_error(409);
+    assert!(
+        refused.message().contains("no schedulable host"),
+        "{}",
+        refused.message()
+    );
+    // What remains goes away; the host then shows as drained.
+    for n in 0..4 {
+        c.delete(&format!("{INSTANCES}/b-{n}")).await;
+    }
+    for n in 0..4 {
+        c.wait_gone(&format!("b-{n}"), Duration::from_secs(20))
+            .await;
+    }
+    let empty = c.get(&format!("{HOSTS}/host-b")).await.body;
+    assert_eq!(empty["scheduling"], "DRAINED", "{empty:#}");
+    assert!(instance_ids(&empty).is_empty());
+
+    // Uncordoned, the local host takes instances again.
+    let back = c.post(&format!("{HOSTS}/local:uncordon"), json!({})).await;
+    assert_eq!(back.body["scheduling"], "SCHEDULABLE", "{:#}", back.body);
+    c.post(INSTANCES, micro("home")).await;
+    let local = c.get(&format!("{HOSTS}/local")).await.body;
+    assert_eq!(instance_ids(&local), ["home"], "{local:#}");
+    region.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_are_for_operators_only_and_bad_names_are_refused() {
+    let region = TestRegion::start().await;
+    let admin = &region.client;
+    for roles in [&["owner"][..], &["admin"], &["member"]] {
+        let mut user = admin.clone();
+        user.token = Some(region.sign(&region.user_claims("default", roles)));
+        let listed = user.get(HOSTS).await;
+        listed.assert_error(403);
+        assert!(
+            listed.message().contains("compute.hosts.list"),
+            "{}",
+            listed.message()
+        );
+        user.get(&format!("{HOSTS}/local")).await.assert_error(403);
+        user.post(&format!("{HOSTS}/local:cordon"), json!({}))
+            .await
+            .assert_error(403);
+    }
+    admin
+        .get("/v1/regions/local-1/zones/nowhere/hosts")
+        .await
+        .assert_error(404);
+    admin
+        .get(&format!("{HOSTS}/no-such-host"))
+        .await
+        .assert_error(404);
+    admin
+        .post(&format!("{HOSTS}/local:reboot"), json!({}))
+        .await
+        .assert_error(404);
+    // A host registers only under a name that can appear in those paths.
+    let credential = std::fs::read_to_string(region.dir.path().join("host-credential")).unwrap();
+    let mut agent = Client::anonymous(&region.endpoint());
+    agent.token = Some(credential.trim().to_owned());
+    let bad = agent
+        .post(
+            "/internal/v1/hosts",
+            json!({"name": "bad/name", "zone": "local-1a", "driver": "sim", "vcpus": 1,
+                   "memory_mb": 1024, "gpus": []}),
+        )
+        .await;
+    bad.assert_error(400);
+    assert_eq!(bad.field(), "name");
+    region.stop().await;
+}

@@ -1,5 +1,6 @@
 //! The agent's main loop: poll assignments, decide a step per instance, run steps, report.
 
+use crate::DriverError;
 use crate::driver::Driver;
 use crate::plan::{Observation, Step, next_step};
 use async_trait::async_trait;
@@ -272,6 +273,7 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
     let uid = a.spec.uid;
     let driver = &shared.driver;
     tracing::debug!(%uid, id = %a.spec.id, status = ?a.status, ?step, "step");
+    let started = Instant::now();
     let result = match &step {
         Step::Nothing => return,
         Step::Prepare => driver
@@ -324,6 +326,7 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
         },
         Step::Report(observation) => Ok(Some(observation.clone())),
     };
+    record_step(&step, started.elapsed(), &result);
     let observation = match result {
         Ok(observation) => {
             shared.failures.lock().unwrap().remove(&uid);
@@ -385,6 +388,40 @@ fn observed(status: InstanceStatus, message: Option<&str>) -> Observation {
         status,
         message: message.map(str::to_owned),
         intent_stopped: false,
+    }
+}
+
+/// The step's name in metrics.
+fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::Nothing => "nothing",
+        Step::Prepare => "prepare",
+        Step::Boot => "boot",
+        Step::Reset => "reset",
+        Step::Resume => "resume",
+        Step::Pause => "pause",
+        Step::PowerOff { .. } => "power_off",
+        Step::Destroy => "destroy",
+        Step::Report(_) => "report",
+    }
+}
+
+/// Times a driver step, counts the VMs it started and the driver errors it met by kind.
+fn record_step<T>(step: &Step, took: Duration, result: &Result<T, DriverError>) {
+    let name = step_name(step);
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(DriverError::NotFound(_)) => "not_found",
+        Err(DriverError::Transient(_)) => "transient",
+        Err(DriverError::Permanent(_)) => "permanent",
+    };
+    metrics::histogram!("stratus_agent_step_duration_seconds", "step" => name, "outcome" => outcome)
+        .record(took.as_secs_f64());
+    if result.is_err() {
+        metrics::counter!("stratus_agent_driver_errors_total", "step" => name, "error" => outcome)
+            .increment(1);
+    } else if *step == Step::Boot {
+        metrics::counter!("stratus_agent_vm_starts_total").increment(1);
     }
 }
 

@@ -159,6 +159,8 @@ fn etag_of(value: &Value) -> String {
 }
 
 fn reply(status: StatusCode, body: String, etag: Option<&str>) -> Response {
+    metrics::counter!("stratus_agent_metadata_requests_total", "status" => status.as_u16().to_string())
+        .increment(1);
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert("Metadata-Flavor", HeaderValue::from_static("Google"));

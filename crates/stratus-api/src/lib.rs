@@ -51,6 +51,7 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(handlers::hosts::routes())
         .merge(console::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(record_http_metrics))
         .layer(axum::Extension(document))
         .layer(axum::middleware::from_fn_with_state(allowed, allow_methods))
         .with_state(app.clone());
@@ -89,6 +90,31 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 pub use app::App;
+
+/// Counts each request by route template, method and status, and times it by route.
+async fn record_http_metrics(request: Request<Body>, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    metrics::counter!(
+        "stratus_http_requests_total",
+        "route" => route.clone(),
+        "method" => method.clone(),
+        "status" => response.status().as_u16().to_string()
+    )
+    .increment(1);
+    metrics::histogram!(
+        "stratus_http_request_duration_seconds",
+        "route" => route,
+        "method" => method
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}
 
 /// The API's OpenAPI document: the operations of the route table in [`openapi`]'s frame.
 pub fn document() -> utoipa::openapi::OpenApi {

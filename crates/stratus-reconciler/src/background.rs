@@ -158,6 +158,13 @@ async fn run(registration: Registration, cancel: CancellationToken) {
         let started = Instant::now();
         let report = task.activate().await;
         let took = started.elapsed();
+        let name = task.name();
+        metrics::histogram!("stratus_background_task_duration_seconds", "task" => name)
+            .record(took.as_secs_f64());
+        metrics::counter!("stratus_background_task_items_total", "task" => name, "outcome" => "acted")
+            .increment(report.acted);
+        metrics::counter!("stratus_background_task_items_total", "task" => name, "outcome" => "failed")
+            .increment(report.failed);
         if report.failed > 0 {
             tracing::warn!(
                 task = task.name(),

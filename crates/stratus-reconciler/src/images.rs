@@ -106,7 +106,13 @@ impl ImageImporter {
         let part = self
             .image_dir
             .join(format!("{id}.{}.part", image.format.as_str()));
-        match self.copy_and_check(image, &part).await? {
+        let outcome = self.copy_and_check(image, &part).await?;
+        metrics::counter!(
+            "stratus_image_imports_total",
+            "outcome" => if outcome.is_ok() { "ready" } else { "failed" }
+        )
+        .increment(1);
+        match outcome {
             Ok(()) => tracing::info!(%id, "image ready"),
             Err(reason) => {
                 let _ = tokio::fs::remove_file(&part).await;
@@ -220,6 +226,7 @@ impl ImageImporter {
             return Ok(Err(format!("storing the image: {e}")));
         }
         const GIB: u64 = 1 << 30;
+        metrics::counter!("stratus_image_import_bytes_total").increment(done);
         record.status = ImageStatus::Ready;
         record.status_message = None;
         record.sha256 = Some(digest);

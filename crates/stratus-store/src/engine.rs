@@ -243,6 +243,19 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn follow_changes(&self, changes: crate::Changes) {
         let _ = changes;
     }
+    /// `sqlite` or `postgres`, for metrics.
+    fn name(&self) -> &'static str;
+    /// Sets the gauges of its connection pools' use.
+    fn record_pool_metrics(&self) {}
+}
+
+/// Sets the gauges of one connection pool: connections open, and of those how many are idle.
+pub(crate) fn pool_gauges(database: &'static str, pool: &'static str, size: u32, idle: usize) {
+    let busy = f64::from(size) - idle as f64;
+    metrics::gauge!("stratus_db_pool_connections", "database" => database, "pool" => pool, "state" => "idle")
+        .set(idle as f64);
+    metrics::gauge!("stratus_db_pool_connections", "database" => database, "pool" => pool, "state" => "busy")
+        .set(busy.max(0.0));
 }
 
 /// Implements [`Tx`] for `$tx`, a newtype over a sqlx transaction, with the engine module's own
@@ -330,6 +343,11 @@ macro_rules! transaction {
             .await;
             match outcome {
                 Err($crate::engine::DbError::Retry) if attempt < $crate::engine::MAX_ATTEMPTS => {
+                    metrics::counter!(
+                        "stratus_db_transaction_retries_total",
+                        "database" => $engine.name()
+                    )
+                    .increment(1);
                     $crate::engine::backoff(attempt).await;
                 }
                 other => break other,

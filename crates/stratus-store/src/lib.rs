@@ -24,6 +24,7 @@ mod changes;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod engine;
+mod metered;
 mod migrate;
 mod postgres;
 mod records;
@@ -113,6 +114,8 @@ pub trait Store: Send + Sync + 'static {
         host_id: Uuid,
         scheduling: &str,
     ) -> Result<Option<HostRecord>>;
+    /// Sets the gauges of the database's connection pools (called when metrics are scraped).
+    fn record_pool_metrics(&self) {}
     /// Every host with its capacity and what its instances hold of it.
     async fn host_usage(&self) -> Result<Vec<stratus_core::placement::HostUsage>>;
 
@@ -173,6 +176,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool>;
     async fn release_instance_lease(&self, uid: Uuid, owner: &str) -> Result<()>;
     async fn count_instances(&self) -> Result<u64>;
+    /// How many instances have each status on each host (`None`: not placed).
+    async fn count_instances_by_status_and_host(
+        &self,
+    ) -> Result<Vec<(stratus_types::InstanceStatus, Option<Uuid>, u64)>>;
 
     // images
     /// Inserts an image, or refreshes the descriptive fields and file of one with the same id

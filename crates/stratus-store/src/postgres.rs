@@ -22,7 +22,9 @@
 //! a region resumes without a restart when the database is back.
 
 use crate::engine::impl_columns;
-use crate::engine::{Arg, DbError, DbResult, Engine, Isolation, Row, Tx, numbered_placeholders};
+use crate::engine::{
+    Arg, DbError, DbResult, Engine, Isolation, Row, Tx, numbered_placeholders, pool_gauges,
+};
 use crate::migrate::{ColumnTypes, is_bookkeeping, migrate};
 use crate::sql::SqlStore;
 use async_trait::async_trait;
@@ -73,7 +75,7 @@ impl PostgresStore {
             former_migrations: 25,
         };
         migrate(&engine, &types).await?;
-        SqlStore::open(Arc::new(engine)).await
+        SqlStore::open(Box::new(engine)).await
     }
 }
 
@@ -194,6 +196,14 @@ impl Engine for PgEngine {
             connection: Some(connection),
             locked,
         }))
+    }
+
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn record_pool_metrics(&self) {
+        pool_gauges("postgres", "main", self.pool.size(), self.pool.num_idle());
     }
 
     fn for_update(&self) -> &'static str {

@@ -27,8 +27,11 @@ pub struct SqlStore {
 
 impl SqlStore {
     /// The store over `engine`, once rows of an earlier schema are brought to the current one.
-    pub(crate) async fn open(engine: Arc<dyn Engine>) -> Result<Self> {
-        let store = Self { engine };
+    pub(crate) async fn open(engine: Box<dyn Engine>) -> Result<Self> {
+        let database = engine.name();
+        let store = Self {
+            engine: Arc::new(crate::metered::Metered { engine, database }),
+        };
         store.move_metadata_out_of_specs().await?;
         Ok(store)
     }
@@ -829,6 +832,26 @@ impl Store for SqlStore {
             .await
     }
 
+    async fn count_instances_by_status_and_host(
+        &self,
+    ) -> Result<Vec<(InstanceStatus, Option<Uuid>, u64)>> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT status, host_id, COUNT(*) AS n FROM instances GROUP BY status, host_id",
+                vec![],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status = row.text("status")?;
+                let status = InstanceStatus::parse(&status)
+                    .ok_or_else(|| Error::internal(format!("bad status {status}")))?;
+                Ok((status, row.opt_uuid("host_id")?, row.int("n")? as u64))
+            })
+            .collect()
+    }
+
     async fn count_instances(&self) -> Result<u64> {
         let rows = self
             .db()
@@ -1303,6 +1326,10 @@ impl Store for SqlStore {
 
     fn follow_changes(&self, changes: Changes) {
         self.engine.follow_changes(changes);
+    }
+
+    fn record_pool_metrics(&self) {
+        self.engine.record_pool_metrics();
     }
 }
 

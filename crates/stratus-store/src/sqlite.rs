@@ -1,7 +1,7 @@
 //! The embedded SQLite engine: one file in the data directory, WAL, one writer connection.
 
 use crate::engine::impl_columns;
-use crate::engine::{Arg, DbError, DbResult, Engine, Isolation, Row, Tx};
+use crate::engine::{Arg, DbError, DbResult, Engine, Isolation, Row, Tx, pool_gauges};
 use crate::migrate::{ColumnTypes, is_bookkeeping, migrate};
 use crate::rows::parse_uuid;
 use crate::sql::SqlStore;
@@ -13,7 +13,6 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::{Error, Result};
 
@@ -57,7 +56,7 @@ impl SqliteStore {
             former_migrations: 5,
         };
         migrate(&engine, &types).await?;
-        SqlStore::open(Arc::new(engine)).await
+        SqlStore::open(Box::new(engine)).await
     }
 }
 
@@ -155,6 +154,15 @@ impl Engine for SqliteEngine {
 
     async fn migration_session(&self) -> DbResult<Box<dyn Tx>> {
         self.begin(Isolation::Serializable).await
+    }
+
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn record_pool_metrics(&self) {
+        pool_gauges("sqlite", "read", self.read.size(), self.read.num_idle());
+        pool_gauges("sqlite", "write", self.write.size(), self.write.num_idle());
     }
 
     fn for_update(&self) -> &'static str {

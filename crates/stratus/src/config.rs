@@ -26,6 +26,15 @@ pub struct Config {
     pub agent: AgentSection,
     pub images: ImagesSection,
     pub quotas: QuotasSection,
+    pub telemetry: TelemetrySection,
+}
+
+/// Metrics and traces.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct TelemetrySection {
+    /// Address of the Prometheus `/metrics` listener (e.g. `127.0.0.1:9464`); empty: off.
+    pub metrics_listen: String,
 }
 
 /// The quotas every organization has unless an operator sets its own (see

@@ -10,6 +10,7 @@ pub mod metadata_proxy;
 pub mod private_files;
 pub mod region;
 pub mod remote_agent;
+pub mod telemetry;
 
 pub use config::Config;
 pub use region::Region;

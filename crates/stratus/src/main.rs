@@ -230,6 +230,14 @@ async fn main() -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
                 stop.cancel();
             });
+            if !config.telemetry.metrics_listen.is_empty() {
+                stratus::telemetry::serve_metrics(
+                    &config.telemetry.metrics_listen,
+                    None,
+                    cancel.clone(),
+                )
+                .await?;
+            }
             agent.run(cancel).await;
             Ok(())
         }

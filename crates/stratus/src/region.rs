@@ -41,6 +41,8 @@ pub struct Region {
     /// The file holding the bootstrap admin API key.
     pub admin_key_path: PathBuf,
     pub app: Arc<App>,
+    /// Where `/metrics` is served, when `[telemetry] metrics-listen` asks for it.
+    pub metrics_addr: Option<SocketAddr>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -152,6 +154,12 @@ impl Region {
             let agent = Agent::new(control_plane, driver, registration, agent_config(&config));
             tasks.spawn(agent.run(cancel.clone()));
         }
+        let metrics_addr = match config.telemetry.metrics_listen.as_str() {
+            "" => None,
+            listen => Some(
+                crate::telemetry::serve_metrics(listen, Some(app.clone()), cancel.clone()).await?,
+            ),
+        };
         let router = stratus_api::router(app.clone());
         let stop = cancel.clone();
         let limits = config.api.limits();
@@ -169,6 +177,7 @@ impl Region {
             addr,
             admin_key_path,
             app,
+            metrics_addr,
             cancel,
             tasks,
         })

@@ -198,3 +198,82 @@ impl App {
         })
     }
 }
+
+impl App {
+    /// Sets the gauges that describe the region as it is, for a metrics scrape: instances by
+    /// status and host, each host's capacity, allocation, health and scheduling, and the
+    /// database's connection pools. Every combination is set, zeros included, so a count that
+    /// dropped to nothing does not linger at its last value.
+    pub async fn record_gauges(&self) -> Result<()> {
+        let hosts = self.store.list_hosts().await?;
+        let usage = self.usage_by_host().await?;
+        let counts = self.store.count_instances_by_status_and_host().await?;
+        let name_of = |id: Option<uuid::Uuid>| {
+            id.and_then(|id| hosts.iter().find(|h| h.id == id))
+                .map_or_else(|| "none".to_owned(), |h| h.name.clone())
+        };
+        let mut names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
+        names.push("none".into());
+        for status in stratus_types::InstanceStatus::ALL {
+            for host in &names {
+                let n: u64 = counts
+                    .iter()
+                    .filter(|(s, h, _)| *s == status && name_of(*h) == *host)
+                    .map(|(_, _, n)| n)
+                    .sum();
+                metrics::gauge!("stratus_instances", "status" => status.as_str(), "host" => host.clone())
+                    .set(n as f64);
+            }
+        }
+        let live_since = chrono::Utc::now()
+            - chrono::Duration::from_std(self.config.host_timeout).unwrap_or_default();
+        for host in &hosts {
+            let used = usage.get(&host.id);
+            let name = host.name.clone();
+            let pairs = [
+                ("stratus_host_vcpus", "capacity", f64::from(host.vcpus)),
+                (
+                    "stratus_host_vcpus",
+                    "allocated",
+                    used.map_or(0.0, |u| f64::from(u.used_vcpus)),
+                ),
+                (
+                    "stratus_host_memory_bytes",
+                    "capacity",
+                    host.memory_mb as f64 * 1048576.0,
+                ),
+                (
+                    "stratus_host_memory_bytes",
+                    "allocated",
+                    used.map_or(0.0, |u| u.used_memory_mb as f64 * 1048576.0),
+                ),
+            ];
+            for (metric, state, value) in pairs {
+                metrics::gauge!(metric, "host" => name.clone(), "state" => state).set(value);
+            }
+            for (gpu_type, count) in &host.gpus {
+                let allocated = used
+                    .and_then(|u| u.used_gpus.iter().find(|(t, _)| t == gpu_type))
+                    .map_or(0, |(_, n)| *n);
+                for (state, value) in [("capacity", *count), ("allocated", allocated)] {
+                    metrics::gauge!("stratus_host_gpus", "host" => name.clone(), "gpu_type" => gpu_type.clone(), "state" => state)
+                        .set(f64::from(value));
+                }
+            }
+            let up = host.last_seen_at >= live_since;
+            metrics::gauge!("stratus_host_up", "host" => name.clone()).set(if up {
+                1.0
+            } else {
+                0.0
+            });
+            let schedulable = host.scheduling == "SCHEDULABLE";
+            metrics::gauge!("stratus_host_schedulable", "host" => name).set(if schedulable {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        self.store.record_pool_metrics();
+        Ok(())
+    }
+}

@@ -182,9 +182,19 @@ impl App {
     /// The principal a bearer token stands for: verified (by its issuer) and live (not
     /// revoked, its credential still active).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
-        let claims = self.verify_token(token).await?;
-        self.ensure_token_live(&claims).await?;
-        Ok(claims.into())
+        let verified = async {
+            let claims = self.verify_token(token).await?;
+            self.ensure_token_live(&claims).await?;
+            Ok(claims)
+        }
+        .await;
+        let outcome = match &verified {
+            Ok(_) => "accepted",
+            Err(Error::Unavailable(_)) => "unavailable",
+            Err(_) => "refused",
+        };
+        metrics::counter!("stratus_token_verifications_total", "outcome" => outcome).increment(1);
+        verified.map(Principal::from)
     }
 
     /// The public keys of the region's own issuer, as a JWK set.

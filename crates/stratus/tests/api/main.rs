@@ -14,6 +14,7 @@ mod qemu;
 mod quotas;
 mod security;
 mod support;
+mod telemetry;
 mod tenancy;
 mod typed_client;
 mod validation;

@@ -14,6 +14,8 @@ use stratus_types::{InstanceStatus, MetadataItem};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use uuid::Uuid;
 
 /// A failure to reach or to be understood by the control plane.
@@ -260,11 +262,15 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
     shared.in_flight.lock().unwrap().insert(uid);
     let shared = shared.clone();
     let assignment = a.clone();
-    tracker.spawn(async move {
-        run_step(&shared, &assignment, step).await;
-        shared.in_flight.lock().unwrap().remove(&uid);
-        shared.step_done.notify_one();
-    });
+    let span = step_span(&assignment, &step);
+    tracker.spawn(
+        async move {
+            run_step(&shared, &assignment, step).await;
+            shared.in_flight.lock().unwrap().remove(&uid);
+            shared.step_done.notify_one();
+        }
+        .instrument(span),
+    );
 }
 
 /// Performs one step and reports its outcome; failed start steps are retried a bounded number
@@ -389,6 +395,51 @@ fn observed(status: InstanceStatus, message: Option<&str>) -> Observation {
         message: message.map(str::to_owned),
         intent_stopped: false,
     }
+}
+
+/// The span of one driver step: named for the step, carrying the instance and the id of the
+/// request that asked for the change, and a child of that request's trace when it has one.
+fn step_span(a: &Assignment, step: &Step) -> tracing::Span {
+    let span = tracing::info_span!(
+        "driver step",
+        otel.name = %format!("driver.{}", step_name(step)),
+        step = step_name(step),
+        instance = %a.spec.uid,
+        id = %a.spec.id,
+        project = %a.spec.project,
+        request_id = a.request_id.as_deref().unwrap_or(""),
+    );
+    if let Some(parent) = a.traceparent.as_deref().and_then(remote_parent) {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The context of a W3C `traceparent` (`00-{trace}-{span}-{flags}`), if it is one.
+fn remote_parent(traceparent: &str) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let mut parts = traceparent.split('-');
+    let (Some("00"), Some(trace), Some(span), Some(flags), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context
+        .is_valid()
+        .then(|| opentelemetry::Context::new().with_remote_span_context(context))
 }
 
 /// The step's name in metrics.
@@ -540,6 +591,36 @@ async fn sync_serial(
                     tracing::warn!(%uid, error = %e, "a console is not being copied");
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::remote_parent;
+    use opentelemetry::trace::TraceContextExt;
+
+    #[test]
+    fn a_traceparent_becomes_the_remote_parent_of_a_step() {
+        let parent = remote_parent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+            .expect("a valid traceparent");
+        let span = parent.span();
+        let context = span.span_context();
+        assert!(context.is_remote() && context.is_sampled());
+        assert_eq!(
+            context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(context.span_id().to_string(), "00f067aa0ba902b7");
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-not-hex-01",
+        ] {
+            assert!(remote_parent(bad).is_none(), "{bad:?}");
         }
     }
 }

@@ -173,6 +173,8 @@ async fn a_running_instance_whose_vm_vanished_is_reported_terminated() {
         status: InstanceStatus::Running,
         generation: 7,
         metadata_digest: String::new(),
+        traceparent: None,
+        request_id: None,
     });
     let cancel = start(cp.clone(), instant_sim());
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -210,6 +212,8 @@ async fn metadata_is_fetched_once_per_digest_and_reaches_the_driver() {
         status: InstanceStatus::Staging,
         generation: 3,
         metadata_digest: "d1".into(),
+        traceparent: None,
+        request_id: None,
     });
     let cancel = start(cp.clone(), instant_sim());
     let deadline = Instant::now() + Duration::from_secs(5);

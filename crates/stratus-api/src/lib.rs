@@ -68,6 +68,8 @@ pub fn router(app: Arc<App>) -> Router {
                         .unwrap_or("");
                     tracing::info_span!(
                         "request",
+                        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+                        otel.kind = "server",
                         method = %request.method(),
                         path = %request.uri().path(),
                         request_id,

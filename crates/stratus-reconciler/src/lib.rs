@@ -389,6 +389,8 @@ mod tests {
             generation: 1,
             created_at: now,
             updated_at: now,
+            traceparent: None,
+            request_id: None,
         }
     }
 

@@ -142,6 +142,8 @@ fn instance(id: &str, vcpus: u32, labels: &[(&str, &str)]) -> InstanceRecord {
         generation: 1,
         created_at: now,
         updated_at: now,
+        traceparent: None,
+        request_id: None,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::engine::{Arg, DbError, DbResult, Engine, Isolation, Row, Tx};
 use async_trait::async_trait;
 use std::time::Instant;
 use stratus_core::Result;
+use tracing::Instrument;
 
 /// `engine`, measured under the label `database`.
 pub(crate) struct Metered {
@@ -23,6 +24,16 @@ fn kind(sql: &str) -> &'static str {
     } else {
         "write"
     }
+}
+
+/// The span of one statement (at debug level: exported with traces, free when nobody listens).
+fn statement_span(database: &'static str, sql: &str) -> tracing::Span {
+    tracing::debug_span!(
+        "db statement",
+        otel.name = %format!("db.{}", kind(sql)),
+        db.system = database,
+        db.statement = sql,
+    )
 }
 
 fn observe<T>(database: &'static str, sql: &str, started: Instant, result: &DbResult<T>) {
@@ -47,14 +58,22 @@ fn observe<T>(database: &'static str, sql: &str, started: Instant, result: &DbRe
 impl Engine for Metered {
     async fn query(&self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
         let started = Instant::now();
-        let result = self.engine.query(sql, args).await;
+        let result = self
+            .engine
+            .query(sql, args)
+            .instrument(statement_span(self.database, sql))
+            .await;
         observe(self.database, sql, started, &result);
         result
     }
 
     async fn execute(&self, sql: &str, args: Vec<Arg>) -> DbResult<u64> {
         let started = Instant::now();
-        let result = self.engine.execute(sql, args).await;
+        let result = self
+            .engine
+            .execute(sql, args)
+            .instrument(statement_span(self.database, sql))
+            .await;
         observe(self.database, sql, started, &result);
         result
     }
@@ -121,14 +140,16 @@ impl MeteredTx {
 impl Tx for MeteredTx {
     async fn query(&mut self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
         let started = Instant::now();
-        let result = self.tx().query(sql, args).await;
+        let span = statement_span(self.database, sql);
+        let result = self.tx().query(sql, args).instrument(span).await;
         observe(self.database, sql, started, &result);
         result
     }
 
     async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> DbResult<u64> {
         let started = Instant::now();
-        let result = self.tx().execute(sql, args).await;
+        let span = statement_span(self.database, sql);
+        let result = self.tx().execute(sql, args).instrument(span).await;
         observe(self.database, sql, started, &result);
         result
     }

@@ -43,6 +43,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "host operations",
         sql: include_str!("../migrations/0004_host_operations.sql"),
     },
+    Migration {
+        version: 5,
+        name: "instance trace",
+        sql: include_str!("../migrations/0005_instance_trace.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -54,6 +54,10 @@ pub struct InstanceRecord {
     pub generation: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the request that last changed it, when traces are on.
+    pub traceparent: Option<String>,
+    /// The id of the request that last changed it.
+    pub request_id: Option<String>,
 }
 
 impl InstanceRecord {

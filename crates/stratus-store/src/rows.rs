@@ -271,6 +271,8 @@ impl Table for InstanceRecord {
             generation: Int::get(row, "generation")?,
             created_at: Time::get(row, "created_at")?,
             updated_at: Time::get(row, "updated_at")?,
+            traceparent: OptText::get(row, "traceparent")?,
+            request_id: OptText::get(row, "request_id")?,
         })
     }
 
@@ -292,6 +294,8 @@ impl Table for InstanceRecord {
             ("generation", Int::put(&self.generation)),
             ("created_at", Time::put(&self.created_at)),
             ("updated_at", Time::put(&self.updated_at)),
+            ("traceparent", OptText::put(&self.traceparent)),
+            ("request_id", OptText::put(&self.request_id)),
         ];
         values.extend(spec_values(&self.spec));
         values

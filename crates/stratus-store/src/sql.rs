@@ -294,6 +294,8 @@ fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
             ("status_message", (&instance.status_message).into()),
             ("status_changed_at", ms(instance.status_changed_at).into()),
             ("updated_at", ms(instance.updated_at).into()),
+            ("traceparent", (&instance.traceparent).into()),
+            ("request_id", (&instance.request_id).into()),
         ]
         .into_iter()
         .chain(spec_values(&instance.spec))
@@ -404,7 +406,7 @@ fn contains_pattern(text: &str) -> String {
 /// An instance's columns but its metadata (read as none).
 const LIGHT_INSTANCE: &str = "uid, project, id, zone, host_id, spec, vcpus, memory_mb, gpu_type, \
      gpu_count, desired, status, status_message, status_changed_at, generation, created_at, \
-     updated_at, metadata_digest, NULL AS metadata";
+     updated_at, traceparent, request_id, metadata_digest, NULL AS metadata";
 
 /// What the instances of an organization hold: every one not being deleted its place and
 /// disks, those meant to run their cores, memory and GPUs.

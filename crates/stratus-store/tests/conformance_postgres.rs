@@ -115,6 +115,8 @@ async fn another_replicas_writes_wake_this_one() {
             generation: 1,
             created_at: now,
             updated_at: now,
+            traceparent: None,
+            request_id: None,
         };
         let demand = Demand {
             vcpus: 1,

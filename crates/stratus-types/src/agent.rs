@@ -56,6 +56,13 @@ pub struct Assignment {
     /// Digest of the instance's metadata: the host fetches the metadata again when it changes.
     #[serde(default)]
     pub metadata_digest: String,
+    /// The W3C `traceparent` of the request that last changed the instance: the host's work on
+    /// it joins that trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The id of that request, carried into the host's logs and spans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A status the agent observed for an instance, tied to the generation it acted on.

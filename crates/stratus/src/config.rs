@@ -35,6 +35,9 @@ pub struct Config {
 pub struct TelemetrySection {
     /// Address of the Prometheus `/metrics` listener (e.g. `127.0.0.1:9464`); empty: off.
     pub metrics_listen: String,
+    /// Base URL of an OTLP/HTTP collector (e.g. `http://127.0.0.1:4318`); spans go to its
+    /// `/v1/traces` as JSON. Empty: no traces.
+    pub otlp_endpoint: String,
 }
 
 /// The quotas every organization has unless an operator sets its own (see

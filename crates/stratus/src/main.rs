@@ -5,7 +5,6 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
 use stratus::{Config, Region};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -130,16 +129,29 @@ async fn main() -> anyhow::Result<()> {
         // No logging: the client reports on standard error itself, and its exit code matters.
         std::process::exit(command.run(Cli::command()).await);
     }
-    let filter =
-        EnvFilter::try_from_env("STRATUS_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    match cli.log_format {
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-    }
-    match cli.command {
+    // Traces are exported by the long-running roles, as their config file asks.
+    let (config_file, service) = match &cli.command {
+        Command::Serve { config, .. } => (config.as_deref(), "stratus"),
+        Command::Agent { config, .. } => (config.as_deref(), "stratus-agent"),
+        _ => (None, "stratus"),
+    };
+    let otlp_endpoint = match config_file {
+        Some(path) => Config::load(path)?.telemetry.otlp_endpoint,
+        None => String::new(),
+    };
+    let format = match cli.log_format {
+        LogFormat::Text => stratus::telemetry::LogFormat::Text,
+        LogFormat::Json => stratus::telemetry::LogFormat::Json,
+    };
+    let traces = stratus::telemetry::init_logging(format, &otlp_endpoint, service)?;
+    let outcome = run(cli.command).await;
+    stratus::telemetry::shutdown_traces(traces).await;
+    outcome
+}
+
+/// Runs a server-side command (everything but the client and the metadata proxy).
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve {
             data_dir,
             listen,

@@ -32,6 +32,8 @@ fn assignment((r, metadata_digest): (InstanceRecord, String)) -> Assignment {
         status: r.status,
         generation: r.generation,
         metadata_digest,
+        traceparent: r.traceparent,
+        request_id: r.request_id,
     }
 }
 

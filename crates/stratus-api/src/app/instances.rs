@@ -1,5 +1,6 @@
 //! Instance operations: create, read, list, update, delete, actions, serial console.
 
+use super::trace::current_traceparent;
 use super::{
     App, Caller, InstanceFilters, InstanceRef, Paging, Permission, Precondition, Principal,
     check_text, etag, now, resource_id,
@@ -184,6 +185,8 @@ impl App {
                 generation: 1,
                 created_at: now,
                 updated_at: now,
+                traceparent: current_traceparent(),
+                request_id: Some(caller.request_id.to_string()),
             };
             match self
                 .store
@@ -470,28 +473,22 @@ impl App {
             .instance_metadata
             .map(|m| check_metadata(m, "instanceMetadata"))
             .transpose()?;
-        self.modify_instance(
-            &caller.principal,
-            at,
-            precondition,
-            Permission::InstancesUpdate,
-            |r| {
-                if let Some(v) = &body.display_name {
-                    r.spec.display_name = v.clone();
-                }
-                if let Some(v) = &body.description {
-                    r.spec.description = v.clone();
-                }
-                if let Some(v) = &body.labels {
-                    r.spec.labels = v.clone();
-                }
-                if let Some(v) = &metadata {
-                    r.spec.metadata = v.clone();
-                }
-                r.updated_at = now();
-                Ok(())
-            },
-        )
+        self.modify_instance(caller, at, precondition, Permission::InstancesUpdate, |r| {
+            if let Some(v) = &body.display_name {
+                r.spec.display_name = v.clone();
+            }
+            if let Some(v) = &body.description {
+                r.spec.description = v.clone();
+            }
+            if let Some(v) = &body.labels {
+                r.spec.labels = v.clone();
+            }
+            if let Some(v) = &metadata {
+                r.spec.metadata = v.clone();
+            }
+            r.updated_at = now();
+            Ok(())
+        })
         .await
     }
 
@@ -499,7 +496,7 @@ impl App {
     /// a concurrent write wins, unless the caller pinned a version with a precondition.
     async fn modify_instance(
         &self,
-        principal: &Principal,
+        caller: &Caller,
         at: InstanceRef<'_>,
         precondition: &Precondition,
         permission: Permission,
@@ -507,12 +504,15 @@ impl App {
     ) -> Result<InstanceView> {
         let what = format!("instance {}", at.id);
         let change = &change;
+        let traceparent = &current_traceparent();
         optimistic(&what, move || async move {
-            let mut record = self.instance_for(principal, at, permission).await?;
+            let mut record = self.instance_for(&caller.principal, at, permission).await?;
             let current = etag(record.uid, record.generation);
             precondition.check(&current, &format!("instance {}", record.id))?;
             let held_running_share = holds_running_share(record.desired);
             change(&mut record)?;
+            record.traceparent = traceparent.clone();
+            record.request_id = Some(caller.request_id.to_string());
             let stored = if !held_running_share && holds_running_share(record.desired) {
                 let organization = self.organization_of(&record.project).await?;
                 self.store
@@ -552,7 +552,7 @@ impl App {
             Permission::InstancesUpdate
         };
         let view = self
-            .modify_instance(&caller.principal, at, precondition, permission, |r| {
+            .modify_instance(caller, at, precondition, permission, |r| {
                 let t = lifecycle::apply(action, r.desired, r.status)?;
                 r.desired = t.desired;
                 r.set_status(t.status, Some(t.message.to_owned()), now());

@@ -22,6 +22,7 @@ mod quotas;
 mod service_accounts;
 mod tenancy;
 mod tokens;
+mod trace;
 
 pub use authz::{Permission, Principal};
 pub use images::HostImage;

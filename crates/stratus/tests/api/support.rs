@@ -125,8 +125,19 @@ pub fn spawn_sim_agent(
     control_planes: &[&str],
     credential: &std::path::Path,
 ) -> tokio::process::Child {
+    spawn_sim_agent_with(name, dir, control_planes, credential, &fast_config())
+}
+
+/// [`spawn_sim_agent`] with `config` as the agent's config file.
+pub fn spawn_sim_agent_with(
+    name: &str,
+    dir: &std::path::Path,
+    control_planes: &[&str],
+    credential: &std::path::Path,
+    config: &Config,
+) -> tokio::process::Child {
     let config_file = dir.join("agent.toml");
-    std::fs::write(&config_file, toml::to_string(&fast_config()).unwrap()).unwrap();
+    std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
     tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
         .arg("agent")
         .arg("--control-plane")

@@ -197,3 +197,178 @@ async fn metrics_are_off_unless_configured() {
     on_api.assert_error(404);
     region.stop().await;
 }
+
+/// One exported span, as an OTLP collector receives it.
+#[derive(Clone, Debug)]
+struct ExportedSpan {
+    service: String,
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+/// A tiny OTLP/HTTP collector: keeps every span posted to `/v1/traces` as JSON.
+async fn start_collector() -> (String, std::sync::Arc<std::sync::Mutex<Vec<ExportedSpan>>>) {
+    use axum::routing::post;
+    use serde_json::Value as Json;
+    let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = spans.clone();
+    let text = |v: &Json| v.as_str().unwrap_or_default().to_owned();
+    let router = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let export: Json = serde_json::from_slice(&body).expect("OTLP JSON");
+                for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+                    let service = resource["resource"]["attributes"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|a| a["key"] == "service.name")
+                        .map(|a| text(&a["value"]["stringValue"]))
+                        .unwrap_or_default();
+                    for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                        for span in scope["spans"].as_array().into_iter().flatten() {
+                            let attributes = span["attributes"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|a| {
+                                    let value = &a["value"];
+                                    let value = value
+                                        .get("stringValue")
+                                        .map(text)
+                                        .unwrap_or_else(|| value.to_string());
+                                    (text(&a["key"]), value)
+                                })
+                                .collect();
+                            kept.lock().unwrap().push(ExportedSpan {
+                                service: service.clone(),
+                                trace_id: text(&span["traceId"]),
+                                span_id: text(&span["spanId"]),
+                                parent_span_id: text(&span["parentSpanId"]),
+                                name: text(&span["name"]),
+                                attributes,
+                            });
+                        }
+                    }
+                }
+                axum::Json(serde_json::json!({}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_is_one_trace_from_the_api_through_the_store_to_the_hosts_driver() {
+    let (collector, spans) = start_collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fast_config();
+    config.telemetry.otlp_endpoint = collector.clone();
+    config.host.enabled = false;
+    let (_serve, base) = spawn_serve(dir.path(), &config).await;
+    let agent_dir = tempfile::tempdir().unwrap();
+    let _agent = spawn_sim_agent_with(
+        "traced-host",
+        agent_dir.path(),
+        &[&base],
+        &dir.path().join("data/host-credential"),
+        &config,
+    );
+    let key = std::fs::read_to_string(dir.path().join("data/admin-api-key")).unwrap();
+    let c = Client::login(&base, key.trim()).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let reply = c
+            .post(
+                INSTANCES,
+                serde_json::json!({"id": "traced", "type": TYPE_SMALL}),
+            )
+            .await;
+        if reply.status == StatusCode::CREATED {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no host joined: {:#}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let request_id = created.request_id.clone().expect("X-Request-Id");
+    c.wait_status("traced", "RUNNING", Duration::from_secs(20))
+        .await;
+
+    // The request's span, its statements and the host's boot arrive within a few batches.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (request, in_trace) = loop {
+        let seen = spans.lock().unwrap().clone();
+        let request = seen.iter().find(|s| {
+            s.name.starts_with("POST ") && s.attributes.get("request_id") == Some(&request_id)
+        });
+        if let Some(request) = request {
+            let in_trace: Vec<ExportedSpan> = seen
+                .iter()
+                .filter(|s| s.trace_id == request.trace_id)
+                .cloned()
+                .collect();
+            if in_trace.iter().any(|s| s.name == "driver.boot") {
+                break (request.clone(), in_trace);
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the trace of request {request_id} never reached the host; spans: {:#?}",
+            seen.iter()
+                .map(|s| (&s.service, &s.name))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(request.service, "stratus");
+    assert_eq!(request.name, format!("POST {INSTANCES}"));
+    let statements: Vec<&ExportedSpan> = in_trace
+        .iter()
+        .filter(|s| {
+            s.name == "db.write"
+                && s.attributes.get("db.system").map(String::as_str) == Some("sqlite")
+        })
+        .collect();
+    assert!(
+        !statements.is_empty(),
+        "the create's statements are in its trace: {in_trace:#?}"
+    );
+    assert!(
+        statements
+            .iter()
+            .any(|s| s.attributes["db.statement"].starts_with("INSERT INTO instances")),
+        "{statements:#?}"
+    );
+    let by_id: std::collections::BTreeMap<&str, &ExportedSpan> =
+        in_trace.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    // Every statement descends from the request's span.
+    for statement in &statements {
+        let mut at = *statement;
+        while at.span_id != request.span_id {
+            at = by_id
+                .get(at.parent_span_id.as_str())
+                .unwrap_or_else(|| panic!("{statement:#?} is not under the request"));
+        }
+    }
+    for step in ["driver.prepare", "driver.boot"] {
+        let span = in_trace
+            .iter()
+            .find(|s| s.name == step)
+            .unwrap_or_else(|| panic!("no {step} in the trace: {in_trace:#?}"));
+        assert_eq!(span.service, "stratus-agent", "{span:#?}");
+        assert_eq!(span.attributes["request_id"], request_id, "{span:#?}");
+        assert_eq!(span.attributes["id"], "traced");
+    }
+}

@@ -102,6 +102,18 @@ async function assertLabelled(where) {
 const statusOf = (id) => page.locator(`tr[data-id="${id}"] .status`);
 
 test('sign in, create an instance, watch it run, stop, start and delete it', async () => {
+  try {
+    await consoleFlow();
+  } catch (e) {
+    // A failure explains itself: the page as it was, and the instances as the API has them.
+    await shot('zz-failure').catch(() => {});
+    const instances = await api('GET', '/v1/regions/local-1/projects/default/compute/instances').catch((x) => x);
+    console.log(`at the failure the page showed ${page.url()}; the API lists ${JSON.stringify(instances, null, 1)}`);
+    throw e;
+  }
+});
+
+async function consoleFlow() {
   const started = Date.now();
   await page.goto(`${origin}/console`);
 
@@ -253,4 +265,4 @@ test('sign in, create an instance, watch it run, stop, start and delete it', asy
 
   assert.deepEqual(offOrigin, [], 'the console fetched nothing outside its region');
   console.log(`console flow: ${Date.now() - started} ms; web-1 RUNNING ${toRunning} ms after its page opened`);
-});
+}

@@ -5,6 +5,9 @@
 # one of the documented deviations (tests/schemathesis/stratus_hooks.py).
 #
 # usage: scripts/schemathesis.sh [STRATUS_BINARY]   (default target/debug/stratus)
+#
+# One worker: Hypothesis's internal caches are not safe across schemathesis's worker threads
+# (runs with two failed now and then inside Hypothesis itself, never in what they tested).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-target/debug/stratus}
@@ -42,7 +45,7 @@ PYTHONPATH="$PWD/tests/schemathesis" \
   "$venv/bin/st" run "$base/openapi.json" \
     --checks all --header "Authorization: Bearer $token" \
     --max-examples "${STRATUS_FUZZ_EXAMPLES:-30}" --seed "${STRATUS_FUZZ_SEED:-1}" \
-    --workers 2 --no-color --report ndjson --report-dir "$report" \
+    --workers 1 --no-color --report ndjson --report-dir "$report" \
     --warnings off --no-shrink --generation-database none \
     --suppress-health-check filter_too_much
 echo "schemathesis: done against $base"

@@ -175,6 +175,7 @@ async function consoleFlow() {
   assert.match(details, /e2-small/);
   assert.match(details, /env=dev, tier=web/);
   assert.match(details, /ssh-keys, user-data/);
+  assert.match(details, /10\.0\.0\.\d+ in default/, 'the instance page shows its address');
   await assertLabelled('instance');
   await shot('04-instance-running');
 

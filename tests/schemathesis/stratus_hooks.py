@@ -21,6 +21,9 @@ so any other rejection still fails the run:
   `auth/check`, whose grammar the schema leaves as plain strings;
 - an image `source` outside the import directories, or a URL to the host's own services;
 - instance metadata naming a key twice;
+- network CIDRs that are not private or not aligned, addresses outside their subnet or of
+  the wrong kind (`cidr`, `ipAddress`, NIC addresses), and references to networks and subnets
+  of another project (`nics`, `network`, `subnetwork`);
 - a key or service account for another organization than the caller's (`scopeId`);
 - a credential expiring in the past;
 - an image `source` URL that cannot be parsed;
@@ -42,7 +45,8 @@ ConjectureRunner.should_optimise = property(lambda self: False)
 
 PROTECTED = {p for p in os.environ.get("STRATUS_FUZZ_PROTECTED", "").split(",") if p}
 
-DOCUMENTED_FIELDS = {"pageToken", "labels", "labelSelector", "gpuCountByType", "api_key", "client_id", "client_secret"}
+DOCUMENTED_FIELDS = {"pageToken", "labels", "labelSelector", "gpuCountByType", "cidr", "nics",
+                     "ipAddress", "network", "subnetwork", "addressType", "ipVersion", "api_key", "client_id", "client_secret"}
 DOCUMENTED_TEXTS = (
     "does not exist",
     "is required for grant_type",

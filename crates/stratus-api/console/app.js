@@ -508,9 +508,12 @@ function instancePage(id) {
     const disks = instance.disks.map((d) =>
       `${d.boot ? 'boot, ' : ''}${d.sizeGb ?? '?'} GB${d.source ? ` from ${lastSegment(d.source)}` : ''}`).join('; ');
     const labels = Object.entries(instance.labels).map(([k, v]) => `${k}=${v}`).join(', ');
+    const addresses = (instance.nics || []).map((n) =>
+      `${n.ipv4Address || '?'} in ${n.network ? lastSegment(n.network) : '?'}${n.ipv6Address ? `, ${n.ipv6Address}` : ''}`).join('; ');
     const rows = [
       ['Type', lastSegment(instance.type)],
       ['Hostname', instance.hostname],
+      ['Addresses', addresses || '—'],
       ['Disks', disks || '—'],
       ['Labels', labels || '—'],
       ['Metadata', instance.instanceMetadata.map((m) => m.key).join(', ') || '—'],

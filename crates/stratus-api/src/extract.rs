@@ -460,6 +460,21 @@ impl RequestBody for stratus_types::ProjectUpdateRequest {
     const IMMUTABLE: &'static [&'static str] = &["id", "organizationId"];
 }
 
+impl RequestBody for stratus_types::NetworkCreateRequest {
+    const READ_ONLY: &'static [&'static str] =
+        &["selfLink", "uid", "subnets", "createdAt", "updatedAt"];
+}
+
+impl RequestBody for stratus_types::NetworkUpdateRequest {
+    const READ_ONLY: &'static [&'static str] =
+        &["selfLink", "uid", "subnets", "createdAt", "updatedAt"];
+    const IMMUTABLE: &'static [&'static str] = &["id", "cidr"];
+}
+
+impl RequestBody for stratus_types::AddressAllocateRequest {
+    const READ_ONLY: &'static [&'static str] = &["selfLink", "uid", "status", "user", "createdAt"];
+}
+
 impl RequestBody for stratus_types::QuotasUpdateRequest {
     const READ_ONLY: &'static [&'static str] = &["selfLink", "id", "organizationId", "usage"];
 }

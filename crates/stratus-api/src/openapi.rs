@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         (name = "instances", description = "Virtual machine and bare-metal instances"),
         (name = "catalog", description = "Regions, zones, instance types, GPU types"),
         (name = "images", description = "Disk images, from the catalog or imported"),
+        (name = "networks", description = "Networks, their subnets, and addresses (IPAM) of a project"),
         (name = "hosts", description = "The region's hosts: capacity, health, cordon and drain (operators; an extension)"),
         (name = "organizations", description = "Tenants"),
         (name = "projects", description = "Projects, which own compute resources"),

@@ -13,7 +13,7 @@
 //! and its handler splits the segment at the colon.
 
 use crate::app::App;
-use crate::handlers::{catalog, host_operations, iam, instances, meta, tenancy};
+use crate::handlers::{catalog, host_operations, iam, instances, meta, networks, tenancy};
 use axum::Router;
 use std::sync::Arc;
 use utoipa::openapi::OpenApi;
@@ -61,6 +61,16 @@ fn table() -> Vec<UtoipaMethodRouter<Arc<App>>> {
         ),
         routes!(instances::instance_action),
         routes!(instances::serial_port_output),
+        routes!(networks::list_networks, networks::create_network),
+        routes!(
+            networks::get_network,
+            networks::update_network,
+            networks::delete_network
+        ),
+        routes!(networks::list_subnets),
+        routes!(networks::get_subnet),
+        routes!(networks::list_addresses, networks::allocate_address),
+        routes!(networks::get_address, networks::release_address),
         routes!(iam::list_api_keys, iam::create_api_key),
         routes!(iam::get_api_key, iam::update_api_key, iam::delete_api_key),
         routes!(iam::rotate_api_key),

@@ -22,11 +22,13 @@ mod catalog;
 mod error;
 mod iam;
 mod instances;
+mod networks;
 mod tenancy;
 
 pub use catalog::Catalog;
 pub use error::{ApiError, Error};
 pub use instances::{InstanceAction, Instances};
+pub use networks::Networks;
 pub use stratus_types as types;
 
 use reqwest::{Method, RequestBuilder};
@@ -184,6 +186,11 @@ impl Client {
     /// The instances of `project` in `region`.
     pub fn instances<'a>(&'a self, region: &str, project: &str) -> Instances<'a> {
         Instances::new(self, region, project)
+    }
+
+    /// The networks, subnets and addresses of `project` in `region`.
+    pub fn networks<'a>(&'a self, region: &str, project: &str) -> Networks<'a> {
+        Networks::new(self, region, project)
     }
 
     /// The catalog of `region`: zones, instance types, images.

@@ -256,6 +256,8 @@ pub fn parse_reference<'a>(
 pub const INSTANCE_TYPE_REF: &str = "/v1/regions/{}/zones/{}/instance-types/{}";
 pub const GPU_TYPE_REF: &str = "/v1/regions/{}/zones/{}/gpu-types/{}";
 pub const IMAGE_REF: &str = "/v1/regions/{}/compute/images/{}";
+pub const NETWORK_REF: &str = "/v1/regions/{}/projects/{}/compute/networks/{}";
+pub const SUBNET_REF: &str = "/v1/regions/{}/projects/{}/compute/subnets/{}";
 
 #[cfg(test)]
 mod tests {

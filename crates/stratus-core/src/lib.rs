@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod error;
 pub mod ids;
 pub mod import_sources;
+pub mod ipam;
 pub mod lifecycle;
 pub mod placement;
 pub mod quota;

@@ -40,6 +40,8 @@ macro_rules! conformance_tests {
             hosts_poll_instances_without_their_metadata,
             quotas_hold_under_concurrent_creates_and_starts,
             cordoned_hosts_take_nothing_new_and_stay_cordoned,
+            nic_addresses_are_never_handed_out_twice,
+            networks_in_use_stay_and_reservations_bind_to_nics,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -707,6 +709,225 @@ pub async fn concurrent_creates_never_overcommit(store: Arc<dyn Store>) {
     assert_eq!(store.count_instances().await.unwrap(), 8);
 }
 
+/// An instance taking nothing of its host, with `nics`.
+async fn create_with_nics(
+    store: &Arc<dyn Store>,
+    id: &str,
+    nics: Vec<stratus_types::Nic>,
+) -> Result<InstanceRecord, Error> {
+    let mut i = instance(id, 0, &[]);
+    i.memory_mb = 0;
+    i.spec.nics = nics;
+    let d = Demand {
+        vcpus: 0,
+        memory_mb: 0,
+        gpu: None,
+    };
+    store
+        .create_instance(&i, &d, Utc::now() - Duration::seconds(60), &UNLIMITED)
+        .await
+}
+
+fn nic(network: Option<&str>, ipv4: Option<&str>) -> stratus_types::Nic {
+    stratus_types::Nic {
+        network: network.map(str::to_owned),
+        subnet: None,
+        ipv4_address: ipv4.map(str::to_owned),
+        ipv6_address: None,
+        vlan: None,
+        mac_address: None,
+    }
+}
+
+fn network(id: &str, cidr: &str) -> (NetworkRecord, SubnetRecord) {
+    crate::addressing::new_network("p", id, &cidr.parse().unwrap(), "", "")
+}
+
+pub async fn nic_addresses_are_never_handed_out_twice(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let (small, _) = network("small", "10.9.0.0/24");
+    let (net, subnet) = network("small", "10.9.0.0/24");
+    let stored = store.create_network(&net, &subnet).await.unwrap();
+    assert!(stored.vni > 0);
+    assert!(matches!(
+        store.create_network(&small, &subnet).await,
+        Err(Error::AlreadyExists(_))
+    ));
+    // 200 concurrent creates into a /24: 200 distinct addresses.
+    let creates: Vec<_> = (0..200)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                create_with_nics(&store, &format!("n-{n:03}"), vec![nic(Some("small"), None)]).await
+            })
+        })
+        .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    for create in creates {
+        let created = create.await.unwrap().expect("a /24 has room for 200");
+        let ip = created.spec.nics[0].ipv4_address.clone().unwrap();
+        assert!(seen.insert(ip.clone()), "{ip} handed out twice");
+        assert_eq!(created.spec.nics[0].network.as_deref(), Some("small"));
+        assert_eq!(created.spec.nics[0].subnet.as_deref(), Some("small-subnet"));
+        assert!(
+            created.spec.nics[0]
+                .mac_address
+                .as_deref()
+                .unwrap()
+                .starts_with("52:54:00:")
+        );
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(!seen.contains("10.9.0.1") && !seen.contains("10.9.0.2") && !seen.contains("10.9.0.0"));
+    // Asked-for addresses: outside the subnet is a 400, taken a 409, free is granted.
+    let outside = create_with_nics(
+        &store,
+        "outside",
+        vec![nic(Some("small"), Some("10.8.0.9"))],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&outside, Error::InvalidArgument { fields, .. } if fields[0].field == "nics[0].ipv4Address"),
+        "{outside:?}"
+    );
+    let taken = create_with_nics(&store, "taken", vec![nic(Some("small"), Some("10.9.0.3"))])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, Error::AlreadyExists(m) if m.contains("nics[0].ipv4Address")),
+        "{taken:?}"
+    );
+    let chosen = create_with_nics(
+        &store,
+        "chosen",
+        vec![nic(Some("small"), Some("10.9.0.250"))],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        chosen.spec.nics[0].ipv4_address.as_deref(),
+        Some("10.9.0.250")
+    );
+    assert!(
+        store.get_instance("p", "taken").await.unwrap().is_none(),
+        "a refused create leaves nothing"
+    );
+    // A full subnet is RESOURCE_EXHAUSTED.
+    let (tiny, tiny_subnet) = network("tiny", "10.10.0.0/29");
+    store.create_network(&tiny, &tiny_subnet).await.unwrap();
+    for n in 0..4 {
+        create_with_nics(&store, &format!("t-{n}"), vec![nic(Some("tiny"), None)])
+            .await
+            .unwrap();
+    }
+    let full = create_with_nics(&store, "t-4", vec![nic(Some("tiny"), None)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&full, Error::ResourceExhausted(m) if m.contains("no free address")),
+        "{full:?}"
+    );
+    // Deleting an instance frees its address for the next one.
+    let mut gone = store.get_instance("p", "t-0").await.unwrap().unwrap();
+    let freed = gone.spec.nics[0].ipv4_address.clone();
+    gone.desired = DesiredState::Deleted;
+    store.update_instance(&gone).await.unwrap().unwrap();
+    assert!(store.finalize_instance_deletion(gone.uid).await.unwrap());
+    let again = create_with_nics(&store, "t-4", vec![nic(Some("tiny"), None)])
+        .await
+        .unwrap();
+    assert_eq!(again.spec.nics[0].ipv4_address, freed);
+    // A NIC naming no network lands in the project's network `default`, made on first use.
+    let plain = create_with_nics(&store, "plain", vec![nic(None, None)])
+        .await
+        .unwrap();
+    assert_eq!(plain.spec.nics[0].network.as_deref(), Some("default"));
+    assert_eq!(plain.spec.nics[0].ipv4_address.as_deref(), Some("10.0.0.3"));
+    let default = store.get_network("p", "default").await.unwrap().unwrap();
+    assert_eq!(default.cidr, "10.0.0.0/16");
+    let unknown = create_with_nics(&store, "lost", vec![nic(Some("nowhere"), None)])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&unknown, Error::InvalidArgument { fields, .. } if fields[0].field == "nics[0].network"),
+        "{unknown:?}"
+    );
+}
+
+pub async fn networks_in_use_stay_and_reservations_bind_to_nics(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let (net, subnet) = network("web", "192.168.10.0/24");
+    store.create_network(&net, &subnet).await.unwrap();
+    let reservation = AddressRecord {
+        uid: uuid::Uuid::new_v4(),
+        project: "p".into(),
+        id: Some("fixed".into()),
+        space: subnet.uid.to_string(),
+        ip: "192.168.10.50".into(),
+        address_type: stratus_types::AddressType::Internal,
+        network: Some("web".into()),
+        subnet: Some(subnet.id.clone()),
+        instance_uid: None,
+        nic: None,
+        display_name: String::new(),
+        description: String::new(),
+        created_at: Utc::now(),
+    };
+    let range = subnet.ipv4_cidr.parse().unwrap();
+    store.allocate_address(&reservation, &range).await.unwrap();
+    let next = AddressRecord {
+        uid: uuid::Uuid::new_v4(),
+        id: Some("next".into()),
+        ip: String::new(),
+        ..reservation.clone()
+    };
+    let next = store.allocate_address(&next, &range).await.unwrap();
+    assert_eq!(next.ip, "192.168.10.3");
+    let twice = AddressRecord {
+        uid: uuid::Uuid::new_v4(),
+        id: Some("twice".into()),
+        ..reservation.clone()
+    };
+    assert!(matches!(
+        store.allocate_address(&twice, &range).await,
+        Err(Error::AlreadyExists(m)) if m.contains("taken by address fixed")
+    ));
+    // A NIC asking for the reserved address holds the reservation.
+    let vm = create_with_nics(&store, "vm", vec![nic(Some("web"), Some("192.168.10.50"))])
+        .await
+        .unwrap();
+    let held = store.get_address("p", "fixed").await.unwrap().unwrap();
+    assert_eq!((held.instance_uid, held.nic), (Some(vm.uid), Some(0)));
+    assert!(matches!(
+        store.release_address("p", "fixed").await,
+        Err(Error::FailedPrecondition(m)) if m.contains("instance vm")
+    ));
+    let in_use = store.delete_network("p", "web").await.unwrap_err();
+    assert!(
+        matches!(&in_use, Error::FailedPrecondition(m) if m.contains("instances [vm]") && m.contains("addresses [fixed, next]")),
+        "{in_use:?}"
+    );
+    // The instance gone, the reservation stays the project's, free again.
+    let mut vm = vm;
+    vm.desired = DesiredState::Deleted;
+    let vm = store.update_instance(&vm).await.unwrap().unwrap();
+    assert!(store.finalize_instance_deletion(vm.uid).await.unwrap());
+    let kept = store.get_address("p", "fixed").await.unwrap().unwrap();
+    assert_eq!(kept.instance_uid, None);
+    let listed = store.list_addresses("p", &page(10)).await.unwrap();
+    assert_eq!(listed.items.len(), 2, "NICs' own addresses are not listed");
+    assert!(store.release_address("p", "fixed").await.unwrap());
+    assert!(store.release_address("p", "next").await.unwrap());
+    assert!(store.delete_network("p", "web").await.unwrap());
+    assert!(store.get_subnet("p", &subnet.id).await.unwrap().is_none());
+    // A project goes with its networks.
+    let (other, other_subnet) = network("other", "10.20.0.0/16");
+    store.create_network(&other, &other_subnet).await.unwrap();
+    assert!(store.delete_project("p").await.unwrap());
+    assert!(store.get_network("p", "other").await.unwrap().is_none());
+}
+
 pub async fn cordoned_hosts_take_nothing_new_and_stay_cordoned(store: Arc<dyn Store>) {
     let host = seeded(&store).await;
     create(&store, instance("before", 2, &[])).await.unwrap();
@@ -965,6 +1186,12 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
         })
         .await
         .unwrap()
+        .unwrap();
+
+    let (net, subnet) = network("snap", "10.30.0.0/24");
+    source.create_network(&net, &subnet).await.unwrap();
+    create_with_nics(&source, "with-nic", vec![nic(Some("snap"), None)])
+        .await
         .unwrap();
 
     let snapshot = source.export().await.unwrap();

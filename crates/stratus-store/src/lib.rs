@@ -20,6 +20,7 @@
 //! - **Leases, not locks, for background work.** A reconciler claims an instance with a lease
 //!   (owner, expiry) in the row; a crashed owner's lease simply expires.
 
+mod addressing;
 mod changes;
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -34,6 +35,7 @@ mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use addressing::new_network;
 pub use changes::Changes;
 pub use postgres::PostgresStore;
 pub use records::*;
@@ -102,6 +104,47 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the project; fails with `FailedPrecondition` while it has instances.
     async fn delete_project(&self, id: &str) -> Result<bool>;
 
+    // networks
+    /// Creates a network with its subnet, giving it a VNI of its own; `AlreadyExists` when
+    /// its project has one of that id.
+    async fn create_network(
+        &self,
+        network: &NetworkRecord,
+        subnet: &SubnetRecord,
+    ) -> Result<NetworkRecord>;
+    async fn get_network(&self, project: &str, id: &str) -> Result<Option<NetworkRecord>>;
+    async fn list_networks(&self, project: &str, page: &PageRequest)
+    -> Result<Page<NetworkRecord>>;
+    /// Writes the display name and description if `generation` is still the stored one.
+    async fn update_network(&self, network: &NetworkRecord) -> Result<Option<NetworkRecord>>;
+    /// Deletes a network and its subnets; `FailedPrecondition` naming the instances and
+    /// addresses that still use it.
+    async fn delete_network(&self, project: &str, id: &str) -> Result<bool>;
+    async fn subnets_of_network(&self, network_uid: Uuid) -> Result<Vec<SubnetRecord>>;
+    async fn get_subnet(&self, project: &str, id: &str) -> Result<Option<SubnetRecord>>;
+    async fn list_subnets(&self, project: &str, page: &PageRequest) -> Result<Page<SubnetRecord>>;
+
+    // addresses
+    /// Reserves `address` in `range` (its subnet's CIDR, or the external pool): the `ip` it
+    /// names (`AlreadyExists` when taken), or the lowest free one (`ResourceExhausted` when
+    /// none is left).
+    async fn allocate_address(
+        &self,
+        address: &AddressRecord,
+        range: &ipnet::Ipv4Net,
+    ) -> Result<AddressRecord>;
+    async fn get_address(&self, project: &str, id: &str) -> Result<Option<AddressRecord>>;
+    /// The addresses a project reserved.
+    async fn list_addresses(
+        &self,
+        project: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AddressRecord>>;
+    /// Releases a reservation; `FailedPrecondition` while a NIC holds it.
+    async fn release_address(&self, project: &str, id: &str) -> Result<bool>;
+    /// The addresses an instance's NICs hold.
+    async fn addresses_of_instance(&self, instance: Uuid) -> Result<Vec<AddressRecord>>;
+
     // hosts
     /// Registers a host by name, or updates the capacity of a known one; returns its record.
     async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord>;
@@ -122,8 +165,9 @@ pub trait Store: Send + Sync + 'static {
     // instances
     /// Places and inserts an instance in one transaction: picks a host of `instance.zone`
     /// seen since `live_since` with room for `demand`, and stores the instance on it.
-    /// Admits it under its organization's quotas in the same transaction
-    /// (`QuotaExceeded` otherwise).
+    /// Admits it under its organization's quotas and gives its NICs their addresses
+    /// ([`addressing`]) in the same transaction (`QuotaExceeded` otherwise); returns it with
+    /// its NICs resolved.
     async fn create_instance(
         &self,
         instance: &InstanceRecord,

@@ -48,6 +48,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "instance trace",
         sql: include_str!("../migrations/0005_instance_trace.sql"),
     },
+    Migration {
+        version: 6,
+        name: "networks",
+        sql: include_str!("../migrations/0006_networks.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -120,6 +120,63 @@ pub struct HostRecord {
     pub agent_version: Option<String>,
 }
 
+/// A network of a project.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NetworkRecord {
+    pub uid: Uuid,
+    pub project: String,
+    pub id: String,
+    pub display_name: String,
+    pub description: String,
+    pub cidr: String,
+    /// Its VXLAN network identifier, unique in the region.
+    pub vni: i64,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A subnet of a network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SubnetRecord {
+    pub uid: Uuid,
+    pub project: String,
+    pub id: String,
+    pub network_uid: Uuid,
+    /// The network's id.
+    pub network: String,
+    pub display_name: String,
+    pub description: String,
+    pub ipv4_cidr: String,
+    pub ipv6_cidr: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The space external addresses are handed out in.
+pub const EXTERNAL_SPACE: &str = "external";
+
+/// An address handed out: one a project reserved (`id`), or one a NIC took by itself.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddressRecord {
+    pub uid: Uuid,
+    pub project: String,
+    pub id: Option<String>,
+    /// The subnet's uid (INTERNAL), or [`EXTERNAL_SPACE`].
+    pub space: String,
+    pub ip: String,
+    pub address_type: stratus_types::AddressType,
+    /// The network's and subnet's ids (INTERNAL).
+    pub network: Option<String>,
+    pub subnet: Option<String>,
+    /// The instance whose NIC holds it, and which NIC.
+    pub instance_uid: Option<Uuid>,
+    pub nic: Option<u32>,
+    pub display_name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
 /// An organization's own quota settings over the region's defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QuotaRecord {
@@ -325,6 +382,9 @@ pub struct Snapshot {
     pub credentials: Vec<CredentialRecord>,
     pub audit_events: Vec<AuditEventRecord>,
     pub quotas: Vec<QuotaRecord>,
+    pub networks: Vec<NetworkRecord>,
+    pub subnets: Vec<SubnetRecord>,
+    pub addresses: Vec<AddressRecord>,
 }
 
 impl Snapshot {
@@ -345,6 +405,9 @@ impl Snapshot {
             ("service_account_credentials", self.credentials.len()),
             ("audit_events", self.audit_events.len()),
             ("quotas", self.quotas.len()),
+            ("networks", self.networks.len()),
+            ("subnets", self.subnets.len()),
+            ("addresses", self.addresses.len()),
         ]
         .into_iter()
         .map(|(table, n)| (table.to_owned(), n as u64))

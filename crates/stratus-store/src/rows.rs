@@ -12,7 +12,7 @@ use crate::records::*;
 use chrono::{DateTime, Utc};
 use stratus_core::placement::HostUsage;
 use stratus_core::{Error, Result};
-use stratus_types::{DesiredState, ImageFormat, ImageStatus, InstanceStatus};
+use stratus_types::{AddressType, DesiredState, ImageFormat, ImageStatus, InstanceStatus};
 use uuid::Uuid;
 
 pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -59,6 +59,8 @@ macro_rules! listed {
 }
 
 listed!(
+    NetworkRecord,
+    SubnetRecord,
     InstanceRecord,
     OrganizationRecord,
     ProjectRecord,
@@ -169,6 +171,22 @@ impl<T: TryFrom<i64> + Copy + Into<i128>> Codec<T> for Narrow {
     }
 }
 
+/// A nullable count or index.
+struct OptNarrow;
+
+impl Codec<Option<u32>> for OptNarrow {
+    fn get(row: &dyn Columns, col: &str) -> Result<Option<u32>> {
+        row.opt_int(col)?
+            .map(|n| {
+                u32::try_from(n).map_err(|_| Error::internal(format!("{col} {n} is out of range")))
+            })
+            .transpose()
+    }
+    fn put(value: &Option<u32>) -> Arg {
+        value.map(i64::from).into()
+    }
+}
+
 impl Codec<DateTime<Utc>> for Time {
     fn get(row: &dyn Columns, col: &str) -> Result<DateTime<Utc>> {
         row.time(col)
@@ -215,7 +233,13 @@ macro_rules! by_name {
     };
 }
 
-by_name!(DesiredState, InstanceStatus, ImageFormat, ImageStatus);
+by_name!(
+    DesiredState,
+    InstanceStatus,
+    ImageFormat,
+    ImageStatus,
+    AddressType
+);
 
 impl<T: ByName> Codec<T> for Named {
     fn get(row: &dyn Columns, col: &str) -> Result<T> {
@@ -323,6 +347,28 @@ pub fn metadata_digest(metadata: &[stratus_types::MetadataItem]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+table!(NetworkRecord, "networks", {
+    uid: Uid, project: Text, id: Text, display_name: Text, description: Text, cidr: Text,
+    vni: Int, generation: Int, created_at: Time, updated_at: Time,
+});
+
+table!(SubnetRecord, "subnets", {
+    uid: Uid, project: Text, id: Text, network_uid: Uid, network: Text, display_name: Text,
+    description: Text, ipv4_cidr: Text, ipv6_cidr: Text, created_at: Time, updated_at: Time,
+});
+
+table!(AddressRecord, "addresses", {
+    uid: Uid, project: Text, id: OptText, space: Text, ip: Text, address_type: Named,
+    network: OptText, subnet: OptText, instance_uid: OptUid, nic: OptNarrow, display_name: Text,
+    description: Text, created_at: Time,
+});
+
+impl Listed for AddressRecord {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or("")
+    }
 }
 
 table!(QuotaRecord, "quotas", {

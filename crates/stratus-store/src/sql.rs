@@ -1,6 +1,7 @@
 //! The store, written once in SQL both databases run (see [`crate::engine`] for where they
 //! differ).
 
+use crate::addressing;
 use crate::engine::{
     Arg, DbError, DbResult, Engine, Isolation, Row, Tx, UniqueOr, args, transaction,
 };
@@ -306,7 +307,7 @@ fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
 }
 
 /// Rows as records.
-fn records<T: Table>(rows: &[Row]) -> Result<Vec<T>> {
+pub(crate) fn records<T: Table>(rows: &[Row]) -> Result<Vec<T>> {
     rows.iter().map(|row| T::from_row(row.as_ref())).collect()
 }
 
@@ -582,15 +583,211 @@ impl Store for SqlStore {
     }
 
     async fn delete_project(&self, id: &str) -> Result<bool> {
-        self.delete_unused::<ProjectRecord>(
-            id,
-            "SELECT COUNT(*) AS n FROM instances WHERE project = ?",
-            id,
-            |n| {
-                Error::FailedPrecondition(format!(
+        let deleted = transaction!(self.db(), Isolation::Serializable, |tx| {
+            let n = count(
+                &mut tx,
+                "SELECT COUNT(*) AS n FROM instances WHERE project = ?",
+                args![id],
+            )
+            .await?;
+            if n > 0 {
+                return Err(Error::FailedPrecondition(format!(
                     "project {id} still has {n} instances; delete them first"
                 ))
-            },
+                .into());
+            }
+            // Its networks, their subnets and its reserved addresses go with it.
+            tx.execute("DELETE FROM addresses WHERE project = ?", args![id])
+                .await?;
+            tx.execute("DELETE FROM subnets WHERE project = ?", args![id])
+                .await?;
+            tx.execute("DELETE FROM networks WHERE project = ?", args![id])
+                .await?;
+            tx.execute("DELETE FROM projects WHERE id = ?", args![id])
+                .await?
+                > 0
+        })?;
+        Ok(deleted)
+    }
+
+    async fn create_network(
+        &self,
+        network: &NetworkRecord,
+        subnet: &SubnetRecord,
+    ) -> Result<NetworkRecord> {
+        Ok(transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            addressing::insert_network(&mut tx, network.clone(), subnet).await?
+        })?)
+    }
+
+    async fn get_network(&self, project: &str, id: &str) -> Result<Option<NetworkRecord>> {
+        self.select_one(
+            "SELECT * FROM networks WHERE project = ? AND id = ?",
+            args![project, id],
+        )
+        .await
+    }
+
+    async fn list_networks(
+        &self,
+        project: &str,
+        page: &PageRequest,
+    ) -> Result<Page<NetworkRecord>> {
+        self.page_where("project", Some(project), page).await
+    }
+
+    async fn update_network(&self, network: &NetworkRecord) -> Result<Option<NetworkRecord>> {
+        self.guarded_update(
+            vec![
+                ("display_name", (&network.display_name).into()),
+                ("description", (&network.description).into()),
+                ("updated_at", ms(network.updated_at).into()),
+            ],
+            ("uid", network.uid.into()),
+            network.generation,
+        )
+        .await
+    }
+
+    async fn delete_network(&self, project: &str, id: &str) -> Result<bool> {
+        Ok(transaction!(self.db(), Isolation::Serializable, |tx| {
+            let Some(network): Option<NetworkRecord> = records(
+                &tx.query(
+                    "SELECT * FROM networks WHERE project = ? AND id = ?",
+                    args![project, id],
+                )
+                .await?,
+            )?
+            .pop() else {
+                return Ok(false);
+            };
+            let users = tx
+                .query(
+                    "SELECT DISTINCT i.id AS id FROM addresses a \
+                     JOIN subnets s ON a.space = CAST(s.uid AS TEXT) \
+                     JOIN instances i ON i.uid = a.instance_uid \
+                     WHERE s.network_uid = ? ORDER BY i.id",
+                    args![network.uid],
+                )
+                .await?;
+            let reserved = tx
+                .query(
+                    "SELECT a.id AS id FROM addresses a \
+                     JOIN subnets s ON a.space = CAST(s.uid AS TEXT) \
+                     WHERE s.network_uid = ? AND a.id IS NOT NULL ORDER BY a.id",
+                    args![network.uid],
+                )
+                .await?;
+            let names = |rows: &[Row]| -> Result<Vec<String>> {
+                rows.iter().map(|r| r.text("id")).collect()
+            };
+            let (users, reserved) = (names(&users)?, names(&reserved)?);
+            if !users.is_empty() || !reserved.is_empty() {
+                let mut holders = vec![];
+                if !users.is_empty() {
+                    holders.push(format!("instances [{}]", users.join(", ")));
+                }
+                if !reserved.is_empty() {
+                    holders.push(format!("addresses [{}]", reserved.join(", ")));
+                }
+                return Err(Error::FailedPrecondition(format!(
+                    "network {id} is still used by {}; delete or release them first",
+                    holders.join(" and ")
+                ))
+                .into());
+            }
+            tx.execute(
+                "DELETE FROM subnets WHERE network_uid = ?",
+                args![network.uid],
+            )
+            .await?;
+            tx.execute("DELETE FROM networks WHERE uid = ?", args![network.uid])
+                .await?
+                > 0
+        })?)
+    }
+
+    async fn subnets_of_network(&self, network_uid: Uuid) -> Result<Vec<SubnetRecord>> {
+        self.select(
+            "SELECT * FROM subnets WHERE network_uid = ? ORDER BY id",
+            args![network_uid],
+        )
+        .await
+    }
+
+    async fn get_subnet(&self, project: &str, id: &str) -> Result<Option<SubnetRecord>> {
+        self.select_one(
+            "SELECT * FROM subnets WHERE project = ? AND id = ?",
+            args![project, id],
+        )
+        .await
+    }
+
+    async fn list_subnets(&self, project: &str, page: &PageRequest) -> Result<Page<SubnetRecord>> {
+        self.page_where("project", Some(project), page).await
+    }
+
+    async fn allocate_address(
+        &self,
+        address: &AddressRecord,
+        range: &ipnet::Ipv4Net,
+    ) -> Result<AddressRecord> {
+        Ok(transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            addressing::allocate(&mut tx, self.db(), address.clone(), range).await?
+        })?)
+    }
+
+    async fn get_address(&self, project: &str, id: &str) -> Result<Option<AddressRecord>> {
+        self.select_one(
+            "SELECT * FROM addresses WHERE project = ? AND id = ?",
+            args![project, id],
+        )
+        .await
+    }
+
+    async fn list_addresses(
+        &self,
+        project: &str,
+        page: &PageRequest,
+    ) -> Result<Page<AddressRecord>> {
+        self.page(
+            "project = ? AND id IS NOT NULL",
+            args![project],
+            page,
+            &|_| true,
+        )
+        .await
+    }
+
+    async fn release_address(&self, project: &str, id: &str) -> Result<bool> {
+        Ok(transaction!(self.db(), Isolation::Serializable, |tx| {
+            let holder = tx
+                .query(
+                    "SELECT i.id AS id FROM addresses a JOIN instances i ON i.uid = a.instance_uid \
+                     WHERE a.project = ? AND a.id = ?",
+                    args![project, id],
+                )
+                .await?;
+            if let Some(row) = holder.first() {
+                return Err(Error::FailedPrecondition(format!(
+                    "address {id} is held by instance {}; delete the instance first",
+                    row.text("id")?
+                ))
+                .into());
+            }
+            tx.execute(
+                "DELETE FROM addresses WHERE project = ? AND id = ?",
+                args![project, id],
+            )
+            .await?
+                > 0
+        })?)
+    }
+
+    async fn addresses_of_instance(&self, instance: Uuid) -> Result<Vec<AddressRecord>> {
+        self.select(
+            "SELECT * FROM addresses WHERE instance_uid = ? ORDER BY nic",
+            args![instance],
         )
         .await
     }
@@ -693,6 +890,7 @@ impl Store for SqlStore {
             let usage = host_usage(&hosts, &sums, &gpu_sums)?;
             let mut placed = instance.clone();
             placed.host_id = Some(choose_host(&instance.zone, demand, &usage)?);
+            placed.spec.nics = addressing::assign_nics(&mut tx, self.db(), &placed).await?;
             let (sql, args) = insert(&placed);
             let rows = tx.query(&format!("{sql} RETURNING *"), args).await?;
             records::<InstanceRecord>(&rows)?
@@ -763,12 +961,19 @@ impl Store for SqlStore {
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
-        let deleted = self
-            .delete(
-                "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED'",
-                args![uid],
-            )
-            .await?;
+        let deleted = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            let deleted = tx
+                .execute(
+                    "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED'",
+                    args![uid],
+                )
+                .await?
+                > 0;
+            if deleted {
+                addressing::release_instance_addresses(&mut tx, uid).await?;
+            }
+            deleted
+        })?;
         if deleted {
             self.db().announce().await;
         }
@@ -1267,6 +1472,9 @@ impl Store for SqlStore {
             credentials: self.all().await?,
             audit_events: self.all().await?,
             quotas: self.all().await?,
+            networks: self.all().await?,
+            subnets: self.all().await?,
+            addresses: self.all().await?,
         })
     }
 
@@ -1308,6 +1516,9 @@ impl Store for SqlStore {
             insert_all(&mut tx, &snapshot.credentials).await?;
             insert_all(&mut tx, &snapshot.audit_events).await?;
             insert_all(&mut tx, &snapshot.quotas).await?;
+            insert_all(&mut tx, &snapshot.networks).await?;
+            insert_all(&mut tx, &snapshot.subnets).await?;
+            insert_all(&mut tx, &snapshot.addresses).await?;
         })?;
         Ok(())
     }

@@ -160,7 +160,7 @@ pub struct Disk {
 }
 
 /// A network interface of an instance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Nic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -170,12 +170,16 @@ pub struct Nic {
     #[schema(format = "uri-reference")]
     pub subnet: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^\d{1,3}(\.\d{1,3}){3}$")]
     pub ipv4_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 4094)]
     pub vlan: Option<u16>,
+    /// The NIC's MAC address, chosen by the region (extension; read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 /// GPUs attached to an instance.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod hosts;
 pub mod instance;
 pub mod names;
+pub mod networks;
 pub mod tenancy;
 
 pub use catalog::*;
@@ -23,4 +24,5 @@ pub use error::*;
 pub use hosts::*;
 pub use instance::*;
 pub use names::*;
+pub use networks::*;
 pub use tenancy::*;

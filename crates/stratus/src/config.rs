@@ -27,6 +27,16 @@ pub struct Config {
     pub images: ImagesSection,
     pub quotas: QuotasSection,
     pub telemetry: TelemetrySection,
+    pub networks: NetworksSection,
+}
+
+/// The region's networking.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct NetworksSection {
+    /// The pool EXTERNAL addresses come from (e.g. `198.51.100.0/24`; its first host is the
+    /// upstream gateway's); empty: none.
+    pub external_cidr: String,
 }
 
 /// Metrics and traces.
@@ -307,6 +317,10 @@ impl Config {
             "api.header-read-timeout-s must be at least 1 and api.idle-timeout-s more than 60 \
              (the longest request)"
         );
+        if !config.networks.external_cidr.is_empty() {
+            stratus_core::ipam::parse_external_pool(&config.networks.external_cidr)
+                .map_err(|e| anyhow::anyhow!("networks.external-cidr: {e}"))?;
+        }
         let catalog = config.catalog();
         for gpu_type in config.quotas.gpu_count_by_type.keys() {
             anyhow::ensure!(

@@ -76,6 +76,10 @@ impl Region {
                 oidc: config.auth.oidc.clone(),
                 import_sources: config.import_sources(),
                 default_quotas: config.quotas.limits(),
+                external_pool: stratus_core::ipam::parse_external_pool(
+                    &config.networks.external_cidr,
+                )
+                .ok(),
                 ..AppConfig::default()
             },
             changes.clone(),

@@ -46,6 +46,17 @@ pub enum Permission {
     HostsGet,
     HostsList,
     HostsUpdate,
+    NetworksGet,
+    NetworksList,
+    NetworksCreate,
+    NetworksUpdate,
+    NetworksDelete,
+    SubnetsGet,
+    SubnetsList,
+    AddressesGet,
+    AddressesList,
+    AddressesCreate,
+    AddressesDelete,
 }
 
 impl Permission {
@@ -86,6 +97,17 @@ impl Permission {
             HostsGet => "compute.hosts.get",
             HostsList => "compute.hosts.list",
             HostsUpdate => "compute.hosts.update",
+            NetworksGet => "compute.networks.get",
+            NetworksList => "compute.networks.list",
+            NetworksCreate => "compute.networks.create",
+            NetworksUpdate => "compute.networks.update",
+            NetworksDelete => "compute.networks.delete",
+            SubnetsGet => "compute.subnets.get",
+            SubnetsList => "compute.subnets.list",
+            AddressesGet => "compute.addresses.get",
+            AddressesList => "compute.addresses.list",
+            AddressesCreate => "compute.addresses.create",
+            AddressesDelete => "compute.addresses.delete",
         }
     }
 
@@ -199,6 +221,17 @@ impl Permission {
         Permission::HostsGet,
         Permission::HostsList,
         Permission::HostsUpdate,
+        Permission::NetworksGet,
+        Permission::NetworksList,
+        Permission::NetworksCreate,
+        Permission::NetworksUpdate,
+        Permission::NetworksDelete,
+        Permission::SubnetsGet,
+        Permission::SubnetsList,
+        Permission::AddressesGet,
+        Permission::AddressesList,
+        Permission::AddressesCreate,
+        Permission::AddressesDelete,
     ];
 }
 

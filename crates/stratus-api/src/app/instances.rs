@@ -6,7 +6,9 @@ use super::{
     check_text, etag, now, resource_id,
 };
 use std::collections::HashSet;
-use stratus_core::catalog::{GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, parse_reference};
+use stratus_core::catalog::{
+    GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, NETWORK_REF, SUBNET_REF, parse_reference,
+};
 use stratus_core::lifecycle::{self, Action};
 use stratus_core::placement::Demand;
 use stratus_core::quota::holds_running_share;
@@ -61,7 +63,7 @@ impl App {
                     status_message: r.status_message.clone(),
                 },
                 disks: r.spec.disks.clone(),
-                nics: r.spec.nics.clone(),
+                nics: self.nic_view(&r.project, &r.spec.nics),
                 gpus: r.spec.gpus.clone(),
                 created_at: r.created_at,
                 updated_at: r.updated_at,
@@ -131,7 +133,7 @@ impl App {
                 .map(|g| (g.gpu_type.clone(), g.count)),
         };
         let disks = self.resolve_disks(body.disks.unwrap_or_default()).await?;
-        let nics = check_nics(body.nics.unwrap_or_default())?;
+        let nics = self.nic_requests(&project.id, body.nics.unwrap_or_default())?;
         let metadata = check_metadata(
             body.instance_metadata.unwrap_or_default(),
             "instanceMetadata",
@@ -623,42 +625,89 @@ fn check_metadata(items: Vec<MetadataItem>, field: &str) -> Result<Vec<MetadataI
     Ok(items)
 }
 
-fn check_nics(nics: Vec<Nic>) -> Result<Vec<Nic>> {
-    for (i, nic) in nics.iter().enumerate() {
-        for (name, value) in [("network", &nic.network), ("subnet", &nic.subnet)] {
-            if let Some(uri) = value {
+impl App {
+    /// Checks NIC requests and reads their references into the ids the store resolves: a
+    /// network or subnet must be of this region and of the instance's own project. An
+    /// instance that names no NIC gets one, in the project's default network.
+    fn nic_requests(&self, project: &str, nics: Vec<Nic>) -> Result<Vec<Nic>> {
+        let mut nics = if nics.is_empty() {
+            vec![Nic::default()]
+        } else {
+            nics
+        };
+        for (i, nic) in nics.iter_mut().enumerate() {
+            for (name, value, pattern) in [
+                ("network", &mut nic.network, NETWORK_REF),
+                ("subnet", &mut nic.subnet, SUBNET_REF),
+            ] {
+                if let Some(uri) = value.as_deref() {
+                    let field = format!("nics[{i}].{name}");
+                    let parts = parse_reference(&field, uri, pattern)?;
+                    if parts[0] != self.region() || parts[1] != project {
+                        return Err(Error::invalid(
+                            field,
+                            format!(
+                                "{name}s must be of this instance's region {} and project {project}",
+                                self.region()
+                            ),
+                        ));
+                    }
+                    *value = Some(resource_id(&field, parts[2])?.to_string());
+                }
+            }
+            if nic.mac_address.is_some() {
                 return Err(Error::invalid(
-                    format!("nics[{i}].{name}"),
-                    format!(
-                        "{name} {uri:?} does not exist: this region has no networks yet, so NICs use the host's default network"
-                    ),
+                    format!("nics[{i}].macAddress"),
+                    "macAddress is read-only; the region chooses it",
+                ));
+            }
+            if let Some(addr) = &nic.ipv4_address
+                && addr.parse::<std::net::Ipv4Addr>().is_err()
+            {
+                return Err(Error::invalid(
+                    format!("nics[{i}].ipv4Address"),
+                    format!("{addr:?} is not an IPv4 address"),
+                ));
+            }
+            if nic.ipv6_address.is_some() {
+                return Err(Error::invalid(
+                    format!("nics[{i}].ipv6Address"),
+                    "ipv6Address follows from ipv4Address (the network's /64 with the IPv4 \
+                     address as interface id); leave it out",
+                ));
+            }
+            if let Some(vlan) = nic.vlan
+                && !(1..=4094).contains(&vlan)
+            {
+                return Err(Error::invalid(
+                    format!("nics[{i}].vlan"),
+                    format!("{vlan} is not a VLAN id (1 to 4094)"),
                 ));
             }
         }
-        if let Some(addr) = &nic.ipv4_address
-            && addr.parse::<std::net::Ipv4Addr>().is_err()
-        {
-            return Err(Error::invalid(
-                format!("nics[{i}].ipv4Address"),
-                format!("{addr:?} is not an IPv4 address"),
-            ));
-        }
-        if let Some(addr) = &nic.ipv6_address
-            && addr.parse::<std::net::Ipv6Addr>().is_err()
-        {
-            return Err(Error::invalid(
-                format!("nics[{i}].ipv6Address"),
-                format!("{addr:?} is not an IPv6 address"),
-            ));
-        }
-        if let Some(vlan) = nic.vlan
-            && !(1..=4094).contains(&vlan)
-        {
-            return Err(Error::invalid(
-                format!("nics[{i}].vlan"),
-                format!("{vlan} is not a VLAN id (1 to 4094)"),
-            ));
-        }
+        Ok(nics)
     }
-    Ok(nics)
+
+    /// NICs as the API shows them: their network and subnet as URIs.
+    fn nic_view(&self, project: &str, nics: &[Nic]) -> Vec<Nic> {
+        let uri = |kind: &str, id: &Option<String>| {
+            id.as_ref().map(|id| {
+                if id.starts_with('/') {
+                    id.clone()
+                } else {
+                    format!(
+                        "/v1/regions/{}/projects/{project}/compute/{kind}/{id}",
+                        self.region()
+                    )
+                }
+            })
+        };
+        nics.iter()
+            .map(|nic| Nic {
+                network: uri("networks", &nic.network),
+                subnet: uri("subnets", &nic.subnet),
+                ..nic.clone()
+            })
+            .collect()
+    }
 }

@@ -16,6 +16,7 @@ mod hosts;
 mod images;
 mod instances;
 pub mod issuer;
+mod networks;
 pub mod oidc;
 pub mod paging;
 mod quotas;
@@ -63,6 +64,8 @@ pub struct AppConfig {
     pub import_sources: ImportSources,
     /// The quotas of every organization that has none of its own.
     pub default_quotas: stratus_core::quota::Limits,
+    /// The region's external addresses, when it has any.
+    pub external_pool: Option<ipnet::Ipv4Net>,
 }
 
 impl Default for AppConfig {
@@ -76,6 +79,7 @@ impl Default for AppConfig {
             oidc: Vec::new(),
             import_sources: ImportSources::default(),
             default_quotas: stratus_core::quota::Limits::new(),
+            external_pool: None,
         }
     }
 }

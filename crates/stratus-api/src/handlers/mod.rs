@@ -6,6 +6,7 @@ pub mod hosts;
 pub mod iam;
 pub mod instances;
 pub mod meta;
+pub mod networks;
 pub mod tenancy;
 
 use axum::Json;

@@ -131,6 +131,12 @@ pub struct CreateArgs {
     /// Cloud-init user-data file, stored as the `user-data` metadata entry.
     #[arg(long, value_name = "FILE")]
     user_data: Option<PathBuf>,
+    /// The network of its NIC (default: the project's network `default`).
+    #[arg(long)]
+    network: Option<String>,
+    /// The NIC's IPv4 address in that network (default: the next free one).
+    #[arg(long)]
+    ip: Option<String>,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -352,7 +358,21 @@ fn create_request(session: &Session, args: CreateArgs) -> Result<InstanceCreateR
             .map(|h| parse(stratus_types::Hostname::parse(h), "--hostname"))
             .transpose()?,
         disks,
-        nics: None,
+        nics: (args.network.is_some() || args.ip.is_some()).then(|| {
+            vec![stratus_types::Nic {
+                network: args.network.as_deref().map(|n| {
+                    reference(
+                        n,
+                        &format!(
+                            "/v1/regions/{}/projects/{}/compute/networks",
+                            session.region, session.project
+                        ),
+                    )
+                }),
+                ipv4_address: args.ip.clone(),
+                ..stratus_types::Nic::default()
+            }]
+        }),
         gpus: None,
     })
 }
@@ -438,6 +458,10 @@ impl Tabular for Vec<Instance> {
                     i.id.to_string(),
                     i.lifecycle.status.as_str().to_owned(),
                     last_segment(&i.instance_type).to_owned(),
+                    i.nics
+                        .first()
+                        .and_then(|n| n.ipv4_address.clone())
+                        .unwrap_or_default(),
                     i.hostname.clone(),
                     when(&i.created_at),
                     i.lifecycle.status_message.clone().unwrap_or_default(),
@@ -445,7 +469,9 @@ impl Tabular for Vec<Instance> {
             })
             .collect();
         (
-            vec!["ID", "STATUS", "TYPE", "HOSTNAME", "CREATED", "MESSAGE"],
+            vec![
+                "ID", "STATUS", "TYPE", "ADDRESS", "HOSTNAME", "CREATED", "MESSAGE",
+            ],
             rows,
         )
     }
@@ -482,6 +508,22 @@ impl Tabular for Instance {
             })
             .collect::<Vec<_>>()
             .join("; ");
+        let nics = self
+            .nics
+            .iter()
+            .map(|n| {
+                format!(
+                    "{} in {}{}",
+                    n.ipv4_address.as_deref().unwrap_or("?"),
+                    n.network.as_deref().map(last_segment).unwrap_or("?"),
+                    n.mac_address
+                        .as_deref()
+                        .map(|m| format!(" ({m})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
         fields(vec![
             ("id", self.id.to_string()),
             ("status", self.lifecycle.status.as_str().to_owned()),
@@ -496,6 +538,7 @@ impl Tabular for Instance {
             ("labels", labels),
             ("metadata", metadata),
             ("disks", disks),
+            ("addresses", nics),
             ("created", when(&self.created_at)),
             ("updated", when(&self.updated_at)),
             ("self link", self.self_link.clone()),

@@ -21,6 +21,7 @@ mod audit;
 mod catalog;
 mod hosts;
 mod instances;
+mod networks;
 mod output;
 mod profiles;
 mod projects;
@@ -84,6 +85,22 @@ pub enum ClientCommand {
         scope: Scope,
         #[command(subcommand)]
         command: catalog::ImagesCommand,
+    },
+    /// The project's networks (with their subnets): create, list, delete.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Networks {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: networks::NetworksCommand,
+    },
+    /// The project's reserved addresses: internal ones in a network, external ones.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Addresses {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: networks::AddressesCommand,
     },
     /// The hosts of a zone: health, capacity, cordon and drain (the region's operators).
     #[command(after_help = EXIT_CODES_HELP)]
@@ -327,6 +344,12 @@ impl ClientCommand {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::ServiceAccounts { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::Networks { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::Addresses { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Hosts { scope, command } => {

@@ -1151,3 +1151,71 @@ async fn cli_hosts_list_cordon_and_drain() {
     missing.assert_api_error(404);
     region.stop().await;
 }
+
+#[tokio::test]
+async fn cli_networks_addresses_and_instances_on_them() {
+    let region = TestRegion::start().await;
+    let shell = Shell::signed_in(&region).await;
+    shell
+        .run(&["networks", "create", "web", "--cidr", "10.7.0.0/24"])
+        .await
+        .assert_ok();
+    let networks = shell.run(&["networks", "list", "-o", "table"]).await;
+    networks.assert_ok();
+    assert!(
+        networks
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("web") && l.contains("10.7.0.0/24") && l.contains("web-subnet")),
+        "{networks:#?}"
+    );
+    let reserved = shell
+        .run(&[
+            "addresses",
+            "create",
+            "front",
+            "--network",
+            "web",
+            "--ip",
+            "10.7.0.9",
+        ])
+        .await;
+    reserved.assert_ok();
+    assert_eq!(reserved.json()["status"], "RESERVED", "{reserved:#?}");
+    let created = shell
+        .run(&[
+            "instances",
+            "create",
+            "n-1",
+            "--type",
+            "e2-micro",
+            "--network",
+            "web",
+            "--ip",
+            "10.7.0.9",
+        ])
+        .await;
+    created.assert_ok();
+    assert_eq!(created.json()["nics"][0]["ipv4Address"], "10.7.0.9");
+    let shown = shell.run(&["instances", "get", "n-1", "-o", "table"]).await;
+    assert!(
+        shown.stdout.contains("10.7.0.9 in web (52:54:00:"),
+        "{shown:#?}"
+    );
+    let addresses = shell.run(&["addresses", "list", "-o", "table"]).await;
+    assert!(
+        addresses
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("front") && l.contains("IN_USE") && l.contains("n-1")),
+        "{addresses:#?}"
+    );
+    let in_use = shell.run(&["networks", "delete", "web"]).await;
+    in_use.assert_api_error(409);
+    assert!(in_use.stderr.contains("instances [n-1]"), "{in_use:#?}");
+    let bad = shell
+        .run(&["addresses", "create", "--ip", "10.7.0.10"])
+        .await;
+    assert_eq!(bad.code, stratus::cli::EXIT_USAGE, "{bad:#?}");
+    region.stop().await;
+}

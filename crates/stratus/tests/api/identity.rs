@@ -287,6 +287,84 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
             ),
         ),
         ("getInstance", with(expect(404, 200), instance, None)),
+        // Networks are compute resources of a project, like its instances.
+        (
+            "listNetworks",
+            with(expect(404, 200), &[("project", "default")], None),
+        ),
+        (
+            "createNetwork",
+            with(
+                expect(404, 403),
+                &[("project", "default")],
+                Some(json!({"id": "cov-net", "cidr": "10.50.0.0/16"})),
+            ),
+        ),
+        (
+            "getNetwork",
+            with(
+                expect(404, 200),
+                &[("project", "default"), ("id", "default")],
+                None,
+            ),
+        ),
+        (
+            "updateNetwork",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "default")],
+                Some(json!({"displayName": "x"})),
+            ),
+        ),
+        (
+            "deleteNetwork",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "default")],
+                None,
+            ),
+        ),
+        (
+            "listSubnets",
+            with(expect(404, 200), &[("project", "default")], None),
+        ),
+        (
+            "getSubnet",
+            with(
+                expect(404, 200),
+                &[("project", "default"), ("id", "default-subnet")],
+                None,
+            ),
+        ),
+        (
+            "listAddresses",
+            with(expect(404, 200), &[("project", "default")], None),
+        ),
+        (
+            "allocateAddress",
+            with(
+                expect(404, 403),
+                &[("project", "default")],
+                Some(json!({"addressType": "INTERNAL",
+                    "network": "/v1/regions/local-1/projects/default/compute/networks/default"})),
+            ),
+        ),
+        (
+            "getAddress",
+            with(
+                expect(404, 404),
+                &[("project", "default"), ("id", "cov-address")],
+                None,
+            ),
+        ),
+        (
+            "releaseAddress",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-address")],
+                None,
+            ),
+        ),
         (
             "updateInstance",
             with(

@@ -6,6 +6,7 @@ mod crash;
 mod hosts;
 mod identity;
 mod lifecycle;
+mod networks;
 mod oidc;
 mod openapi;
 mod paging;

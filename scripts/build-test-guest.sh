@@ -7,9 +7,13 @@
 #   - brings up the network and reads its metadata from http://169.254.169.254 with
 #     `Metadata-Flavor: Google`, printing each answer between markers on the serial console,
 #   - shows that the same request without the header is refused,
+#   - takes its address by DHCP (a Stratus network, or QEMU's user-mode network), prints it,
+#     and accepts TCP connections on port 7,
 #   - when its metadata has `probe-host-port` = a port, tries a TCP connection to that port of
 #     the host (user-mode networking's 169.254.169.2, which would be the host's loopback) and
-#     prints whether it got through,
+#     prints whether it got through; `probe-ping` and `probe-tcp` (comma-separated addresses,
+#     `address:port`) likewise ping and connect; `probe-spoof` = `fake>target` pings target
+#     from a forged source address,
 #   - powers off when its metadata has `poweroff` = `now`, and otherwise idles.
 # The image is cached under a name that carries this script's hash: it is rebuilt only when
 # missing or when this script changed.
@@ -96,8 +100,33 @@ echo "stratus-guest: boot number $boots (marker on disk)"
 
 ip link set lo up
 ip link set eth0 up
-ip addr add 169.254.169.15/24 dev eth0
-ip route add default via 169.254.169.2
+# DHCP: a Stratus network's dnsmasq, or QEMU's user-mode network (169.254.169.15 via .2).
+mkdir -p /etc /tmp
+cat > /etc/udhcpc.script <<'DHCP'
+#!/bin/sh
+prefix() { # dotted netmask -> prefix length
+  n=0; for o in $(echo "$1" | tr . ' '); do
+    while [ "$o" -gt 0 ]; do n=$((n + (o & 1))); o=$((o >> 1)); done
+  done; echo $n
+}
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${mask:-$(prefix "$subnet")}" dev "$interface"
+    [ -z "$router" ] || ip route add default via "${router%% *}" dev "$interface"
+    ;;
+esac
+DHCP
+chmod +x /etc/udhcpc.script
+if udhcpc -i eth0 -n -q -t 6 -T 1 -s /etc/udhcpc.script >/dev/null 2>&1; then
+  echo "stratus-guest: address $(ip -4 addr show eth0 | sed -n 's/.*inet \([0-9./]*\).*/\1/p')"
+else
+  echo "stratus-guest: no DHCP answer; assuming the user-mode network"
+  ip addr add 169.254.169.15/24 dev eth0
+  ip route add default via 169.254.169.2
+fi
+# Something to connect to: TCP port 7 accepts and closes.
+(while true; do nc -l -p 7 </dev/null >/dev/null 2>&1; done) &
 # busybox's static wget crashes here, so HTTP is spoken through nc.
 http_get() { # PATH [HEADER-LINE]; prints the response, status line and headers included
   {
@@ -130,7 +159,36 @@ for d in /dev/vd?; do
     echo "stratus-guest: seed $(dd if="$d" bs=65536 count=32 2>/dev/null | strings | grep '^instance-id:')"
   fi
 done
-port=$(http_get "$md/instance/attributes/probe-host-port" 'Metadata-Flavor: Google' | sed '1,/^\r*$/d')
+attr() { # KEY: the attribute's value, or nothing when it has none
+  http_get "$md/instance/attributes/$1" 'Metadata-Flavor: Google' > /tmp/attr
+  head -n 1 /tmp/attr | grep -q ' 200 ' && sed '1,/^\r*$/d' /tmp/attr
+}
+for target in $(attr probe-ping | tr ',' ' '); do
+  if ping -c 3 -W 2 "$target" >/dev/null 2>&1; then
+    echo "stratus-guest: ping $target REACHABLE"
+  else
+    echo "stratus-guest: ping $target unreachable"
+  fi
+done
+for target in $(attr probe-tcp | tr ',' ' '); do
+  if echo probe | nc -w 3 "${target%:*}" "${target##*:}" >/dev/null 2>&1; then
+    echo "stratus-guest: tcp $target REACHABLE"
+  else
+    echo "stratus-guest: tcp $target unreachable"
+  fi
+done
+spoof=$(attr probe-spoof)
+if [ -n "$spoof" ]; then
+  fake=${spoof%%>*}; target=${spoof##*>}
+  ip addr add "$fake/32" dev eth0
+  if ping -c 3 -W 2 -I "$fake" "$target" >/dev/null 2>&1; then
+    echo "stratus-guest: spoofed ping from $fake to $target REACHABLE"
+  else
+    echo "stratus-guest: spoofed ping from $fake to $target unreachable"
+  fi
+  ip addr del "$fake/32" dev eth0
+fi
+port=$(attr probe-host-port)
 case "$port" in
   ''|*[!0-9]*) ;;
   *)

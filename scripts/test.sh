@@ -23,6 +23,14 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! id postgres >/dev/
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
 fi
 
+# Bridged guests' networks: bridges and namespaces (iproute2), anti-spoofing and NAT (nftables),
+# DHCP (dnsmasq).
+if ! command -v nft >/dev/null 2>&1 || ! command -v dnsmasq >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1; then
+  echo "== installing iproute2, nftables, dnsmasq"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables dnsmasq-base >/dev/null
+fi
+
 echo "== building the test guest"
 STRATUS_TEST_GUEST=$(bash scripts/build-test-guest.sh)
 export STRATUS_TEST_GUEST

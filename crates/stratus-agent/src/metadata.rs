@@ -348,3 +348,45 @@ mod tests {
         assert!(meta.contains("- \"ssh-ed25519 AAAA alice\""), "{meta}");
     }
 }
+
+/// What a guest is told when its metadata service is not there (the agent is restarting): a
+/// proper HTTP answer it can retry on.
+pub const UNAVAILABLE: &str = "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Retry-After: 2\r\nConnection: close\r\nContent-Length: 59\r\n\r\n\
+the metadata service is not available right now; try again\n";
+
+/// Joins a guest's connection to the unix socket of its VM's metadata service, answering
+/// [`UNAVAILABLE`] when the service cannot be reached.
+///
+/// When the guest half-closes after its request, the service's side is kept open: the server
+/// would take a half-close for an abandoned request and drop the answer. The exchange ends
+/// when the service has answered and closed.
+pub async fn relay<R, W>(
+    mut from_guest: R,
+    mut to_guest: W,
+    service: &std::path::Path,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let Ok(stream) = tokio::net::UnixStream::connect(service).await else {
+        to_guest.write_all(UNAVAILABLE.as_bytes()).await?;
+        return to_guest.flush().await;
+    };
+    let (mut from_service, mut to_service) = stream.into_split();
+    let upstream = async {
+        let _ = tokio::io::copy(&mut from_guest, &mut to_service).await;
+        std::future::pending::<()>().await
+    };
+    let downstream = async {
+        tokio::io::copy(&mut from_service, &mut to_guest).await?;
+        to_guest.flush().await?;
+        to_guest.shutdown().await
+    };
+    tokio::select! {
+        _ = upstream => unreachable!("pending never completes"),
+        done = downstream => done,
+    }
+}

@@ -351,6 +351,7 @@ mod tests {
             gpus: 0,
             disks: vec![],
             metadata,
+            nics: vec![],
         }
     }
 

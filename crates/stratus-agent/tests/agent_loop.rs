@@ -103,6 +103,7 @@ fn spec(uid: Uuid) -> VmSpec {
         gpus: 0,
         disks: vec![],
         metadata: vec![],
+        nics: vec![],
     }
 }
 

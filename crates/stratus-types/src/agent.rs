@@ -42,6 +42,24 @@ pub struct VmSpec {
     pub gpus: u32,
     pub disks: Vec<Disk>,
     pub metadata: Vec<MetadataItem>,
+    /// Its network interfaces, in order.
+    #[serde(default)]
+    pub nics: Vec<VmNic>,
+}
+
+/// A network interface of a VM, with what the host needs to plumb it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmNic {
+    pub mac: String,
+    pub ipv4: String,
+    /// The subnet's prefix length and gateway.
+    pub prefix_len: u8,
+    pub gateway: String,
+    /// The NIC's IPv6 address.
+    pub ipv6: String,
+    /// The network: the VXLAN network identifier, and the CIDR of its subnet.
+    pub vni: u32,
+    pub cidr: String,
 }
 
 /// One instance placed on the asking host.

@@ -168,6 +168,10 @@ pub struct HostSection {
     pub vcpus: u32,
     pub memory_mb: u64,
     pub gpus: Vec<GpuCount>,
+    /// How QEMU guests' NICs are connected: `user` (QEMU's user-mode network, metadata only)
+    /// or `bridge` (taps on a bridge per network, a gateway namespace with DHCP and the
+    /// metadata address, anti-spoofing; needs root, `ip`, `nft` and `dnsmasq`).
+    pub networking: String,
 }
 
 impl Default for HostSection {
@@ -183,6 +187,7 @@ impl Default for HostSection {
                 gpu_type: "nvidia-h100".into(),
                 count: 8,
             }],
+            networking: "user".into(),
         }
     }
 }
@@ -328,6 +333,11 @@ impl Config {
                 "quotas.gpu-count-by-type names GPU type {gpu_type:?}, which the catalog does not have"
             );
         }
+        anyhow::ensure!(
+            matches!(config.host.networking.as_str(), "user" | "bridge"),
+            "host.networking is {:?}; use \"user\" or \"bridge\"",
+            config.host.networking
+        );
         anyhow::ensure!(
             matches!(config.qemu.accel.as_str(), "auto" | "kvm" | "tcg"),
             "qemu.accel is {:?}; use \"auto\", \"kvm\" or \"tcg\"",

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stratus_agent::images::ImageCache;
-use stratus_agent::qemu::{Accel, QemuConfig, QemuDriver};
+use stratus_agent::qemu::{Accel, Networking, QemuConfig, QemuDriver};
 use stratus_agent::sim::SimDriver;
 use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
 use stratus_api::App;
@@ -270,6 +270,10 @@ pub async fn host_driver(
         images,
         metadata_proxy: vec![exe, "metadata-proxy".into()],
         shutdown_grace: secs(config.qemu.shutdown_grace_s),
+        networking: match config.host.networking.as_str() {
+            "bridge" => Networking::Bridge,
+            _ => Networking::User,
+        },
     })
     .await
     .map_err(|e| anyhow::anyhow!("starting the QEMU driver: {e}"))?;

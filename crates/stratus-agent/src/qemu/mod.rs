@@ -15,6 +15,7 @@
 //! The accelerator is KVM only when a probe proves that KVM actually runs guest code here (on
 //! some machines `/dev/kvm` opens but guests hang); TCG otherwise. Configuration can force either.
 
+pub mod network;
 mod qmp;
 
 use crate::driver::{Driver, DriverError, ImageSource, VmInfo, VmState};
@@ -64,6 +65,19 @@ pub struct QemuConfig {
     pub metadata_proxy: Vec<String>,
     /// How long a guest gets to power off after an ACPI request before it is stopped hard.
     pub shutdown_grace: Duration,
+    /// How guests' NICs are connected.
+    pub networking: Networking,
+}
+
+/// How guests' NICs are connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Networking {
+    /// QEMU's user-mode network, restricted to the metadata address: one NIC, reachable by
+    /// nothing.
+    #[default]
+    User,
+    /// Each NIC a tap on its network's bridge ([`network`]).
+    Bridge,
 }
 
 struct MetadataServer {
@@ -76,6 +90,10 @@ pub struct QemuDriver {
     config: QemuConfig,
     accel: Accel,
     metadata: Mutex<HashMap<Uuid, MetadataServer>>,
+    /// The data plane, with bridge networking.
+    plane: Option<network::NetworkPlane>,
+    /// VMs whose NICs this process has plumbed (or repaired after a restart).
+    plumbed: Mutex<std::collections::HashSet<Uuid>>,
 }
 
 const SPEC: &str = "spec.json";
@@ -105,12 +123,37 @@ impl QemuDriver {
             Some(accel) => accel,
             None => probe_accel(&config.binary, &config.vm_dir).await,
         };
-        tracing::info!(accel = accel.as_str(), "QEMU driver ready");
+        let plane = match config.networking {
+            Networking::User => None,
+            Networking::Bridge => {
+                let vm_dir = config.vm_dir.clone();
+                let socket: network::MetadataSocket =
+                    Arc::new(move |uid: Uuid| vm_dir.join(uid.to_string()).join(METADATA_SOCKET));
+                Some(network::NetworkPlane::new(
+                    config.vm_dir.with_file_name("network"),
+                    socket,
+                )?)
+            }
+        };
+        tracing::info!(accel = accel.as_str(), networking = ?config.networking, "QEMU driver ready");
         Ok(Self {
             config,
             accel,
             metadata: Mutex::new(HashMap::new()),
+            plane,
+            plumbed: Mutex::new(std::collections::HashSet::new()),
         })
+    }
+
+    /// Plumbs `spec`'s NICs (with bridge networking); idempotent.
+    async fn plumb(&self, spec: &VmSpec) -> Result<(), DriverError> {
+        if let Some(plane) = &self.plane
+            && !spec.nics.is_empty()
+        {
+            plane.ensure(spec).await?;
+            self.plumbed.lock().await.insert(spec.uid);
+        }
+        Ok(())
     }
 
     pub fn accel(&self) -> Accel {
@@ -214,27 +257,39 @@ impl QemuDriver {
             path(PID),
             "-smbios".into(),
             "type=1,serial=ds=nocloud-net;s=http://169.254.169.254/nocloud/".into(),
-            "-netdev".into(),
-            format!(
+        ];
+        if self.plane.is_some() && !spec.nics.is_empty() {
+            for (i, nic) in spec.nics.iter().enumerate() {
+                args.push("-netdev".into());
+                args.push(format!(
+                    "tap,id=net{i},ifname={},script=no,downscript=no",
+                    network::tap_name(spec.uid, i)
+                ));
+                args.push("-device".into());
+                args.push(format!(
+                    "virtio-net-pci,netdev=net{i},mac={},romfile=",
+                    nic.mac
+                ));
+            }
+        } else {
+            args.push("-netdev".into());
+            args.push(format!(
                 // restrict=on: the guest reaches the metadata forward and nothing else, neither
-                // the host (whose loopback user-mode networking would otherwise expose) nor
-                // the outside.
+                // the host (whose loopback user-mode networking would otherwise expose) nor the
+                // outside.
                 "user,id=net0,restrict=on,net=169.254.169.0/24,host=169.254.169.2,guestfwd=tcp:169.254.169.254:80-cmd:{}",
                 path(METADATA_PROXY)
-            ),
-            "-device".into(),
-            "virtio-net-pci,netdev=net0,romfile=".into(),
-            // The NoCloud seed, for guests that read their configuration from a disk.
-            "-drive".into(),
-            format!(
-                "file={},if=none,id=cidata,format=raw,readonly=on",
-                path(SEED)
-            ),
-            "-device".into(),
-            "virtio-blk-pci,drive=cidata".into(),
-        ];
+            ));
+            args.push("-device".into());
+            args.push("virtio-net-pci,netdev=net0,romfile=".into());
+        }
         let mut scsi = false;
-        for (i, disk) in spec.disks.iter().enumerate() {
+        // The boot disk first, so the firmware and the guest see it before any other; the
+        // NoCloud seed last, so it never takes a name a stock image's boot line expects.
+        let mut order: Vec<usize> = (0..spec.disks.len()).collect();
+        order.sort_by_key(|&i| !spec.disks[i].boot);
+        for i in order {
+            let disk = &spec.disks[i];
             let read_only = if disk.mode == DiskMode::ReadOnly {
                 ",readonly=on"
             } else {
@@ -261,6 +316,14 @@ impl QemuDriver {
                 }
             }
         }
+        // The NoCloud seed, for guests that read their configuration from a disk.
+        args.push("-drive".into());
+        args.push(format!(
+            "file={},if=none,id=cidata,format=raw,readonly=on",
+            path(SEED)
+        ));
+        args.push("-device".into());
+        args.push("virtio-blk-pci,drive=cidata".into());
         args
     }
 
@@ -599,6 +662,7 @@ impl Driver for QemuDriver {
         let dir = self.dir(spec.uid);
         std::fs::create_dir_all(&dir).map_err(io(dir.display()))?;
         self.ensure_disks(spec).await?;
+        self.plumb(spec).await?;
         let text = serde_json::to_string_pretty(spec)
             .map_err(|e| DriverError::Permanent(e.to_string()))?;
         let tmp = dir.join("spec.json.tmp");
@@ -614,6 +678,7 @@ impl Driver for QemuDriver {
             .spec(uid)?
             .ok_or_else(|| DriverError::NotFound(format!("VM {uid} is not prepared")))?;
         self.ensure_disks(&spec).await?;
+        self.plumb(&spec).await?;
         let dir = self.dir(uid);
         for stale in [EXIT_CODE, STOPPED_BY_AGENT, QMP, PID] {
             let _ = std::fs::remove_file(dir.join(stale));
@@ -675,6 +740,10 @@ impl Driver for QemuDriver {
     async fn destroy(&self, uid: Uuid) -> Result<(), DriverError> {
         self.stop_process(uid, Duration::ZERO).await?;
         self.stop_metadata(uid).await;
+        if let Some(plane) = &self.plane {
+            plane.remove(uid).await?;
+            self.plumbed.lock().await.remove(&uid);
+        }
         let dir = self.dir(uid);
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(dir.display())(e)),
@@ -701,6 +770,10 @@ impl Driver for QemuDriver {
     }
 
     async fn observe(&self, spec: &VmSpec) -> Result<(), DriverError> {
+        // After a restart, the first poll repairs what this process has not plumbed yet.
+        if !self.plumbed.lock().await.contains(&spec.uid) {
+            self.plumb(spec).await?;
+        }
         if self.live_pid(spec.uid).is_some() {
             self.serve_metadata(spec).await?;
         }

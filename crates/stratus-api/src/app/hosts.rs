@@ -1,12 +1,13 @@
 //! Operations host agents call: register, poll assignments, report, upload serial output.
 
 use super::{App, now};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use stratus_core::{Error, Result};
 use stratus_store::{HostRegistrationRecord, InstanceRecord};
 use stratus_types::DesiredState;
 use stratus_types::agent::{
-    Assignment, AssignmentBatch, HostRegistration, ReportOutcome, StatusReport, VmSpec,
+    Assignment, AssignmentBatch, HostRegistration, ReportOutcome, StatusReport, VmNic, VmSpec,
 };
 use uuid::Uuid;
 
@@ -14,8 +15,8 @@ use uuid::Uuid;
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// An instance as its host polls it (its record read without metadata), with the digest of its
-/// metadata.
-fn assignment((r, metadata_digest): (InstanceRecord, String)) -> Assignment {
+/// metadata and its NICs as the host plumbs them.
+fn assignment((r, metadata_digest): (InstanceRecord, String), nics: Vec<VmNic>) -> Assignment {
     Assignment {
         spec: VmSpec {
             uid: r.uid,
@@ -27,6 +28,7 @@ fn assignment((r, metadata_digest): (InstanceRecord, String)) -> Assignment {
             gpus: r.gpu_count,
             disks: r.spec.disks.clone(),
             metadata: Vec::new(),
+            nics,
         },
         desired: r.desired,
         status: r.status,
@@ -37,7 +39,50 @@ fn assignment((r, metadata_digest): (InstanceRecord, String)) -> Assignment {
     }
 }
 
+/// A subnet as hosts need it: its network's VNI and its CIDR.
+type SubnetPlumbing = (u32, ipnet::Ipv4Net);
+
 impl App {
+    /// The NICs of `instance` as its host plumbs them; `subnets` caches what was looked up.
+    async fn vm_nics(
+        &self,
+        instance: &InstanceRecord,
+        subnets: &mut HashMap<(String, String), Option<SubnetPlumbing>>,
+    ) -> Result<Vec<VmNic>> {
+        let mut nics = Vec::with_capacity(instance.spec.nics.len());
+        for nic in &instance.spec.nics {
+            let (Some(network), Some(subnet), Some(ipv4)) =
+                (&nic.network, &nic.subnet, &nic.ipv4_address)
+            else {
+                continue;
+            };
+            let key = (instance.project.clone(), subnet.clone());
+            if !subnets.contains_key(&key) {
+                let found = match (
+                    self.store.get_network(&instance.project, network).await?,
+                    self.store.get_subnet(&instance.project, subnet).await?,
+                ) {
+                    (Some(n), Some(s)) => s.ipv4_cidr.parse().ok().map(|cidr| (n.vni as u32, cidr)),
+                    _ => None,
+                };
+                subnets.insert(key.clone(), found);
+            }
+            let Some((vni, cidr)) = subnets[&key] else {
+                continue;
+            };
+            nics.push(VmNic {
+                mac: nic.mac_address.clone().unwrap_or_default(),
+                ipv4: ipv4.clone(),
+                prefix_len: cidr.prefix_len(),
+                gateway: stratus_core::ipam::gateway(&cidr).to_string(),
+                ipv6: nic.ipv6_address.clone().unwrap_or_default(),
+                vni,
+                cidr: cidr.to_string(),
+            });
+        }
+        Ok(nics)
+    }
+
     pub async fn register_host(&self, host: &HostRegistration) -> Result<Uuid> {
         stratus_types::HostName::parse(&host.name).map_err(|e| Error::invalid("name", e))?;
         if self.catalog.zone(&host.zone).is_none() {
@@ -93,9 +138,15 @@ impl App {
         }
         let revision = self.changes.wait_past(since, wait).await;
         let records = self.store.list_assignments_on_host(host).await?;
+        let mut subnets = HashMap::new();
+        let mut assignments = Vec::with_capacity(records.len());
+        for record in records {
+            let nics = self.vm_nics(&record.0, &mut subnets).await?;
+            assignments.push(assignment(record, nics));
+        }
         Ok(AssignmentBatch {
             revision,
-            assignments: records.into_iter().map(assignment).collect(),
+            assignments,
         })
     }
 

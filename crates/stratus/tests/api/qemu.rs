@@ -619,3 +619,167 @@ async fn guests_reach_only_their_metadata_and_a_hard_stop_says_so() {
     assert!(message.contains("stopped hard"), "{stopped:#}");
     region.stop().await;
 }
+
+/// The host's first global IPv4 address.
+fn host_address() -> String {
+    let output = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|a| a.split('/').next())
+        .expect("the host has a global IPv4 address")
+        .to_owned()
+}
+
+fn names_in(dir: &str, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Real guests on bridged networks: neighbours on one network reach each other, guests of an
+/// overlapping network and forged sources do not, nothing of the host is reachable, each guest
+/// reads its own metadata through its gateway, and deleting the guests removes every bridge,
+/// tap, namespace, dnsmasq and filter of their networks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_guests_reach_their_network_and_nothing_else() {
+    // Something listening on every address of the host, as its services would.
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { while listener.accept().await.is_ok() {} });
+    let host = host_address();
+
+    let mut config = qemu_config();
+    config.host.networking = "bridge".into();
+    let region = TestRegion::with_config(config).await;
+    let c = &region.client;
+    let networks = "/v1/regions/local-1/projects/default/compute/networks";
+    for id in ["net-a", "net-b"] {
+        let made = c
+            .post(networks, json!({"id": id, "cidr": "10.90.0.0/24"}))
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:#}", made.body);
+    }
+    let guest = |id: &str, network: &str, ip: &str, probes: &[(&str, String)]| {
+        let mut body = guest_body(id, "alice:ssh-ed25519 AAAA alice");
+        body["nics"] = json!([{"network": format!("{networks}/{network}"), "ipv4Address": ip}]);
+        for (key, value) in probes {
+            body["instanceMetadata"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"key": key, "value": value}));
+        }
+        body
+    };
+    let a1 = c
+        .post(INSTANCES, guest("a1", "net-a", "10.90.0.10", &[]))
+        .await;
+    assert_eq!(a1.status, StatusCode::CREATED, "{:#}", a1.body);
+    c.wait_console("a1", "stratus-guest: ready", BOOT).await;
+    let probes = |peer: &str| {
+        vec![
+            ("probe-ping", format!("{peer},10.90.0.1")),
+            (
+                "probe-tcp",
+                format!("{peer}:7,{host}:{port},10.90.0.1:{port}"),
+            ),
+            ("probe-spoof", format!("10.90.0.12>{peer}")),
+        ]
+    };
+    let a2 = c
+        .post(
+            INSTANCES,
+            guest("a2", "net-a", "10.90.0.11", &probes("10.90.0.10")),
+        )
+        .await;
+    assert_eq!(a2.status, StatusCode::CREATED, "{:#}", a2.body);
+    // The same address as a2, in a network with the same CIDR.
+    let b1 = c
+        .post(
+            INSTANCES,
+            guest("b1", "net-b", "10.90.0.11", &probes("10.90.0.10")),
+        )
+        .await;
+    assert_eq!(b1.status, StatusCode::CREATED, "{:#}", b1.body);
+
+    let a2_console = c.wait_console("a2", "stratus-guest: ready", BOOT).await;
+    let a2_text = a2_console["contents"].as_str().unwrap();
+    for line in [
+        "address 10.90.0.11/24",
+        "ping 10.90.0.10 REACHABLE",
+        "ping 10.90.0.1 REACHABLE",
+        "tcp 10.90.0.10:7 REACHABLE",
+        &format!("tcp {host}:{port} unreachable"),
+        &format!("tcp 10.90.0.1:{port} unreachable"),
+        "spoofed ping from 10.90.0.12 to 10.90.0.10 unreachable",
+    ] {
+        assert!(
+            a2_text.contains(line),
+            "a2 should print {line:?}:\n{a2_text}"
+        );
+    }
+    assert_eq!(
+        between(a2_text, "instance/id").trim(),
+        a2.body["uid"].as_str().unwrap(),
+        "a2 reads its own metadata through its gateway"
+    );
+    let b1_console = c.wait_console("b1", "stratus-guest: ready", BOOT).await;
+    let b1_text = b1_console["contents"].as_str().unwrap();
+    for line in [
+        "address 10.90.0.11/24",
+        "ping 10.90.0.10 unreachable",
+        "tcp 10.90.0.10:7 unreachable",
+        "ping 10.90.0.1 REACHABLE",
+    ] {
+        assert!(
+            b1_text.contains(line),
+            "b1 should print {line:?}:\n{b1_text}"
+        );
+    }
+    assert_eq!(
+        between(b1_text, "instance/id").trim(),
+        b1.body["uid"].as_str().unwrap(),
+        "the same address in another network is another guest"
+    );
+
+    for id in ["a1", "a2", "b1"] {
+        c.delete(&format!("{INSTANCES}/{id}")).await;
+    }
+    for id in ["a1", "a2", "b1"] {
+        c.wait_gone(id, Duration::from_secs(30)).await;
+    }
+    assert!(names_in("/var/run/netns", "stratus-n").is_empty());
+    for prefix in ["sbr", "svh", "stp"] {
+        assert!(
+            names_in("/sys/class/net", prefix).is_empty(),
+            "{prefix}* links are left: {:?}",
+            names_in("/sys/class/net", prefix)
+        );
+    }
+    let dnsmasq: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("dnsmasq") && c.contains("--interface=svn"))
+        .collect();
+    assert!(dnsmasq.is_empty(), "dnsmasq is left: {dnsmasq:?}");
+    let tables = std::process::Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&tables.stdout).contains("bridge stratus"),
+        "the filter table is left"
+    );
+    region.stop().await;
+}

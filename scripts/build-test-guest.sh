@@ -114,6 +114,7 @@ case "$1" in
     ip addr flush dev "$interface"
     ip addr add "$ip/${mask:-$(prefix "$subnet")}" dev "$interface"
     [ -z "$router" ] || ip route add default via "${router%% *}" dev "$interface"
+    [ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
     ;;
 esac
 DHCP

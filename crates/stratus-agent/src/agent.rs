@@ -184,6 +184,9 @@ impl Agent {
             since = batch.revision;
             let placed: HashSet<Uuid> = batch.assignments.iter().map(|a| a.spec.uid).collect();
             *shared.placed.lock().unwrap() = placed.clone();
+            if let Err(e) = shared.driver.observe_overlay(&batch.overlay).await {
+                tracing::warn!(error = %e, "programming the overlay failed");
+            }
             let assignments = metadata.fill(&shared, batch.assignments).await;
             for assignment in assignments.iter() {
                 start_step_if_needed(&shared, &tracker, assignment).await;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use stratus_types::agent::VmSpec;
+use stratus_types::agent::{OverlayPeer, VmSpec};
 use uuid::Uuid;
 
 /// What a driver observes of a VM that exists on its host.
@@ -77,6 +77,11 @@ pub trait Driver: Send + Sync + 'static {
     /// Told the current spec of every instance on the host at each poll, so a driver can keep
     /// what it serves the guest (its metadata) up to date.
     async fn observe(&self, _spec: &VmSpec) -> Result<(), DriverError> {
+        Ok(())
+    }
+    /// Told at each poll where the NICs of this host's networks on other hosts are, so a
+    /// driver with an overlay can send their frames there.
+    async fn observe_overlay(&self, _peers: &[OverlayPeer]) -> Result<(), DriverError> {
         Ok(())
     }
     /// Serial console output from byte offset `from` (or the oldest kept byte after it);

@@ -41,6 +41,7 @@ impl ControlPlane for Recorder {
         Ok(AssignmentBatch {
             revision: since + 1,
             assignments: self.assignments.lock().unwrap().clone(),
+            overlay: vec![],
         })
     }
 
@@ -120,6 +121,7 @@ fn start(cp: Arc<Recorder>, driver: Arc<SimDriver>) -> CancellationToken {
             gpus: vec![],
             accelerator: None,
             agent_version: None,
+            underlay: None,
         },
         AgentConfig {
             poll_wait: Duration::from_millis(50),

@@ -258,6 +258,8 @@ pub const GPU_TYPE_REF: &str = "/v1/regions/{}/zones/{}/gpu-types/{}";
 pub const IMAGE_REF: &str = "/v1/regions/{}/compute/images/{}";
 pub const NETWORK_REF: &str = "/v1/regions/{}/projects/{}/compute/networks/{}";
 pub const SUBNET_REF: &str = "/v1/regions/{}/projects/{}/compute/subnets/{}";
+/// The URI of an address of a project.
+pub const ADDRESS_REF: &str = "/v1/regions/{}/projects/{}/compute/addresses/{}";
 
 #[cfg(test)]
 mod tests {

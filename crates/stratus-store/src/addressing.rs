@@ -257,6 +257,10 @@ pub(crate) async fn assign_nics(
                 address.ip.parse().expect("allocated addresses parse")
             }
         };
+        let external = match &nic.external_address {
+            Some(id) => Some(take_external(tx, instance, i, id).await?),
+            None => None,
+        };
         let prefix = ipam::ula_prefix(subnet.network_uid);
         resolved.push(Nic {
             network: Some(subnet.network.clone()),
@@ -265,6 +269,8 @@ pub(crate) async fn assign_nics(
             ipv6_address: Some(ipam::ipv6_for(&prefix, ip).to_string()),
             vlan: nic.vlan,
             mac_address: Some(ipam::mac_for(instance.uid, i)),
+            external_address: external.as_ref().and(nic.external_address.clone()),
+            external_ipv4_address: external,
         });
     }
     Ok(resolved)
@@ -314,6 +320,55 @@ async fn take_requested(
         }
     }
     Ok(ip)
+}
+
+/// Binds the project's EXTERNAL address `id` to NIC `i`: it must exist, be EXTERNAL and be
+/// held by no other NIC. Returns its IP.
+async fn take_external(
+    tx: &mut Box<dyn Tx>,
+    instance: &InstanceRecord,
+    i: usize,
+    id: &str,
+) -> DbResult<String> {
+    let field = format!("nics[{i}].externalAddress");
+    let address: Option<AddressRecord> = records(
+        &tx.query(
+            "SELECT * FROM addresses WHERE project = ? AND id = ?",
+            args![instance.project.as_str(), id],
+        )
+        .await?,
+    )?
+    .pop();
+    let address = address.ok_or_else(|| {
+        Error::invalid(
+            &field,
+            format!(
+                "address {id} does not exist in project {}",
+                instance.project
+            ),
+        )
+    })?;
+    if address.address_type != AddressType::External {
+        return Err(Error::invalid(
+            &field,
+            format!("address {id} is INTERNAL; a NIC's external address must be EXTERNAL"),
+        )
+        .into());
+    }
+    let taken = tx
+        .execute(
+            "UPDATE addresses SET instance_uid = ?, nic = ? WHERE uid = ? AND instance_uid IS NULL",
+            args![instance.uid, i as i64, address.uid],
+        )
+        .await?;
+    if taken == 0 {
+        return Err(Error::AlreadyExists(format!(
+            "{field}: address {id} ({}) is already held by another instance's NIC",
+            address.ip
+        ))
+        .into());
+    }
+    Ok(address.ip)
 }
 
 /// The row of an address NIC `i` of `instance` takes by itself in `subnet`.

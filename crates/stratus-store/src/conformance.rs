@@ -102,6 +102,7 @@ async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
             gpus: vec![("h100".into(), 1)],
             accelerator: None,
             agent_version: None,
+            underlay: None,
             now: Utc::now(),
         })
         .await
@@ -736,6 +737,8 @@ fn nic(network: Option<&str>, ipv4: Option<&str>) -> stratus_types::Nic {
         ipv6_address: None,
         vlan: None,
         mac_address: None,
+        external_address: None,
+        external_ipv4_address: None,
     }
 }
 
@@ -954,6 +957,7 @@ pub async fn cordoned_hosts_take_nothing_new_and_stay_cordoned(store: Arc<dyn St
             gpus: vec![],
             accelerator: Some("tcg".into()),
             agent_version: Some("9.9.9".into()),
+            underlay: None,
             now: Utc::now(),
         })
         .await

@@ -148,6 +148,9 @@ pub trait Store: Send + Sync + 'static {
     // hosts
     /// Registers a host by name, or updates the capacity of a known one; returns its record.
     async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord>;
+    /// The NICs on other hosts (with an underlay address) of every network that has a NIC on
+    /// host `host_id`.
+    async fn overlay_peers(&self, host_id: Uuid) -> Result<Vec<OverlayPeerRecord>>;
     async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()>;
     async fn list_hosts(&self) -> Result<Vec<HostRecord>>;
     /// Sets whether placement may use the host (`SCHEDULABLE`, `CORDONED`, `DRAINING`);

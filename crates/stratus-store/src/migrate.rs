@@ -53,6 +53,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "networks",
         sql: include_str!("../migrations/0006_networks.sql"),
     },
+    Migration {
+        version: 7,
+        name: "host underlay",
+        sql: include_str!("../migrations/0007_host_underlay.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -98,6 +98,8 @@ pub struct HostRegistrationRecord {
     pub gpus: Vec<(String, u32)>,
     pub accelerator: Option<String>,
     pub agent_version: Option<String>,
+    /// The address its overlay traffic uses, if it takes part in overlays.
+    pub underlay: Option<String>,
     pub now: DateTime<Utc>,
 }
 
@@ -118,6 +120,18 @@ pub struct HostRecord {
     pub scheduling: String,
     pub accelerator: Option<String>,
     pub agent_version: Option<String>,
+    /// The address its overlay traffic uses, if it takes part in overlays.
+    pub underlay: Option<String>,
+}
+
+/// A NIC on another host in a network present on a host: where the overlay sends frames for
+/// its MAC.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OverlayPeerRecord {
+    pub vni: i64,
+    pub instance_uid: Uuid,
+    pub nic: i64,
+    pub underlay: String,
 }
 
 /// A network of a project.

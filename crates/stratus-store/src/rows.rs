@@ -388,7 +388,7 @@ table!(ProjectRecord, "projects", {
 table!(HostRecord, "hosts", {
     id: Uid, name: Text, zone: Text, driver: Text, vcpus: Narrow, memory_mb: Narrow, gpus: Json,
     registered_at: Time, last_seen_at: Time, scheduling: Text, accelerator: OptText,
-    agent_version: OptText,
+    agent_version: OptText, underlay: OptText,
 });
 
 table!(ImageRecord, "images", {

@@ -430,6 +430,19 @@ const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus
      CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, COUNT(*) AS instances FROM instances \
      WHERE host_id IS NOT NULL GROUP BY host_id";
 
+/// The NICs on other hosts, with an underlay address, of the networks with a NIC on host `?`
+/// (given twice).
+const OVERLAY_PEERS: &str = "SELECT n.vni, a.instance_uid, a.nic, h.underlay \
+     FROM addresses a \
+     JOIN networks n ON n.project = a.project AND n.id = a.network \
+     JOIN instances i ON i.uid = a.instance_uid \
+     JOIN hosts h ON h.id = i.host_id \
+     WHERE a.network IS NOT NULL AND h.id <> ? AND h.underlay IS NOT NULL \
+     AND n.vni IN (SELECT n2.vni FROM addresses a2 \
+         JOIN networks n2 ON n2.project = a2.project AND n2.id = a2.network \
+         JOIN instances i2 ON i2.uid = a2.instance_uid WHERE i2.host_id = ?) \
+     ORDER BY n.vni, h.underlay, a.instance_uid, a.nic";
+
 /// GPUs of each type placed on each host.
 const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) AS n \
      FROM instances WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type";
@@ -792,6 +805,23 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn overlay_peers(&self, host_id: Uuid) -> Result<Vec<OverlayPeerRecord>> {
+        let rows = self
+            .db()
+            .query(OVERLAY_PEERS, args![host_id, host_id])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(OverlayPeerRecord {
+                    vni: row.int("vni")?,
+                    instance_uid: row.uuid("instance_uid")?,
+                    nic: row.int("nic")?,
+                    underlay: row.text("underlay")?,
+                })
+            })
+            .collect()
+    }
+
     async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord> {
         let record = HostRecord {
             id: Uuid::new_v4(),
@@ -806,6 +836,7 @@ impl Store for SqlStore {
             scheduling: "SCHEDULABLE".into(),
             accelerator: host.accelerator.clone(),
             agent_version: host.agent_version.clone(),
+            underlay: host.underlay.clone(),
         };
         let (sql, args) = insert(&record);
         // A host that registers again keeps its id and whether operators cordoned it.
@@ -813,8 +844,8 @@ impl Store for SqlStore {
             "{sql} ON CONFLICT (name) DO UPDATE SET zone = excluded.zone, \
              driver = excluded.driver, vcpus = excluded.vcpus, memory_mb = excluded.memory_mb, \
              gpus = excluded.gpus, last_seen_at = excluded.last_seen_at, \
-             accelerator = excluded.accelerator, agent_version = excluded.agent_version \
-             RETURNING *"
+             accelerator = excluded.accelerator, agent_version = excluded.agent_version, \
+             underlay = excluded.underlay RETURNING *"
         );
         records(&self.db().query(&sql, args).await?)?
             .pop()

@@ -70,6 +70,7 @@ async fn another_replicas_writes_wake_this_one() {
             gpus: vec![],
             accelerator: None,
             agent_version: None,
+            underlay: None,
             now,
         })
         .await

@@ -28,6 +28,10 @@ pub struct HostRegistration {
     /// The agent's version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// The IPv4 address this host's overlay (VXLAN) traffic leaves from and arrives at, when
+    /// its guests' networks span hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub underlay: Option<String>,
 }
 
 /// Everything a host needs to run one instance.
@@ -60,6 +64,18 @@ pub struct VmNic {
     /// The network: the VXLAN network identifier, and the CIDR of its subnet.
     pub vni: u32,
     pub cidr: String,
+    /// The EXTERNAL address that reaches this NIC by 1:1 NAT, if it has one.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub external_ipv4: String,
+}
+
+/// A NIC on another host in a network that has a NIC on the polling host: the overlay sends
+/// frames for `mac` in network `vni` to `underlay`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct OverlayPeer {
+    pub vni: u32,
+    pub mac: String,
+    pub underlay: String,
 }
 
 /// One instance placed on the asking host.
@@ -110,6 +126,9 @@ pub struct AssignmentBatch {
     /// Pass back as `since` on the next poll: it returns at once when anything changed after.
     pub revision: u64,
     pub assignments: Vec<Assignment>,
+    /// Where the NICs of this host's networks on other hosts are.
+    #[serde(default)]
+    pub overlay: Vec<OverlayPeer>,
 }
 
 /// What a host needs to fetch an image from the control plane.

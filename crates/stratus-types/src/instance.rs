@@ -180,6 +180,14 @@ pub struct Nic {
     /// The NIC's MAC address, chosen by the region (extension; read-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac_address: Option<String>,
+    /// An EXTERNAL address of the instance's project that reaches this NIC by 1:1 NAT on the
+    /// host where the instance runs (extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri-reference")]
+    pub external_address: Option<String>,
+    /// The IPv4 address of `externalAddress` (extension; read-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ipv4_address: Option<String>,
 }
 
 /// GPUs attached to an instance.

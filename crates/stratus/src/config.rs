@@ -172,6 +172,9 @@ pub struct HostSection {
     /// or `bridge` (taps on a bridge per network, a gateway namespace with DHCP and the
     /// metadata address, anti-spoofing; needs root, `ip`, `nft` and `dnsmasq`).
     pub networking: String,
+    /// With bridge networking: the IPv4 address of this host that carries its guests'
+    /// networks to other hosts (VXLAN); empty: this host's networks stay on it.
+    pub underlay_address: String,
 }
 
 impl Default for HostSection {
@@ -188,6 +191,7 @@ impl Default for HostSection {
                 count: 8,
             }],
             networking: "user".into(),
+            underlay_address: String::new(),
         }
     }
 }
@@ -337,6 +341,16 @@ impl Config {
             matches!(config.host.networking.as_str(), "user" | "bridge"),
             "host.networking is {:?}; use \"user\" or \"bridge\"",
             config.host.networking
+        );
+        anyhow::ensure!(
+            config.host.underlay_address.is_empty()
+                || config
+                    .host
+                    .underlay_address
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok(),
+            "host.underlay-address is {:?}; give an IPv4 address of this host or leave it out",
+            config.host.underlay_address
         );
         anyhow::ensure!(
             matches!(config.qemu.accel.as_str(), "auto" | "kvm" | "tcg"),

@@ -222,13 +222,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", credential_file.display()))?;
             stratus::private_files::make_private(&data_dir)
                 .with_context(|| format!("making {} private", data_dir.display()))?;
+            let protected = stratus::region::addresses_of_urls(&control_plane);
             let control_plane: std::sync::Arc<dyn stratus_agent::ControlPlane> =
                 std::sync::Arc::new(stratus::remote_agent::HttpControlPlane::new(
                     control_plane,
                     credential.trim().to_owned(),
                 )?);
             let driver =
-                stratus::region::host_driver(&data_dir, &config, control_plane.clone()).await?;
+                stratus::region::host_driver(&data_dir, &config, control_plane.clone(), protected)
+                    .await?;
             let registration = stratus::region::host_registration(&config, driver.as_ref());
             let agent = stratus_agent::Agent::new(
                 control_plane,

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use stratus_agent::images::ImageCache;
+use stratus_agent::qemu::network::BridgeSettings;
 use stratus_agent::qemu::{Accel, Networking, QemuConfig, QemuDriver};
 use stratus_agent::sim::SimDriver;
 use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
@@ -151,7 +152,8 @@ impl Region {
 
         if config.host.enabled {
             let control_plane: Arc<dyn ControlPlane> = Arc::new(LocalControlPlane(app.clone()));
-            let driver = host_driver(data_dir, &config, control_plane.clone()).await?;
+            // Guests never reach this host itself (the region's API included) anyway.
+            let driver = host_driver(data_dir, &config, control_plane.clone(), vec![]).await?;
             let registration = host_registration(&config, driver.as_ref());
             // Registered before the API answers, so the first create finds the host.
             app.register_host(&registration).await?;
@@ -221,6 +223,8 @@ pub fn host_registration(config: &Config, driver: &dyn Driver) -> HostRegistrati
         driver: driver.name().to_owned(),
         accelerator: driver.accelerator().map(str::to_owned),
         agent_version: Some(env!("CARGO_PKG_VERSION").to_owned()),
+        underlay: (config.host.networking == "bridge" && !config.host.underlay_address.is_empty())
+            .then(|| config.host.underlay_address.clone()),
         vcpus: config.host.vcpus,
         memory_mb: config.host.memory_mb,
         gpus: config
@@ -242,11 +246,33 @@ pub fn agent_config(config: &Config) -> AgentConfig {
     }
 }
 
-/// The hypervisor driver the config asks for, keeping its state under `data_dir`.
+/// The addresses the hosts of `urls` resolve to (those that resolve), for guests to be kept
+/// away from.
+pub fn addresses_of_urls(urls: &[String]) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    let mut addresses: Vec<std::net::IpAddr> = urls
+        .iter()
+        .filter_map(|u| reqwest::Url::parse(u).ok())
+        .filter_map(|u| {
+            let host = u.host_str()?.trim_matches(['[', ']']).to_owned();
+            let port = u.port_or_known_default()?;
+            (host.as_str(), port).to_socket_addrs().ok()
+        })
+        .flatten()
+        .map(|a| a.ip())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
+}
+
+/// The hypervisor driver the config asks for, keeping its state under `data_dir`; guests are
+/// kept away from the `protected` addresses (the control plane's).
 pub async fn host_driver(
     data_dir: &Path,
     config: &Config,
     control_plane: Arc<dyn ControlPlane>,
+    protected: Vec<std::net::IpAddr>,
 ) -> anyhow::Result<Arc<dyn Driver>> {
     if config.host.driver == "sim" {
         let driver = SimDriver::new(Some(data_dir.join("sim-host.json")), config.sim.clone())
@@ -271,7 +297,11 @@ pub async fn host_driver(
         metadata_proxy: vec![exe, "metadata-proxy".into()],
         shutdown_grace: secs(config.qemu.shutdown_grace_s),
         networking: match config.host.networking.as_str() {
-            "bridge" => Networking::Bridge,
+            "bridge" => Networking::Bridge(BridgeSettings {
+                host_tag: config.host.name.clone(),
+                underlay: config.host.underlay_address.parse().ok(),
+                protected,
+            }),
             _ => Networking::User,
         },
     })

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
-use stratus_types::agent::VmSpec;
+use stratus_types::agent::{OverlayPeer, VmSpec};
 use stratus_types::{DiskInterface, DiskMode, DiskType};
 use tokio::process::Command;
 use tokio::sync::{Mutex, watch};
@@ -70,14 +70,14 @@ pub struct QemuConfig {
 }
 
 /// How guests' NICs are connected.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Networking {
     /// QEMU's user-mode network, restricted to the metadata address: one NIC, reachable by
     /// nothing.
     #[default]
     User,
     /// Each NIC a tap on its network's bridge ([`network`]).
-    Bridge,
+    Bridge(network::BridgeSettings),
 }
 
 struct MetadataServer {
@@ -123,14 +123,15 @@ impl QemuDriver {
             Some(accel) => accel,
             None => probe_accel(&config.binary, &config.vm_dir).await,
         };
-        let plane = match config.networking {
+        let plane = match &config.networking {
             Networking::User => None,
-            Networking::Bridge => {
+            Networking::Bridge(settings) => {
                 let vm_dir = config.vm_dir.clone();
                 let socket: network::MetadataSocket =
                     Arc::new(move |uid: Uuid| vm_dir.join(uid.to_string()).join(METADATA_SOCKET));
                 Some(network::NetworkPlane::new(
                     config.vm_dir.with_file_name("network"),
+                    settings.clone(),
                     socket,
                 )?)
             }
@@ -145,12 +146,14 @@ impl QemuDriver {
         })
     }
 
-    /// Plumbs `spec`'s NICs (with bridge networking); idempotent.
-    async fn plumb(&self, spec: &VmSpec) -> Result<(), DriverError> {
+    /// Plumbs `spec`'s NICs (with bridge networking); idempotent. Only `prepare` plumbs a VM
+    /// the plane has removed (`revive`): a poll that still lists a VM being destroyed must
+    /// not bring its network back.
+    async fn plumb(&self, spec: &VmSpec, revive: bool) -> Result<(), DriverError> {
         if let Some(plane) = &self.plane
             && !spec.nics.is_empty()
         {
-            plane.ensure(spec).await?;
+            plane.ensure(spec, revive).await?;
             self.plumbed.lock().await.insert(spec.uid);
         }
         Ok(())
@@ -662,7 +665,7 @@ impl Driver for QemuDriver {
         let dir = self.dir(spec.uid);
         std::fs::create_dir_all(&dir).map_err(io(dir.display()))?;
         self.ensure_disks(spec).await?;
-        self.plumb(spec).await?;
+        self.plumb(spec, true).await?;
         let text = serde_json::to_string_pretty(spec)
             .map_err(|e| DriverError::Permanent(e.to_string()))?;
         let tmp = dir.join("spec.json.tmp");
@@ -678,7 +681,7 @@ impl Driver for QemuDriver {
             .spec(uid)?
             .ok_or_else(|| DriverError::NotFound(format!("VM {uid} is not prepared")))?;
         self.ensure_disks(&spec).await?;
-        self.plumb(&spec).await?;
+        self.plumb(&spec, false).await?;
         let dir = self.dir(uid);
         for stale in [EXIT_CODE, STOPPED_BY_AGENT, QMP, PID] {
             let _ = std::fs::remove_file(dir.join(stale));
@@ -769,10 +772,17 @@ impl Driver for QemuDriver {
         Ok((start, bytes))
     }
 
+    async fn observe_overlay(&self, peers: &[OverlayPeer]) -> Result<(), DriverError> {
+        match &self.plane {
+            Some(plane) => plane.observe_overlay(peers).await,
+            None => Ok(()),
+        }
+    }
+
     async fn observe(&self, spec: &VmSpec) -> Result<(), DriverError> {
         // After a restart, the first poll repairs what this process has not plumbed yet.
         if !self.plumbed.lock().await.contains(&spec.uid) {
-            self.plumb(spec).await?;
+            self.plumb(spec, false).await?;
         }
         if self.live_pid(spec.uid).is_some() {
             self.serve_metadata(spec).await?;

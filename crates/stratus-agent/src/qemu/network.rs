@@ -1,14 +1,26 @@
 //! The host's data plane for QEMU guests: every NIC a tap on its network's bridge, every network
-//! a gateway namespace with DHCP and the metadata address, anti-spoofing on every tap.
+//! a gateway namespace with DHCP, the metadata address and NAT, an overlay joining the
+//! network's bridges on every host, anti-spoofing on every tap.
 //!
 //! Per network present on this host (by its VNI `n`):
 //! - a Linux bridge `sbr{n}` that the network's taps join;
-//! - a namespace `stratus-n{n}`, joined to the bridge by the veth pair `svh{n}` (host side, a
-//!   bridge port) / `svn{n}` (inside), holding the subnet's gateway address and
-//!   `169.254.169.254`: its own routing context, so networks may use the same CIDR, and with no
-//!   route anywhere else, so guests reach their network and nothing of the host;
+//! - with an underlay address, a VXLAN device `svx{n}` (VNI `n`, no learning) on the bridge,
+//!   whose forwarding entries come from the control plane: each remote NIC's MAC to its host,
+//!   and the all-zero MAC (broadcasts, ARP) to each host holding the network, so frames go to
+//!   the hosts that have the network and to no other;
+//! - a namespace `stratus-{host}-n{n}`, joined to the bridge by the veth pair `svh{n}` (host
+//!   side, a bridge port) / `svn{n}` (inside), holding the subnet's gateway address and
+//!   `169.254.169.254`: its own routing context, so networks may use the same CIDR. Every host
+//!   of the network has such a gateway with the same address; the bridge filter keeps each
+//!   one's frames off the overlay, so a guest always meets its own host's;
+//! - an uplink veth pair `sup{n}` (host) / `sun{n}` (inside) with a /31 of `100.64.0.0/10`
+//!   taken from `n`: the namespace's default route. Inside, nftables masquerades what leaves
+//!   by it (egress NAT) and maps EXTERNAL addresses 1:1 to their NICs; on the host each
+//!   EXTERNAL address is routed into its network's namespace, the uplinks' range masqueraded
+//!   to the outside, and guests' traffic to the host itself, to another network's uplink or
+//!   to a protected address (the control plane) dropped (`table ip stratus`);
 //! - `dnsmasq` inside it, daemonized, answering DHCP with static leases (a guest gets exactly
-//!   the address the control plane gave its NIC, its gateway and its hostname);
+//!   the address the control plane gave its NIC, its gateway, its hostname and its MTU);
 //! - a TCP listener on `169.254.169.254:80` inside it (made by a thread that enters the
 //!   namespace to bind it), which hands each connection to the metadata service of the guest
 //!   whose address it comes from.
@@ -19,21 +31,39 @@
 //! the metadata listener and to its neighbours.
 //!
 //! Everything is made idempotently from what the control plane says the VMs are, so the
-//! agent repairs the plane after a restart (dnsmasq outlives the agent; its pid file adopts
-//! it), and everything of a network goes when its last NIC leaves the host.
+//! agent repairs the plane after a restart (dnsmasq outlives the agent; one running with the
+//! wanted arguments is kept), and everything of a network goes when its last NIC leaves the
+//! host.
 
 use crate::driver::DriverError;
-use std::collections::{BTreeMap, HashMap};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use stratus_types::agent::{VmNic, VmSpec};
+use stratus_types::agent::{OverlayPeer, VmNic, VmSpec};
 use tokio::process::Command;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
 /// The address guests read their metadata from.
 const METADATA_ADDRESS: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// The range the namespaces' uplinks take their /31s from.
+const UPLINK_RANGE: &str = "100.64.0.0/10";
+
+/// What VXLAN takes of each frame: the MTU guests are told when their network spans hosts.
+const OVERLAY_MTU: u32 = 1450;
+
+/// How this host's plane is set up.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeSettings {
+    /// Tells this host's namespaces apart from another host's on the same machine (its name).
+    pub host_tag: String,
+    /// The address carrying this host's overlay traffic; `None`: networks stay on this host.
+    pub underlay: Option<Ipv4Addr>,
+    /// Addresses guests may never reach through their uplink (the control plane's).
+    pub protected: Vec<IpAddr>,
+}
 
 /// The tap of NIC `index` of VM `uid`.
 pub fn tap_name(uid: Uuid, index: usize) -> String {
@@ -44,8 +74,8 @@ fn bridge(vni: u32) -> String {
     format!("sbr{vni}")
 }
 
-fn namespace(vni: u32) -> String {
-    format!("stratus-n{vni}")
+fn vxlan(vni: u32) -> String {
+    format!("svx{vni}")
 }
 
 fn veth_host(vni: u32) -> String {
@@ -54,6 +84,20 @@ fn veth_host(vni: u32) -> String {
 
 fn veth_inside(vni: u32) -> String {
     format!("svn{vni}")
+}
+
+fn uplink_host(vni: u32) -> String {
+    format!("sup{vni}")
+}
+
+fn uplink_inside(vni: u32) -> String {
+    format!("sun{vni}")
+}
+
+/// The host's and the namespace's ends of network `vni`'s uplink.
+fn uplink_addresses(vni: u32) -> (Ipv4Addr, Ipv4Addr) {
+    let base = u32::from(Ipv4Addr::new(100, 64, 0, 0)) + 2 * (vni % (1 << 21));
+    (Ipv4Addr::from(base), Ipv4Addr::from(base + 1))
 }
 
 /// One NIC plumbed on this host.
@@ -71,6 +115,10 @@ struct Network {
     /// The guests' addresses and the VM each belongs to, for the metadata listener.
     guests: Arc<std::sync::RwLock<HashMap<Ipv4Addr, Uuid>>>,
     metadata: tokio::task::JoinHandle<()>,
+    /// The overlay entries last written to its VXLAN device.
+    overlay: Option<BTreeSet<(String, String)>>,
+    /// The EXTERNAL → internal address mappings last written to its namespace.
+    nat: Option<BTreeMap<Ipv4Addr, Ipv4Addr>>,
 }
 
 /// Where a guest's metadata connection goes: the unix socket of its VM's metadata service.
@@ -78,8 +126,9 @@ pub type MetadataSocket = Arc<dyn Fn(Uuid) -> PathBuf + Send + Sync>;
 
 /// The data plane of this host.
 pub struct NetworkPlane {
-    /// dnsmasq's host files and pid files.
+    /// dnsmasq's pid files and logs.
     state_dir: PathBuf,
+    settings: BridgeSettings,
     metadata_socket: MetadataSocket,
     state: Mutex<State>,
 }
@@ -88,22 +137,43 @@ pub struct NetworkPlane {
 struct State {
     networks: HashMap<u32, Network>,
     taps: BTreeMap<String, Tap>,
+    /// The overlay as the control plane last described it.
+    peers: Vec<OverlayPeer>,
+    /// The EXTERNAL addresses routed into namespaces, and the host table, as last written.
+    host_routes: Option<BTreeMap<Ipv4Addr, u32>>,
+    /// VMs whose NICs were removed.
+    removed: std::collections::HashSet<Uuid>,
 }
 
 impl NetworkPlane {
-    pub fn new(state_dir: PathBuf, metadata_socket: MetadataSocket) -> Result<Self, DriverError> {
+    pub fn new(
+        state_dir: PathBuf,
+        settings: BridgeSettings,
+        metadata_socket: MetadataSocket,
+    ) -> Result<Self, DriverError> {
         std::fs::create_dir_all(&state_dir)
             .map_err(|e| DriverError::Transient(format!("{}: {e}", state_dir.display())))?;
         Ok(Self {
             state_dir,
+            settings,
             metadata_socket,
             state: Mutex::new(State::default()),
         })
     }
 
-    /// Makes everything `spec`'s NICs need, whatever of it exists already.
-    pub async fn ensure(&self, spec: &VmSpec) -> Result<(), DriverError> {
+    fn namespace(&self, vni: u32) -> String {
+        format!("stratus-{}-n{vni}", self.settings.host_tag)
+    }
+
+    /// Makes everything `spec`'s NICs need, whatever of it exists already; for a VM removed
+    /// earlier, only when `revive`.
+    pub async fn ensure(&self, spec: &VmSpec, revive: bool) -> Result<(), DriverError> {
         let mut state = self.state.lock().await;
+        if revive {
+            state.removed.remove(&spec.uid);
+        } else if state.removed.contains(&spec.uid) {
+            return Ok(());
+        }
         let mut changed = false;
         for (index, nic) in spec.nics.iter().enumerate() {
             self.ensure_network(&mut state, nic).await?;
@@ -128,14 +198,27 @@ impl NetworkPlane {
         }
         if changed {
             self.apply_filters(&state).await?;
-            for vni in spec
-                .nics
-                .iter()
-                .map(|n| n.vni)
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                self.run_dnsmasq(&state, vni).await?;
-            }
+        }
+        let vnis: BTreeSet<u32> = spec.nics.iter().map(|n| n.vni).collect();
+        for vni in vnis {
+            self.run_dnsmasq(&state, vni).await?;
+            self.apply_nat(&mut state, vni).await?;
+            self.apply_overlay(&mut state, vni).await?;
+        }
+        self.apply_host(&mut state).await
+    }
+
+    /// Takes the control plane's description of where this host's networks' remote NICs are,
+    /// and writes what changed into the VXLAN devices.
+    pub async fn observe_overlay(&self, peers: &[OverlayPeer]) -> Result<(), DriverError> {
+        let mut state = self.state.lock().await;
+        if state.peers == peers {
+            return Ok(());
+        }
+        state.peers = peers.to_vec();
+        let vnis: Vec<u32> = state.networks.keys().copied().collect();
+        for vni in vnis {
+            self.apply_overlay(&mut state, vni).await?;
         }
         Ok(())
     }
@@ -143,6 +226,7 @@ impl NetworkPlane {
     /// Removes the taps of VM `uid`, and every network it leaves without a NIC on this host.
     pub async fn remove(&self, uid: Uuid) -> Result<(), DriverError> {
         let mut state = self.state.lock().await;
+        state.removed.insert(uid);
         let names: Vec<String> = state
             .taps
             .iter()
@@ -157,10 +241,7 @@ impl NetworkPlane {
                 let _ = ip(&["link", "del", &name]).await;
             }
         }
-        if names.is_empty() {
-            return Ok(());
-        }
-        let mut touched = std::collections::BTreeSet::new();
+        let mut touched = BTreeSet::new();
         for name in &names {
             if let Some(tap) = state.taps.remove(name) {
                 touched.insert(tap.nic.vni);
@@ -174,15 +255,22 @@ impl NetworkPlane {
                 ip(&["link", "del", name]).await?;
             }
         }
-        self.apply_filters(&state).await?;
-        for vni in touched {
+        if !names.is_empty() {
+            self.apply_filters(&state).await?;
+        }
+        // Networks left without a NIC go, including one a failed earlier attempt left behind.
+        let vnis: Vec<u32> = state.networks.keys().copied().collect();
+        for vni in vnis {
             if state.taps.values().any(|t| t.nic.vni == vni) {
-                self.run_dnsmasq(&state, vni).await?;
+                if touched.contains(&vni) {
+                    self.run_dnsmasq(&state, vni).await?;
+                    self.apply_nat(&mut state, vni).await?;
+                }
             } else {
                 self.remove_network(&mut state, vni).await?;
             }
         }
-        Ok(())
+        self.apply_host(&mut state).await
     }
 
     async fn ensure_network(&self, state: &mut State, nic: &VmNic) -> Result<(), DriverError> {
@@ -200,7 +288,7 @@ impl NetworkPlane {
             .map_err(|e| DriverError::Permanent(format!("bad gateway {}: {e}", nic.gateway)))?;
         let (br, ns, host, inside) = (
             bridge(vni),
-            namespace(vni),
+            self.namespace(vni),
             veth_host(vni),
             veth_inside(vni),
         );
@@ -208,6 +296,28 @@ impl NetworkPlane {
             ip(&["link", "add", &br, "type", "bridge"]).await?;
         }
         ip(&["link", "set", &br, "up"]).await?;
+        if let Some(underlay) = self.settings.underlay {
+            let device = vxlan(vni);
+            if !link_exists(&device).await {
+                ip(&[
+                    "link",
+                    "add",
+                    &device,
+                    "type",
+                    "vxlan",
+                    "id",
+                    &vni.to_string(),
+                    "local",
+                    &underlay.to_string(),
+                    "dstport",
+                    "4789",
+                    "nolearning",
+                ])
+                .await?;
+            }
+            ip(&["link", "set", &device, "mtu", &OVERLAY_MTU.to_string()]).await?;
+            ip(&["link", "set", &device, "master", &br, "up"]).await?;
+        }
         if !Path::new("/var/run/netns").join(&ns).exists() {
             ip(&["netns", "add", &ns]).await?;
         }
@@ -218,17 +328,40 @@ impl NetworkPlane {
             .await?;
         }
         ip(&["link", "set", &host, "master", &br, "up"]).await?;
+        let (up_host, up_inside) = (uplink_host(vni), uplink_inside(vni));
+        if !link_exists(&up_host).await {
+            ip(&[
+                "link", "add", &up_host, "type", "veth", "peer", "name", &up_inside, "netns", &ns,
+            ])
+            .await?;
+        }
+        let (host_end, inside_end) = uplink_addresses(vni);
+        ip(&[
+            "addr",
+            "replace",
+            &format!("{host_end}/31"),
+            "dev",
+            &up_host,
+        ])
+        .await?;
+        ip(&["link", "set", &up_host, "up"]).await?;
         let gateway_cidr = format!("{gateway}/{}", cidr.prefix_len());
+        let uplink_cidr = format!("{inside_end}/31");
+        let host_end = host_end.to_string();
         for args in [
             vec!["addr", "replace", &gateway_cidr, "dev", &inside],
             vec!["addr", "replace", "169.254.169.254/32", "dev", &inside],
             vec!["link", "set", &inside, "up"],
+            vec!["addr", "replace", &uplink_cidr, "dev", &up_inside],
+            vec!["link", "set", &up_inside, "up"],
             vec!["link", "set", "lo", "up"],
+            vec!["route", "replace", "default", "via", &host_end],
         ] {
             let mut all = vec!["-n", &ns];
             all.extend(args);
             ip(&all).await?;
         }
+        sysctl(Some(&ns), "net/ipv4/ip_forward", "1").await?;
         let guests = Arc::new(std::sync::RwLock::new(HashMap::new()));
         let metadata = self.serve_metadata(&ns, guests.clone()).await?;
         if let Some(old) = state.networks.insert(
@@ -238,6 +371,8 @@ impl NetworkPlane {
                 gateway,
                 guests,
                 metadata,
+                overlay: None,
+                nat: None,
             },
         ) {
             old.metadata.abort();
@@ -247,21 +382,168 @@ impl NetworkPlane {
     }
 
     async fn remove_network(&self, state: &mut State, vni: u32) -> Result<(), DriverError> {
-        if let Some(network) = state.networks.remove(&vni) {
+        // Forgotten only once all of it is gone, so a failed attempt is taken up again.
+        if let Some(network) = state.networks.get(&vni) {
             network.metadata.abort();
         }
         self.stop_dnsmasq(vni);
-        let ns = namespace(vni);
+        let ns = self.namespace(vni);
         if Path::new("/var/run/netns").join(&ns).exists() {
             ip(&["netns", "del", &ns]).await?;
         }
-        for link in [veth_host(vni), bridge(vni)] {
+        for link in [veth_host(vni), uplink_host(vni), vxlan(vni), bridge(vni)] {
             if link_exists(&link).await {
                 ip(&["link", "del", &link]).await?;
             }
         }
         let _ = std::fs::remove_file(self.pid_file(vni));
+        state.networks.remove(&vni);
         tracing::info!(vni, "network removed from this host");
+        Ok(())
+    }
+
+    /// Writes network `vni`'s overlay entries (when it has an overlay and they changed): each
+    /// remote NIC's MAC to its host, the all-zero MAC to every host holding the network.
+    async fn apply_overlay(&self, state: &mut State, vni: u32) -> Result<(), DriverError> {
+        if self.settings.underlay.is_none() {
+            return Ok(());
+        }
+        let mut wanted = BTreeSet::new();
+        for peer in state.peers.iter().filter(|p| p.vni == vni) {
+            wanted.insert((peer.mac.clone(), peer.underlay.clone()));
+            wanted.insert(("00:00:00:00:00:00".to_owned(), peer.underlay.clone()));
+        }
+        let Some(network) = state.networks.get_mut(&vni) else {
+            return Ok(());
+        };
+        if network.overlay.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        let device = vxlan(vni);
+        let present = overlay_entries(&device).await?;
+        for (mac, dst) in present.difference(&wanted) {
+            bridge_fdb(&["del", mac, "dev", &device, "dst", dst, "self"]).await?;
+        }
+        for (mac, dst) in wanted.difference(&present) {
+            // The all-zero MAC has one entry per host (append); any other MAC one in all.
+            let verb = if mac == "00:00:00:00:00:00" {
+                "append"
+            } else {
+                "replace"
+            };
+            bridge_fdb(&[verb, mac, "dev", &device, "dst", dst, "self", "permanent"]).await?;
+        }
+        tracing::info!(vni, entries = wanted.len(), "overlay entries written");
+        network.overlay = Some(wanted);
+        Ok(())
+    }
+
+    /// Writes network `vni`'s NAT (when its EXTERNAL mappings changed): egress masqueraded to
+    /// the uplink, each EXTERNAL address mapped 1:1 to its NIC, nothing else let in.
+    async fn apply_nat(&self, state: &mut State, vni: u32) -> Result<(), DriverError> {
+        let wanted: BTreeMap<Ipv4Addr, Ipv4Addr> = state
+            .taps
+            .values()
+            .filter(|t| t.nic.vni == vni)
+            .filter_map(|t| Some((t.nic.external_ipv4.parse().ok()?, t.nic.ipv4.parse().ok()?)))
+            .collect();
+        let Some(network) = state.networks.get_mut(&vni) else {
+            return Ok(());
+        };
+        if network.nat.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        let uplink = uplink_inside(vni);
+        let mut dnat = String::new();
+        let mut snat = String::new();
+        for (external, internal) in &wanted {
+            dnat.push_str(&format!("    ip daddr {external} dnat to {internal}\n"));
+            snat.push_str(&format!(
+                "    oifname \"{uplink}\" ip saddr {internal} snat to {external}\n"
+            ));
+        }
+        let script = format!(
+            "table ip stratus {{}}\nflush table ip stratus\n\
+             table ip stratus {{\n\
+             \x20 chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{dnat}  }}\n\
+             \x20 chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{snat}\
+             \x20   oifname \"{uplink}\" masquerade\n  }}\n\
+             \x20 chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
+             \x20   iifname \"{uplink}\" ct state established,related accept\n\
+             \x20   iifname \"{uplink}\" ct status dnat accept\n\
+             \x20   iifname \"{uplink}\" drop\n  }}\n}}\n"
+        );
+        nft_in(Some(&self.namespace(vni)), &script).await?;
+        network.nat = Some(wanted);
+        Ok(())
+    }
+
+    /// Writes the host's part (when it changed): forwarding on, the uplinks' range
+    /// masqueraded to the outside, each EXTERNAL address routed into its network's namespace,
+    /// and guests kept off the host, other networks' uplinks and protected addresses.
+    async fn apply_host(&self, state: &mut State) -> Result<(), DriverError> {
+        let wanted: BTreeMap<Ipv4Addr, u32> = state
+            .taps
+            .values()
+            .filter_map(|t| Some((t.nic.external_ipv4.parse().ok()?, t.nic.vni)))
+            .collect();
+        if state.networks.is_empty() {
+            if state.host_routes.is_some() || nft_table_exists("ip", "stratus").await {
+                nft_in(None, "table ip stratus {}\ndelete table ip stratus\n").await?;
+            }
+            state.host_routes = None;
+            return Ok(());
+        }
+        if state.host_routes.as_ref() == Some(&wanted) {
+            return Ok(());
+        }
+        sysctl(None, "net/ipv4/ip_forward", "1").await?;
+        let previous = state.host_routes.clone().unwrap_or_default();
+        for external in previous.keys().filter(|e| !wanted.contains_key(e)) {
+            let _ = ip(&["route", "del", &format!("{external}/32")]).await;
+        }
+        for (external, vni) in &wanted {
+            let (_, inside_end) = uplink_addresses(*vni);
+            ip(&[
+                "route",
+                "replace",
+                &format!("{external}/32"),
+                "via",
+                &inside_end.to_string(),
+                "dev",
+                &uplink_host(*vni),
+            ])
+            .await?;
+        }
+        let protected: Vec<String> = self
+            .settings
+            .protected
+            .iter()
+            .filter(|a| a.is_ipv4())
+            .map(ToString::to_string)
+            .collect();
+        let protect = if protected.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "    iifname \"sup*\" ip daddr {{ {} }} drop\n",
+                protected.join(", ")
+            )
+        };
+        let script = format!(
+            "table ip stratus {{}}\nflush table ip stratus\n\
+             table ip stratus {{\n\
+             \x20 chain input {{\n    type filter hook input priority filter; policy accept;\n\
+             \x20   iifname \"sup*\" ct state established,related accept\n\
+             \x20   iifname \"sup*\" drop\n  }}\n\
+             \x20 chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
+             \x20   iifname \"sup*\" ct state established,related accept\n\
+             \x20   iifname \"sup*\" oifname \"sup*\" drop\n{protect}  }}\n\
+             \x20 chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n\
+             \x20   ip saddr {UPLINK_RANGE} oifname != \"sup*\" masquerade\n  }}\n}}\n"
+        );
+        nft_in(None, &script).await?;
+        state.host_routes = Some(wanted);
         Ok(())
     }
 
@@ -309,6 +591,14 @@ impl NetworkPlane {
             ),
             format!("--dhcp-option=option:router,{}", network.gateway),
             format!("--dhcp-option=option:dns-server,{}", network.gateway),
+            format!(
+                "--dhcp-option=option:mtu,{}",
+                if self.settings.underlay.is_some() {
+                    OVERLAY_MTU
+                } else {
+                    1500
+                }
+            ),
             "--no-resolv".to_owned(),
             "--no-hosts".to_owned(),
             "--dhcp-authoritative".to_owned(),
@@ -357,7 +647,7 @@ impl NetworkPlane {
         // dnsmasq daemonizes: no pipes to it, or waiting for the starter would wait for the
         // daemon.
         let status = Command::new("ip")
-            .args(["netns", "exec", &namespace(vni)])
+            .args(["netns", "exec", &self.namespace(vni)])
             .args(&args)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -396,6 +686,12 @@ impl NetworkPlane {
                 "    iifname \"{name}\" ip6 saddr != {{ {ipv6}fe80::/10, :: }} drop\n"
             ));
         }
+        // Each host's gateway serves its own guests: its frames never cross the overlay, nor
+        // do remote frames reach it.
+        rules.push_str(
+            "    iifname \"svh*\" oifname \"svx*\" drop\n\
+             \x20   iifname \"svx*\" oifname \"svh*\" drop\n",
+        );
         let script = if state.taps.is_empty() {
             "table bridge stratus {}\ndelete table bridge stratus\n".to_owned()
         } else {
@@ -490,8 +786,21 @@ async fn ip(args: &[&str]) -> Result<(), DriverError> {
 }
 
 async fn nft(script: &str) -> Result<(), DriverError> {
+    nft_in(None, script).await
+}
+
+/// Runs an nftables script on the host, or inside namespace `ns`.
+async fn nft_in(ns: Option<&str>, script: &str) -> Result<(), DriverError> {
     use tokio::io::AsyncWriteExt;
-    let mut child = Command::new("nft")
+    let mut command = match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "nft"]);
+            c
+        }
+        None => Command::new("nft"),
+    };
+    let mut child = command
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
@@ -518,15 +827,106 @@ async fn nft(script: &str) -> Result<(), DriverError> {
     }
 }
 
+/// Whether link `name` exists in this process's network namespace (asked of the kernel, not
+/// of `/sys`, which shows the namespace of whoever mounted it).
 async fn link_exists(name: &str) -> bool {
-    Path::new("/sys/class/net").join(name).exists()
+    Command::new("ip")
+        .args(["link", "show", "dev", name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
 
+/// The links of this process's network namespace.
 async fn list_links() -> Result<Vec<String>, DriverError> {
-    let entries = std::fs::read_dir("/sys/class/net")
-        .map_err(|e| DriverError::Transient(format!("/sys/class/net: {e}")))?;
-    Ok(entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
+    let output = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .await
+        .map_err(|e| DriverError::Transient(format!("ip link show: {e}")))?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let name = line.split(": ").nth(1)?;
+            Some(name.split('@').next()?.to_owned())
+        })
         .collect())
+}
+
+async fn nft_table_exists(family: &str, name: &str) -> bool {
+    Command::new("nft")
+        .args(["list", "table", family, name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
+}
+
+/// Sets `/proc/sys/{key}` on the host or inside namespace `ns`.
+async fn sysctl(ns: Option<&str>, key: &str, value: &str) -> Result<(), DriverError> {
+    let path = format!("/proc/sys/{key}");
+    match ns {
+        None => {
+            std::fs::write(&path, value).map_err(|e| DriverError::Transient(format!("{path}: {e}")))
+        }
+        Some(ns) => {
+            let status = Command::new("ip")
+                .args([
+                    "netns",
+                    "exec",
+                    ns,
+                    "sh",
+                    "-c",
+                    &format!("echo {value} > {path}"),
+                ])
+                .status()
+                .await
+                .map_err(|e| DriverError::Transient(format!("{path} in {ns}: {e}")))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(DriverError::Transient(format!("{path} in {ns}: {status}")))
+            }
+        }
+    }
+}
+
+/// The remote entries (`MAC`, destination) of VXLAN device `device`.
+async fn overlay_entries(device: &str) -> Result<BTreeSet<(String, String)>, DriverError> {
+    let output = Command::new("bridge")
+        .args(["fdb", "show", "dev", device])
+        .output()
+        .await
+        .map_err(|e| DriverError::Transient(format!("bridge fdb show: {e}")))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let dst = words.iter().position(|w| *w == "dst")?;
+            Some((words[0].to_owned(), words.get(dst + 1)?.to_string()))
+        })
+        .collect())
+}
+
+async fn bridge_fdb(args: &[&str]) -> Result<(), DriverError> {
+    let output = Command::new("bridge")
+        .arg("fdb")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| DriverError::Transient(format!("bridge fdb {}: {e}", args.join(" "))))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(DriverError::Transient(format!(
+            "bridge fdb {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
 }

@@ -7,7 +7,8 @@ use stratus_core::{Error, Result};
 use stratus_store::{HostRegistrationRecord, InstanceRecord};
 use stratus_types::DesiredState;
 use stratus_types::agent::{
-    Assignment, AssignmentBatch, HostRegistration, ReportOutcome, StatusReport, VmNic, VmSpec,
+    Assignment, AssignmentBatch, HostRegistration, OverlayPeer, ReportOutcome, StatusReport, VmNic,
+    VmSpec,
 };
 use uuid::Uuid;
 
@@ -78,6 +79,7 @@ impl App {
                 ipv6: nic.ipv6_address.clone().unwrap_or_default(),
                 vni,
                 cidr: cidr.to_string(),
+                external_ipv4: nic.external_ipv4_address.clone().unwrap_or_default(),
             });
         }
         Ok(nics)
@@ -85,6 +87,14 @@ impl App {
 
     pub async fn register_host(&self, host: &HostRegistration) -> Result<Uuid> {
         stratus_types::HostName::parse(&host.name).map_err(|e| Error::invalid("name", e))?;
+        if let Some(underlay) = &host.underlay
+            && underlay.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(Error::invalid(
+                "underlay",
+                format!("{underlay:?} is not an IPv4 address"),
+            ));
+        }
         if self.catalog.zone(&host.zone).is_none() {
             return Err(Error::invalid(
                 "zone",
@@ -106,6 +116,7 @@ impl App {
                 gpus: host.gpus.clone(),
                 accelerator: host.accelerator.clone(),
                 agent_version: host.agent_version.clone(),
+                underlay: host.underlay.clone(),
                 now: now(),
             })
             .await?;
@@ -144,9 +155,21 @@ impl App {
             let nics = self.vm_nics(&record.0, &mut subnets).await?;
             assignments.push(assignment(record, nics));
         }
+        let overlay = self
+            .store
+            .overlay_peers(host)
+            .await?
+            .into_iter()
+            .map(|peer| OverlayPeer {
+                vni: peer.vni as u32,
+                mac: stratus_core::ipam::mac_for(peer.instance_uid, peer.nic as usize),
+                underlay: peer.underlay,
+            })
+            .collect();
         Ok(AssignmentBatch {
             revision,
             assignments,
+            overlay,
         })
     }
 

@@ -7,7 +7,8 @@ use super::{
 };
 use std::collections::HashSet;
 use stratus_core::catalog::{
-    GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, NETWORK_REF, SUBNET_REF, parse_reference,
+    ADDRESS_REF, GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, NETWORK_REF, SUBNET_REF,
+    parse_reference,
 };
 use stratus_core::lifecycle::{self, Action};
 use stratus_core::placement::Demand;
@@ -639,6 +640,7 @@ impl App {
             for (name, value, pattern) in [
                 ("network", &mut nic.network, NETWORK_REF),
                 ("subnet", &mut nic.subnet, SUBNET_REF),
+                ("externalAddress", &mut nic.external_address, ADDRESS_REF),
             ] {
                 if let Some(uri) = value.as_deref() {
                     let field = format!("nics[{i}].{name}");
@@ -647,7 +649,7 @@ impl App {
                         return Err(Error::invalid(
                             field,
                             format!(
-                                "{name}s must be of this instance's region {} and project {project}",
+                                "{name} must be of this instance's region {} and project {project}",
                                 self.region()
                             ),
                         ));
@@ -667,6 +669,12 @@ impl App {
                 return Err(Error::invalid(
                     format!("nics[{i}].ipv4Address"),
                     format!("{addr:?} is not an IPv4 address"),
+                ));
+            }
+            if nic.external_ipv4_address.is_some() {
+                return Err(Error::invalid(
+                    format!("nics[{i}].externalIpv4Address"),
+                    "externalIpv4Address is read-only: name an EXTERNAL address in externalAddress",
                 ));
             }
             if nic.ipv6_address.is_some() {
@@ -706,6 +714,7 @@ impl App {
             .map(|nic| Nic {
                 network: uri("networks", &nic.network),
                 subnet: uri("subnets", &nic.subnet),
+                external_address: uri("addresses", &nic.external_address),
                 ..nic.clone()
             })
             .collect()

@@ -398,31 +398,17 @@ async fn a_killed_serve_comes_back_to_find_its_guests_running_and_adopts_them() 
     kill_processes_mentioning(&dir.path().display().to_string());
 }
 
-/// Starts `stratus agent` as its own process against `control_plane`.
-async fn spawn_agent(dir: &Path, control_plane: &str, config: &Config) -> tokio::process::Child {
-    let config_file = dir.join("agent.toml");
-    std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
-        .args([
-            "agent",
-            "--driver",
-            "qemu",
-            "--name",
-            "remote-host",
-            "--control-plane",
-        ])
-        .arg(control_plane)
-        .arg("--credential-file")
-        .arg(dir.join("host-credential"))
-        .arg("--data-dir")
-        .arg(dir.join("agent"))
-        .arg("--config")
-        .arg(&config_file)
-        .env("STRATUS_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+/// Starts `stratus agent` with the QEMU driver as its own process against `control_plane`.
+fn spawn_remote_agent(dir: &Path, control_plane: &str, config: &Config) -> tokio::process::Child {
+    spawn_agent(
+        "remote-host",
+        "qemu",
+        dir,
+        &[control_plane],
+        &dir.join("host-credential"),
+        config,
+        &[],
+    )
 }
 
 #[tokio::test]
@@ -447,7 +433,7 @@ async fn a_separate_agent_runs_guests_and_adopts_them_after_kill_9() {
 
     // An unreachable URL first: the agent fails over to the next one.
     let urls = format!("http://127.0.0.1:9,{}", c.base);
-    let mut agent = spawn_agent(agent_dir.path(), &urls, &config).await;
+    let mut agent = spawn_remote_agent(agent_dir.path(), &urls, &config);
     let deadline = std::time::Instant::now() + BOOT;
     loop {
         let reply = c
@@ -476,7 +462,7 @@ async fn a_separate_agent_runs_guests_and_adopts_them_after_kill_9() {
     agent.start_kill().unwrap();
     agent.wait().await.unwrap();
     assert_eq!(qemu_processes(&uid), before, "the guest outlives its agent");
-    let _agent = spawn_agent(agent_dir.path(), &c.base, &config).await;
+    let _agent = spawn_remote_agent(agent_dir.path(), &c.base, &config);
     for _ in 0..10 {
         let i = c.get(&format!("{INSTANCES}/remote")).await;
         assert_eq!(i.body["lifecycle"]["status"], "RUNNING", "{:#}", i.body);
@@ -490,7 +476,7 @@ async fn a_separate_agent_runs_guests_and_adopts_them_after_kill_9() {
     );
     c.wait_gone("remote", BOOT).await;
     assert!(qemu_processes(&uid).is_empty());
-    assert!(!agent_dir.path().join("agent/vms").join(&uid).exists());
+    assert!(!agent_dir.path().join("host/vms").join(&uid).exists());
     kill_processes_mentioning(&agent_dir.path().display().to_string());
     region.stop().await;
 }
@@ -712,40 +698,40 @@ async fn bridged_guests_reach_their_network_and_nothing_else() {
         .await;
     assert_eq!(b1.status, StatusCode::CREATED, "{:#}", b1.body);
 
-    let a2_console = c.wait_console("a2", "stratus-guest: ready", BOOT).await;
-    let a2_text = a2_console["contents"].as_str().unwrap();
-    for line in [
-        "address 10.90.0.11/24",
-        "ping 10.90.0.10 REACHABLE",
-        "ping 10.90.0.1 REACHABLE",
-        "tcp 10.90.0.10:7 REACHABLE",
-        &format!("tcp {host}:{port} unreachable"),
-        &format!("tcp 10.90.0.1:{port} unreachable"),
-        "spoofed ping from 10.90.0.12 to 10.90.0.10 unreachable",
-    ] {
-        assert!(
-            a2_text.contains(line),
-            "a2 should print {line:?}:\n{a2_text}"
-        );
-    }
+    let a2_console = console_says(
+        c,
+        "a2",
+        "a2",
+        &[
+            "address 10.90.0.11/24",
+            "ping 10.90.0.10 REACHABLE",
+            "ping 10.90.0.1 REACHABLE",
+            "tcp 10.90.0.10:7 REACHABLE",
+            &format!("tcp {host}:{port} unreachable"),
+            &format!("tcp 10.90.0.1:{port} unreachable"),
+            "spoofed ping from 10.90.0.12 to 10.90.0.10 unreachable",
+        ],
+    )
+    .await;
+    let a2_text = a2_console.as_str();
     assert_eq!(
         between(a2_text, "instance/id").trim(),
         a2.body["uid"].as_str().unwrap(),
         "a2 reads its own metadata through its gateway"
     );
-    let b1_console = c.wait_console("b1", "stratus-guest: ready", BOOT).await;
-    let b1_text = b1_console["contents"].as_str().unwrap();
-    for line in [
-        "address 10.90.0.11/24",
-        "ping 10.90.0.10 unreachable",
-        "tcp 10.90.0.10:7 unreachable",
-        "ping 10.90.0.1 REACHABLE",
-    ] {
-        assert!(
-            b1_text.contains(line),
-            "b1 should print {line:?}:\n{b1_text}"
-        );
-    }
+    let b1_console = console_says(
+        c,
+        "b1",
+        "b1",
+        &[
+            "address 10.90.0.11/24",
+            "ping 10.90.0.10 unreachable",
+            "tcp 10.90.0.10:7 unreachable",
+            "ping 10.90.0.1 REACHABLE",
+        ],
+    )
+    .await;
+    let b1_text = b1_console.as_str();
     assert_eq!(
         between(b1_text, "instance/id").trim(),
         b1.body["uid"].as_str().unwrap(),
@@ -758,7 +744,7 @@ async fn bridged_guests_reach_their_network_and_nothing_else() {
     for id in ["a1", "a2", "b1"] {
         c.wait_gone(id, Duration::from_secs(30)).await;
     }
-    assert!(names_in("/var/run/netns", "stratus-n").is_empty());
+    assert!(names_in("/var/run/netns", "stratus-local-").is_empty());
     for prefix in ["sbr", "svh", "stp"] {
         assert!(
             names_in("/sys/class/net", prefix).is_empty(),
@@ -766,12 +752,7 @@ async fn bridged_guests_reach_their_network_and_nothing_else() {
             names_in("/sys/class/net", prefix)
         );
     }
-    let dnsmasq: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("dnsmasq") && c.contains("--interface=svn"))
-        .collect();
+    let dnsmasq = dnsmasq_of(&region.dir.path().display().to_string());
     assert!(dnsmasq.is_empty(), "dnsmasq is left: {dnsmasq:?}");
     let tables = std::process::Command::new("nft")
         .args(["list", "tables"])
@@ -781,5 +762,483 @@ async fn bridged_guests_reach_their_network_and_nothing_else() {
         !String::from_utf8_lossy(&tables.stdout).contains("bridge stratus"),
         "the filter table is left"
     );
+    region.stop().await;
+}
+
+/// Runs `ip ARGS`, panicking with its error when it fails.
+fn ip(args: &[&str]) {
+    let output = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Output of `ip ARGS` inside namespace `ns`.
+fn ip_in(ns: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Two hosts on one machine: a namespace each, joined to the machine's own namespace (the
+/// outside, where the control plane listens) by a veth pair on the underlay bridge
+/// `stulbr` (10.250.0.0/24; the outside is .1 and .100, host N is .1N).
+struct TwoHosts {
+    /// The agents' data directories; whatever of theirs outlives the test is killed.
+    agents: tempfile::TempDir,
+}
+
+const UNDERLAY_HOSTS: [(&str, &str); 2] = [("h1", "10.250.0.11"), ("h2", "10.250.0.12")];
+
+impl TwoHosts {
+    fn namespace(host: &str) -> String {
+        format!("stratus-test-{host}")
+    }
+
+    fn build() -> Self {
+        Self::tear_down();
+        ip(&["link", "add", "stulbr", "type", "bridge"]);
+        ip(&["addr", "add", "10.250.0.1/24", "dev", "stulbr"]);
+        ip(&["addr", "add", "10.250.0.100/32", "dev", "stulbr"]);
+        ip(&["link", "set", "stulbr", "up"]);
+        for (host, address) in UNDERLAY_HOSTS {
+            let ns = Self::namespace(host);
+            let outside = format!("stul{host}");
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &outside, "type", "veth", "peer", "name", "ul0", "netns", &ns,
+            ]);
+            ip(&["link", "set", &outside, "master", "stulbr", "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{address}/24"),
+                "dev",
+                "ul0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "ul0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+            ip(&["-n", &ns, "route", "add", "default", "via", "10.250.0.1"]);
+        }
+        TwoHosts {
+            agents: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn tear_down() {
+        for (host, _) in UNDERLAY_HOSTS {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", &Self::namespace(host)])
+                .stderr(std::process::Stdio::null())
+                .status();
+            for ns in names_in("/var/run/netns", &format!("stratus-{host}-")) {
+                let _ = std::process::Command::new("ip")
+                    .args(["netns", "del", &ns])
+                    .status();
+            }
+        }
+        for link in ["stulbr", "stulh1", "stulh2"] {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", link])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+        let _ = std::process::Command::new("ip")
+            .args(["route", "flush", "10.251.0.0/24"])
+            .status();
+    }
+
+    /// `stratus agent` with the QEMU driver and bridged networking inside `host`'s namespace.
+    fn agent(
+        host: &str,
+        address: &str,
+        dir: &Path,
+        control_plane: &str,
+        credential: &Path,
+    ) -> tokio::process::Child {
+        let mut config = qemu_config();
+        config.host.networking = "bridge".into();
+        config.host.underlay_address = address.into();
+        let dir = dir.join(host);
+        std::fs::create_dir_all(&dir).unwrap();
+        let net = format!("--net=/var/run/netns/{}", Self::namespace(host));
+        spawn_agent(
+            host,
+            "qemu",
+            &dir,
+            &[control_plane],
+            credential,
+            &config,
+            &["nsenter", &net, "--"],
+        )
+    }
+}
+
+impl Drop for TwoHosts {
+    fn drop(&mut self) {
+        kill_processes_mentioning(&self.agents.path().display().to_string());
+        Self::tear_down();
+    }
+}
+
+/// Waits for guest `id` to be ready and checks that its console shows every one of `lines`
+/// (`who` names it in the failure); returns the console.
+async fn console_says(c: &Client, id: &str, who: &str, lines: &[&str]) -> String {
+    let console = c.wait_console(id, "stratus-guest: ready", BOOT).await;
+    let text = console["contents"].as_str().unwrap().to_owned();
+    for line in lines {
+        assert!(text.contains(line), "{who} should print {line:?}:\n{text}");
+    }
+    text
+}
+
+/// The command lines of running dnsmasq processes that mention `needle`.
+fn dnsmasq_of(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("dnsmasq") && c.contains(needle))
+        .collect()
+}
+
+/// Routes, links and nftables rules of `host` and of its networks' namespaces.
+fn network_diagnostics(host: &str) -> String {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        format!(
+            "$ {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
+    let mut text = String::new();
+    let mut namespaces = vec![TwoHosts::namespace(host)];
+    namespaces.extend(names_in("/var/run/netns", &format!("stratus-{host}-")));
+    for ns in namespaces {
+        for args in [
+            vec!["ip", "-n", &ns, "-br", "addr"],
+            vec!["ip", "-n", &ns, "route"],
+            vec!["ip", "netns", "exec", &ns, "nft", "list", "ruleset"],
+        ] {
+            text.push_str(&run(&args));
+        }
+    }
+    text.push_str(&run(&["ip", "route"]));
+    text
+}
+
+/// Connects to `target` from this (the outside) namespace, retrying for `within`.
+async fn reachable_from_outside(target: &str, within: Duration) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(target),
+        )
+        .await;
+        if matches!(attempt, Ok(Ok(_))) {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Two hosts, each an agent in a namespace of its own with its own bridges, taps and VXLAN
+/// devices, joined by a veth underlay: guests of one network meet across hosts (ping, TCP), a
+/// network with the same CIDR does not, a guest reaches the outside through NAT but not the
+/// control plane, a forged source gets nothing through, an EXTERNAL address reaches its guest
+/// from outside by 1:1 NAT; an agent restart keeps all of it working without duplicating
+/// anything, and deleting the guests leaves nothing of their networks on either host.
+#[tokio::test]
+async fn networks_span_hosts_through_the_overlay_and_reach_out_through_nat() {
+    let two_hosts = TwoHosts::build();
+    let outside = tokio::net::TcpListener::bind("10.250.0.100:0")
+        .await
+        .unwrap();
+    let outside_port = outside.local_addr().unwrap().port();
+    tokio::spawn(async move { while outside.accept().await.is_ok() {} });
+
+    let mut config = qemu_config();
+    config.host.enabled = false;
+    config.networks.external_cidr = "10.251.0.0/24".into();
+    let region = TestRegion::listening(config, "10.250.0.1:0").await;
+    let c = &region.client;
+    let control_plane = c.base.clone();
+    let api_port = control_plane.rsplit(':').next().unwrap().to_owned();
+    let credential = region.dir.path().join("host-credential");
+    let agents_dir = &two_hosts.agents;
+    let mut agents: Vec<tokio::process::Child> = UNDERLAY_HOSTS
+        .iter()
+        .map(|(host, address)| {
+            TwoHosts::agent(
+                host,
+                address,
+                agents_dir.path(),
+                &control_plane,
+                &credential,
+            )
+        })
+        .collect();
+    let hosts = "/v1/regions/local-1/zones/local-1a/hosts";
+    for (host, _) in UNDERLAY_HOSTS {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.get(&format!("{hosts}/{host}")).await.status != StatusCode::OK {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{host} never registered"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let only_on = |host: &'static str| async move {
+        for (other, _) in UNDERLAY_HOSTS {
+            let verb = if other == host { "uncordon" } else { "cordon" };
+            let reply = c.post(&format!("{hosts}/{other}:{verb}"), json!({})).await;
+            assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+        }
+    };
+
+    let project = "/v1/regions/local-1/projects/default/compute";
+    for id in ["net-a", "net-b"] {
+        let made = c
+            .post(
+                &format!("{project}/networks"),
+                json!({"id": id, "cidr": "10.90.0.0/24"}),
+            )
+            .await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:#}", made.body);
+    }
+    let external = c
+        .post(
+            &format!("{project}/addresses"),
+            json!({"id": "a1-public", "addressType": "EXTERNAL"}),
+        )
+        .await;
+    assert_eq!(external.status, StatusCode::CREATED, "{:#}", external.body);
+    let external_ip = external.body["ipAddress"].as_str().unwrap().to_owned();
+
+    let guest = |id: &str, network: &str, ip: &str, probes: Vec<(&str, String)>| {
+        let mut body = guest_body(id, "alice:ssh-ed25519 AAAA alice");
+        body["nics"] =
+            json!([{"network": format!("{project}/networks/{network}"), "ipv4Address": ip}]);
+        for (key, value) in probes {
+            body["instanceMetadata"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"key": key, "value": value}));
+        }
+        body
+    };
+    only_on("h1").await;
+    let mut a1_body = guest("a1", "net-a", "10.90.0.10", vec![]);
+    a1_body["nics"][0]["externalAddress"] = json!(format!("{project}/addresses/a1-public"));
+    let a1 = c.post(INSTANCES, a1_body).await;
+    assert_eq!(a1.status, StatusCode::CREATED, "{:#}", a1.body);
+    assert_eq!(
+        a1.body["nics"][0]["externalIpv4Address"],
+        json!(external_ip)
+    );
+    let taken = c
+        .post(INSTANCES, {
+            let mut body = guest("a9", "net-a", "10.90.0.19", vec![]);
+            body["nics"][0]["externalAddress"] = json!(format!("{project}/addresses/a1-public"));
+            body
+        })
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{:#}", taken.body);
+    assert!(
+        taken.message().contains("nics[0].externalAddress"),
+        "{:#}",
+        taken.body
+    );
+    c.wait_console("a1", "stratus-guest: ready", BOOT).await;
+
+    only_on("h2").await;
+    let a2 = c
+        .post(
+            INSTANCES,
+            guest(
+                "a2",
+                "net-a",
+                "10.90.0.11",
+                vec![
+                    ("probe-ping", "10.90.0.10".into()),
+                    (
+                        "probe-tcp",
+                        format!("10.90.0.10:7,10.250.0.100:{outside_port},10.250.0.1:{api_port}"),
+                    ),
+                    ("probe-spoof", "10.90.0.12>10.90.0.10".into()),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(a2.status, StatusCode::CREATED, "{:#}", a2.body);
+    let b1 = c
+        .post(
+            INSTANCES,
+            guest(
+                "b1",
+                "net-b",
+                "10.90.0.11",
+                vec![
+                    ("probe-ping", "10.90.0.10".into()),
+                    ("probe-tcp", "10.90.0.10:7".into()),
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(b1.status, StatusCode::CREATED, "{:#}", b1.body);
+    for (host, ids) in [("h1", vec!["a1"]), ("h2", vec!["a2", "b1"])] {
+        let got = c.get(&format!("{hosts}/{host}")).await;
+        let on: Vec<&str> = got.body["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["id"].as_str())
+            .collect();
+        assert_eq!(on, ids, "{:#}", got.body);
+    }
+
+    console_says(
+        c,
+        "a2",
+        "a2 (on h2)",
+        &[
+            "address 10.90.0.11/24",
+            "ping 10.90.0.10 REACHABLE",
+            "tcp 10.90.0.10:7 REACHABLE",
+            &format!("tcp 10.250.0.100:{outside_port} REACHABLE"),
+            &format!("tcp 10.250.0.1:{api_port} unreachable"),
+            "spoofed ping from 10.90.0.12 to 10.90.0.10 unreachable",
+        ],
+    )
+    .await;
+    console_says(
+        c,
+        "b1",
+        "b1 (net-b, same CIDR)",
+        &[
+            "ping 10.90.0.10 unreachable",
+            "tcp 10.90.0.10:7 unreachable",
+        ],
+    )
+    .await;
+
+    // The outside reaches a1 through its EXTERNAL address, routed to its host as an upstream
+    // router would.
+    ip(&[
+        "route",
+        "replace",
+        &format!("{external_ip}/32"),
+        "via",
+        "10.250.0.11",
+    ]);
+    let a1_public = format!("{external_ip}:7");
+    assert!(
+        reachable_from_outside(&a1_public, Duration::from_secs(20)).await,
+        "{a1_public} should reach a1's port 7\n{}",
+        network_diagnostics("h1")
+    );
+
+    // h1's agent restarts: everything keeps working and nothing is duplicated.
+    agents[0].kill().await.unwrap();
+    agents[0] = TwoHosts::agent(
+        "h1",
+        "10.250.0.11",
+        agents_dir.path(),
+        &control_plane,
+        &credential,
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        reachable_from_outside(&a1_public, Duration::from_secs(20)).await,
+        "{a1_public} should still reach a1 after h1's agent restarted"
+    );
+    let h1 = TwoHosts::namespace("h1");
+    let links = ip_in(&h1, &["-o", "link", "show"]);
+    for link in ["sbr", "svx", "svh", "sup"] {
+        assert_eq!(
+            links.matches(&format!(": {link}")).count(),
+            1,
+            "h1 should have one {link}* link:\n{links}"
+        );
+    }
+    let fdb = std::process::Command::new("ip")
+        .args(["netns", "exec", &h1, "bridge", "fdb", "show", "dev"])
+        .arg(
+            links
+                .split(": ")
+                .find(|l| l.starts_with("svx"))
+                .unwrap()
+                .split('@')
+                .next()
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    let fdb = String::from_utf8_lossy(&fdb.stdout).into_owned();
+    let a2_mac = a2.body["nics"][0]["macAddress"].as_str().unwrap();
+    assert_eq!(
+        fdb.lines()
+            .filter(|l| l.contains(" dst 10.250.0.12"))
+            .count(),
+        2,
+        "h1 sends a2's MAC and broadcasts of net-a to h2, once each:\n{fdb}"
+    );
+    assert!(fdb.contains(a2_mac), "{fdb}");
+    let dnsmasq = dnsmasq_of(&format!("{}/h1/", agents_dir.path().display()));
+    assert_eq!(
+        dnsmasq.len(),
+        1,
+        "h1 runs one dnsmasq for net-a: {dnsmasq:?}"
+    );
+
+    for id in ["a1", "a2", "b1"] {
+        c.delete(&format!("{INSTANCES}/{id}")).await;
+    }
+    for id in ["a1", "a2", "b1"] {
+        c.wait_gone(id, Duration::from_secs(60)).await;
+    }
+    for (host, _) in UNDERLAY_HOSTS {
+        let ns = TwoHosts::namespace(host);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let links = ip_in(&ns, &["-o", "link", "show"]);
+            let left: Vec<&str> = ["sbr", "svx", "svh", "sup", "stp"]
+                .into_iter()
+                .filter(|p| links.contains(&format!(": {p}")))
+                .collect();
+            let namespaces = names_in("/var/run/netns", &format!("stratus-{host}-"));
+            let dnsmasq = dnsmasq_of(&format!("{}/{host}/", agents_dir.path().display()));
+            if left.is_empty() && namespaces.is_empty() && dnsmasq.is_empty() {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{host} keeps {left:?} links, namespaces {namespaces:?} and dnsmasq {dnsmasq:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    drop(agents);
     region.stop().await;
 }

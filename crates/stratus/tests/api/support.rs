@@ -37,10 +37,13 @@ impl TestRegion {
     }
 
     pub async fn with_config(config: Config) -> Self {
+        Self::listening(config, "127.0.0.1:0").await
+    }
+
+    /// A region serving on `listen`.
+    pub async fn listening(config: Config, listen: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let region = Region::start(dir.path(), "127.0.0.1:0", config)
-            .await
-            .unwrap();
+        let region = Region::start(dir.path(), listen, config).await.unwrap();
         let base = format!("http://{}", region.addr);
         let key = std::fs::read_to_string(&region.admin_key_path).unwrap();
         let client = Client::login(&base, key.trim()).await;
@@ -136,15 +139,38 @@ pub fn spawn_sim_agent_with(
     credential: &std::path::Path,
     config: &Config,
 ) -> tokio::process::Child {
+    spawn_agent(name, "sim", dir, control_planes, credential, config, &[])
+}
+
+/// Starts `stratus agent` named `name` with `driver` and `config`, state under `dir`, joined
+/// to `control_planes`; run through `wrapper` (a program and its arguments) when one is given.
+pub fn spawn_agent(
+    name: &str,
+    driver: &str,
+    dir: &std::path::Path,
+    control_planes: &[&str],
+    credential: &std::path::Path,
+    config: &Config,
+    wrapper: &[&str],
+) -> tokio::process::Child {
     let config_file = dir.join("agent.toml");
     std::fs::write(&config_file, toml::to_string(config).unwrap()).unwrap();
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+    let stratus = env!("CARGO_BIN_EXE_stratus");
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = tokio::process::Command::new(program);
+            command.args(args).arg(stratus);
+            command
+        }
+        None => tokio::process::Command::new(stratus),
+    };
+    command
         .arg("agent")
         .arg("--control-plane")
         .arg(control_planes.join(","))
         .arg("--credential-file")
         .arg(credential)
-        .args(["--driver", "sim", "--name", name, "--data-dir"])
+        .args(["--driver", driver, "--name", name, "--data-dir"])
         .arg(dir.join("host"))
         .arg("--config")
         .arg(&config_file)

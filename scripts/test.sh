@@ -35,6 +35,17 @@ echo "== building the test guest"
 STRATUS_TEST_GUEST=$(bash scripts/build-test-guest.sh)
 export STRATUS_TEST_GUEST
 
+# A cloud-init guest reached with `stratus instances ssh` needs the debian-12 image (built
+# from Debian's packages with mmdebstrap, cached) and an ssh client.
+echo "== building the debian-12 image"
+STRATUS_TEST_DEBIAN=$(bash scripts/build-debian-image.sh)
+export STRATUS_TEST_DEBIAN
+if ! command -v ssh >/dev/null 2>&1; then
+  echo "== installing openssh-client"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client >/dev/null
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 

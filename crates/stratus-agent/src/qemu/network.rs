@@ -16,8 +16,9 @@
 //! - an uplink veth pair `sup{n}` (host) / `sun{n}` (inside) with a /31 of `100.64.0.0/10`
 //!   taken from `n`: the namespace's default route. Inside, nftables masquerades what leaves
 //!   by it (egress NAT) and maps EXTERNAL addresses 1:1 to their NICs; on the host each
-//!   EXTERNAL address is routed into its network's namespace, the uplinks' range masqueraded
-//!   to the outside, and guests' traffic to the host itself, to another network's uplink or
+//!   EXTERNAL address is routed into its network's namespace, what the uplinks send out
+//!   masqueraded (matched by the uplink it came in by: with `br_netfilter` loaded, frames
+//!   crossing the bridges pass the host's IP hooks too, and must be left alone), and guests' traffic to the host itself, to another network's uplink or
 //!   to a protected address (the control plane) dropped (`table ip stratus`);
 //! - `dnsmasq` inside it, daemonized, answering DHCP with static leases (a guest gets exactly
 //!   the address the control plane gave its NIC, its gateway, its hostname and its MTU);
@@ -540,7 +541,7 @@ impl NetworkPlane {
              \x20   iifname \"sup*\" ct state established,related accept\n\
              \x20   iifname \"sup*\" oifname \"sup*\" drop\n{protect}  }}\n\
              \x20 chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n\
-             \x20   ip saddr {UPLINK_RANGE} oifname != \"sup*\" masquerade\n  }}\n}}\n"
+             \x20   iifname \"sup*\" oifname != \"sup*\" ip saddr {UPLINK_RANGE} masquerade\n  }}\n}}\n"
         );
         nft_in(None, &script).await?;
         state.host_routes = Some(wanted);

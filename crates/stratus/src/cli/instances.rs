@@ -74,6 +74,20 @@ pub enum InstancesCommand {
         #[arg(long, default_value_t = 0)]
         start: u64,
     },
+    /// Log in to the instance with ssh (at its external address when it has one), or run a
+    /// command there: `stratus instances ssh web-1 -- uptime`.
+    Ssh {
+        id: String,
+        /// User to log in as (default: the user of its first ssh key, else $USER).
+        #[arg(long, short = 'l')]
+        user: Option<String>,
+        /// Private key file (default: ssh's own choice).
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// The command to run, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
 }
 
 /// `--wait` and `--timeout`.
@@ -137,6 +151,9 @@ pub struct CreateArgs {
     /// The NIC's IPv4 address in that network (default: the next free one).
     #[arg(long)]
     ip: Option<String>,
+    /// An EXTERNAL address of the project that reaches the NIC from outside (1:1 NAT).
+    #[arg(long, value_name = "ADDRESS")]
+    external_address: Option<String>,
     #[command(flatten)]
     wait: WaitArgs,
 }
@@ -224,8 +241,82 @@ impl InstancesCommand {
             InstancesCommand::Console { id, follow, start } => {
                 console(session, &id, follow, start).await
             }
+            InstancesCommand::Ssh {
+                id,
+                user,
+                identity,
+                command,
+            } => ssh(session, &id, user, identity, command).await,
         }
     }
+}
+
+/// `stratus instances ssh`: runs ssh to the instance's external address (or, without one, its
+/// internal address, reachable from its own network only), as the user its ssh key is for.
+async fn ssh(
+    session: &Session,
+    id: &str,
+    user: Option<String>,
+    identity: Option<PathBuf>,
+    command: Vec<String>,
+) -> Result<(), Failure> {
+    let instance = session.instances().get(id).await?;
+    let nic = instance
+        .nics
+        .first()
+        .ok_or_else(|| Failure::Usage(format!("instance {id} has no network interface")))?;
+    let address = match (&nic.external_ipv4_address, &nic.ipv4_address) {
+        (Some(external), _) => external.clone(),
+        (None, Some(internal)) => {
+            eprintln!(
+                "instance {id} has no external address; {internal} is reachable from its own \
+                 network only (create it with --external-address to reach it from anywhere)"
+            );
+            internal.clone()
+        }
+        (None, None) => {
+            return Err(Failure::Usage(format!("instance {id} has no address yet")));
+        }
+    };
+    let user = user
+        .or_else(|| ssh_key_user(&instance))
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into());
+    // Host keys are pinned per instance, not per address: addresses are handed out again.
+    let config_dir = super::profiles::config_dir()?;
+    std::fs::create_dir_all(&config_dir)
+        .map_err(|e| Failure::Usage(format!("{}: {e}", config_dir.display())))?;
+    let known_hosts = config_dir.join("known_hosts");
+    let mut ssh = std::process::Command::new("ssh");
+    ssh.args(["-o", "StrictHostKeyChecking=accept-new"])
+        .arg("-o")
+        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+        .arg("-o")
+        .arg(format!("HostKeyAlias=stratus-{}", instance.uid));
+    if let Some(identity) = identity {
+        ssh.arg("-i").arg(identity);
+    }
+    ssh.arg(format!("{user}@{address}"));
+    if !command.is_empty() {
+        ssh.arg("--").args(command);
+    }
+    let status = ssh
+        .status()
+        .map_err(|e| Failure::Usage(format!("running ssh: {e}")))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        code => std::process::exit(code.unwrap_or(255)),
+    }
+}
+
+/// The user of the instance's first `ssh-keys` entry (`user:key`).
+fn ssh_key_user(instance: &Instance) -> Option<String> {
+    let keys = instance
+        .instance_metadata
+        .iter()
+        .find(|item| item.key.as_str() == "ssh-keys")?;
+    let (user, _) = keys.value.lines().next()?.split_once(':')?;
+    Some(user.trim().to_owned()).filter(|u| !u.is_empty())
 }
 
 /// Runs `action`, then waits for its target state if asked.
@@ -358,21 +449,31 @@ fn create_request(session: &Session, args: CreateArgs) -> Result<InstanceCreateR
             .map(|h| parse(stratus_types::Hostname::parse(h), "--hostname"))
             .transpose()?,
         disks,
-        nics: (args.network.is_some() || args.ip.is_some()).then(|| {
-            vec![stratus_types::Nic {
-                network: args.network.as_deref().map(|n| {
-                    reference(
-                        n,
-                        &format!(
-                            "/v1/regions/{}/projects/{}/compute/networks",
-                            session.region, session.project
-                        ),
-                    )
-                }),
-                ipv4_address: args.ip.clone(),
-                ..stratus_types::Nic::default()
-            }]
-        }),
+        nics: (args.network.is_some() || args.ip.is_some() || args.external_address.is_some())
+            .then(|| {
+                vec![stratus_types::Nic {
+                    network: args.network.as_deref().map(|n| {
+                        reference(
+                            n,
+                            &format!(
+                                "/v1/regions/{}/projects/{}/compute/networks",
+                                session.region, session.project
+                            ),
+                        )
+                    }),
+                    ipv4_address: args.ip.clone(),
+                    external_address: args.external_address.as_deref().map(|a| {
+                        reference(
+                            a,
+                            &format!(
+                                "/v1/regions/{}/projects/{}/compute/addresses",
+                                session.region, session.project
+                            ),
+                        )
+                    }),
+                    ..stratus_types::Nic::default()
+                }]
+            }),
         gpus: None,
     })
 }

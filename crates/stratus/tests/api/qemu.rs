@@ -32,6 +32,29 @@ fn test_guest() -> PathBuf {
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
+/// Held by tests whose regions plumb bridged networks in this machine's own namespace: two
+/// regions would name their first networks' bridges alike.
+static HOST_NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The `debian-12` cloud image, built (once, cached) by the repository's script.
+fn debian_image() -> PathBuf {
+    if let Ok(path) = std::env::var("STRATUS_TEST_DEBIAN") {
+        return PathBuf::from(path);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let output = std::process::Command::new("bash")
+        .arg(root.join("scripts/build-debian-image.sh"))
+        .arg(root.join("target/images"))
+        .output()
+        .expect("running scripts/build-debian-image.sh");
+    assert!(
+        output.status.success(),
+        "building the Debian image failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
 pub fn qemu_config() -> Config {
     let mut config = fast_config();
     config.host.driver = "qemu".into();
@@ -639,6 +662,7 @@ fn names_in(dir: &str, prefix: &str) -> Vec<String> {
 /// tap, namespace, dnsmasq and filter of their networks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridged_guests_reach_their_network_and_nothing_else() {
+    let _host_network = HOST_NETWORK.lock().await;
     // Something listening on every address of the host, as its services would.
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1240,5 +1264,160 @@ async fn networks_span_hosts_through_the_overlay_and_reach_out_through_nat() {
         }
     }
     drop(agents);
+    region.stop().await;
+}
+
+/// A stock-built Debian cloud image on a bridged network: it gets its address by DHCP and its
+/// key from the metadata service through cloud-init, and `stratus instances ssh` reaches it
+/// from the host at its EXTERNAL address and runs commands in it as the default user.
+#[tokio::test]
+async fn a_cloud_init_guest_answers_stratus_instances_ssh_at_its_external_address() {
+    let _host_network = HOST_NETWORK.lock().await;
+    let image = debian_image();
+    let mut config = qemu_config();
+    config.host.name = "ci-host".into();
+    config.host.networking = "bridge".into();
+    config.networks.external_cidr = "10.252.0.0/24".into();
+    let catalog = config.catalog.as_mut().unwrap();
+    catalog.images.push(ImageSpec {
+        id: "debian-12".into(),
+        display_name: "Debian 12".into(),
+        description: String::new(),
+        os: "debian".into(),
+        format: "raw".into(),
+        size_bytes: std::fs::metadata(&image).unwrap().len(),
+        min_disk_gb: 2,
+        file: Some(image.display().to_string()),
+    });
+    let region = TestRegion::with_config(config).await;
+    let c = &region.client;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id_ed25519");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let compute = "/v1/regions/local-1/projects/default/compute";
+    let network = c
+        .post(
+            &format!("{compute}/networks"),
+            json!({"id": "ci-net", "cidr": "10.93.0.0/24"}),
+        )
+        .await;
+    assert_eq!(network.status, StatusCode::CREATED, "{:#}", network.body);
+    let external = c
+        .post(
+            &format!("{compute}/addresses"),
+            json!({"id": "deb-public", "addressType": "EXTERNAL"}),
+        )
+        .await;
+    assert_eq!(external.status, StatusCode::CREATED, "{:#}", external.body);
+
+    let shell_home = tempfile::tempdir().unwrap();
+    let stratus = |args: Vec<String>| {
+        let home = shell_home.path().to_owned();
+        async move {
+            let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_stratus"))
+                .args(&args)
+                .env("XDG_CONFIG_HOME", &home)
+                .env_remove("STRATUS_PROFILE")
+                .env_remove("STRATUS_PROJECT")
+                .stdin(std::process::Stdio::null())
+                .output()
+                .await
+                .unwrap();
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            )
+        }
+    };
+    let admin_key = region.dir.path().join("admin-api-key");
+    let login = stratus(vec![
+        "login".into(),
+        "--endpoint".into(),
+        region.endpoint(),
+        "--api-key-file".into(),
+        admin_key.display().to_string(),
+    ])
+    .await;
+    assert_eq!(login.0, Some(0), "{login:?}");
+    let pubkey_file = key.with_extension("pub").display().to_string();
+    let created = stratus(
+        [
+            "instances",
+            "create",
+            "deb",
+            "--type",
+            "e2-small",
+            "--image",
+            "debian-12",
+            "--disk-size",
+            "3",
+            "--network",
+            "ci-net",
+            "--external-address",
+            "deb-public",
+            "--ssh-key",
+            &pubkey_file,
+            "--ssh-user",
+            "debian",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(created.0, Some(0), "{created:?}");
+    let started = std::time::Instant::now();
+    // cloud-init prints the keys it installed and its final message on the console.
+    c.wait_console("deb", "Cloud-init v.", Duration::from_secs(300))
+        .await;
+    let cloud_init_at = started.elapsed();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut last = (None, String::new(), String::new());
+    while std::time::Instant::now() < deadline {
+        last = stratus(
+            [
+                "instances",
+                "ssh",
+                "deb",
+                "-i",
+                key.to_str().unwrap(),
+                "--",
+                "echo hello-from-$(hostname) as $(id -un); sudo -n true && echo sudo-works",
+            ]
+            .map(String::from)
+            .to_vec(),
+        )
+        .await;
+        if last.0 == Some(0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if last.0 != Some(0) {
+        if std::env::var("STRATUS_TEST_LINGER").is_ok() {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+        }
+        let console = c.get(&format!("{INSTANCES}/deb/serialPortOutput")).await;
+        panic!(
+            "ssh never worked: {last:?}\nconsole:\n{}\n{}",
+            console.body["contents"].as_str().unwrap_or_default(),
+            network_diagnostics("ci-host")
+        );
+    }
+    assert!(last.1.contains("hello-from-deb as debian"), "{last:?}");
+    assert!(last.1.contains("sudo-works"), "{last:?}");
+    eprintln!(
+        "create to cloud-init on the console: {:.1} s; to ssh working: {:.1} s",
+        cloud_init_at.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    c.delete(&format!("{INSTANCES}/deb")).await;
+    c.wait_gone("deb", Duration::from_secs(60)).await;
     region.stop().await;
 }

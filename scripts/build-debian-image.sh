@@ -26,7 +26,10 @@ if [ -f "$image" ]; then
   exit 0
 fi
 mkdir -p "$out"
-work=$(mktemp -d)
+# The work happens inside OUT_DIR, so a build cut short (killed with its region) leaves nothing
+# elsewhere, and the next build clears it away.
+rm -rf "$out"/.build.*
+work=$(mktemp -d -p "$out" .build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 progress() { echo "progress: $1%" >&2; }
 
@@ -87,6 +90,7 @@ EOF
 dd if=/usr/lib/syslinux/mbr/mbr.bin of="$raw" conv=notrunc bs=440 count=1 status=none
 dd if="$work/boot.img" of="$raw" bs=1M seek=1 conv=notrunc status=none
 dd if="$work/root.img" of="$raw" bs=1M seek=$(( 1 + boot_mb )) conv=notrunc status=none
+rm -f "$out"/debian-12-*.raw   # images of former versions of this script
 mv "$raw" "$image"
 progress 100
 readlink -f "$image"

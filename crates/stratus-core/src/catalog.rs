@@ -98,6 +98,26 @@ pub struct ImageSpec {
     pub file: Option<String>,
 }
 
+/// The source of an image Stratus builds itself from Debian's packages: `build:{id}`.
+pub const BUILD_SOURCE_PREFIX: &str = "build:";
+
+/// Images Stratus can build itself from Debian's packages (`[images] build`), as they are
+/// registered before their build.
+pub fn buildable_images() -> Vec<ImageSpec> {
+    vec![ImageSpec {
+        id: "debian-12".into(),
+        display_name: "Debian 12 (bookworm)".into(),
+        description: "Debian's packages with cloud-init, openssh-server, sudo and growpart; \
+                      log in as `debian` with the instance's ssh-keys"
+            .into(),
+        os: "debian".into(),
+        format: "raw".into(),
+        size_bytes: 0,
+        min_disk_gb: 2,
+        file: None,
+    }]
+}
+
 impl Catalog {
     /// The built-in catalog: region `local-1`, zone `local-1a`, four instance types, one GPU
     /// type and the `stratus-guest` image (whose file `serve` builds when it runs real guests).

@@ -156,7 +156,12 @@ async fn run(registration: Registration, cancel: CancellationToken) {
     let mut seen = wake_on.as_ref().map_or(0, Changes::revision);
     loop {
         let started = Instant::now();
-        let report = task.activate().await;
+        // A stop does not wait for an activation to end: every task tolerates being cut short
+        // as it tolerates a crash.
+        let report = tokio::select! {
+            _ = cancel.cancelled() => return,
+            report = task.activate() => report,
+        };
         let took = started.elapsed();
         let name = task.name();
         metrics::histogram!("stratus_background_task_duration_seconds", "task" => name)

@@ -28,6 +28,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
+/// The scripts that build the images of [`stratus_core::catalog::buildable_images`]; each
+/// prints `progress: N%` lines on stderr and the image's path on stdout.
+const BUILD_SCRIPTS: &[(&str, &str)] = &[(
+    "debian-12",
+    include_str!("../../../scripts/build-debian-image.sh"),
+)];
+
 /// How long an import lease lasts without renewal.
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -158,6 +165,16 @@ impl ImageImporter {
     /// one is why the image cannot be imported, for its status message.
     async fn copy_and_check(&self, image: ImageRecord, part: &Path) -> Result<Result<(), String>> {
         let source = image.source.clone().unwrap_or_default();
+        let built = match source.strip_prefix(stratus_core::catalog::BUILD_SOURCE_PREFIX) {
+            Some(name) => match self.build(image.clone(), name).await? {
+                Ok(path) => Some(path),
+                Err(why) => return Ok(Err(why)),
+            },
+            None => None,
+        };
+        let Some(image) = self.store.get_image(&image.id).await? else {
+            return Ok(Err("the image was deleted".into()));
+        };
         let mut record = image;
         record.status = ImageStatus::Importing;
         record.bytes_done = 0;
@@ -172,7 +189,12 @@ impl ImageImporter {
             Ok(f) => f,
             Err(e) => return Ok(Err(format!("creating {}: {e}", part.display()))),
         };
-        let mut source_stream = match Source::open(&self.sources, &source).await {
+        let opened = match &built {
+            // Stratus's own build output, not a source anyone registered.
+            Some(path) => Source::file(path).await,
+            None => Source::open(&self.sources, &source).await,
+        };
+        let mut source_stream = match opened {
             Ok(s) => s,
             Err(e) => return Ok(Err(e)),
         };
@@ -239,7 +261,82 @@ impl ImageImporter {
         record.updated_at = now();
         self.save(record).await?;
         self.changes.bump();
+        if let Some(path) = built {
+            // The image store has it now; the build's copy only took room.
+            let _ = tokio::fs::remove_file(path).await;
+        }
         Ok(Ok(()))
+    }
+
+    /// Builds image `name` with its script, its progress in the image's status message;
+    /// returns the built file, or why it could not be built.
+    async fn build(&self, mut record: ImageRecord, name: &str) -> Result<Result<PathBuf, String>> {
+        use tokio::io::AsyncBufReadExt;
+        let Some((_, script)) = BUILD_SCRIPTS.iter().find(|(n, _)| *n == name) else {
+            return Ok(Err(format!("Stratus does not know how to build {name}")));
+        };
+        let dir = self.image_dir.join("build");
+        let script_path = dir.join(format!("build-{name}.sh"));
+        if let Err(e) = tokio::fs::create_dir_all(&dir).await {
+            return Ok(Err(format!("creating {}: {e}", dir.display())));
+        }
+        if let Err(e) = tokio::fs::write(&script_path, script).await {
+            return Ok(Err(format!("writing {}: {e}", script_path.display())));
+        }
+        tracing::info!(%name, "building image from Debian's packages");
+        let mut child = match tokio::process::Command::new("bash")
+            .arg(&script_path)
+            .arg(dir.join("out"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => return Ok(Err(format!("running the build of {name}: {e}"))),
+        };
+        // A build cut short (a stop, a lost lease) takes all of its processes with it.
+        let group = child.id().map(ProcessGroup);
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let reading = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = stdout.read_to_string(&mut text).await;
+            text
+        });
+        let mut lines =
+            tokio::io::BufReader::new(child.stderr.take().expect("stderr is piped")).lines();
+        let mut tail: std::collections::VecDeque<String> = Default::default();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(percent) = line.strip_prefix("progress: ") {
+                if !self.renew_lease(&record.id).await? {
+                    return Ok(Err("another replica took the build over".into()));
+                }
+                record.status_message = Some(format!("building from Debian's packages: {percent}"));
+                record.updated_at = now();
+                match self.save(record).await? {
+                    Some(stored) => record = stored,
+                    None => return Ok(Err("the image was deleted".into())),
+                }
+                self.changes.bump();
+            } else {
+                tail.push_back(line);
+                if tail.len() > 5 {
+                    tail.pop_front();
+                }
+            }
+        }
+        let status = child.wait().await;
+        // Ended by itself: its group id may soon be another's.
+        std::mem::forget(group);
+        let path = reading.await.unwrap_or_default();
+        match status {
+            Ok(status) if status.success() => Ok(Ok(PathBuf::from(path.trim()))),
+            _ => Ok(Err(format!(
+                "building {name} from Debian's packages failed: {}",
+                Vec::from(tail).join(" / ")
+            ))),
+        }
     }
 }
 
@@ -257,6 +354,18 @@ impl BackgroundTask for ImageImporter {
 fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(3)
+}
+
+/// A process group killed when dropped.
+struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 /// Where image bytes come from.
@@ -277,6 +386,18 @@ const MAX_REDIRECTS: usize = 5;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Source {
+    /// Opens a file Stratus made itself.
+    async fn file(path: &Path) -> Result<Self, String> {
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+        let length = file.metadata().await.map_err(|e| e.to_string())?.len();
+        Ok(Self {
+            kind: SourceKind::File(file),
+            length: Some(length),
+        })
+    }
+
     /// Opens `source` if the region may read it (see [`stratus_core::import_sources`]).
     async fn open(sources: &ImportSources, source: &str) -> Result<Self, String> {
         match sources.parse(source)? {

@@ -104,6 +104,9 @@ pub struct ImagesSection {
     /// URL hosts images may be downloaded from even though they are loopback, link-local or
     /// this host's own addresses (an image mirror on this machine, say).
     pub allowed_url_hosts: Vec<String>,
+    /// Images the region builds itself from Debian's packages when it does not have them yet
+    /// (`debian-12`); a `serve` running real guests adds `debian-12`.
+    pub build: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,9 +171,11 @@ pub struct HostSection {
     pub vcpus: u32,
     pub memory_mb: u64,
     pub gpus: Vec<GpuCount>,
-    /// How QEMU guests' NICs are connected: `user` (QEMU's user-mode network, metadata only)
-    /// or `bridge` (taps on a bridge per network, a gateway namespace with DHCP and the
-    /// metadata address, anti-spoofing; needs root, `ip`, `nft` and `dnsmasq`).
+    /// How QEMU guests' NICs are connected: `bridge` (taps on a bridge per network, a
+    /// gateway namespace with DHCP, NAT and the metadata address, VXLAN between hosts,
+    /// anti-spoofing; needs root, `ip`, `nft` and `dnsmasq`), `user` (QEMU's user-mode network,
+    /// metadata only), or `auto` (the default): bridge where an automatically chosen QEMU
+    /// driver can have it, user otherwise.
     pub networking: String,
     /// With bridge networking: the IPv4 address of this host that carries its guests'
     /// networks to other hosts (VXLAN); empty: this host's networks stay on it.
@@ -190,7 +195,7 @@ impl Default for HostSection {
                 gpu_type: "nvidia-h100".into(),
                 count: 8,
             }],
-            networking: "user".into(),
+            networking: "auto".into(),
             underlay_address: String::new(),
         }
     }
@@ -338,8 +343,8 @@ impl Config {
             );
         }
         anyhow::ensure!(
-            matches!(config.host.networking.as_str(), "user" | "bridge"),
-            "host.networking is {:?}; use \"user\" or \"bridge\"",
+            matches!(config.host.networking.as_str(), "auto" | "user" | "bridge"),
+            "host.networking is {:?}; use \"auto\", \"user\" or \"bridge\"",
             config.host.networking
         );
         anyhow::ensure!(

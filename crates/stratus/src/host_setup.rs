@@ -7,6 +7,13 @@
 //! builds the small Stratus guest image from Debian's packages (kernel, busybox, SYSLINUX) with
 //! the repository's script, making it the catalog's `stratus-guest` image. Whatever fails on
 //! the way is said in the log, and the region falls back to the simulator.
+//!
+//! With QEMU, `[host] networking = "auto"` (the default) becomes real bridged networking when
+//! the process is root and `ip`, `nft` and `dnsmasq` are there (installed from Debian's packages
+//! when missing), else QEMU's user-mode network. A one-machine region that names no EXTERNAL
+//! pool gets `198.51.100.0/24` (a documentation range, RFC 5737, reached from this host only),
+//! so `stratus instances ssh` reaches a guest with an external address from the host. And
+//! `serve` asks for the `debian-12` image, built from Debian's packages in the background.
 
 use crate::Config;
 use std::path::{Path, PathBuf};
@@ -31,6 +38,51 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The EXTERNAL pool of a one-machine region that names none.
+const LOCAL_EXTERNAL_POOL: &str = "198.51.100.0/24";
+
+/// Whether `program` is on the `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// What bridged networking runs: present, or installed from Debian's packages (as root).
+fn bridge_tools() -> Result<(), String> {
+    let present = || ["ip", "nft", "dnsmasq"].iter().all(|p| on_path(p));
+    if present() {
+        return Ok(());
+    }
+    tracing::info!("installing iproute2, nftables and dnsmasq-base for bridged networking");
+    for args in [
+        &["apt-get", "update", "-qq"][..],
+        &[
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "iproute2",
+            "nftables",
+            "dnsmasq-base",
+        ][..],
+    ] {
+        let status = Command::new(args[0])
+            .args(&args[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("{}: {e}", args.join(" ")))?;
+        if !status.success() {
+            return Err(format!("{} failed", args.join(" ")));
+        }
+    }
+    if present() {
+        Ok(())
+    } else {
+        Err("ip, nft or dnsmasq is still missing".into())
+    }
 }
 
 /// Installs QEMU from Debian's packages, naming `qemu-utils` at the same version so a newer
@@ -141,6 +193,25 @@ pub fn resolve(config: &mut Config, data_dir: &Path, with_image: bool) {
         return;
     }
     config.host.driver = "qemu".into();
+    if config.host.networking == "auto" {
+        let bridged = if !is_root() {
+            Err("bridged networking needs root".to_owned())
+        } else {
+            bridge_tools()
+        };
+        match bridged {
+            Ok(()) => {
+                config.host.networking = "bridge".into();
+                if config.networks.external_cidr.is_empty() {
+                    config.networks.external_cidr = LOCAL_EXTERNAL_POOL.into();
+                }
+            }
+            Err(why) => {
+                tracing::warn!("{why}; guests use QEMU's user-mode network (metadata only)");
+                config.host.networking = "user".into();
+            }
+        }
+    }
     let defaults = crate::config::HostSection::default();
     if config.host.vcpus == defaults.vcpus && config.host.memory_mb == defaults.memory_mb {
         // A real host offers what it has: its memory, and its cores four times over (idle
@@ -152,6 +223,10 @@ pub fn resolve(config: &mut Config, data_dir: &Path, with_image: bool) {
     }
     if !with_image {
         return;
+    }
+    // A real OS to log in to, built in the background (its progress in the image's status).
+    if !config.images.build.iter().any(|id| id == "debian-12") {
+        config.images.build.push("debian-12".into());
     }
     match build_guest(data_dir) {
         Ok(file) => {

@@ -89,6 +89,7 @@ impl Region {
         app.ensure_default_tenancy(DEFAULT_ORGANIZATION, DEFAULT_PROJECT)
             .await?;
         app.seed_catalog_images().await?;
+        app.register_built_images(&config.images.build).await?;
         let admin_key_path = data_dir.join(ADMIN_KEY_FILE);
         app.bootstrap_admin_key(DEFAULT_ORGANIZATION, |secret| {
             write_private(&admin_key_path, secret)

@@ -61,6 +61,45 @@ impl App {
         format!("/v1/regions/{}/compute/images/{id}", self.region())
     }
 
+    /// Registers each image of `ids` that Stratus builds itself (see
+    /// [`stratus_core::catalog::buildable_images`]) and the region does not have yet; the
+    /// importer builds it, its progress in its status. Unknown ids are refused.
+    pub async fn register_built_images(&self, ids: &[String]) -> Result<()> {
+        let buildable = stratus_core::catalog::buildable_images();
+        for id in ids {
+            let spec = buildable.iter().find(|s| &s.id == id).ok_or_else(|| {
+                Error::invalid(
+                    "images.build",
+                    format!(
+                        "Stratus cannot build an image {id}; it builds {}",
+                        buildable
+                            .iter()
+                            .map(|s| s.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+            if self.store.get_image(id).await?.is_some() {
+                continue;
+            }
+            let record = ImageRecord {
+                status: ImageStatus::Pending,
+                status_message: Some("waiting to be built from Debian's packages".into()),
+                source: Some(format!(
+                    "{}{id}",
+                    stratus_core::catalog::BUILD_SOURCE_PREFIX
+                )),
+                bytes_done: 0,
+                ..catalog_image(spec)
+            };
+            self.store.create_image(&record).await?;
+            self.changes.bump();
+            tracing::info!(%id, "image registered, to be built from Debian's packages");
+        }
+        Ok(())
+    }
+
     /// Writes the configured catalog's images to the store (at every start).
     pub async fn seed_catalog_images(&self) -> Result<()> {
         for spec in &self.catalog.images {

@@ -561,6 +561,7 @@ async fn nvme_and_temporary_disks_behave_as_declared() {
 
 #[tokio::test]
 async fn serve_with_no_configuration_boots_real_guests() {
+    let _host_network = HOST_NETWORK.lock().await;
     let mut config = Config::default();
     config.agent.poll_wait_ms = 500;
     config.qemu.stratus_binary = env!("CARGO_BIN_EXE_stratus").into();
@@ -1419,5 +1420,64 @@ async fn a_cloud_init_guest_answers_stratus_instances_ssh_at_its_external_addres
     );
     c.delete(&format!("{INSTANCES}/deb")).await;
     c.wait_gone("deb", Duration::from_secs(60)).await;
+    region.stop().await;
+}
+
+/// `[images] build = ["debian-12"]`: the region registers the image at once and builds it from
+/// Debian's packages in the background, its status saying how far the build is, until it is
+/// READY to boot; an image it cannot build stops the start with a message naming the setting.
+#[tokio::test]
+async fn the_region_builds_debian_12_in_the_background_showing_its_progress() {
+    let mut config = fast_config();
+    config.images.build = vec!["debian-11".into()];
+    let refused =
+        stratus::Region::start(tempfile::tempdir().unwrap().path(), "127.0.0.1:0", config)
+            .await
+            .err()
+            .expect("an unknown image to build is refused");
+    assert!(
+        refused.to_string().contains("images.build") && refused.to_string().contains("debian-12"),
+        "{refused:#}"
+    );
+
+    let mut config = fast_config();
+    config.images.build = vec!["debian-12".into()];
+    let region = TestRegion::with_config(config).await;
+    let c = &region.client;
+    let image = "/v1/regions/local-1/compute/images/debian-12";
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let ready = loop {
+        let got = c.get(image).await;
+        assert_eq!(got.status, StatusCode::OK, "{:#}", got.body);
+        let status = got.body["status"].as_str().unwrap().to_owned();
+        let message = got.body["statusMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if seen.last() != Some(&(status.clone(), message.clone())) {
+            seen.push((status.clone(), message));
+        }
+        match status.as_str() {
+            "READY" => break got.body,
+            "FAILED" => panic!("the build failed: {seen:#?}"),
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never READY: {seen:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        seen.iter()
+            .any(|(s, m)| s == "PENDING" && m.starts_with("building from Debian's packages: ")),
+        "the build showed its progress: {seen:#?}"
+    );
+    assert!(
+        ready["sizeBytes"].as_u64().unwrap() > 100 << 20,
+        "{ready:#}"
+    );
+    assert_eq!(ready["minDiskGb"], 2, "{ready:#}");
     region.stop().await;
 }

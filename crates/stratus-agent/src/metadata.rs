@@ -30,6 +30,9 @@ pub struct GuestMetadata {
     pub hostname: String,
     pub project: String,
     pub attributes: BTreeMap<String, String>,
+    /// The MACs of the guest's NICs, when the guest sees them (bridged networking): they make
+    /// its NoCloud `network-config` (DHCP on each).
+    pub macs: Vec<String>,
 }
 
 impl From<&VmSpec> for GuestMetadata {
@@ -44,6 +47,7 @@ impl From<&VmSpec> for GuestMetadata {
                 .iter()
                 .map(|m| (m.key.as_str().to_owned(), m.value.clone()))
                 .collect(),
+            macs: Vec::new(),
         }
     }
 }
@@ -110,6 +114,22 @@ impl GuestMetadata {
 }
 
 impl GuestMetadata {
+    /// The NoCloud `network-config` document (version 2): DHCP on each NIC, matched by MAC;
+    /// `None` when the guest's NICs are not known by MAC (cloud-init then does DHCP on the
+    /// first NIC by itself).
+    pub fn nocloud_network_config(&self) -> Option<String> {
+        if self.macs.is_empty() {
+            return None;
+        }
+        let mut doc = String::from("version: 2\nethernets:\n");
+        for (i, mac) in self.macs.iter().enumerate() {
+            doc.push_str(&format!(
+                "  nic{i}:\n    match:\n      macaddress: \"{mac}\"\n    dhcp4: true\n"
+            ));
+        }
+        Some(doc)
+    }
+
     /// The NoCloud `user-data` document: the `user-data` key, or an empty cloud-config.
     pub fn nocloud_user_data(&self) -> String {
         self.attributes
@@ -136,10 +156,14 @@ impl GuestMetadata {
         )?;
         {
             let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new())?;
-            for (name, text) in [
+            let mut files = vec![
                 ("meta-data", self.nocloud_meta_data()),
                 ("user-data", self.nocloud_user_data()),
-            ] {
+            ];
+            if let Some(network) = self.nocloud_network_config() {
+                files.push(("network-config", network));
+            }
+            for (name, text) in files {
                 let mut file = fs.root_dir().create_file(name)?;
                 file.truncate()?;
                 file.write_all(text.as_bytes())?;
@@ -263,6 +287,10 @@ async fn nocloud(
             None,
         ),
         "vendor-data" => reply(StatusCode::OK, String::new(), None),
+        "network-config" => match doc.nocloud_network_config() {
+            Some(network) => reply(StatusCode::OK, network, None),
+            None => reply(StatusCode::NOT_FOUND, "not found\n".into(), None),
+        },
         _ => reply(StatusCode::NOT_FOUND, "not found\n".into(), None),
     }
 }
@@ -275,6 +303,48 @@ pub fn router(doc: watch::Receiver<GuestMetadata>) -> Router {
         .route("/computeMetadata/v1/{*path}", get(compute_metadata))
         .route("/nocloud/{name}", get(nocloud))
         .with_state(doc)
+}
+
+/// What a guest is told when its metadata service is not there (the agent is restarting): a
+/// proper HTTP answer it can retry on.
+pub const UNAVAILABLE: &str = "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+Retry-After: 2\r\nConnection: close\r\nContent-Length: 59\r\n\r\n\
+the metadata service is not available right now; try again\n";
+
+/// Joins a guest's connection to the unix socket of its VM's metadata service, answering
+/// [`UNAVAILABLE`] when the service cannot be reached.
+///
+/// When the guest half-closes after its request, the service's side is kept open: the server
+/// would take a half-close for an abandoned request and drop the answer. The exchange ends
+/// when the service has answered and closed.
+pub async fn relay<R, W>(
+    mut from_guest: R,
+    mut to_guest: W,
+    service: &std::path::Path,
+) -> std::io::Result<()>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncWriteExt;
+    let Ok(stream) = tokio::net::UnixStream::connect(service).await else {
+        to_guest.write_all(UNAVAILABLE.as_bytes()).await?;
+        return to_guest.flush().await;
+    };
+    let (mut from_service, mut to_service) = stream.into_split();
+    let upstream = async {
+        let _ = tokio::io::copy(&mut from_guest, &mut to_service).await;
+        std::future::pending::<()>().await
+    };
+    let downstream = async {
+        tokio::io::copy(&mut from_service, &mut to_guest).await?;
+        to_guest.flush().await?;
+        to_guest.shutdown().await
+    };
+    tokio::select! {
+        _ = upstream => unreachable!("pending never completes"),
+        done = downstream => done,
+    }
 }
 
 #[cfg(test)]
@@ -295,7 +365,35 @@ mod tests {
                 ("user-data".to_owned(), "#cloud-config\n".to_owned()),
             ]
             .into(),
+            macs: Vec::new(),
         }
+    }
+
+    #[test]
+    fn bridged_guests_get_dhcp_on_each_nic_by_mac_and_others_no_network_config() {
+        assert_eq!(doc().nocloud_network_config(), None);
+        let seeded = tempfile::tempdir().unwrap();
+        let bridged = GuestMetadata {
+            macs: vec!["52:54:00:aa:00:01".into(), "52:54:00:aa:00:02".into()],
+            ..doc()
+        };
+        let config = bridged.nocloud_network_config().unwrap();
+        assert_eq!(
+            config,
+            "version: 2\nethernets:\n\
+             \x20 nic0:\n    match:\n      macaddress: \"52:54:00:aa:00:01\"\n    dhcp4: true\n\
+             \x20 nic1:\n    match:\n      macaddress: \"52:54:00:aa:00:02\"\n    dhcp4: true\n"
+        );
+        bridged.write_seed(&seeded.path().join("seed.img")).unwrap();
+        let mut disk = std::fs::File::open(seeded.path().join("seed.img")).unwrap();
+        let fs = fatfs::FileSystem::new(&mut disk, fatfs::FsOptions::new()).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut fs.root_dir().open_file("network-config").unwrap(),
+            &mut text,
+        )
+        .unwrap();
+        assert_eq!(text, config);
     }
 
     #[test]
@@ -346,47 +444,5 @@ mod tests {
         assert!(meta.contains("instance-id: u-1"), "{meta}");
         assert!(meta.contains("local-hostname: web-1.internal"), "{meta}");
         assert!(meta.contains("- \"ssh-ed25519 AAAA alice\""), "{meta}");
-    }
-}
-
-/// What a guest is told when its metadata service is not there (the agent is restarting): a
-/// proper HTTP answer it can retry on.
-pub const UNAVAILABLE: &str = "HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-Retry-After: 2\r\nConnection: close\r\nContent-Length: 59\r\n\r\n\
-the metadata service is not available right now; try again\n";
-
-/// Joins a guest's connection to the unix socket of its VM's metadata service, answering
-/// [`UNAVAILABLE`] when the service cannot be reached.
-///
-/// When the guest half-closes after its request, the service's side is kept open: the server
-/// would take a half-close for an abandoned request and drop the answer. The exchange ends
-/// when the service has answered and closed.
-pub async fn relay<R, W>(
-    mut from_guest: R,
-    mut to_guest: W,
-    service: &std::path::Path,
-) -> std::io::Result<()>
-where
-    R: tokio::io::AsyncRead + Unpin,
-    W: tokio::io::AsyncWrite + Unpin,
-{
-    use tokio::io::AsyncWriteExt;
-    let Ok(stream) = tokio::net::UnixStream::connect(service).await else {
-        to_guest.write_all(UNAVAILABLE.as_bytes()).await?;
-        return to_guest.flush().await;
-    };
-    let (mut from_service, mut to_service) = stream.into_split();
-    let upstream = async {
-        let _ = tokio::io::copy(&mut from_guest, &mut to_service).await;
-        std::future::pending::<()>().await
-    };
-    let downstream = async {
-        tokio::io::copy(&mut from_service, &mut to_guest).await?;
-        to_guest.flush().await?;
-        to_guest.shutdown().await
-    };
-    tokio::select! {
-        _ = upstream => unreachable!("pending never completes"),
-        done = downstream => done,
     }
 }

@@ -159,6 +159,16 @@ impl QemuDriver {
         Ok(())
     }
 
+    /// What the guest of `spec` reads from its metadata service and seed: with bridged
+    /// networking its NICs' MACs too (they are the MACs it sees), for its `network-config`.
+    fn guest_metadata(&self, spec: &VmSpec) -> GuestMetadata {
+        let mut doc = GuestMetadata::from(spec);
+        if self.plane.is_some() {
+            doc.macs = spec.nics.iter().map(|n| n.mac.clone()).collect();
+        }
+        doc
+    }
+
     pub fn accel(&self) -> Accel {
         self.accel
     }
@@ -332,7 +342,7 @@ impl QemuDriver {
 
     /// Starts (or restarts) the metadata listener of a VM, or updates what it serves.
     async fn serve_metadata(&self, spec: &VmSpec) -> Result<(), DriverError> {
-        let doc = GuestMetadata::from(spec);
+        let doc = self.guest_metadata(spec);
         let mut servers = self.metadata.lock().await;
         if let Some(server) = servers.get(&spec.uid)
             && !server.task.is_finished()
@@ -689,7 +699,7 @@ impl Driver for QemuDriver {
         self.serve_metadata(&spec).await?;
         self.write_proxy_script(uid)?;
         let seed = dir.join(SEED);
-        GuestMetadata::from(&spec)
+        self.guest_metadata(&spec)
             .write_seed(&seed)
             .map_err(io(seed.display()))?;
         let log = std::fs::File::create(dir.join("qemu.log")).map_err(io("qemu.log"))?;

@@ -609,6 +609,11 @@ impl NetworkPlane {
             format!("--pid-file={}", self.pid_file(vni).display()),
             format!("--log-facility={}", self.dnsmasq_log(vni).display()),
         ];
+        // Names beyond the network are asked of the host's own resolvers, through the uplink
+        // (those on the host's loopback are out of the namespace's reach).
+        for server in upstream_resolvers() {
+            args.push(format!("--server={server}"));
+        }
         for tap in state.taps.values().filter(|t| t.nic.vni == vni) {
             args.push(format!(
                 "--dhcp-host={},{},{}",
@@ -930,4 +935,15 @@ async fn bridge_fdb(args: &[&str]) -> Result<(), DriverError> {
             String::from_utf8_lossy(&output.stderr).trim()
         )))
     }
+}
+
+/// The host's resolvers (`/etc/resolv.conf`) that a namespace can reach: not loopback.
+fn upstream_resolvers() -> Vec<IpAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|address| address.trim().parse::<IpAddr>().ok())
+        .filter(|address| !address.is_loopback())
+        .collect()
 }

@@ -580,6 +580,9 @@ async fn serve_with_no_configuration_boots_real_guests() {
     assert!(console["contents"].as_str().unwrap().contains("AAAAf"));
     let uid = reply.body["uid"].as_str().unwrap();
     assert_eq!(qemu_processes(uid).len(), 1, "a real QEMU guest");
+    // Its network goes with it (a stopped region would leave it to the next start).
+    c.delete(&format!("{INSTANCES}/first")).await;
+    c.wait_gone("first", Duration::from_secs(30)).await;
     region.stop().await;
 }
 
@@ -1479,5 +1482,122 @@ async fn the_region_builds_debian_12_in_the_background_showing_its_progress() {
         "{ready:#}"
     );
     assert_eq!(ready["minDiskGb"], 2, "{ready:#}");
+    region.stop().await;
+}
+
+/// A benchmark, not a test (run it with `-- --ignored --nocapture`): TCP throughput and ping
+/// latency between `debian-12` guests of one network, on one host and across two hosts (the
+/// overlay), measured by the guests themselves from their user-data and printed as a table.
+#[tokio::test]
+#[ignore = "a benchmark: cargo test -p stratus --test api qemu::bench_ -- --ignored --nocapture"]
+async fn bench_guest_network_on_one_host_and_across_hosts() {
+    let image = debian_image();
+    let two_hosts = TwoHosts::build();
+    let mut config = qemu_config();
+    config.host.enabled = false;
+    config.catalog.as_mut().unwrap().images.push(ImageSpec {
+        id: "debian-12".into(),
+        display_name: "Debian 12".into(),
+        description: String::new(),
+        os: "debian".into(),
+        format: "raw".into(),
+        size_bytes: std::fs::metadata(&image).unwrap().len(),
+        min_disk_gb: 2,
+        file: Some(image.display().to_string()),
+    });
+    let region = TestRegion::listening(config, "10.250.0.1:0").await;
+    let c = &region.client;
+    let control_plane = c.base.clone();
+    let credential = region.dir.path().join("host-credential");
+    let _agents: Vec<tokio::process::Child> = UNDERLAY_HOSTS
+        .iter()
+        .map(|(host, address)| {
+            TwoHosts::agent(
+                host,
+                address,
+                two_hosts.agents.path(),
+                &control_plane,
+                &credential,
+            )
+        })
+        .collect();
+    let hosts = "/v1/regions/local-1/zones/local-1a/hosts";
+    for (host, _) in UNDERLAY_HOSTS {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.get(&format!("{hosts}/{host}")).await.status != StatusCode::OK {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{host} never registered"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let only_on = |host: &'static str| async move {
+        for (other, _) in UNDERLAY_HOSTS {
+            let verb = if other == host { "uncordon" } else { "cordon" };
+            c.post(&format!("{hosts}/{other}:{verb}"), json!({})).await;
+        }
+    };
+    let compute = "/v1/regions/local-1/projects/default/compute";
+    c.post(
+        &format!("{compute}/networks"),
+        json!({"id": "bench", "cidr": "10.94.0.0/24"}),
+    )
+    .await;
+    // Sinks read what a connection sends and answer with the byte count.
+    let sink = "#cloud-config\nruncmd:\n  - [python3, -c, \"import socket\\ns=socket.socket()\\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\\ns.bind(('',5001))\\ns.listen()\\nwhile True:\\n  c,_=s.accept()\\n  n=0\\n  while (b:=c.recv(1<<16)):\\n    n+=len(b)\\n  c.sendall(str(n).encode())\\n  c.close()\"]\n";
+    let probe = r#"#cloud-config
+write_files:
+  - path: /usr/local/bin/net-bench
+    permissions: "0755"
+    content: |
+      #!/usr/bin/python3
+      import socket, subprocess, sys, time
+      for name, ip in (("one host", "10.94.0.11"), ("across hosts", "10.94.0.12")):
+          for _ in range(120):
+              try:
+                  socket.create_connection((ip, 5001), timeout=2).close(); break
+              except OSError:
+                  time.sleep(1)
+          ping = subprocess.run(["ping", "-c", "20", "-i", "0.2", "-q", ip], capture_output=True, text=True).stdout
+          rtt = ping.strip().splitlines()[-1].split("=")[1].split("/")[1]
+          data = b"x" * (1 << 16); total = 64 << 20
+          start = time.monotonic()
+          c = socket.create_connection((ip, 5001)); sent = 0
+          while sent < total:
+              c.sendall(data); sent += len(data)
+          c.shutdown(socket.SHUT_WR); got = int(c.recv(64)); took = time.monotonic() - start
+          print(f"net-bench: {name}: {got * 8 / took / 1e6:.0f} Mbit/s, rtt {rtt} ms", flush=True)
+runcmd:
+  - [sh, -c, "/usr/local/bin/net-bench > /dev/ttyS0 2>&1"]
+"#;
+    let guest = |id: &str, ip: &str, user_data: &str| {
+        json!({
+            "id": id,
+            "type": TYPE_SMALL,
+            "disks": [{"boot": true, "source": "/v1/regions/local-1/compute/images/debian-12", "sizeGb": 3}],
+            "nics": [{"network": format!("{compute}/networks/bench"), "ipv4Address": ip}],
+            "instanceMetadata": [{"key": "user-data", "value": user_data}],
+        })
+    };
+    only_on("h1").await;
+    for (id, ip, user_data) in [("g1", "10.94.0.10", probe), ("g2", "10.94.0.11", sink)] {
+        let made = c.post(INSTANCES, guest(id, ip, user_data)).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:#}", made.body);
+    }
+    only_on("h2").await;
+    let made = c.post(INSTANCES, guest("g3", "10.94.0.12", sink)).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:#}", made.body);
+    let console = c
+        .wait_console("g1", "net-bench: across hosts", Duration::from_secs(900))
+        .await;
+    let text = console["contents"].as_str().unwrap();
+    println!("\nguest-to-guest, debian-12 guests under the region's accelerator, one network:");
+    println!("{:<14} {:>14} {:>12}", "path", "throughput", "ping rtt");
+    for line in text.lines().filter_map(|l| l.split("net-bench: ").nth(1)) {
+        let (path, rest) = line.split_once(": ").unwrap();
+        let (rate, rtt) = rest.split_once(", rtt ").unwrap();
+        println!("{path:<14} {rate:>14} {rtt:>12}");
+    }
     region.stop().await;
 }

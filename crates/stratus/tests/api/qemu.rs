@@ -913,6 +913,51 @@ impl TwoHosts {
     }
 }
 
+impl TwoHosts {
+    /// A region on the outside (10.250.0.1, no host of its own) with `config`, and both hosts'
+    /// agents, returned once both have registered.
+    async fn region(&self, mut config: Config) -> (TestRegion, Vec<tokio::process::Child>) {
+        config.host.enabled = false;
+        let region = TestRegion::listening(config, "10.250.0.1:0").await;
+        let control_plane = region.client.base.clone();
+        let credential = region.dir.path().join("host-credential");
+        let agents = UNDERLAY_HOSTS
+            .iter()
+            .map(|(host, address)| {
+                Self::agent(
+                    host,
+                    address,
+                    self.agents.path(),
+                    &control_plane,
+                    &credential,
+                )
+            })
+            .collect();
+        for (host, _) in UNDERLAY_HOSTS {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while region.client.get(&format!("{HOSTS}/{host}")).await.status != StatusCode::OK {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{host} never registered"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        (region, agents)
+    }
+
+    /// Lets placement use `host` only.
+    async fn only_on(c: &Client, host: &str) {
+        for (other, _) in UNDERLAY_HOSTS {
+            let verb = if other == host { "uncordon" } else { "cordon" };
+            let reply = c.post(&format!("{HOSTS}/{other}:{verb}"), json!({})).await;
+            assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
+        }
+    }
+}
+
+const HOSTS: &str = "/v1/regions/local-1/zones/local-1a/hosts";
+
 impl Drop for TwoHosts {
     fn drop(&mut self) {
         kill_processes_mentioning(&self.agents.path().display().to_string());
@@ -1006,44 +1051,15 @@ async fn networks_span_hosts_through_the_overlay_and_reach_out_through_nat() {
     tokio::spawn(async move { while outside.accept().await.is_ok() {} });
 
     let mut config = qemu_config();
-    config.host.enabled = false;
     config.networks.external_cidr = "10.251.0.0/24".into();
-    let region = TestRegion::listening(config, "10.250.0.1:0").await;
+    let (region, mut agents) = two_hosts.region(config).await;
     let c = &region.client;
     let control_plane = c.base.clone();
     let api_port = control_plane.rsplit(':').next().unwrap().to_owned();
     let credential = region.dir.path().join("host-credential");
     let agents_dir = &two_hosts.agents;
-    let mut agents: Vec<tokio::process::Child> = UNDERLAY_HOSTS
-        .iter()
-        .map(|(host, address)| {
-            TwoHosts::agent(
-                host,
-                address,
-                agents_dir.path(),
-                &control_plane,
-                &credential,
-            )
-        })
-        .collect();
-    let hosts = "/v1/regions/local-1/zones/local-1a/hosts";
-    for (host, _) in UNDERLAY_HOSTS {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while c.get(&format!("{hosts}/{host}")).await.status != StatusCode::OK {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{host} never registered"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    let only_on = |host: &'static str| async move {
-        for (other, _) in UNDERLAY_HOSTS {
-            let verb = if other == host { "uncordon" } else { "cordon" };
-            let reply = c.post(&format!("{hosts}/{other}:{verb}"), json!({})).await;
-            assert_eq!(reply.status, StatusCode::OK, "{:#}", reply.body);
-        }
-    };
+    let hosts = HOSTS;
+    let only_on = |host: &'static str| TwoHosts::only_on(c, host);
 
     let project = "/v1/regions/local-1/projects/default/compute";
     for id in ["net-a", "net-b"] {
@@ -1494,7 +1510,6 @@ async fn bench_guest_network_on_one_host_and_across_hosts() {
     let image = debian_image();
     let two_hosts = TwoHosts::build();
     let mut config = qemu_config();
-    config.host.enabled = false;
     config.catalog.as_mut().unwrap().images.push(ImageSpec {
         id: "debian-12".into(),
         display_name: "Debian 12".into(),
@@ -1505,39 +1520,9 @@ async fn bench_guest_network_on_one_host_and_across_hosts() {
         min_disk_gb: 2,
         file: Some(image.display().to_string()),
     });
-    let region = TestRegion::listening(config, "10.250.0.1:0").await;
+    let (region, _agents) = two_hosts.region(config).await;
     let c = &region.client;
-    let control_plane = c.base.clone();
-    let credential = region.dir.path().join("host-credential");
-    let _agents: Vec<tokio::process::Child> = UNDERLAY_HOSTS
-        .iter()
-        .map(|(host, address)| {
-            TwoHosts::agent(
-                host,
-                address,
-                two_hosts.agents.path(),
-                &control_plane,
-                &credential,
-            )
-        })
-        .collect();
-    let hosts = "/v1/regions/local-1/zones/local-1a/hosts";
-    for (host, _) in UNDERLAY_HOSTS {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while c.get(&format!("{hosts}/{host}")).await.status != StatusCode::OK {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{host} never registered"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    let only_on = |host: &'static str| async move {
-        for (other, _) in UNDERLAY_HOSTS {
-            let verb = if other == host { "uncordon" } else { "cordon" };
-            c.post(&format!("{hosts}/{other}:{verb}"), json!({})).await;
-        }
-    };
+    let only_on = |host: &'static str| TwoHosts::only_on(c, host);
     let compute = "/v1/regions/local-1/projects/default/compute";
     c.post(
         &format!("{compute}/networks"),
@@ -1594,10 +1579,24 @@ runcmd:
     let text = console["contents"].as_str().unwrap();
     println!("\nguest-to-guest, debian-12 guests under the region's accelerator, one network:");
     println!("{:<14} {:>14} {:>12}", "path", "throughput", "ping rtt");
+    let mut rates = Vec::new();
     for line in text.lines().filter_map(|l| l.split("net-bench: ").nth(1)) {
         let (path, rest) = line.split_once(": ").unwrap();
         let (rate, rtt) = rest.split_once(", rtt ").unwrap();
         println!("{path:<14} {rate:>14} {rtt:>12}");
+        rates.push(
+            rate.split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap(),
+        );
+    }
+    if let [one_host, across] = rates[..] {
+        println!(
+            "across hosts / one host: {:.2}x throughput",
+            across / one_host
+        );
     }
     region.stop().await;
 }

@@ -509,7 +509,8 @@ function instancePage(id) {
       `${d.boot ? 'boot, ' : ''}${d.sizeGb ?? '?'} GB${d.source ? ` from ${lastSegment(d.source)}` : ''}`).join('; ');
     const labels = Object.entries(instance.labels).map(([k, v]) => `${k}=${v}`).join(', ');
     const addresses = (instance.nics || []).map((n) =>
-      `${n.ipv4Address || '?'} in ${n.network ? lastSegment(n.network) : '?'}${n.ipv6Address ? `, ${n.ipv6Address}` : ''}`).join('; ');
+      `${n.ipv4Address || '?'} in ${n.network ? lastSegment(n.network) : '?'}${n.ipv6Address ? `, ${n.ipv6Address}` : ''}` +
+      `${n.externalIpv4Address ? `, external ${n.externalIpv4Address}` : ''}`).join('; ');
     const rows = [
       ['Type', lastSegment(instance.type)],
       ['Hostname', instance.hostname],

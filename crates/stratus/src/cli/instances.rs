@@ -614,12 +614,16 @@ impl Tabular for Instance {
             .iter()
             .map(|n| {
                 format!(
-                    "{} in {}{}",
+                    "{} in {}{}{}",
                     n.ipv4_address.as_deref().unwrap_or("?"),
                     n.network.as_deref().map(last_segment).unwrap_or("?"),
                     n.mac_address
                         .as_deref()
                         .map(|m| format!(" ({m})"))
+                        .unwrap_or_default(),
+                    n.external_ipv4_address
+                        .as_deref()
+                        .map(|e| format!(", external {e}"))
                         .unwrap_or_default()
                 )
             })

@@ -189,6 +189,18 @@ if [ -n "$spoof" ]; then
   fi
   ip addr del "$fake/32" dev eth0
 fi
+# probe-onlink = address:port: tries that port through the NIC's own link, bypassing the
+# gateway (an address the guest was never given a route to).
+onlink=$(attr probe-onlink)
+if [ -n "$onlink" ]; then
+  ip route add "${onlink%:*}/32" dev eth0
+  if echo probe | nc -w 3 "${onlink%:*}" "${onlink##*:}" >/dev/null 2>&1; then
+    echo "stratus-guest: on-link tcp $onlink REACHABLE"
+  else
+    echo "stratus-guest: on-link tcp $onlink unreachable"
+  fi
+  ip route del "${onlink%:*}/32" dev eth0
+fi
 port=$(attr probe-host-port)
 case "$port" in
   ''|*[!0-9]*) ;;
@@ -219,7 +231,7 @@ cat > "$work/syslinux.cfg" <<'CFG'
 DEFAULT linux
 LABEL linux
   KERNEL /vmlinuz
-  APPEND initrd=/initrd.gz console=ttyS0 quiet panic=-1
+  APPEND initrd=/initrd.gz console=ttyS0 panic=-1
 CFG
 disk="$work/disk.img"
 truncate -s 64M "$disk"

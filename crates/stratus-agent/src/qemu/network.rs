@@ -29,7 +29,11 @@
 //! Per NIC: a persistent tap `stp{uid}{i}` on the bridge, opened by QEMU by name. The nftables
 //! table `bridge stratus` lets each tap send only with its own MAC and its own addresses (IPv4,
 //! its IPv6, link-local, and `0.0.0.0` for DHCP), so a guest's source address identifies it to
-//! the metadata listener and to its neighbours.
+//! the metadata listener and to its neighbours. Its `input` chain drops whatever taps, gateway
+//! veths and VXLAN devices deliver to the host itself (Linux answers ARP for any of its
+//! addresses on any interface, so a guest with an on-link route could otherwise send to the
+//! host), and the host-side links carry no IPv6 (no address to reach, no router advertisement
+//! taken from a guest).
 //!
 //! Everything is made idempotently from what the control plane says the VMs are, so the
 //! agent repairs the plane after a restart (dnsmasq outlives the agent; one running with the
@@ -182,6 +186,7 @@ impl NetworkPlane {
             if !link_exists(&name).await {
                 ip(&["tuntap", "add", "dev", &name, "mode", "tap"]).await?;
             }
+            no_ipv6(&name);
             ip(&["link", "set", &name, "master", &bridge(nic.vni), "up"]).await?;
             let tap = Tap {
                 uid: spec.uid,
@@ -296,6 +301,7 @@ impl NetworkPlane {
         if !link_exists(&br).await {
             ip(&["link", "add", &br, "type", "bridge"]).await?;
         }
+        no_ipv6(&br);
         ip(&["link", "set", &br, "up"]).await?;
         if let Some(underlay) = self.settings.underlay {
             let device = vxlan(vni);
@@ -316,6 +322,7 @@ impl NetworkPlane {
                 ])
                 .await?;
             }
+            no_ipv6(&device);
             ip(&["link", "set", &device, "mtu", &OVERLAY_MTU.to_string()]).await?;
             ip(&["link", "set", &device, "master", &br, "up"]).await?;
         }
@@ -328,6 +335,7 @@ impl NetworkPlane {
             ])
             .await?;
         }
+        no_ipv6(&host);
         ip(&["link", "set", &host, "master", &br, "up"]).await?;
         let (up_host, up_inside) = (uplink_host(vni), uplink_inside(vni));
         if !link_exists(&up_host).await {
@@ -336,6 +344,7 @@ impl NetworkPlane {
             ])
             .await?;
         }
+        no_ipv6(&up_host);
         let (host_end, inside_end) = uplink_addresses(vni);
         ip(&[
             "addr",
@@ -701,9 +710,14 @@ impl NetworkPlane {
         let script = if state.taps.is_empty() {
             "table bridge stratus {}\ndelete table bridge stratus\n".to_owned()
         } else {
+            // Nothing that comes in by a guest's tap, a gateway's veth or the overlay is for
+            // the host itself: not its IPv4 addresses (answered by ARP on any interface), not
+            // its IPv6 ones.
             format!(
                 "table bridge stratus {{}}\nflush table bridge stratus\n\
-                 table bridge stratus {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n{rules}  }}\n}}\n"
+                 table bridge stratus {{\n  chain forward {{\n    type filter hook forward priority 0; policy accept;\n{rules}  }}\n\
+                 \x20 chain input {{\n    type filter hook input priority 0; policy accept;\n\
+                 \x20   iifname \"stp*\" drop\n    iifname \"svh*\" drop\n    iifname \"svx*\" drop\n  }}\n}}\n"
             )
         };
         nft(&script).await
@@ -946,4 +960,10 @@ fn upstream_resolvers() -> Vec<IpAddr> {
         .filter_map(|address| address.trim().parse::<IpAddr>().ok())
         .filter(|address| !address.is_loopback())
         .collect()
+}
+
+/// Takes IPv6 off host-side link `name`: the host gets no address a guest could reach on it,
+/// and takes no router advertisement from a guest. (Nothing to do where IPv6 is off.)
+fn no_ipv6(name: &str) {
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
 }

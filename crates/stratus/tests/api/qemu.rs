@@ -32,9 +32,10 @@ fn test_guest() -> PathBuf {
     PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
 }
 
-/// Held by tests whose regions plumb bridged networks in this machine's own namespace: two
-/// regions would name their first networks' bridges alike.
-static HOST_NETWORK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by the tests that plumb real networks, one at a time: regions plumbing this machine's
+/// own namespace would name their first networks' bridges alike, and each of these tests runs
+/// several guests at once (more at a time starve TCG guests on two cores).
+static NETWORK_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The `debian-12` cloud image, built (once, cached) by the repository's script.
 fn debian_image() -> PathBuf {
@@ -561,7 +562,7 @@ async fn nvme_and_temporary_disks_behave_as_declared() {
 
 #[tokio::test]
 async fn serve_with_no_configuration_boots_real_guests() {
-    let _host_network = HOST_NETWORK.lock().await;
+    let _network_tests = NETWORK_TESTS.lock().await;
     let mut config = Config::default();
     config.agent.poll_wait_ms = 500;
     config.qemu.stratus_binary = env!("CARGO_BIN_EXE_stratus").into();
@@ -666,12 +667,33 @@ fn names_in(dir: &str, prefix: &str) -> Vec<String> {
 /// tap, namespace, dnsmasq and filter of their networks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bridged_guests_reach_their_network_and_nothing_else() {
-    let _host_network = HOST_NETWORK.lock().await;
+    let _network_tests = NETWORK_TESTS.lock().await;
     // Something listening on every address of the host, as its services would.
     let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { while listener.accept().await.is_ok() {} });
     let host = host_address();
+    // Counts what reaches the host's own stack from the guests' addresses, whatever answers.
+    let counter = format!(
+        "table inet stratus_test_probe {{\n  chain input {{\n    type filter hook input priority -300; policy accept;\n    ip saddr 10.90.0.0/24 tcp dport {port} counter\n  }}\n}}\n"
+    );
+    let nft = |script: &str| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "nft -f: {script}");
+    };
+    nft("table inet stratus_test_probe {}\ndelete table inet stratus_test_probe\n");
+    nft(&counter);
 
     let mut config = qemu_config();
     config.host.networking = "bridge".into();
@@ -708,6 +730,7 @@ async fn bridged_guests_reach_their_network_and_nothing_else() {
                 format!("{peer}:7,{host}:{port},10.90.0.1:{port}"),
             ),
             ("probe-spoof", format!("10.90.0.12>{peer}")),
+            ("probe-onlink", format!("{host}:{port}")),
         ]
     };
     let a2 = c
@@ -738,10 +761,23 @@ async fn bridged_guests_reach_their_network_and_nothing_else() {
             &format!("tcp {host}:{port} unreachable"),
             &format!("tcp 10.90.0.1:{port} unreachable"),
             "spoofed ping from 10.90.0.12 to 10.90.0.10 unreachable",
+            &format!("on-link tcp {host}:{port} unreachable"),
         ],
     )
     .await;
     let a2_text = a2_console.as_str();
+    // a2 sent to the host through its own link (an on-link route to the host's address):
+    // nothing of it reached the host.
+    let counted = std::process::Command::new("nft")
+        .args(["list", "table", "inet", "stratus_test_probe"])
+        .output()
+        .unwrap();
+    let counted = String::from_utf8_lossy(&counted.stdout).into_owned();
+    nft("delete table inet stratus_test_probe\n");
+    assert!(
+        counted.contains("counter packets 0 bytes 0"),
+        "packets of the guests reached the host: {counted}"
+    );
     assert_eq!(
         between(a2_text, "instance/id").trim(),
         a2.body["uid"].as_str().unwrap(),
@@ -1043,6 +1079,7 @@ async fn reachable_from_outside(target: &str, within: Duration) -> bool {
 /// anything, and deleting the guests leaves nothing of their networks on either host.
 #[tokio::test]
 async fn networks_span_hosts_through_the_overlay_and_reach_out_through_nat() {
+    let _network_tests = NETWORK_TESTS.lock().await;
     let two_hosts = TwoHosts::build();
     let outside = tokio::net::TcpListener::bind("10.250.0.100:0")
         .await
@@ -1292,7 +1329,7 @@ async fn networks_span_hosts_through_the_overlay_and_reach_out_through_nat() {
 /// from the host at its EXTERNAL address and runs commands in it as the default user.
 #[tokio::test]
 async fn a_cloud_init_guest_answers_stratus_instances_ssh_at_its_external_address() {
-    let _host_network = HOST_NETWORK.lock().await;
+    let _network_tests = NETWORK_TESTS.lock().await;
     let image = debian_image();
     let mut config = qemu_config();
     config.host.name = "ci-host".into();
@@ -1507,6 +1544,7 @@ async fn the_region_builds_debian_12_in_the_background_showing_its_progress() {
 #[tokio::test]
 #[ignore = "a benchmark: cargo test -p stratus --test api qemu::bench_ -- --ignored --nocapture"]
 async fn bench_guest_network_on_one_host_and_across_hosts() {
+    let _network_tests = NETWORK_TESTS.lock().await;
     let image = debian_image();
     let two_hosts = TwoHosts::build();
     let mut config = qemu_config();

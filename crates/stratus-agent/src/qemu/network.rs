@@ -720,7 +720,7 @@ impl NetworkPlane {
                  \x20   iifname \"stp*\" drop\n    iifname \"svh*\" drop\n    iifname \"svx*\" drop\n  }}\n}}\n"
             )
         };
-        nft(&script).await
+        nft_in(None, &script).await
     }
 
     /// Binds `169.254.169.254:80` inside namespace `ns` and serves each connection from the
@@ -788,25 +788,32 @@ async fn bind_in_namespace(
 }
 
 async fn ip(args: &[&str]) -> Result<(), DriverError> {
-    let output = Command::new("ip")
+    run("ip", args).await
+}
+
+async fn bridge_fdb(args: &[&str]) -> Result<(), DriverError> {
+    let mut all = vec!["fdb"];
+    all.extend(args);
+    run("bridge", &all).await
+}
+
+/// Runs `program` with `args`; its standard error is the failure's message.
+async fn run(program: &str, args: &[&str]) -> Result<(), DriverError> {
+    let command = format!("{program} {}", args.join(" "));
+    let output = Command::new(program)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| DriverError::Transient(format!("ip {}: {e}", args.join(" "))))?;
+        .map_err(|e| DriverError::Transient(format!("{command}: {e}")))?;
     if output.status.success() {
         Ok(())
     } else {
         Err(DriverError::Transient(format!(
-            "ip {} failed: {}",
-            args.join(" "),
+            "{command} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))
     }
-}
-
-async fn nft(script: &str) -> Result<(), DriverError> {
-    nft_in(None, script).await
 }
 
 /// Runs an nftables script on the host, or inside namespace `ns`.
@@ -930,25 +937,6 @@ async fn overlay_entries(device: &str) -> Result<BTreeSet<(String, String)>, Dri
             Some((words[0].to_owned(), words.get(dst + 1)?.to_string()))
         })
         .collect())
-}
-
-async fn bridge_fdb(args: &[&str]) -> Result<(), DriverError> {
-    let output = Command::new("bridge")
-        .arg("fdb")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| DriverError::Transient(format!("bridge fdb {}: {e}", args.join(" "))))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(DriverError::Transient(format!(
-            "bridge fdb {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr).trim()
-        )))
-    }
 }
 
 /// The host's resolvers (`/etc/resolv.conf`) that a namespace can reach: not loopback.

@@ -13,23 +13,29 @@ use stratus_core::catalog::{Catalog, ImageSpec};
 const BOOT: Duration = Duration::from_secs(90);
 const IMAGE: &str = "/v1/regions/local-1/compute/images/stratus-test-guest";
 
-/// The test guest image, built (once, cached) by the repository's script.
-fn test_guest() -> PathBuf {
-    if let Ok(path) = std::env::var("STRATUS_TEST_GUEST") {
+/// An image built (once, cached) by the repository's `script` into `out` under `target/`, or
+/// the one the environment variable `given` names (scripts/test.sh builds them first).
+fn built_image(given: &str, script: &str, out: &str) -> PathBuf {
+    if let Ok(path) = std::env::var(given) {
         return PathBuf::from(path);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let output = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-test-guest.sh"))
-        .arg(root.join("target/test-guest"))
+        .arg(root.join("scripts").join(script))
+        .arg(root.join("target").join(out))
         .output()
-        .expect("running scripts/build-test-guest.sh");
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
     assert!(
         output.status.success(),
-        "building the test guest failed: {}",
+        "scripts/{script} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+}
+
+/// The test guest image.
+fn test_guest() -> PathBuf {
+    built_image("STRATUS_TEST_GUEST", "build-test-guest.sh", "test-guest")
 }
 
 /// Held by the tests that plumb real networks, one at a time: regions plumbing this machine's
@@ -37,23 +43,19 @@ fn test_guest() -> PathBuf {
 /// several guests at once (more at a time starve TCG guests on two cores).
 static NETWORK_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The `debian-12` cloud image, built (once, cached) by the repository's script.
-fn debian_image() -> PathBuf {
-    if let Ok(path) = std::env::var("STRATUS_TEST_DEBIAN") {
-        return PathBuf::from(path);
+/// The `debian-12` cloud image, as a catalog entry.
+fn debian_image() -> ImageSpec {
+    let file = built_image("STRATUS_TEST_DEBIAN", "build-debian-image.sh", "images");
+    ImageSpec {
+        id: "debian-12".into(),
+        display_name: "Debian 12".into(),
+        description: String::new(),
+        os: "debian".into(),
+        format: "raw".into(),
+        size_bytes: std::fs::metadata(&file).unwrap().len(),
+        min_disk_gb: 2,
+        file: Some(file.display().to_string()),
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let output = std::process::Command::new("bash")
-        .arg(root.join("scripts/build-debian-image.sh"))
-        .arg(root.join("target/images"))
-        .output()
-        .expect("running scripts/build-debian-image.sh");
-    assert!(
-        output.status.success(),
-        "building the Debian image failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
 }
 
 pub fn qemu_config() -> Config {
@@ -1336,16 +1338,7 @@ async fn a_cloud_init_guest_answers_stratus_instances_ssh_at_its_external_addres
     config.host.networking = "bridge".into();
     config.networks.external_cidr = "10.252.0.0/24".into();
     let catalog = config.catalog.as_mut().unwrap();
-    catalog.images.push(ImageSpec {
-        id: "debian-12".into(),
-        display_name: "Debian 12".into(),
-        description: String::new(),
-        os: "debian".into(),
-        format: "raw".into(),
-        size_bytes: std::fs::metadata(&image).unwrap().len(),
-        min_disk_gb: 2,
-        file: Some(image.display().to_string()),
-    });
+    catalog.images.push(image);
     let region = TestRegion::with_config(config).await;
     let c = &region.client;
     let keys = tempfile::tempdir().unwrap();
@@ -1548,16 +1541,7 @@ async fn bench_guest_network_on_one_host_and_across_hosts() {
     let image = debian_image();
     let two_hosts = TwoHosts::build();
     let mut config = qemu_config();
-    config.catalog.as_mut().unwrap().images.push(ImageSpec {
-        id: "debian-12".into(),
-        display_name: "Debian 12".into(),
-        description: String::new(),
-        os: "debian".into(),
-        format: "raw".into(),
-        size_bytes: std::fs::metadata(&image).unwrap().len(),
-        min_disk_gb: 2,
-        file: Some(image.display().to_string()),
-    });
+    config.catalog.as_mut().unwrap().images.push(image);
     let (region, _agents) = two_hosts.region(config).await;
     let c = &region.client;
     let only_on = |host: &'static str| TwoHosts::only_on(c, host);

@@ -286,20 +286,15 @@ async fn ssh(
     let config_dir = super::profiles::config_dir()?;
     std::fs::create_dir_all(&config_dir)
         .map_err(|e| Failure::Usage(format!("{}: {e}", config_dir.display())))?;
-    let known_hosts = config_dir.join("known_hosts");
     let mut ssh = std::process::Command::new("ssh");
-    ssh.args(["-o", "StrictHostKeyChecking=accept-new"])
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .arg("-o")
-        .arg(format!("HostKeyAlias=stratus-{}", instance.uid));
-    if let Some(identity) = identity {
-        ssh.arg("-i").arg(identity);
-    }
-    ssh.arg(format!("{user}@{address}"));
-    if !command.is_empty() {
-        ssh.arg("--").args(command);
-    }
+    ssh.args(ssh_args(
+        &user,
+        &address,
+        &instance.uid.to_string(),
+        &config_dir.join("known_hosts"),
+        identity.as_deref(),
+        &command,
+    )?);
     let status = ssh
         .status()
         .map_err(|e| Failure::Usage(format!("running ssh: {e}")))?;
@@ -307,6 +302,43 @@ async fn ssh(
         Some(0) => Ok(()),
         code => std::process::exit(code.unwrap_or(255)),
     }
+}
+
+/// The arguments of `ssh` for logging in as `user` to `address`. Both come from instance data
+/// any member of the project can write, so neither may read as an option to ssh: the user
+/// must be a plain login name and the address an IP address, and the destination follows `--`.
+fn ssh_args(
+    user: &str,
+    address: &str,
+    uid: &str,
+    known_hosts: &std::path::Path,
+    identity: Option<&std::path::Path>,
+    command: &[String],
+) -> Result<Vec<std::ffi::OsString>, Failure> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if user.is_empty() || user.starts_with('-') || !user.chars().all(plain) {
+        return Err(Failure::Usage(format!(
+            "{user:?} is not a login name to ssh as; give one with --user"
+        )));
+    }
+    if address.parse::<std::net::IpAddr>().is_err() {
+        return Err(Failure::Usage(format!("{address:?} is not an IP address")));
+    }
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "-o".into(),
+        "StrictHostKeyChecking=accept-new".into(),
+        "-o".into(),
+        format!("UserKnownHostsFile={}", known_hosts.display()).into(),
+        "-o".into(),
+        format!("HostKeyAlias=stratus-{uid}").into(),
+    ];
+    if let Some(identity) = identity {
+        args.push("-i".into());
+        args.push(identity.into());
+    }
+    args.extend(["-l".into(), user.into(), "--".into(), address.into()]);
+    args.extend(command.iter().map(Into::into));
+    Ok(args)
 }
 
 /// The user of the instance's first `ssh-keys` entry (`user:key`).
@@ -654,5 +686,38 @@ impl Tabular for Instance {
 impl Tabular for stratus_types::SerialPortOutput {
     fn table(&self) -> (Vec<&'static str>, Vec<Vec<String>>) {
         (Vec::new(), vec![vec![self.contents.clone()]])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_args;
+    use std::path::Path;
+
+    #[test]
+    fn instance_data_never_becomes_an_ssh_option() {
+        let known = Path::new("/k");
+        // Any project member can write these into the instance's ssh-keys.
+        for user in ["-oProxyCommand=touch /tmp/pwned", "a b", "root@evil", ""] {
+            assert!(
+                ssh_args(user, "10.0.0.2", "u", known, None, &[]).is_err(),
+                "{user}"
+            );
+        }
+        assert!(ssh_args("debian", "-oProxyCommand=x", "u", known, None, &[]).is_err());
+        let args = ssh_args(
+            "debian",
+            "198.51.100.2",
+            "u",
+            known,
+            None,
+            &["uname".into()],
+        )
+        .unwrap();
+        let tail: Vec<_> = args[args.len() - 5..]
+            .iter()
+            .map(|a| a.to_str().unwrap())
+            .collect();
+        assert_eq!(tail, ["-l", "debian", "--", "198.51.100.2", "uname"]);
     }
 }

@@ -24,7 +24,8 @@
 //!   the address the control plane gave its NIC, its gateway, its hostname and its MTU);
 //! - a TCP listener on `169.254.169.254:80` inside it (made by a thread that enters the
 //!   namespace to bind it), which hands each connection to the metadata service of the guest
-//!   whose address it comes from.
+//!   whose address it comes from (at most 16 connections per guest, each for at most ten
+//!   minutes, so no guest can wear out the agent).
 //!
 //! Per NIC: a persistent tap `stp{uid}{i}` on the bridge, opened by QEMU by name. The nftables
 //! table `bridge stratus` lets each tap send only with its own MAC and its own addresses (IPv4,
@@ -732,6 +733,7 @@ impl NetworkPlane {
     ) -> Result<tokio::task::JoinHandle<()>, DriverError> {
         let listener = bind_in_namespace(ns, SocketAddr::from((METADATA_ADDRESS, 80))).await?;
         let socket = self.metadata_socket.clone();
+        let limit = ConnectionLimit::default();
         Ok(tokio::spawn(async move {
             loop {
                 let Ok((stream, peer)) = listener.accept().await else {
@@ -744,13 +746,64 @@ impl NetworkPlane {
                     // Not an address of a guest here: nothing to say to it.
                     continue;
                 };
+                let Some(open) = limit.open(uid) else {
+                    // A guest holding this many connections is not reading metadata.
+                    continue;
+                };
                 let path = socket(uid);
                 tokio::spawn(async move {
+                    let _open = open;
                     let (from_guest, to_guest) = stream.into_split();
-                    let _ = crate::metadata::relay(from_guest, to_guest, &path).await;
+                    let relay = crate::metadata::relay(from_guest, to_guest, &path);
+                    let _ = tokio::time::timeout(METADATA_CONNECTION_LIFE, relay).await;
                 });
             }
         }))
+    }
+}
+
+/// How many metadata connections one guest may hold open at once.
+const METADATA_CONNECTIONS_PER_GUEST: usize = 16;
+
+/// How long a metadata connection may last (long polls wait up to a few minutes).
+const METADATA_CONNECTION_LIFE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The metadata connections each guest holds, so that one guest opening connections without
+/// end takes nothing from the others or from the agent.
+#[derive(Clone, Default)]
+struct ConnectionLimit(Arc<std::sync::Mutex<HashMap<Uuid, usize>>>);
+
+/// One open connection, counted until dropped.
+struct OpenConnection {
+    limit: ConnectionLimit,
+    uid: Uuid,
+}
+
+impl ConnectionLimit {
+    /// Counts a new connection of guest `uid`, or `None` when it holds as many as it may.
+    fn open(&self, uid: Uuid) -> Option<OpenConnection> {
+        let mut open = self.0.lock().unwrap();
+        let count = open.entry(uid).or_default();
+        if *count >= METADATA_CONNECTIONS_PER_GUEST {
+            return None;
+        }
+        *count += 1;
+        Some(OpenConnection {
+            limit: self.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let mut open = self.limit.0.lock().unwrap();
+        if let Some(count) = open.get_mut(&self.uid) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.uid);
+            }
+        }
     }
 }
 
@@ -954,4 +1007,25 @@ fn upstream_resolvers() -> Vec<IpAddr> {
 /// and takes no router advertisement from a guest. (Nothing to do where IPv6 is off.)
 fn no_ipv6(name: &str) {
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guest_opening_connections_without_end_is_held_to_its_share() {
+        let limit = ConnectionLimit::default();
+        let (greedy, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut held: Vec<_> = (0..METADATA_CONNECTIONS_PER_GUEST)
+            .map(|_| limit.open(greedy).expect("within its share"))
+            .collect();
+        assert!(limit.open(greedy).is_none(), "one more is refused");
+        assert!(limit.open(other).is_some(), "another guest is not affected");
+        held.pop();
+        assert!(
+            limit.open(greedy).is_some(),
+            "a closed connection frees its place"
+        );
+    }
 }

@@ -13,6 +13,7 @@ pub mod images;
 pub mod metadata;
 pub mod plan;
 pub mod qemu;
+pub mod redfish;
 pub mod sim;
 
 pub use agent::{Agent, AgentConfig, ControlPlane};

@@ -36,63 +36,72 @@ pub fn status_and_reason(e: &Error) -> (StatusCode, &'static str) {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, reason) = status_and_reason(&self.0);
-        let (message, details) = match &self.0 {
-            Error::InvalidArgument { message, fields } => (
-                message.clone(),
-                fields
-                    .iter()
-                    .map(|f| ErrorDetail {
-                        reason: reason.into(),
-                        field: Some(f.field.clone()),
-                        description: Some(f.description.clone()),
-                    })
-                    .collect(),
-            ),
-            Error::QuotaExceeded(exceeded) => (
-                exceeded.to_string(),
-                vec![ErrorDetail {
+/// The contract's error object for `e` (the body's `error`), as a batch result item holds it.
+pub fn error_info(e: &Error) -> ErrorInfo {
+    let (status, reason) = status_and_reason(e);
+    let (message, details) = message_and_details(e, reason);
+    ErrorInfo {
+        code: status.as_u16(),
+        message,
+        details,
+    }
+}
+
+fn message_and_details(e: &Error, reason: &'static str) -> (String, Vec<ErrorDetail>) {
+    match e {
+        Error::InvalidArgument { message, fields } => (
+            message.clone(),
+            fields
+                .iter()
+                .map(|f| ErrorDetail {
                     reason: reason.into(),
-                    field: Some(format!("quotas.{}", exceeded.quota)),
-                    description: Some(format!(
-                        "limit {}, in use {}, requested {}",
-                        exceeded.limit, exceeded.usage, exceeded.requested
-                    )),
-                }],
-            ),
-            Error::Internal(internal) => {
-                tracing::error!(error = %internal, "internal error");
-                (
-                    "internal error; the server log has the details under this request's X-Request-Id"
-                        .to_owned(),
-                    vec![ErrorDetail {
-                        reason: reason.into(),
-                        field: None,
-                        description: None,
-                    }],
-                )
-            }
-            other => (
-                other.to_string(),
+                    field: Some(f.field.clone()),
+                    description: Some(f.description.clone()),
+                })
+                .collect(),
+        ),
+        Error::QuotaExceeded(exceeded) => (
+            exceeded.to_string(),
+            vec![ErrorDetail {
+                reason: reason.into(),
+                field: Some(format!("quotas.{}", exceeded.quota)),
+                description: Some(format!(
+                    "limit {}, in use {}, requested {}",
+                    exceeded.limit, exceeded.usage, exceeded.requested
+                )),
+            }],
+        ),
+        Error::Internal(internal) => {
+            tracing::error!(error = %internal, "internal error");
+            (
+                "internal error; the server log has the details under this request's X-Request-Id"
+                    .to_owned(),
                 vec![ErrorDetail {
                     reason: reason.into(),
                     field: None,
                     description: None,
                 }],
-            ),
-        };
-        if status.is_server_error() {
-            tracing::warn!(%status, %message, "request failed");
+            )
         }
-        let body = ErrorBody {
-            error: ErrorInfo {
-                code: status.as_u16(),
-                message,
-                details,
-            },
-        };
+        other => (
+            other.to_string(),
+            vec![ErrorDetail {
+                reason: reason.into(),
+                field: None,
+                description: None,
+            }],
+        ),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = status_and_reason(&self.0).0;
+        let error = error_info(&self.0);
+        if status.is_server_error() {
+            tracing::warn!(%status, message = %error.message, "request failed");
+        }
+        let body = ErrorBody { error };
         let mut response = (status, axum::Json(body)).into_response();
         match &self.0 {
             Error::Unauthenticated(_) => {

@@ -551,6 +551,33 @@ impl RequestBody for stratus_types::auth::TokenBody {}
 
 impl RequestBody for stratus_types::auth::CheckRequest {}
 
+const SERVER_READ_ONLY: &[&str] = &[
+    "selfLink",
+    "uid",
+    "hardwareSpecs",
+    "provisioningState",
+    "healthStatus",
+    "statusMessage",
+    "powerState",
+    "instance",
+    "createdAt",
+    "updatedAt",
+];
+
+impl RequestBody for stratus_types::ServerCreateRequest {
+    const READ_ONLY: &'static [&'static str] = SERVER_READ_ONLY;
+}
+
+impl RequestBody for stratus_types::ServerUpdateRequest {
+    const READ_ONLY: &'static [&'static str] = SERVER_READ_ONLY;
+    const IMMUTABLE: &'static [&'static str] =
+        &["id", "bmcAddress", "bmcUsername", "bmcPassword", "zone"];
+}
+
+impl RequestBody for stratus_types::ServerBatchCreateRequest {}
+
+impl RequestBody for stratus_types::ServerProvisionRequest {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,6 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
     ));
     let routes = public
         .merge(handlers::hosts::routes())
+        .merge(handlers::deploy::routes())
         .merge(console::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(record_http_metrics))

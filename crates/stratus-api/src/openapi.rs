@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi};
         (name = "images", description = "Disk images, from the catalog or imported"),
         (name = "networks", description = "Networks, their subnets, and addresses (IPAM) of a project"),
         (name = "hosts", description = "The region's hosts: capacity, health, cordon and drain (operators; an extension)"),
+        (name = "servers", description = "Bare-metal servers with Redfish BMCs: registration, inspection, provisioning, power, logs (operators)"),
         (name = "organizations", description = "Tenants"),
         (name = "projects", description = "Projects, which own compute resources"),
         (name = "auth", description = "Access tokens: minting, introspection, revocation"),

@@ -13,7 +13,7 @@
 //! and its handler splits the segment at the colon.
 
 use crate::app::App;
-use crate::handlers::{catalog, host_operations, iam, instances, meta, networks, tenancy};
+use crate::handlers::{catalog, host_operations, iam, instances, meta, networks, servers, tenancy};
 use axum::Router;
 use std::sync::Arc;
 use utoipa::openapi::OpenApi;
@@ -71,6 +71,15 @@ fn table() -> Vec<UtoipaMethodRouter<Arc<App>>> {
         routes!(networks::get_subnet),
         routes!(networks::list_addresses, networks::allocate_address),
         routes!(networks::get_address, networks::release_address),
+        routes!(servers::list_servers, servers::register_server),
+        routes!(servers::batch_create_servers),
+        routes!(
+            servers::get_server,
+            servers::update_server,
+            servers::decommission_server
+        ),
+        routes!(servers::server_action),
+        routes!(servers::server_logs),
         routes!(iam::list_api_keys, iam::create_api_key),
         routes!(iam::get_api_key, iam::update_api_key, iam::delete_api_key),
         routes!(iam::rotate_api_key),

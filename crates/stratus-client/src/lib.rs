@@ -23,12 +23,14 @@ mod error;
 mod iam;
 mod instances;
 mod networks;
+mod servers;
 mod tenancy;
 
 pub use catalog::Catalog;
 pub use error::{ApiError, Error};
 pub use instances::{InstanceAction, Instances};
 pub use networks::Networks;
+pub use servers::Servers;
 pub use stratus_types as types;
 
 use reqwest::{Method, RequestBuilder};
@@ -191,6 +193,11 @@ impl Client {
     /// The networks, subnets and addresses of `project` in `region`.
     pub fn networks<'a>(&'a self, region: &str, project: &str) -> Networks<'a> {
         Networks::new(self, region, project)
+    }
+
+    /// The bare-metal servers of `project` in `region` (operators).
+    pub fn servers<'a>(&'a self, region: &str, project: &str) -> Servers<'a> {
+        Servers::new(self, region, project)
     }
 
     /// The catalog of `region`: zones, instance types, images.

@@ -119,7 +119,8 @@ pub fn buildable_images() -> Vec<ImageSpec> {
 }
 
 impl Catalog {
-    /// The built-in catalog: region `local-1`, zone `local-1a`, four instance types, one GPU
+    /// The built-in catalog: region `local-1`, zone `local-1a`, four VM instance types and a
+    /// bare-metal one (`bm1-small`: any ready server with at least one CPU and 512 MB), one GPU
     /// type and the `stratus-guest` image (whose file `serve` builds when it runs real guests).
     pub fn builtin() -> Self {
         let t = |id: &str, vcpus, memory_mb, gpu: Option<(&str, u32)>, description: &str| {
@@ -158,6 +159,16 @@ impl Catalog {
                     Some(("nvidia-h100", 1)),
                     "8 vCPUs, 64 GB, 1 H100",
                 ),
+                InstanceTypeSpec {
+                    baremetal: true,
+                    ..t(
+                        "bm1-small",
+                        1,
+                        512,
+                        None,
+                        "a whole bare-metal server with at least 1 CPU and 512 MB",
+                    )
+                },
             ],
             gpu_types: vec![GpuTypeSpec {
                 id: "nvidia-h100".into(),

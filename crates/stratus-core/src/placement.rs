@@ -6,6 +6,10 @@
 //! the hosts that fit, the one with the most free vCPUs wins, spreading load. When nothing fits
 //! the error says what was asked and what the zone has free, so the caller can pick a smaller
 //! type or another zone.
+//!
+//! Bare metal is the same question with two more rules: an instance of a bare-metal type goes
+//! only to a bare-metal server's host (and a VM never does), and such a host takes one
+//! instance, whatever it has left over — a server is not shared.
 
 use crate::Error;
 use uuid::Uuid;
@@ -17,6 +21,8 @@ pub struct Demand {
     pub memory_mb: u64,
     /// GPU type id and count, when the instance has GPUs.
     pub gpu: Option<(String, u32)>,
+    /// Whether it needs a whole bare-metal server.
+    pub baremetal: bool,
 }
 
 /// A live host with its capacity and what is already reserved on it.
@@ -31,6 +37,8 @@ pub struct HostUsage {
     pub used_gpus: Vec<(String, u32)>,
     /// Instances placed on it.
     pub instances: u32,
+    /// Whether it is a bare-metal server (it takes one instance of a bare-metal type).
+    pub baremetal: bool,
 }
 
 impl HostUsage {
@@ -59,7 +67,9 @@ impl HostUsage {
     }
 
     fn fits(&self, demand: &Demand) -> bool {
-        self.free_vcpus() >= demand.vcpus
+        self.baremetal == demand.baremetal
+            && (!self.baremetal || self.instances == 0)
+            && self.free_vcpus() >= demand.vcpus
             && self.free_memory_mb() >= demand.memory_mb
             && demand
                 .gpu
@@ -84,17 +94,28 @@ pub fn choose_host(zone: &str, demand: &Demand, hosts: &[HostUsage]) -> Result<U
     if let Some((t, n)) = &demand.gpu {
         asked.push_str(&format!(" and {n} GPUs of type {t}"));
     }
+    let hosts: Vec<&HostUsage> = hosts
+        .iter()
+        .filter(|h| h.baremetal == demand.baremetal)
+        .collect();
+    if demand.baremetal {
+        let free = hosts.iter().filter(|h| h.instances == 0).count();
+        let why = match (hosts.len(), free) {
+            (0, _) => "the zone has no ready bare-metal server".to_owned(),
+            (n, 0) => format!("all {n} of its ready bare-metal servers are in use"),
+            (_, free) => format!("none of its {free} free bare-metal servers is that large"),
+        };
+        return Err(Error::ResourceExhausted(format!(
+            "no bare-metal capacity in zone {zone} for {asked}: {why}"
+        )));
+    }
     if hosts.is_empty() {
         return Err(Error::ResourceExhausted(format!(
             "no schedulable host of zone {zone} is up to take {asked}"
         )));
     }
-    let max_vcpus = hosts.iter().map(HostUsage::free_vcpus).max().unwrap_or(0);
-    let max_memory = hosts
-        .iter()
-        .map(HostUsage::free_memory_mb)
-        .max()
-        .unwrap_or(0);
+    let max_vcpus = hosts.iter().map(|h| h.free_vcpus()).max().unwrap_or(0);
+    let max_memory = hosts.iter().map(|h| h.free_memory_mb()).max().unwrap_or(0);
     let mut free =
         format!("the most free on one host is {max_vcpus} vCPUs and {max_memory} MB of memory");
     if let Some((t, _)) = &demand.gpu {
@@ -121,6 +142,7 @@ mod tests {
             used_memory_mb: 0,
             used_gpus: vec![],
             instances: 0,
+            baremetal: false,
         }
     }
 
@@ -131,6 +153,7 @@ mod tests {
             vcpus: 2,
             memory_mb: 1024,
             gpu: None,
+            baremetal: false,
         };
         assert_eq!(choose_host("z", &demand, &hosts).unwrap(), hosts[1].host_id);
     }
@@ -142,6 +165,7 @@ mod tests {
             vcpus: 4,
             memory_mb: 1024,
             gpu: Some(("h100".into(), 2)),
+            baremetal: false,
         };
         assert_eq!(choose_host("z", &demand, &hosts).unwrap(), hosts[1].host_id);
     }
@@ -153,6 +177,7 @@ mod tests {
             vcpus: 4,
             memory_mb: 1024,
             gpu: None,
+            baremetal: false,
         };
         let Error::ResourceExhausted(msg) = choose_host("local-1a", &demand, &hosts).unwrap_err()
         else {
@@ -160,5 +185,35 @@ mod tests {
         };
         assert!(msg.contains("4 vCPUs") && msg.contains("2 vCPUs"), "{msg}");
         assert!(msg.contains("local-1a"), "{msg}");
+    }
+
+    #[test]
+    fn a_bare_metal_server_takes_one_bare_metal_instance_and_no_vm() {
+        let mut server = host(8, 0, 0);
+        server.baremetal = true;
+        let vm_host = host(64, 0, 0);
+        let bm = Demand {
+            vcpus: 1,
+            memory_mb: 512,
+            gpu: None,
+            baremetal: true,
+        };
+        let vm = Demand {
+            baremetal: false,
+            ..bm.clone()
+        };
+        let hosts = [vm_host.clone(), server.clone()];
+        assert_eq!(choose_host("z", &bm, &hosts).unwrap(), server.host_id);
+        assert_eq!(choose_host("z", &vm, &hosts).unwrap(), vm_host.host_id);
+        server.instances = 1;
+        server.used_vcpus = 1;
+        let Error::ResourceExhausted(msg) = choose_host("z", &bm, &[vm_host, server]).unwrap_err()
+        else {
+            panic!("want ResourceExhausted")
+        };
+        assert!(
+            msg.contains("bare-metal capacity") && msg.contains("in use"),
+            "{msg}"
+        );
     }
 }

@@ -164,6 +164,7 @@ fn demand(vcpus: u32) -> Demand {
         vcpus,
         memory_mb: 64,
         gpu: None,
+        baremetal: false,
     }
 }
 
@@ -253,6 +254,7 @@ pub async fn placement_respects_capacity(store: Arc<dyn Store>) {
         vcpus: 0,
         memory_mb: 0,
         gpu: Some(("h100".into(), 1)),
+        baremetal: false,
     };
     let since = Utc::now() - Duration::seconds(60);
     store
@@ -723,6 +725,7 @@ async fn create_with_nics(
         vcpus: 0,
         memory_mb: 0,
         gpu: None,
+        baremetal: false,
     };
     store
         .create_instance(&i, &d, Utc::now() - Duration::seconds(60), &UNLIMITED)

@@ -145,6 +145,32 @@ pub trait Store: Send + Sync + 'static {
     /// The addresses an instance's NICs hold.
     async fn addresses_of_instance(&self, instance: Uuid) -> Result<Vec<AddressRecord>>;
 
+    // servers
+    /// Registers a server; `AlreadyExists` when its project has one of that id or another
+    /// server (not decommissioned) has its BMC address.
+    async fn create_server(&self, server: &ServerRecord) -> Result<()>;
+    async fn get_server(&self, project: &str, id: &str) -> Result<Option<ServerRecord>>;
+    async fn get_server_by_uid(&self, uid: Uuid) -> Result<Option<ServerRecord>>;
+    async fn list_servers(&self, project: &str, page: &PageRequest) -> Result<Page<ServerRecord>>;
+    /// Every server of the region that is not decommissioned.
+    async fn active_servers(&self) -> Result<Vec<ServerRecord>>;
+    /// Writes every field but the uid, project, id and creation time if `generation` is still
+    /// the stored one, bumping it; `None` when someone else wrote first.
+    async fn update_server(&self, server: &ServerRecord) -> Result<Option<ServerRecord>>;
+    /// Appends a line to a server's log (a taken `seq` moves on to the next free one).
+    async fn append_server_log(&self, line: &ServerLogRecord) -> Result<()>;
+    /// The server's log lines with `seq` in `[from, until)`, oldest first, at most `limit`.
+    async fn list_server_logs(
+        &self,
+        server_uid: Uuid,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<ServerLogRecord>>;
+    /// Removes a host no instance is on (a decommissioned server's); false when instances
+    /// are still on it or it is gone.
+    async fn remove_host(&self, host_id: Uuid) -> Result<bool>;
+
     // hosts
     /// Registers a host by name, or updates the capacity of a known one; returns its record.
     async fn register_host(&self, host: &HostRegistrationRecord) -> Result<HostRecord>;

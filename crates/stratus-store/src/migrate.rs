@@ -58,6 +58,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "host underlay",
         sql: include_str!("../migrations/0007_host_underlay.sql"),
     },
+    Migration {
+        version: 8,
+        name: "servers",
+        sql: include_str!("../migrations/0008_servers.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

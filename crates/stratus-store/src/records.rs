@@ -150,6 +150,42 @@ pub struct NetworkRecord {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A bare-metal server.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerRecord {
+    pub uid: Uuid,
+    pub project: String,
+    pub id: String,
+    pub zone: String,
+    pub display_name: String,
+    pub description: String,
+    pub bmc_address: String,
+    /// The BMC credentials, sealed with the region's secrets key (never shown).
+    pub bmc_secret: String,
+    pub hardware: stratus_types::HardwareSpecs,
+    /// `registered`, `provisioning`, `ready`, `failed` or `decommissioned`.
+    pub provisioning_state: String,
+    pub status_message: Option<String>,
+    pub health: stratus_types::HealthStatus,
+    pub power_state: Option<String>,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub persona: String,
+    /// The host row a ready server serves its instance through.
+    pub host_id: Option<Uuid>,
+    pub generation: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A line of a server's log; `seq` orders them and is the microsecond it was written at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerLogRecord {
+    pub server_uid: Uuid,
+    pub seq: i64,
+    pub severity: String,
+    pub message: String,
+}
+
 /// A subnet of a network.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubnetRecord {
@@ -399,6 +435,8 @@ pub struct Snapshot {
     pub networks: Vec<NetworkRecord>,
     pub subnets: Vec<SubnetRecord>,
     pub addresses: Vec<AddressRecord>,
+    pub servers: Vec<ServerRecord>,
+    pub server_logs: Vec<ServerLogRecord>,
 }
 
 impl Snapshot {
@@ -422,6 +460,8 @@ impl Snapshot {
             ("networks", self.networks.len()),
             ("subnets", self.subnets.len()),
             ("addresses", self.addresses.len()),
+            ("servers", self.servers.len()),
+            ("server_logs", self.server_logs.len()),
         ]
         .into_iter()
         .map(|(table, n)| (table.to_owned(), n as u64))

@@ -61,6 +61,7 @@ macro_rules! listed {
 listed!(
     NetworkRecord,
     SubnetRecord,
+    ServerRecord,
     InstanceRecord,
     OrganizationRecord,
     ProjectRecord,
@@ -371,6 +372,17 @@ impl Listed for AddressRecord {
     }
 }
 
+table!(ServerRecord, "servers", {
+    uid: Uid, project: Text, id: Text, zone: Text, display_name: Text, description: Text,
+    bmc_address: Text, bmc_secret: Text, hardware: Json, provisioning_state: Text,
+    status_message: OptText, health: Json, power_state: OptText, tags: Json, persona: Text,
+    host_id: OptUid, generation: Int, created_at: Time, updated_at: Time,
+});
+
+table!(ServerLogRecord, "server_logs", {
+    server_uid: Uid, seq: Int, severity: Text, message: Text,
+});
+
 table!(QuotaRecord, "quotas", {
     organization_id: Text, overrides: Json, generation: Int, updated_at: Time,
 });
@@ -456,6 +468,7 @@ pub(crate) fn host_usage(
             used_memory_mb: 0,
             used_gpus: vec![],
             instances: 0,
+            baremetal: h.driver == "redfish",
         })
         .collect();
     for row in sums {

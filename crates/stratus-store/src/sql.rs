@@ -871,6 +871,105 @@ impl Store for SqlStore {
         host_usage(&hosts, &sums, &gpu_sums)
     }
 
+    async fn create_server(&self, server: &ServerRecord) -> Result<()> {
+        self.insert(server, || {
+            Error::AlreadyExists(format!(
+                "a server named {} already exists in project {}, or another server has BMC \
+                 address {}",
+                server.id, server.project, server.bmc_address
+            ))
+        })
+        .await
+    }
+
+    async fn get_server(&self, project: &str, id: &str) -> Result<Option<ServerRecord>> {
+        self.select_one(
+            "SELECT * FROM servers WHERE project = ? AND id = ?",
+            args![project, id],
+        )
+        .await
+    }
+
+    async fn get_server_by_uid(&self, uid: Uuid) -> Result<Option<ServerRecord>> {
+        self.by("uid", uid).await
+    }
+
+    async fn list_servers(&self, project: &str, page: &PageRequest) -> Result<Page<ServerRecord>> {
+        self.page_where("project", Some(project), page).await
+    }
+
+    async fn active_servers(&self) -> Result<Vec<ServerRecord>> {
+        self.select(
+            "SELECT * FROM servers WHERE provisioning_state <> 'decommissioned' ORDER BY uid",
+            vec![],
+        )
+        .await
+    }
+
+    async fn update_server(&self, server: &ServerRecord) -> Result<Option<ServerRecord>> {
+        let skip = ["uid", "project", "id", "created_at", "generation"];
+        let set = server
+            .values()
+            .into_iter()
+            .filter(|(column, _)| !skip.contains(column))
+            .collect();
+        self.guarded_update(set, ("uid", server.uid.into()), server.generation)
+            .await
+    }
+
+    async fn append_server_log(&self, line: &ServerLogRecord) -> Result<()> {
+        let mut line = line.clone();
+        for _ in 0..16 {
+            match self
+                .insert(&line, || Error::AlreadyExists(String::new()))
+                .await
+            {
+                Err(Error::AlreadyExists(_)) => line.seq += 1,
+                other => return other,
+            }
+        }
+        Err(Error::internal(
+            "no free sequence number for a server log line",
+        ))
+    }
+
+    async fn list_server_logs(
+        &self,
+        server_uid: Uuid,
+        from: i64,
+        until: i64,
+        limit: u32,
+    ) -> Result<Vec<ServerLogRecord>> {
+        self.select(
+            "SELECT * FROM server_logs WHERE server_uid = ? AND seq >= ? AND seq < ? \
+             ORDER BY seq LIMIT ?",
+            args![server_uid, from, until, limit as i64],
+        )
+        .await
+    }
+
+    async fn remove_host(&self, host_id: Uuid) -> Result<bool> {
+        Ok(transaction!(self.db(), Isolation::Serializable, |tx| {
+            let on_it = tx
+                .query(
+                    "SELECT COUNT(*) AS n FROM instances WHERE host_id = ?",
+                    args![host_id],
+                )
+                .await?;
+            if on_it.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) > 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "UPDATE servers SET host_id = NULL WHERE host_id = ?",
+                args![host_id],
+            )
+            .await?;
+            tx.execute("DELETE FROM hosts WHERE id = ?", args![host_id])
+                .await?
+                > 0
+        })?)
+    }
+
     async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()> {
         self.db()
             .execute(
@@ -1506,6 +1605,8 @@ impl Store for SqlStore {
             networks: self.all().await?,
             subnets: self.all().await?,
             addresses: self.all().await?,
+            servers: self.all().await?,
+            server_logs: self.all().await?,
         })
     }
 
@@ -1550,6 +1651,8 @@ impl Store for SqlStore {
             insert_all(&mut tx, &snapshot.networks).await?;
             insert_all(&mut tx, &snapshot.subnets).await?;
             insert_all(&mut tx, &snapshot.addresses).await?;
+            insert_all(&mut tx, &snapshot.servers).await?;
+            insert_all(&mut tx, &snapshot.server_logs).await?;
         })?;
         Ok(())
     }

@@ -123,6 +123,7 @@ async fn another_replicas_writes_wake_this_one() {
             vcpus: 1,
             memory_mb: 64,
             gpu: None,
+            baremetal: false,
         };
         other
             .create_instance(

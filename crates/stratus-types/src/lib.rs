@@ -17,6 +17,7 @@ pub mod hosts;
 pub mod instance;
 pub mod names;
 pub mod networks;
+pub mod servers;
 pub mod tenancy;
 
 pub use catalog::*;
@@ -25,4 +26,5 @@ pub use hosts::*;
 pub use instance::*;
 pub use names::*;
 pub use networks::*;
+pub use servers::*;
 pub use tenancy::*;

@@ -28,6 +28,45 @@ pub struct Config {
     pub quotas: QuotasSection,
     pub telemetry: TelemetrySection,
     pub networks: NetworksSection,
+    pub baremetal: BareMetalSection,
+}
+
+/// How bare-metal servers are deployed (see `stratus_agent::redfish`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
+pub struct BareMetalSection {
+    /// The deploy ramdisk ISO; empty: built from Debian's packages when the first server is
+    /// provisioned (`scripts/build-deploy-ramdisk.sh`, cached in the data directory).
+    pub ramdisk: String,
+    /// The URL the servers' BMCs download virtual media from (this control plane as the
+    /// management network reaches it); empty: the API's own address.
+    pub media_url: String,
+    /// The URL the deploy ramdisk on a server reaches this control plane at (the
+    /// provisioning network); empty: `media-url`.
+    pub callback_url: String,
+    /// A directory where each server's serial console is logged as `{server id}.log`
+    /// (by a console server, or the emulator's domains); empty: no console output.
+    pub console_logs: String,
+    /// Longest wait for the deploy ramdisk's report, in seconds.
+    pub ramdisk_timeout_s: u64,
+    /// How long an OS gets to shut down before the power is cut, in seconds.
+    pub shutdown_grace_s: u64,
+    /// How often each BMC is checked, in seconds.
+    pub health_check_s: u64,
+}
+
+impl Default for BareMetalSection {
+    fn default() -> Self {
+        Self {
+            ramdisk: String::new(),
+            media_url: String::new(),
+            callback_url: String::new(),
+            console_logs: String::new(),
+            ramdisk_timeout_s: 600,
+            shutdown_grace_s: 60,
+            health_check_s: 30,
+        }
+    }
 }
 
 /// The region's networking.

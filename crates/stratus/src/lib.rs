@@ -1,6 +1,7 @@
 //! Stratus as a library: the region runner and configuration behind the `stratus` binary,
 //! used by the binary itself, the end-to-end tests and the benchmark.
 
+pub mod baremetal;
 pub mod cli;
 pub mod config;
 pub mod db;

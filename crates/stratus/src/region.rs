@@ -12,7 +12,8 @@ use stratus_agent::qemu::{Accel, Networking, QemuConfig, QemuDriver};
 use stratus_agent::sim::SimDriver;
 use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
 use stratus_api::App;
-use stratus_api::app::AppConfig;
+use stratus_api::app::secrets::SecretsKey;
+use stratus_api::app::{AppConfig, BareMetalSettings};
 use stratus_reconciler::background::Driver as BackgroundDriver;
 use stratus_reconciler::images::ImageImporter;
 use stratus_reconciler::{Pruner, Reconciler, ReconcilerConfig};
@@ -27,6 +28,9 @@ pub const DEFAULT_PROJECT: &str = "default";
 
 /// File in the data directory holding the bootstrap administrator's API key.
 pub const ADMIN_KEY_FILE: &str = "admin-api-key";
+
+/// File in the data directory holding the key BMC credentials are sealed with.
+pub const SECRETS_KEY_FILE: &str = "secrets.key";
 
 /// File in the data directory holding the credential host agents present.
 pub const HOST_CREDENTIAL_FILE: &str = "host-credential";
@@ -66,6 +70,22 @@ impl Region {
         let changes = Changes::new();
         store.follow_changes(changes.clone());
         let catalog = config.catalog();
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let media_base = match config.baremetal.media_url.trim_end_matches('/') {
+            "" => format!("http://{}", reachable(addr)),
+            url => url.to_owned(),
+        };
+        let callback_url = match config.baremetal.callback_url.trim_end_matches('/') {
+            "" => media_base.clone(),
+            url => url.to_owned(),
+        };
+        let ramdisk = Arc::new(std::sync::OnceLock::new());
+        if !config.baremetal.ramdisk.is_empty() {
+            let _ = ramdisk.set(PathBuf::from(&config.baremetal.ramdisk));
+        }
         let app = App::new(
             store.clone(),
             catalog.clone(),
@@ -81,6 +101,11 @@ impl Region {
                     &config.networks.external_cidr,
                 )
                 .ok(),
+                secrets_key: load_secrets_key(&data_dir.join(SECRETS_KEY_FILE))?,
+                baremetal: BareMetalSettings {
+                    ramdisk,
+                    callback_url: Some(callback_url),
+                },
                 ..AppConfig::default()
             },
             changes.clone(),
@@ -96,10 +121,6 @@ impl Region {
         })
         .await?;
 
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let mut tasks = JoinSet::new();
 
@@ -161,6 +182,16 @@ impl Region {
             let agent = Agent::new(control_plane, driver, registration, agent_config(&config));
             tasks.spawn(agent.run(cancel.clone()));
         }
+        tasks.spawn(
+            crate::baremetal::Conductor {
+                app: app.clone(),
+                data_dir: data_dir.to_owned(),
+                settings: config.baremetal.clone(),
+                media_base,
+                agent: agent_config(&config),
+            }
+            .run(cancel.clone()),
+        );
         let metrics_addr = match config.telemetry.metrics_listen.as_str() {
             "" => None,
             listen => Some(
@@ -309,6 +340,24 @@ pub async fn host_driver(
     .await
     .map_err(|e| anyhow::anyhow!("starting the QEMU driver: {e}"))?;
     Ok(Arc::new(driver))
+}
+
+/// The address others reach a listener bound to `addr` at: loopback for an unspecified one.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), addr.port())
+    } else {
+        addr
+    }
+}
+
+/// The region's secrets key from `path`, made (random, owner-only) at first start.
+fn load_secrets_key(path: &Path) -> anyhow::Result<SecretsKey> {
+    if !path.exists() {
+        write_private(path, &SecretsKey::random().to_text())?;
+    }
+    SecretsKey::from_text(&std::fs::read_to_string(path)?)
+        .with_context(|| format!("{} is not a base64 32-byte key", path.display()))
 }
 
 /// Writes `secret` to `path`, readable by its owner only.

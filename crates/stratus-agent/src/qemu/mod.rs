@@ -470,7 +470,7 @@ impl QemuDriver {
     }
 }
 
-async fn run(mut command: Command, what: &str) -> Result<(), DriverError> {
+pub(crate) async fn run(mut command: Command, what: &str) -> Result<(), DriverError> {
     let output = command
         .stdin(Stdio::null())
         .output()

@@ -46,6 +46,11 @@ pub enum Permission {
     HostsGet,
     HostsList,
     HostsUpdate,
+    ServersGet,
+    ServersList,
+    ServersCreate,
+    ServersUpdate,
+    ServersDelete,
     NetworksGet,
     NetworksList,
     NetworksCreate,
@@ -97,6 +102,11 @@ impl Permission {
             HostsGet => "compute.hosts.get",
             HostsList => "compute.hosts.list",
             HostsUpdate => "compute.hosts.update",
+            ServersGet => "infrastructure.servers.get",
+            ServersList => "infrastructure.servers.list",
+            ServersCreate => "infrastructure.servers.create",
+            ServersUpdate => "infrastructure.servers.update",
+            ServersDelete => "infrastructure.servers.delete",
             NetworksGet => "compute.networks.get",
             NetworksList => "compute.networks.list",
             NetworksCreate => "compute.networks.create",
@@ -124,10 +134,11 @@ impl Permission {
         self.as_str().starts_with("compute.") && !self.is_region_level() && !self.is_hosts()
     }
 
-    /// Permissions on the region's hosts: its operators' alone, reading included (a tenant
-    /// learns nothing of the machines under its instances).
+    /// Permissions on the region's hosts and bare-metal servers: its operators' alone,
+    /// reading included (a tenant learns nothing of the machines under its instances).
     fn is_hosts(self) -> bool {
         self.as_str().starts_with("compute.hosts.")
+            || self.as_str().starts_with("infrastructure.servers.")
     }
 
     /// Permissions on what the whole region shares (its images): reading them is everyone's,
@@ -221,6 +232,11 @@ impl Permission {
         Permission::HostsGet,
         Permission::HostsList,
         Permission::HostsUpdate,
+        Permission::ServersGet,
+        Permission::ServersList,
+        Permission::ServersCreate,
+        Permission::ServersUpdate,
+        Permission::ServersDelete,
         Permission::NetworksGet,
         Permission::NetworksList,
         Permission::NetworksCreate,

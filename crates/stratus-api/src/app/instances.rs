@@ -143,6 +143,7 @@ impl App {
             vcpus: instance_type.vcpus,
             memory_mb: instance_type.memory_mb,
             gpu: gpu.clone(),
+            baremetal: instance_type.baremetal,
         };
         let now = now();
         let live_since =
@@ -556,6 +557,13 @@ impl App {
         };
         let view = self
             .modify_instance(caller, at, precondition, permission, |r| {
+                if matches!(action, Action::Suspend | Action::Resume) && self.is_baremetal(r) {
+                    return Err(Error::FailedPrecondition(format!(
+                        "instance {} is bare metal: a server cannot keep its memory while \
+                         suspended; use :stop and :start",
+                        r.id
+                    )));
+                }
                 let t = lifecycle::apply(action, r.desired, r.status)?;
                 r.desired = t.desired;
                 r.set_status(t.status, Some(t.message.to_owned()), now());
@@ -570,6 +578,14 @@ impl App {
             "instance action"
         );
         Ok(view)
+    }
+
+    /// Whether the instance is of a bare-metal type.
+    fn is_baremetal(&self, r: &InstanceRecord) -> bool {
+        let type_id = r.spec.instance_type.rsplit('/').next().unwrap_or_default();
+        self.catalog
+            .instance_type(type_id)
+            .is_some_and(|t| t.baremetal)
     }
 
     pub async fn delete_instance(

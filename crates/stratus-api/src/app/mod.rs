@@ -11,6 +11,7 @@ mod apikeys;
 pub mod authz;
 mod catalog;
 mod checks;
+pub mod deploy;
 mod host_operations;
 mod hosts;
 mod images;
@@ -20,6 +21,8 @@ mod networks;
 pub mod oidc;
 pub mod paging;
 mod quotas;
+pub mod secrets;
+pub mod servers;
 mod service_accounts;
 mod tenancy;
 mod tokens;
@@ -66,6 +69,21 @@ pub struct AppConfig {
     pub default_quotas: stratus_core::quota::Limits,
     /// The region's external addresses, when it has any.
     pub external_pool: Option<ipnet::Ipv4Net>,
+    /// The key BMC credentials are sealed with (from the data directory's `secrets.key`).
+    pub secrets_key: secrets::SecretsKey,
+    /// How bare-metal servers are deployed.
+    pub baremetal: BareMetalSettings,
+}
+
+/// How bare-metal servers are deployed.
+#[derive(Clone, Debug, Default)]
+pub struct BareMetalSettings {
+    /// The deploy ramdisk ISO (built by `scripts/build-deploy-ramdisk.sh`), once known: the
+    /// bare-metal conductor sets it when it has built or found the ISO.
+    pub ramdisk: Arc<std::sync::OnceLock<std::path::PathBuf>>,
+    /// The URL servers being deployed reach this control plane at
+    /// (`http://10.0.2.2:8080` from a user-mode network, for instance).
+    pub callback_url: Option<String>,
 }
 
 impl Default for AppConfig {
@@ -80,6 +98,8 @@ impl Default for AppConfig {
             import_sources: ImportSources::default(),
             default_quotas: stratus_core::quota::Limits::new(),
             external_pool: None,
+            secrets_key: secrets::SecretsKey::random(),
+            baremetal: BareMetalSettings::default(),
         }
     }
 }
@@ -100,6 +120,8 @@ pub struct App {
     /// Tokens found live recently (by `jti`), so a busy client costs one liveness lookup per
     /// [`apikeys::LIVENESS_TTL`], not one per request.
     live_tokens: Mutex<HashMap<String, Instant>>,
+    /// Open bare-metal deploy sessions and published seeds.
+    deploys: deploy::Deploys,
 }
 
 impl App {
@@ -142,6 +164,7 @@ impl App {
             created_at,
             heartbeats: Mutex::new(HashMap::new()),
             live_tokens: Mutex::new(HashMap::new()),
+            deploys: deploy::Deploys::default(),
         }))
     }
 

@@ -1,12 +1,14 @@
 //! HTTP handlers: thin glue from a request to one application function.
 
 pub mod catalog;
+pub mod deploy;
 pub mod host_operations;
 pub mod hosts;
 pub mod iam;
 pub mod instances;
 pub mod meta;
 pub mod networks;
+pub mod servers;
 pub mod tenancy;
 
 use axum::Json;

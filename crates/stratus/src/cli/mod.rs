@@ -26,6 +26,7 @@ mod output;
 mod profiles;
 mod projects;
 mod quotas;
+mod servers;
 mod service_accounts;
 mod wait;
 
@@ -109,6 +110,14 @@ pub enum ClientCommand {
         scope: Scope,
         #[command(subcommand)]
         command: hosts::HostsCommand,
+    },
+    /// Bare-metal servers: register, provision, power, logs (the region's operators).
+    #[command(after_help = EXIT_CODES_HELP)]
+    Servers {
+        #[command(flatten)]
+        scope: Scope,
+        #[command(subcommand)]
+        command: servers::ServersCommand,
     },
     /// The projects you can see, and creating and deleting them.
     #[command(after_help = EXIT_CODES_HELP)]
@@ -353,6 +362,9 @@ impl ClientCommand {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Hosts { scope, command } => {
+                command.run(&Session::open(&scope).await?).await
+            }
+            ClientCommand::Servers { scope, command } => {
                 command.run(&Session::open(&scope).await?).await
             }
             ClientCommand::Quotas { scope, command } => {

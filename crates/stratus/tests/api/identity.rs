@@ -191,6 +191,69 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
             "hostAction",
             with(expect(403, 403), &[("host", "local:cordon")], None),
         ),
+        // Servers likewise: operators alone.
+        (
+            "listServers",
+            with(expect(404, 403), &[("project", "default")], None),
+        ),
+        (
+            "registerServer",
+            with(
+                expect(404, 403),
+                &[("project", "default")],
+                Some(
+                    json!({"bmcAddress": "http://127.0.0.1:9", "bmcUsername": "u", "bmcPassword": "p"}),
+                ),
+            ),
+        ),
+        (
+            "batchCreateServers",
+            with(
+                expect(403, 403),
+                &[("project", "default")],
+                Some(json!({"servers": []})),
+            ),
+        ),
+        (
+            "getServer",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-server")],
+                None,
+            ),
+        ),
+        (
+            "updateServer",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-server")],
+                Some(json!({"persona": "x"})),
+            ),
+        ),
+        (
+            "decommissionServer",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-server")],
+                None,
+            ),
+        ),
+        (
+            "serverAction",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-server:validate")],
+                None,
+            ),
+        ),
+        (
+            "getServerLogs",
+            with(
+                expect(404, 403),
+                &[("project", "default"), ("id", "cov-server")],
+                None,
+            ),
+        ),
         // Quotas: read by the organization's administrators, set by operators only.
         (
             "getQuotas",

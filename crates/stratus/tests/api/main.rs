@@ -1,5 +1,6 @@
 //! End-to-end tests of the API against a region on a real listener.
 
+mod baremetal;
 mod cli;
 mod console;
 mod crash;

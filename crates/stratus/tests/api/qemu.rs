@@ -15,7 +15,7 @@ const IMAGE: &str = "/v1/regions/local-1/compute/images/stratus-test-guest";
 
 /// An image built (once, cached) by the repository's `script` into `out` under `target/`, or
 /// the one the environment variable `given` names (scripts/test.sh builds them first).
-fn built_image(given: &str, script: &str, out: &str) -> PathBuf {
+pub(crate) fn built_image(given: &str, script: &str, out: &str) -> PathBuf {
     if let Ok(path) = std::env::var(given) {
         return PathBuf::from(path);
     }
@@ -41,10 +41,10 @@ fn test_guest() -> PathBuf {
 /// Held by the tests that plumb real networks, one at a time: regions plumbing this machine's
 /// own namespace would name their first networks' bridges alike, and each of these tests runs
 /// several guests at once (more at a time starve TCG guests on two cores).
-static NETWORK_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static NETWORK_TESTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The `debian-12` cloud image, as a catalog entry.
-fn debian_image() -> ImageSpec {
+pub(crate) fn debian_image() -> ImageSpec {
     let file = built_image("STRATUS_TEST_DEBIAN", "build-debian-image.sh", "images");
     ImageSpec {
         id: "debian-12".into(),

@@ -15,8 +15,9 @@
 #     `address:port`) likewise ping and connect; `probe-spoof` = `fake>target` pings target
 #     from a forged source address,
 #   - powers off when its metadata has `poweroff` = `now`, and otherwise idles.
-# The image is cached under a name that carries this script's hash: it is rebuilt only when
-# missing or when this script changed.
+# The kernel, busybox, the modules and /init's first lines come from lib/debian-initramfs.sh.
+# The image is cached under a name that carries the hash of this script and that helper: it is
+# rebuilt only when missing or when either changed.
 #
 # usage: scripts/build-test-guest.sh [OUT_DIR]   (default target/test-guest); prints the image's
 # absolute path
@@ -24,7 +25,10 @@ set -euo pipefail
 script=$(readlink -f "$0")
 cd "$(dirname "$script")/.."
 out=${1:-target/test-guest}
-version=$(sha256sum "$script" | cut -c1-12)
+lib="$(dirname "$script")/lib/debian-initramfs.sh"
+# shellcheck source=lib/debian-initramfs.sh
+. "$lib"
+version=$(cat "$script" "$lib" | sha256sum | cut -c1-12)
 image="$out/stratus-test-guest-$version.raw"
 if [ -f "$image" ]; then
   readlink -f "$image"
@@ -34,43 +38,14 @@ mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-tools="syslinux syslinux-common mtools dosfstools fdisk cpio"
-missing=""
-for p in $tools; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
-if [ -n "$missing" ]; then
-  echo "installing$missing" >&2
-  apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >&2
-fi
-
-kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
-if [ -z "$kernel_pkg" ]; then
-  apt-get update -qq >&2
-  kernel_pkg=$(apt-cache depends linux-image-cloud-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
-fi
-(cd "$work" && apt-get download -qq "$kernel_pkg" busybox-static >&2)
-mkdir -p "$work/root"
-for deb in "$work"/*.deb; do dpkg-deb -x "$deb" "$work/root"; done
-kver=${kernel_pkg#linux-image-}
+debian_tools syslinux syslinux-common mtools dosfstools fdisk cpio
+debian_kernel_busybox "$work"
 
 # Load order matters: each module after the ones it needs. NVMe is built into the kernel.
-modules="virtio_ring virtio failover net_failover virtio_pci_modern_dev virtio_pci_legacy_dev
-         virtio_pci virtio_net virtio_blk scsi_common scsi_mod sd_mod virtio_scsi"
+debian_initramfs "$work" "virtio_ring virtio failover net_failover virtio_pci_modern_dev
+  virtio_pci_legacy_dev virtio_pci virtio_net virtio_blk scsi_common scsi_mod sd_mod virtio_scsi"
 initrd="$work/initrd"
-mkdir -p "$initrd"/{bin,dev,proc,sys,lib/modules}
-cp "$work/root/bin/busybox" "$initrd/bin/busybox"
-for m in $modules; do
-  find "$work/root/lib/modules/$kver" -name "$m.ko*" -exec cp {} "$initrd/lib/modules/" \;
-done
-{ echo '#!/bin/busybox sh'; echo "modules=\"$(echo $modules)\""; } > "$initrd/init"
 cat >> "$initrd/init" <<'INIT'
-/bin/busybox --install -s /bin
-mount -t proc proc /proc
-mount -t sysfs sys /sys
-mount -t devtmpfs dev /dev 2>/dev/null
-for m in $modules; do
-  for f in /lib/modules/$m.ko*; do [ -e "$f" ] && insmod "$f" 2>/dev/null; done
-done
 echo "stratus-guest: booted"
 
 # The boot disk: whichever SCSI, NVMe or virtio disk holds this image's FAT partition
@@ -101,24 +76,7 @@ echo "stratus-guest: boot number $boots (marker on disk)"
 ip link set lo up
 ip link set eth0 up
 # DHCP: a Stratus network's dnsmasq, or QEMU's user-mode network (169.254.169.15 via .2).
-mkdir -p /etc /tmp
-cat > /etc/udhcpc.script <<'DHCP'
-#!/bin/sh
-prefix() { # dotted netmask -> prefix length
-  n=0; for o in $(echo "$1" | tr . ' '); do
-    while [ "$o" -gt 0 ]; do n=$((n + (o & 1))); o=$((o >> 1)); done
-  done; echo $n
-}
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/${mask:-$(prefix "$subnet")}" dev "$interface"
-    [ -z "$router" ] || ip route add default via "${router%% *}" dev "$interface"
-    [ -z "$mtu" ] || ip link set dev "$interface" mtu "$mtu"
-    ;;
-esac
-DHCP
-chmod +x /etc/udhcpc.script
+mkdir -p /tmp
 if udhcpc -i eth0 -n -q -t 6 -T 1 -s /etc/udhcpc.script >/dev/null 2>&1; then
   echo "stratus-guest: address $(ip -4 addr show eth0 | sed -n 's/.*inet \([0-9./]*\).*/\1/p')"
 else
@@ -223,9 +181,7 @@ while true; do
   sleep 1
 done
 INIT
-chmod +x "$initrd/init"
-(cd "$initrd" && find . | cpio -o -H newc 2>/dev/null | gzip -9) > "$work/initrd.gz"
-cp "$work/root/boot/vmlinuz-$kver" "$work/vmlinuz"
+debian_initramfs_pack "$work"
 
 cat > "$work/syslinux.cfg" <<'CFG'
 DEFAULT linux

@@ -40,6 +40,13 @@ export STRATUS_TEST_GUEST
 echo "== building the debian-12 image"
 STRATUS_TEST_DEBIAN=$(bash scripts/build-debian-image.sh)
 export STRATUS_TEST_DEBIAN
+# Bare metal is tested against servers that are libvirt domains with the Redfish emulator
+# sushy-emulator as their BMC (libvirt and sushy-tools installed here), deployed with the deploy
+# ramdisk built from Debian's packages.
+echo "== preparing the bare-metal lab and the deploy ramdisk"
+bash scripts/baremetal-lab.sh install
+STRATUS_TEST_RAMDISK=$(bash scripts/build-deploy-ramdisk.sh)
+export STRATUS_TEST_RAMDISK
 if ! command -v ssh >/dev/null 2>&1; then
   echo "== installing openssh-client"
   apt-get update -qq

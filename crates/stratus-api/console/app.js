@@ -44,9 +44,9 @@ function announce(text) {
 }
 
 function statusPill(status) {
-  const kind = ['RUNNING', 'READY', 'ACTIVE', 'UP', 'SCHEDULABLE'].includes(status) ? 'running'
-    : BUSY.includes(status) || ['PENDING', 'IMPORTING', 'DRAINING'].includes(status) ? 'busy'
-    : ['SUSPENDED', 'CORDONED'].includes(status) ? 'suspended'
+  const kind = ['RUNNING', 'READY', 'ACTIVE', 'UP', 'SCHEDULABLE', 'HEALTHY'].includes(status) ? 'running'
+    : BUSY.includes(status) || ['PENDING', 'IMPORTING', 'DRAINING', 'REGISTERED'].includes(status) ? 'busy'
+    : ['SUSPENDED', 'CORDONED', 'DEGRADED'].includes(status) ? 'suspended'
     : ['REPAIRING', 'FAILED', 'DOWN'].includes(status) ? 'failed' : 'stopped';
   return h('span', { class: `status ${kind}`, 'data-status': status }, status);
 }
@@ -179,9 +179,11 @@ async function loadContext() {
   try {
     await api('GET', hostsPath());
     $('hosts-link').hidden = false;
+    $('servers-link').hidden = false;
   } catch (e) {
     if (e instanceof SignedOut) throw e;
     $('hosts-link').hidden = true;
+    $('servers-link').hidden = true;
   }
   const picker = $('project-picker');
   picker.replaceChildren(...state.projects.map((p) =>
@@ -726,6 +728,57 @@ function hostsPage() {
   poll(hosts.refresh);
 }
 
+function serversPath() {
+  return `/v1/regions/${encodeURIComponent(state.region)}/projects/${encodeURIComponent(state.session.project)}/infrastructure/servers`;
+}
+
+// What an operator can do to a server in each provisioning state (one holding an instance
+// is powered through the instance).
+const SERVER_ACTIONS = {
+  registered: [['provision', 'Provision'], ['validate', 'Validate']],
+  failed: [['provision', 'Provision'], ['validate', 'Validate']],
+  ready: [['powerOn', 'Power on'], ['powerOff', 'Power off'], ['validate', 'Validate']],
+};
+
+function serversPage() {
+  const alert = h('p', { class: 'alert', role: 'alert', id: 'server-error' });
+  let servers = null;
+  const act = async (server, action) => {
+    alert.textContent = '';
+    try {
+      const body = action === 'provision' ? {} : undefined;
+      const after = await api('POST', `${serversPath()}/${encodeURIComponent(server.id)}:${action}`, body);
+      if (action === 'validate') {
+        announce(after.valid ? `Server ${server.id} can be deployed` : `Server ${server.id}: ${after.errors.join('; ')}`);
+      } else if (action === 'provision') {
+        announce(`Server ${server.id}: provisioning ${after.status}`);
+      } else {
+        announce(`Server ${server.id} is powered ${(after.powerState || '').toLowerCase()}`);
+      }
+      await servers.refresh();
+    } catch (e) {
+      if (!(e instanceof SignedOut)) alert.textContent = e.message;
+    }
+  };
+  const hardware = (specs) => `${specs.cpu.count} CPU · ${specs.ram.sizeGib.toFixed(1)} GiB`;
+  servers = liveTable(`Bare-metal servers of project ${state.session.project}`,
+    ['Server', 'State', 'Health', 'Power', 'Hardware', 'Instance', 'Message', ''],
+    async () => (await api('GET', serversPath())).servers,
+    (server) => [h('strong', {}, server.id), statusPill(server.provisioningState.toUpperCase()),
+      statusPill(server.healthStatus.status.toUpperCase()), server.powerState || '',
+      hardware(server.hardwareSpecs), server.instance ? lastSegment(server.instance) : '',
+      h('span', { class: 'muted' }, server.statusMessage || ''),
+      h('span', { class: 'row-actions' }, (server.instance ? [] : SERVER_ACTIONS[server.provisioningState] || []).map(([action, label]) =>
+        h('button', { type: 'button', class: 'quiet', 'aria-label': `${label} server ${server.id}`, onclick: () => act(server, action) }, label)))],
+    'No server is registered in this project.');
+  show('Servers',
+    h('div', { class: 'page-head' }, h('h1', {}, 'Bare-metal servers'), h('span', { class: 'muted' }, `project ${state.session.project}`),
+      h('span', { class: 'spacer' }), h('span', { class: 'muted' }, 'Ready servers take one bare-metal instance each.')),
+    alert,
+    servers.element);
+  poll(servers.refresh);
+}
+
 // ---------------------------------------------------------------------------------------
 // Routing
 
@@ -753,6 +806,8 @@ function route() {
     apiKeysPage();
   } else if (hash === '#/hosts') {
     hostsPage();
+  } else if (hash === '#/servers') {
+    serversPage();
   } else {
     const notice = instancesPageNotice;
     instancesPageNotice = null;

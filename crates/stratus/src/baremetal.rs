@@ -26,6 +26,53 @@ use stratus_types::ProvisioningState;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The deploy ramdisk's build, embedded so that a region builds it wherever it runs.
+const RAMDISK_SCRIPT: &str = include_str!("../../../scripts/build-deploy-ramdisk.sh");
+const RAMDISK_SCRIPT_LIB: &str = include_str!("../../../scripts/lib/debian-initramfs.sh");
+
+/// One ramdisk build at a time.
+static RAMDISK_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Makes sure the region has its deploy ramdisk: the configured one, or one built from
+/// Debian's packages into the data directory (cached there; about ten seconds the first time).
+async fn ensure_ramdisk(app: &App, data_dir: &Path) -> Result<(), String> {
+    let _one = RAMDISK_BUILD.lock().await;
+    if app.config.baremetal.ramdisk.get().is_some() {
+        return Ok(());
+    }
+    let dir = data_dir.join("deploy-ramdisk");
+    let scripts = dir.join("scripts");
+    let script = scripts.join("build-deploy-ramdisk.sh");
+    let written = std::fs::create_dir_all(scripts.join("lib"))
+        .and_then(|()| std::fs::write(&script, RAMDISK_SCRIPT))
+        .and_then(|()| {
+            std::fs::write(
+                scripts.join("lib").join("debian-initramfs.sh"),
+                RAMDISK_SCRIPT_LIB,
+            )
+        });
+    written.map_err(|e| format!("writing the ramdisk build to {}: {e}", dir.display()))?;
+    tracing::info!("building the deploy ramdisk from Debian's packages");
+    let output = tokio::process::Command::new("bash")
+        .arg(&script)
+        .arg(dir.join("out"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("running the ramdisk build: {e}"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(format!(
+            "building the deploy ramdisk failed: {}",
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    let iso = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    let _ = app.config.baremetal.ramdisk.set(iso);
+    Ok(())
+}
+
 /// The control plane's side of one server's deploys.
 struct AppDeploy {
     app: Arc<App>,
@@ -158,10 +205,14 @@ impl Conductor {
                         checked.insert(uid, Instant::now());
                     }
                     let (app, busy) = (self.app.clone(), busy.clone());
+                    let data_dir = self.data_dir.clone();
                     tokio::spawn(async move {
                         let done = match job {
                             "inspect" => app.inspect_server_now(uid).await,
-                            "provision" => app.provision_server_now(uid).await,
+                            "provision" => match ensure_ramdisk(&app, &data_dir).await {
+                                Ok(()) => app.provision_server_now(uid).await,
+                                Err(reason) => app.fail_server(uid, reason).await,
+                            },
                             _ => app.check_server_health(uid).await,
                         };
                         if let Err(e) = done {

@@ -26,9 +26,11 @@ so any other rejection still fails the run:
   of another project (`nics`, `network`, `subnetwork`);
 - a key or service account for another organization than the caller's (`scopeId`);
 - a credential expiring in the past;
-- an image `source` URL that cannot be parsed;
+- an image `source` URL that cannot be parsed, or that carries credentials;
 - a reference into another region than the one served;
-- `scopeId` left out with `scope` `project`, and organization roles with `scope` `project`.
+- `scopeId` left out with `scope` `project`, and organization roles with `scope` `project`;
+- a `bmcAddress` the pattern lets through but a URL parser refuses (a port past 65535, a
+  host name no resolver takes).
 """
 
 import json
@@ -46,7 +48,8 @@ ConjectureRunner.should_optimise = property(lambda self: False)
 PROTECTED = {p for p in os.environ.get("STRATUS_FUZZ_PROTECTED", "").split(",") if p}
 
 DOCUMENTED_FIELDS = {"pageToken", "labels", "labelSelector", "gpuCountByType", "cidr", "nics",
-                     "ipAddress", "network", "subnetwork", "addressType", "ipVersion", "api_key", "client_id", "client_secret"}
+                     "ipAddress", "network", "subnetwork", "addressType", "ipVersion", "api_key", "client_id", "client_secret",
+                     "bmcAddress"}
 DOCUMENTED_TEXTS = (
     "does not exist",
     "is required for grant_type",
@@ -60,6 +63,7 @@ DOCUMENTED_TEXTS = (
     "act in the caller's organization",
     "must be in the future",
     "give an absolute path on the control plane's host or an http(s) URL",
+    "put no credentials in the URL",
     "is not served here",
     "scopeId names the project of project scope",
     "for project scope",

@@ -15,6 +15,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         stratus_types::InstanceAction,
         stratus_types::HostAction,
+        crate::handlers::servers::ServerActionName,
         stratus_types::HostName,
         stratus_types::ResourceId
     )),

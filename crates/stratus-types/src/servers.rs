@@ -167,19 +167,27 @@ pub struct ServerCreateRequest {
     pub id: Option<ResourceId>,
     /// The BMC's Redfish URL: `http(s)://host[:port]`, followed by
     /// `/redfish/v1/Systems/{id}` when the BMC manages more than one system.
+    #[schema(
+        pattern = r"^(redfish\+)?https?://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?(/redfish/v1(/Systems/[A-Za-z0-9._~-]+)?)?/?$"
+    )]
     pub bmc_address: String,
     /// Extension: the BMC user (write-only).
+    #[schema(min_length = 1, max_length = 256)]
     pub bmc_username: String,
     /// Extension: the BMC password (write-only, kept encrypted).
-    #[schema(format = "password")]
+    #[schema(format = "password", min_length = 1, max_length = 1024)]
     pub bmc_password: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
+    /// At most 64, keys of at most 256 bytes, values of at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63)]
     pub persona: Option<String>,
     /// Extension: the zone it serves (the region's first zone when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,12 +211,16 @@ impl std::fmt::Debug for ServerCreateRequest {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServerUpdateRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub display_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 4096)]
     pub description: Option<String>,
+    /// At most 64, keys of at most 256 bytes, values of at most 1024.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 63)]
     pub persona: Option<String>,
 }
 

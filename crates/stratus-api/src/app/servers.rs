@@ -102,21 +102,16 @@ impl BmcLog for ServerLog {
     }
 }
 
+/// Tags are free text for operators; only their number and size are bounded.
 fn check_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     if tags.len() > 64 {
         return Err(Error::invalid("tags", "at most 64 tags"));
     }
     for (key, value) in tags {
-        if key.is_empty() || key.len() > 63 || key.chars().any(char::is_control) {
+        if key.len() > 256 || value.len() > 1024 {
             return Err(Error::invalid(
                 format!("tags.{key}"),
-                "a tag key is 1 to 63 characters without control characters",
-            ));
-        }
-        if value.len() > 255 || value.chars().any(char::is_control) {
-            return Err(Error::invalid(
-                format!("tags.{key}"),
-                "a tag value is at most 255 characters without control characters",
+                "a tag key is at most 256 bytes and its value at most 1024",
             ));
         }
     }
@@ -247,20 +242,8 @@ impl App {
         ))
     }
 
-    pub async fn register_server(
-        &self,
-        caller: &Caller,
-        (region, project): (&str, &str),
-        body: ServerCreateRequest,
-    ) -> Result<Server> {
-        let project = self
-            .project_for(
-                &caller.principal,
-                region,
-                project,
-                Permission::ServersCreate,
-            )
-            .await?;
+    /// The BMC address and zone of a registration, or a 400 naming what is wrong with it.
+    fn check_server_request(&self, body: &ServerCreateRequest) -> Result<(BmcAddress, String)> {
         let address = BmcAddress::parse(body.bmc_address.trim())
             .map_err(|e| Error::invalid("bmcAddress", e))?;
         if body.bmc_username.is_empty() || body.bmc_username.len() > 256 {
@@ -298,6 +281,24 @@ impl App {
                 .map(|z| z.id.clone())
                 .ok_or_else(|| Error::internal("the region has no zone"))?,
         };
+        Ok((address, zone))
+    }
+
+    pub async fn register_server(
+        &self,
+        caller: &Caller,
+        (region, project): (&str, &str),
+        body: ServerCreateRequest,
+    ) -> Result<Server> {
+        let project = self
+            .project_for(
+                &caller.principal,
+                region,
+                project,
+                Permission::ServersCreate,
+            )
+            .await?;
+        let (address, zone) = self.check_server_request(&body)?;
         let uid = Uuid::new_v4();
         let credentials = serde_json::to_vec(&Credentials {
             username: body.bmc_username.clone(),
@@ -353,9 +354,33 @@ impl App {
         at: (&str, &str),
         servers: Vec<ServerCreateRequest>,
     ) -> Result<ServerBatchResult> {
-        caller.principal.authorize_here(Permission::ServersCreate)?;
+        self.project_for(&caller.principal, at.0, at.1, Permission::ServersCreate)
+            .await?;
         if servers.len() > 100 {
             return Err(Error::invalid("servers", "at most 100 servers per batch"));
+        }
+        // A malformed item fails the whole batch, naming it; what only registering can tell
+        // (a taken id or BMC) fails that item alone.
+        for (index, body) in servers.iter().enumerate() {
+            self.check_server_request(body).map_err(|e| match e {
+                Error::InvalidArgument { fields, .. } => {
+                    let fields: Vec<_> = fields
+                        .into_iter()
+                        .map(|f| stratus_core::FieldError {
+                            field: format!("servers[{index}].{}", f.field),
+                            description: f.description,
+                        })
+                        .collect();
+                    Error::InvalidArgument {
+                        message: format!(
+                            "invalid value for {}: {}",
+                            fields[0].field, fields[0].description
+                        ),
+                        fields,
+                    }
+                }
+                other => other,
+            })?;
         }
         let mut result = ServerBatchResult {
             succeeded: Vec::new(),

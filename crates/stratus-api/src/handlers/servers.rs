@@ -91,7 +91,8 @@ pub async fn batch_create_servers(
     get, path = "/v1/regions/{region}/projects/{project}/infrastructure/servers/{id}", operation_id = "getServer", tag = "servers",
     params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path)),
     responses((status = 200, body = Server), (status = 400, body = ErrorBody, description = "a malformed id"),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 405, body = ErrorBody, description = "the id holds a colon: that is an action path, which takes POST only"))
 )]
 pub async fn get_server(
     State(app): Ctx,
@@ -109,7 +110,8 @@ pub async fn get_server(
     params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path)),
     request_body = ServerUpdateRequest,
     responses((status = 200, body = Server), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody))
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 405, body = ErrorBody, description = "the id holds a colon: that is an action path, which takes POST only"))
 )]
 pub async fn update_server(
     State(app): Ctx,
@@ -129,7 +131,8 @@ pub async fn update_server(
     params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path)),
     responses((status = 204), (status = 400, body = ErrorBody, description = "a malformed id"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "an instance is on the server"))
+        (status = 409, body = ErrorBody, description = "an instance is on the server"),
+        (status = 405, body = ErrorBody, description = "the id holds a colon: that is an action path, which takes POST only"))
 )]
 pub async fn decommission_server(
     State(app): Ctx,
@@ -139,6 +142,21 @@ pub async fn decommission_server(
     app.decommission_server(&caller, (&region, &project, &id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An action on a server.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ServerActionName {
+    /// registered or failed → ready (202 with a job)
+    Provision,
+    /// whether Stratus can deploy the server through its BMC
+    Validate,
+    PowerOn,
+    PowerOff,
+    Reboot,
+    /// read the hardware and power state again
+    Inspect,
 }
 
 /// What `…/servers/{id}:{action}` answers: the job of `:provision` (202), the verdict of
@@ -156,7 +174,7 @@ pub enum ServerActionResponse {
 #[utoipa::path(
     post, path = "/v1/regions/{region}/projects/{project}/infrastructure/servers/{id}:{action}", operation_id = "serverAction", tag = "servers",
     params(("region" = ResourceId, Path), ("project" = ResourceId, Path), ("id" = ResourceId, Path),
-        ("action" = String, Path, description = "provision, validate, powerOn, powerOff, reboot or inspect")),
+        ("action" = ServerActionName, Path)),
     request_body(content = Option<ServerProvisionRequest>, description = "`:provision` takes `{}` (its fields are accepted and unused)"),
     responses((status = 200, body = ServerActionResponse), (status = 202, body = ServerJob),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -179,7 +197,7 @@ pub async fn server_action(
     })?;
     let at = (region.as_str(), project.as_str(), id);
     if !body.is_empty() {
-        let _: ServerProvisionRequest = serde_json::from_slice(&body).map_err(|e| {
+        let _: Option<ServerProvisionRequest> = serde_json::from_slice(&body).map_err(|e| {
             Error::invalid("body", format!("not a JSON object this action takes: {e}"))
         })?;
     }

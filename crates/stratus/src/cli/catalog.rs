@@ -155,13 +155,21 @@ impl Tabular for Vec<InstanceType> {
                 vec![
                     t.id.clone(),
                     t.vcpus.to_string(),
-                    format!("{}", t.memory_mb / 1024),
+                    if t.memory_mb % 1024 == 0 {
+                        (t.memory_mb / 1024).to_string()
+                    } else {
+                        format!("{:.1}", t.memory_mb as f64 / 1024.0)
+                    },
                     gpus(t),
+                    if t.baremetal { "yes" } else { "" }.to_owned(),
                     t.display_name.clone(),
                 ]
             })
             .collect();
-        (vec!["ID", "VCPUS", "MEMORY GB", "GPUS", "NAME"], rows)
+        (
+            vec!["ID", "VCPUS", "MEMORY GB", "GPUS", "BARE METAL", "NAME"],
+            rows,
+        )
     }
 }
 

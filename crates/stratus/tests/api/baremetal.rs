@@ -3,7 +3,7 @@
 //! virtual media with the deploy ramdisk `scripts/build-deploy-ramdisk.sh` makes from Debian's
 //! packages, running the `debian-12` cloud image.
 
-use crate::qemu::{NETWORK_TESTS, built_image, debian_image};
+use crate::qemu::{NETWORK_TESTS, built_image, debian_image, qemu_config};
 use crate::support::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -198,9 +198,15 @@ async fn media_inserted(bmc_address: &str) -> bool {
 }
 
 fn bm_body(id: &str) -> Value {
+    body_of_type(id, TYPE_BM)
+}
+
+/// An instance of `instance_type` from debian-12 whose OS prints its hostname and how many
+/// ssh keys it took from its metadata on the serial console.
+fn body_of_type(id: &str, instance_type: &str) -> Value {
     json!({
         "id": id,
-        "type": TYPE_BM,
+        "type": instance_type,
         "disks": [{"boot": true, "source": DEBIAN, "sizeGb": 3}],
         "instanceMetadata": [
             {"key": "ssh-keys", "value": "debian:ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHq5ylXU1VKMqvZJvxS3wYfI0+3jnF3K8k2QFv7o5Dzx tester"},
@@ -486,3 +492,86 @@ async fn bare_metal_servers_are_inspected_deployed_powered_and_cleaned_through_r
 }
 
 const BOOT_BM: Duration = Duration::from_secs(240);
+
+/// Create → RUNNING and create → "the OS printed its metadata" for one instance.
+async fn time_instance(client: &Client, body: Value) -> (f64, f64) {
+    let id = body["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let reply = client.post(INSTANCES, body).await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    client
+        .wait_status(&id, "RUNNING", Duration::from_secs(480))
+        .await;
+    let running = started.elapsed().as_secs_f64();
+    client
+        .wait_console(
+            &id,
+            &format!("stratus-bm-metadata host={id} keys=1"),
+            BOOT_BM,
+        )
+        .await;
+    let printed = started.elapsed().as_secs_f64();
+    let reply = client.delete(&format!("{INSTANCES}/{id}")).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:#}", reply.body);
+    client.wait_gone(&id, Duration::from_secs(300)).await;
+    (running, printed)
+}
+
+/// The numbers of the bare-metal closing note: the same debian-12 image as a VM and on a
+/// server, one after the other on this machine.
+/// `cargo test -p stratus --test api baremetal::bench_ -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints a table"]
+async fn bench_bare_metal_next_to_a_vm_of_the_same_image() {
+    let _heavy = NETWORK_TESTS.lock().await;
+    let ramdisk = built_image(
+        "STRATUS_TEST_RAMDISK",
+        "build-deploy-ramdisk.sh",
+        "deploy-ramdisk",
+    );
+    let mut lab = Lab::start();
+    let bmc = lab.server("bench");
+    let port = free_port();
+    let mut config = qemu_config();
+    config.baremetal.ramdisk = ramdisk.display().to_string();
+    config.baremetal.callback_url = format!("http://10.0.2.2:{port}");
+    config.baremetal.console_logs = lab.consoles().display().to_string();
+    let mut catalog = config.catalog.clone().unwrap();
+    catalog.images.push(debian_image());
+    config.catalog = Some(catalog);
+    let region = TestRegion::listening(config, &format!("127.0.0.1:{port}")).await;
+    let client = &region.client;
+    let reply = client
+        .post(
+            SERVERS,
+            json!({"id": "bench", "bmcAddress": bmc, "bmcUsername": BMC_USER, "bmcPassword": BMC_PASSWORD}),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{:#}", reply.body);
+    wait_server(client, "bench", Duration::from_secs(60), |s| {
+        s["healthStatus"]["status"] == "healthy"
+    })
+    .await;
+    client
+        .post(&format!("{SERVERS}/bench:provision"), json!({}))
+        .await;
+    wait_server(client, "bench", Duration::from_secs(60), |s| {
+        s["provisioningState"] == "ready"
+    })
+    .await;
+    let vm = time_instance(client, body_of_type("vm", TYPE_MICRO)).await;
+    let metal = time_instance(client, bm_body("metal")).await;
+    println!("| debian-12 | create → RUNNING | create → OS printed its metadata |");
+    println!("|---|---|---|");
+    println!("| VM (qemu, TCG) | {:.1} s | {:.1} s |", vm.0, vm.1);
+    println!(
+        "| bare metal (Redfish, TCG domain) | {:.1} s | {:.1} s |",
+        metal.0, metal.1
+    );
+    println!(
+        "| ratio | {:.2}× | {:.2}× |",
+        metal.0 / vm.0,
+        metal.1 / vm.1
+    );
+    region.stop().await;
+}

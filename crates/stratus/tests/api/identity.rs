@@ -209,7 +209,7 @@ fn coverage_table(key_id: &str, account: &str, credential: &str) -> BTreeMap<&'s
         (
             "batchCreateServers",
             with(
-                expect(403, 403),
+                expect(404, 403),
                 &[("project", "default")],
                 Some(json!({"servers": []})),
             ),

@@ -15,6 +15,7 @@ mod postgres;
 mod qemu;
 mod quotas;
 mod security;
+mod servers;
 mod support;
 mod telemetry;
 mod tenancy;

@@ -797,7 +797,8 @@ impl App {
     }
 
     /// A periodic check of a server's BMC: `healthStatus` and `powerState` follow, and the
-    /// server's host is cordoned while its BMC does not answer.
+    /// server's host is cordoned when its BMC stops answering and uncordoned when it answers
+    /// again.
     pub async fn check_server_health(&self, uid: Uuid) -> Result<()> {
         let Some(record) = self.store.get_server_by_uid(uid).await? else {
             return Ok(());
@@ -823,8 +824,12 @@ impl App {
             }
         })
         .await?;
-        if let Some(host) = record.host_id {
-            // A failed server stays cordoned until it is provisioned again.
+        // Only a change of health moves the host: an operator's own cordon stays, and a
+        // failed server stays cordoned until it is provisioned again.
+        let was_healthy = record.health.status != HealthState::Failed;
+        if let Some(host) = record.host_id
+            && healthy != was_healthy
+        {
             let ready = record.provisioning_state == ProvisioningState::Ready.as_str();
             let scheduling = if healthy && ready {
                 "SCHEDULABLE"

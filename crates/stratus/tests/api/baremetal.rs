@@ -215,24 +215,29 @@ fn body_of_type(id: &str, instance_type: &str) -> Value {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bare_metal_servers_are_inspected_deployed_powered_and_cleaned_through_redfish() {
-    let _heavy = NETWORK_TESTS.lock().await;
+/// `config` deploying the lab's servers for a region listening on `port` of loopback.
+fn with_baremetal(mut config: stratus::Config, lab: &Lab, port: u16) -> stratus::Config {
     let ramdisk = built_image(
         "STRATUS_TEST_RAMDISK",
         "build-deploy-ramdisk.sh",
         "deploy-ramdisk",
     );
+    config.baremetal.ramdisk = ramdisk.display().to_string();
+    // The servers reach this machine's loopback at 10.0.2.2 (QEMU's user-mode network).
+    config.baremetal.callback_url = format!("http://10.0.2.2:{port}");
+    config.baremetal.console_logs = lab.consoles().display().to_string();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_metal_servers_are_inspected_deployed_powered_and_cleaned_through_redfish() {
+    let _heavy = NETWORK_TESTS.lock().await;
     let mut lab = Lab::start();
     let bmc_a = lab.server("rack1-a");
     let bmc_b = lab.server("rack1-b");
 
     let port = free_port();
-    let mut config = fast_config();
-    config.baremetal.ramdisk = ramdisk.display().to_string();
-    // The servers reach this machine's loopback at 10.0.2.2 (QEMU's user-mode network).
-    config.baremetal.callback_url = format!("http://10.0.2.2:{port}");
-    config.baremetal.console_logs = lab.consoles().display().to_string();
+    let mut config = with_baremetal(fast_config(), &lab, port);
     config.baremetal.health_check_s = 2;
     // The image's OS ignores the ACPI power button (no logind): a stop ends with a hard one.
     config.baremetal.shutdown_grace_s = 5;
@@ -524,18 +529,10 @@ async fn time_instance(client: &Client, body: Value) -> (f64, f64) {
 #[ignore = "a benchmark: prints a table"]
 async fn bench_bare_metal_next_to_a_vm_of_the_same_image() {
     let _heavy = NETWORK_TESTS.lock().await;
-    let ramdisk = built_image(
-        "STRATUS_TEST_RAMDISK",
-        "build-deploy-ramdisk.sh",
-        "deploy-ramdisk",
-    );
     let mut lab = Lab::start();
     let bmc = lab.server("bench");
     let port = free_port();
-    let mut config = qemu_config();
-    config.baremetal.ramdisk = ramdisk.display().to_string();
-    config.baremetal.callback_url = format!("http://10.0.2.2:{port}");
-    config.baremetal.console_logs = lab.consoles().display().to_string();
+    let mut config = with_baremetal(qemu_config(), &lab, port);
     let mut catalog = config.catalog.clone().unwrap();
     catalog.images.push(debian_image());
     config.catalog = Some(catalog);

@@ -35,6 +35,9 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case", default)]
 pub struct BareMetalSection {
+    /// Whether this replica runs the bare-metal conductor (inspection, provisioning, health
+    /// checks and the servers' agents). Exactly one replica of a region may.
+    pub conductor: bool,
     /// The deploy ramdisk ISO; empty: built from Debian's packages when the first server is
     /// provisioned (`scripts/build-deploy-ramdisk.sh`, cached in the data directory).
     pub ramdisk: String,
@@ -58,6 +61,7 @@ pub struct BareMetalSection {
 impl Default for BareMetalSection {
     fn default() -> Self {
         Self {
+            conductor: true,
             ramdisk: String::new(),
             media_url: String::new(),
             callback_url: String::new(),

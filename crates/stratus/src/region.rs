@@ -182,16 +182,18 @@ impl Region {
             let agent = Agent::new(control_plane, driver, registration, agent_config(&config));
             tasks.spawn(agent.run(cancel.clone()));
         }
-        tasks.spawn(
-            crate::baremetal::Conductor {
-                app: app.clone(),
-                data_dir: data_dir.to_owned(),
-                settings: config.baremetal.clone(),
-                media_base,
-                agent: agent_config(&config),
-            }
-            .run(cancel.clone()),
-        );
+        if config.baremetal.conductor {
+            tasks.spawn(
+                crate::baremetal::Conductor {
+                    app: app.clone(),
+                    data_dir: data_dir.to_owned(),
+                    settings: config.baremetal.clone(),
+                    media_base,
+                    agent: agent_config(&config),
+                }
+                .run(cancel.clone()),
+            );
+        }
         let metrics_addr = match config.telemetry.metrics_listen.as_str() {
             "" => None,
             listen => Some(

@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             cordoned_hosts_take_nothing_new_and_stay_cordoned,
             nic_addresses_are_never_handed_out_twice,
             networks_in_use_stay_and_reservations_bind_to_nics,
+            servers_are_unique_by_id_and_live_bmc_and_guarded,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -1092,6 +1093,78 @@ pub async fn quotas_hold_under_concurrent_creates_and_starts(store: Arc<dyn Stor
     assert_eq!(store.quota_usage("o").await.unwrap().vcpus, 4);
 }
 
+fn server(id: &str, bmc: &str) -> ServerRecord {
+    ServerRecord {
+        uid: Uuid::new_v4(),
+        project: "p".into(),
+        id: id.into(),
+        zone: "z".into(),
+        display_name: String::new(),
+        description: String::new(),
+        bmc_address: bmc.into(),
+        bmc_secret: "sealed".into(),
+        hardware: Default::default(),
+        provisioning_state: "registered".into(),
+        status_message: None,
+        health: stratus_types::HealthStatus {
+            status: stratus_types::HealthState::Degraded,
+            last_check_time: None,
+            failure_reasons: vec![],
+        },
+        power_state: None,
+        tags: Default::default(),
+        persona: String::new(),
+        host_id: None,
+        generation: 1,
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+    }
+}
+
+/// A server's id is unique in its project and its BMC among servers not decommissioned;
+/// writes are guarded by generation; log lines keep their order and never collide.
+pub async fn servers_are_unique_by_id_and_live_bmc_and_guarded(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let a = server("a", "http://bmc-a");
+    store.create_server(&a).await.unwrap();
+    for clash in [server("a", "http://bmc-other"), server("b", "http://bmc-a")] {
+        assert!(matches!(
+            store.create_server(&clash).await,
+            Err(Error::AlreadyExists(_))
+        ));
+    }
+    let mut gone = a.clone();
+    gone.provisioning_state = "decommissioned".into();
+    let stored = store.update_server(&gone).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2);
+    assert!(
+        store.update_server(&gone).await.unwrap().is_none(),
+        "a write from an older generation is refused"
+    );
+    store
+        .create_server(&server("b", "http://bmc-a"))
+        .await
+        .unwrap();
+    assert_eq!(store.active_servers().await.unwrap().len(), 1);
+    for seq in [10, 10, 10] {
+        store
+            .append_server_log(&ServerLogRecord {
+                server_uid: a.uid,
+                seq,
+                severity: "info".into(),
+                message: format!("line {seq}"),
+            })
+            .await
+            .unwrap();
+    }
+    let lines = store
+        .list_server_logs(a.uid, 0, i64::MAX, 10)
+        .await
+        .unwrap();
+    let seqs: Vec<i64> = lines.iter().map(|l| l.seq).collect();
+    assert_eq!(seqs, [10, 11, 12], "a taken seq moves on");
+}
+
 pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn Store>) {
     use stratus_types::{ImageFormat, ImageStatus};
     let host = seeded(&source).await;
@@ -1198,6 +1271,18 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
     let (net, subnet) = network("snap", "10.30.0.0/24");
     source.create_network(&net, &subnet).await.unwrap();
     create_with_nics(&source, "with-nic", vec![nic(Some("snap"), None)])
+        .await
+        .unwrap();
+
+    let bm = server("rack1", "http://bmc-1");
+    source.create_server(&bm).await.unwrap();
+    source
+        .append_server_log(&ServerLogRecord {
+            server_uid: bm.uid,
+            seq: 1,
+            severity: "info".into(),
+            message: "registered".into(),
+        })
         .await
         .unwrap();
 

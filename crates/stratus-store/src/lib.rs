@@ -21,6 +21,7 @@
 //!   (owner, expiry) in the row; a crashed owner's lease simply expires.
 
 mod addressing;
+mod cache;
 mod changes;
 #[cfg(feature = "testing")]
 pub mod conformance;
@@ -36,6 +37,7 @@ mod sqlite;
 pub mod testing;
 
 pub use addressing::new_network;
+pub use cache::SHARED_LAG;
 pub use changes::Changes;
 pub use postgres::PostgresStore;
 pub use records::*;

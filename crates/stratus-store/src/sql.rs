@@ -24,14 +24,19 @@ use crate::records::*;
 #[derive(Clone)]
 pub struct SqlStore {
     engine: Arc<dyn Engine>,
+    /// What GETs read, kept in memory ([`crate::cache`]).
+    cache: Arc<crate::cache::ReadCache>,
 }
 
 impl SqlStore {
     /// The store over `engine`, once rows of an earlier schema are brought to the current one.
     pub(crate) async fn open(engine: Box<dyn Engine>) -> Result<Self> {
         let database = engine.name();
+        // Other replicas may write to a PostgreSQL database; SQLite has this process alone.
+        let shared = database == "postgres";
         let store = Self {
             engine: Arc::new(crate::metered::Metered { engine, database }),
+            cache: Arc::new(crate::cache::ReadCache::new(shared)),
         };
         store.move_metadata_out_of_specs().await?;
         Ok(store)
@@ -67,6 +72,13 @@ impl SqlStore {
 
     fn db(&self) -> &dyn Engine {
         self.engine.as_ref()
+    }
+
+    /// Drops the cached row of `instance` (after a write to it, committed or not).
+    fn forget_instance(&self, instance: &InstanceRecord) {
+        self.cache
+            .instances
+            .invalidate(&(instance.project.clone(), instance.id.clone()));
     }
 
     /// The rows `sql` finds, as records.
@@ -566,11 +578,21 @@ impl Store for SqlStore {
             }
             insert_in(&mut tx, project).await?;
         })
-        .unique_or(|| Error::AlreadyExists(format!("project {} already exists", project.id)))
+        .unique_or(|| Error::AlreadyExists(format!("project {} already exists", project.id)))?;
+        self.cache.projects.invalidate(&project.id);
+        Ok(())
     }
 
     async fn get_project(&self, id: &str) -> Result<Option<ProjectRecord>> {
-        self.by("id", id).await
+        let key = id.to_owned();
+        match self.cache.projects.lookup(&key) {
+            crate::cache::Lookup::Hit(found) => Ok(found),
+            crate::cache::Lookup::Miss(ticket) => {
+                let found: Option<ProjectRecord> = self.by("id", id).await?;
+                self.cache.projects.fill(key, ticket, found.clone());
+                Ok(found)
+            }
+        }
     }
 
     async fn list_projects(
@@ -583,16 +605,19 @@ impl Store for SqlStore {
     }
 
     async fn update_project(&self, project: &ProjectRecord) -> Result<Option<ProjectRecord>> {
-        self.guarded_update(
-            vec![
-                ("display_name", (&project.display_name).into()),
-                ("description", (&project.description).into()),
-                ("updated_at", ms(project.updated_at).into()),
-            ],
-            ("id", (&project.id).into()),
-            project.generation,
-        )
-        .await
+        let stored = self
+            .guarded_update(
+                vec![
+                    ("display_name", (&project.display_name).into()),
+                    ("description", (&project.description).into()),
+                    ("updated_at", ms(project.updated_at).into()),
+                ],
+                ("id", (&project.id).into()),
+                project.generation,
+            )
+            .await;
+        self.cache.projects.invalidate(&project.id);
+        stored
     }
 
     async fn delete_project(&self, id: &str) -> Result<bool> {
@@ -620,6 +645,7 @@ impl Store for SqlStore {
                 .await?
                 > 0
         })?;
+        self.cache.projects.invalidate(&id.to_owned());
         Ok(deleted)
     }
 
@@ -1027,17 +1053,28 @@ impl Store for SqlStore {
                 .pop()
                 .ok_or_else(|| Error::internal("creating an instance returned no row"))?
         })
-        .unique_or(|| instance_exists(instance))?;
+        .unique_or(|| instance_exists(instance));
+        self.forget_instance(instance);
+        let created = created?;
         self.db().announce().await;
         Ok(created)
     }
 
     async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>> {
-        self.select_one(
-            "SELECT * FROM instances WHERE project = ? AND id = ?",
-            args![project, id],
-        )
-        .await
+        let key = (project.to_owned(), id.to_owned());
+        match self.cache.instances.lookup(&key) {
+            crate::cache::Lookup::Hit(found) => Ok(found),
+            crate::cache::Lookup::Miss(ticket) => {
+                let found: Option<InstanceRecord> = self
+                    .select_one(
+                        "SELECT * FROM instances WHERE project = ? AND id = ?",
+                        args![project, id],
+                    )
+                    .await?;
+                self.cache.instances.fill(key, ticket, found.clone());
+                Ok(found)
+            }
+        }
     }
 
     async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>> {
@@ -1061,7 +1098,9 @@ impl Store for SqlStore {
 
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
         let (sql, args) = guarded_update_of(instance);
-        let stored = self.select_one(&sql, args).await?;
+        let stored = self.select_one(&sql, args).await;
+        self.forget_instance(instance);
+        let stored = stored?;
         if stored.is_some() {
             self.db().announce().await;
         }
@@ -1083,7 +1122,9 @@ impl Store for SqlStore {
             )
             .await?;
             records::<InstanceRecord>(&tx.query(&sql, args.clone()).await?)?.pop()
-        })?;
+        });
+        self.forget_instance(instance);
+        let stored = stored?;
         if stored.is_some() {
             self.db().announce().await;
         }
@@ -1091,6 +1132,7 @@ impl Store for SqlStore {
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
+        let gone: Option<InstanceRecord> = self.by("uid", uid).await?;
         let deleted = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
             let deleted = tx
                 .execute(
@@ -1103,7 +1145,11 @@ impl Store for SqlStore {
                 addressing::release_instance_addresses(&mut tx, uid).await?;
             }
             deleted
-        })?;
+        });
+        if let Some(gone) = &gone {
+            self.forget_instance(gone);
+        }
+        let deleted = deleted?;
         if deleted {
             self.db().announce().await;
         }
@@ -1654,6 +1700,7 @@ impl Store for SqlStore {
             insert_all(&mut tx, &snapshot.servers).await?;
             insert_all(&mut tx, &snapshot.server_logs).await?;
         })?;
+        self.cache.clear();
         Ok(())
     }
 

@@ -52,9 +52,10 @@ async fn main() {
     let postgres = measure(&url).await;
     type Cell = fn(&Results) -> &String;
     let rows: [(&str, Cell); 6] = [
-        ("GET instance, 64 connections, 10 s (requests/s)", |r| {
-            &r.get_rps
-        }),
+        (
+            "GET instance, 64 connections, 10 s (requests/s; bare axum, same client)",
+            |r| &r.get_rps,
+        ),
         ("GET instance p50 / p99", |r| &r.get_latency),
         ("creates (201) per second, 200 creates, 16 in flight", |r| {
             &r.create_rps
@@ -74,6 +75,71 @@ async fn main() {
     for (name, cell) in rows {
         println!("| {name} | {} | {} |", cell(&sqlite), cell(&postgres));
     }
+}
+
+/// What hammering one URL measured.
+struct Hammered {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: u64,
+}
+
+/// GETs `url` from [`CONNECTIONS`] connections for [`GET_SECONDS`].
+async fn hammer(http: &reqwest::Client, url: &str, token: &str) -> Hammered {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (http, url, token, stop) =
+            (http.clone(), url.to_owned(), token.to_owned(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let t0 = Instant::now();
+                let ok = match http.get(&url).bearer_auth(&token).send().await {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                latencies.push(t0.elapsed());
+                if !ok {
+                    errors += 1;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(GET_SECONDS)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    latencies.sort();
+    Hammered {
+        rps: latencies.len() as f64 / GET_SECONDS as f64,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        errors,
+    }
+}
+
+/// A bare axum server answering every GET with `document` as JSON; its base URL.
+async fn bare_handler(document: String) -> String {
+    let document: &'static str = Box::leak(document.into_boxed_str());
+    let app = axum::Router::new().fallback(axum::routing::get(move || async move {
+        (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            document,
+        )
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
 }
 
 /// Runs every measurement on a fresh region whose store is `database_url` (empty: SQLite).
@@ -149,42 +215,20 @@ async fn measure(database_url: &str) -> Results {
     create_latency.sort();
     running_latency.sort();
 
-    // GET one instance from 64 connections.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut workers = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (http, base, token, stop) = (http.clone(), base.clone(), token.clone(), stop.clone());
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let t0 = Instant::now();
-                let ok = http
-                    .get(format!("{base}{INSTANCES}/bench-000"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .map(|r| r.status() == 200)
-                    .unwrap_or(false);
-                latencies.push(t0.elapsed());
-                if !ok {
-                    errors += 1;
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(GET_SECONDS)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut get_latency = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        let (l, e) = w.await.unwrap();
-        get_latency.extend(l);
-        errors += e;
-    }
-    get_latency.sort();
-    let rps = get_latency.len() as f64 / GET_SECONDS as f64;
+    // GET one instance from 64 connections: a bare axum handler answering the same document
+    // first (the physical limit of this request on this machine, same client), then Stratus.
+    let document = http
+        .get(format!("{base}{INSTANCES}/bench-000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bare = bare_handler(document).await;
+    let reference = hammer(&http, &format!("{bare}{INSTANCES}/bench-000"), &token).await;
+    let get = hammer(&http, &format!("{base}{INSTANCES}/bench-000"), &token).await;
 
     // Create throughput: only the 201s, 16 in flight.
     let started = Instant::now();
@@ -211,11 +255,20 @@ async fn measure(database_url: &str) -> Results {
     region.shutdown().await;
 
     Results {
-        get_rps: format!("{rps:.0} ({errors} errors)"),
+        get_rps: format!(
+            "{:.0} ({} errors) vs bare {:.0}: {:.2}×",
+            get.rps,
+            get.errors,
+            reference.rps,
+            get.rps / reference.rps
+        ),
         get_latency: format!(
-            "{} / {}",
-            ms(percentile(&get_latency, 0.5)),
-            ms(percentile(&get_latency, 0.99))
+            "{} / {} vs bare {} / {}: p99 {:.2}×",
+            ms(get.p50),
+            ms(get.p99),
+            ms(reference.p50),
+            ms(reference.p99),
+            get.p99.as_secs_f64() / reference.p99.as_secs_f64()
         ),
         create_rps: format!("{create_rps:.0}"),
         create_latency: format!(

@@ -120,6 +120,8 @@ pub struct App {
     /// Tokens found live recently (by `jti`), so a busy client costs one liveness lookup per
     /// [`apikeys::LIVENESS_TTL`], not one per request.
     live_tokens: Mutex<HashMap<String, Instant>>,
+    /// Tokens whose signature was checked recently, with their claims.
+    verified_tokens: Mutex<HashMap<String, (stratus_types::auth::Claims, Instant)>>,
     /// Open bare-metal deploy sessions and published seeds.
     deploys: deploy::Deploys,
 }
@@ -164,6 +166,7 @@ impl App {
             created_at,
             heartbeats: Mutex::new(HashMap::new()),
             live_tokens: Mutex::new(HashMap::new()),
+            verified_tokens: Mutex::new(HashMap::new()),
             deploys: deploy::Deploys::default(),
         }))
     }

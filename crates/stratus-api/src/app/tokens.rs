@@ -169,6 +169,10 @@ impl App {
     }
 }
 
+/// How long a checked signature is trusted without checking it again (a rotated-away key or
+/// issuer stops being accepted at the latest this much later).
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl App {
     /// Checks `token` with the external OIDC issuer its `iss` names, else with the region's
     /// own issuer; revocation is not checked here.
@@ -183,7 +187,18 @@ impl App {
     /// revoked, its credential still active).
     pub async fn authenticate(&self, token: &str) -> Result<Principal> {
         let verified = async {
-            let claims = self.verify_token(token).await?;
+            let claims = match self.recently_verified(token) {
+                Some(claims) => claims,
+                None => {
+                    let claims = self.verify_token(token).await?;
+                    // An external issuer's keys follow its JWKS cache; only the region's own
+                    // tokens are remembered.
+                    if claims.iss == self.config.issuer {
+                        self.remember_verified(token, &claims);
+                    }
+                    claims
+                }
+            };
             self.ensure_token_live(&claims).await?;
             Ok(claims)
         }
@@ -195,6 +210,28 @@ impl App {
         };
         metrics::counter!("stratus_token_verifications_total", "outcome" => outcome).increment(1);
         verified.map(Principal::from)
+    }
+
+    /// The claims of `token` when its signature was checked within [`VERIFIED_TTL`] and it has
+    /// not expired since: a busy client's every request need not check the signature again.
+    /// (Whether it was revoked is still asked each time, of its own cache.)
+    fn recently_verified(&self, token: &str) -> Option<Claims> {
+        let verified = self.verified_tokens.lock().ok()?;
+        let (claims, checked) = verified.get(token)?;
+        (checked.elapsed() < VERIFIED_TTL && claims.exp > chrono::Utc::now().timestamp())
+            .then(|| claims.clone())
+    }
+
+    fn remember_verified(&self, token: &str, claims: &Claims) {
+        if let Ok(mut verified) = self.verified_tokens.lock() {
+            if verified.len() >= 10_000 {
+                verified.clear();
+            }
+            verified.insert(
+                token.to_owned(),
+                (claims.clone(), std::time::Instant::now()),
+            );
+        }
     }
 
     /// The public keys of the region's own issuer, as a JWK set.

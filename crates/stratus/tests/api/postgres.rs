@@ -55,23 +55,32 @@ async fn statuses(c: &Client) -> Option<BTreeMap<String, String>> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_share_postgres_and_one_killed_loses_nothing() {
+/// Two `serve` replicas on one PostgreSQL database with a simulated host agent polling both,
+/// and an administrator's client of each.
+struct TwoReplicas {
+    _pg: PostgresCluster,
+    dir_a: tempfile::TempDir,
+    dir_b: tempfile::TempDir,
+    agent_dir: tempfile::TempDir,
+    replica_a: tokio::process::Child,
+    _replica_b: tokio::process::Child,
+    _agent: tokio::process::Child,
+    a: Client,
+    b: Client,
+}
+
+async fn two_replicas(database: &str) -> TwoReplicas {
     let pg = PostgresCluster::start().unwrap();
     let mut config = fast_config();
-    config.database.url = pg.create_database("replicas").await.unwrap();
+    config.database.url = pg.create_database(database).await.unwrap();
     config.host.enabled = false;
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
     let agent_dir = tempfile::tempdir().unwrap();
-    let (mut replica_a, base_a) = spawn_serve(dir_a.path(), &config).await;
-    let (_replica_b, base_b) = spawn_serve(dir_b.path(), &config).await;
-    assert!(
-        !dir_b.path().join("data/admin-api-key").exists(),
-        "the region was bootstrapped once, by the first replica"
-    );
-    let _agent = spawn_sim_agent(
-        "pg-host-1",
+    let (replica_a, base_a) = spawn_serve(dir_a.path(), &config).await;
+    let (replica_b, base_b) = spawn_serve(dir_b.path(), &config).await;
+    let agent = spawn_sim_agent(
+        &format!("{database}-host-1"),
         agent_dir.path(),
         &[&base_a, &base_b],
         &dir_a.path().join("data/host-credential"),
@@ -79,6 +88,36 @@ async fn replicas_share_postgres_and_one_killed_loses_nothing() {
     let key = admin_key(dir_a.path());
     let a = Client::login(&base_a, &key).await;
     let b = Client::login(&base_b, &key).await;
+    TwoReplicas {
+        _pg: pg,
+        dir_a,
+        dir_b,
+        agent_dir,
+        replica_a,
+        _replica_b: replica_b,
+        _agent: agent,
+        a,
+        b,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_postgres_and_one_killed_loses_nothing() {
+    let TwoReplicas {
+        _pg,
+        dir_a: _dir_a,
+        dir_b,
+        agent_dir,
+        mut replica_a,
+        _replica_b,
+        _agent,
+        a,
+        b,
+    } = two_replicas("replicas").await;
+    assert!(
+        !dir_b.path().join("data/admin-api-key").exists(),
+        "the region was bootstrapped once, by the first replica"
+    );
 
     // The host registers with whichever replica answers; creates wait for it.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -444,4 +483,57 @@ async fn replicas_share_imported_images_and_revocations() {
     b.get(INSTANCES).await.assert_error(401);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     on_a.get(INSTANCES).await.assert_error(401);
+}
+
+/// Reads come from each replica's memory: never older than the caller's own acknowledged write
+/// on the replica that took it, and at most `stratus_store::SHARED_LAG` older through another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_is_read_back_at_once_where_it_was_made_and_within_the_lag_elsewhere() {
+    let replicas = two_replicas("lag").await;
+    let (a, b) = (&replicas.a, &replicas.b);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.post(INSTANCES, micro("lagged")).await.status != StatusCode::CREATED {
+        assert!(Instant::now() < deadline, "no host joined");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lag = stratus_store::SHARED_LAG + Duration::from_millis(500);
+    let path = format!("{INSTANCES}/lagged");
+    for round in 0..5 {
+        // Both replicas have the instance in memory.
+        assert_eq!(a.get(&path).await.status, StatusCode::OK);
+        assert_eq!(b.get(&path).await.status, StatusCode::OK);
+        let label = format!("v{round}");
+        let patched = a.patch(&path, json!({"labels": {"round": label}})).await;
+        assert_eq!(patched.status, StatusCode::OK, "{:#}", patched.body);
+        let own = a.get(&path).await;
+        assert_eq!(
+            own.body["labels"]["round"], label,
+            "replica A answered older than the write it acknowledged"
+        );
+        assert_eq!(own.etag, patched.etag);
+        let written = Instant::now();
+        loop {
+            let other = b.get(&path).await;
+            if other.body["labels"]["round"] == label {
+                break;
+            }
+            assert!(
+                written.elapsed() < lag,
+                "replica B still answered {:#} after {:?}",
+                other.body["labels"],
+                written.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // A project renamed through B: B at once, A within the lag.
+    let project = "/v1/regions/global/projects/default";
+    let renamed = b.patch(project, json!({"displayName": "Renamed"})).await;
+    assert_eq!(renamed.status, StatusCode::OK, "{:#}", renamed.body);
+    assert_eq!(b.get(project).await.body["displayName"], "Renamed");
+    let written = Instant::now();
+    while a.get(project).await.body["displayName"] != "Renamed" {
+        assert!(written.elapsed() < lag, "replica A never saw the rename");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

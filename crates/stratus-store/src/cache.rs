@@ -1,0 +1,200 @@
+//! Reads served from memory: the store's cache of what a GET needs.
+//!
+//! A GET of an instance reads two rows — its project (to authorize) and the instance — and
+//! nothing else; both change rarely next to how often they are read. The store keeps the rows
+//! it has read in memory and answers from there, while the database stays the only source of
+//! truth: every write through this store invalidates the rows it touched once it has
+//! committed, so a replica never answers older than a write it acknowledged (read-your-writes).
+//!
+//! A read that misses takes a ticket — the version of its key's slot — before it asks the
+//! database, and keeps what it found only if the slot still has that version afterwards. A
+//! write bumps the version after its commit, so a read that raced with it (and may have seen
+//! the row before the write) is not kept; the next read fetches the written row. Absent rows
+//! are kept too (a create invalidates its key), so a storm of GETs for a name that does not
+//! exist does not reach the database either.
+//!
+//! Other replicas write to a shared database (PostgreSQL) without telling this cache which
+//! rows; there every kept row expires after [`SHARED_LAG`], which bounds how stale a read
+//! through another replica can be. With SQLite this process is the only writer and rows stay
+//! until written or evicted. The cache holds at most [`CAPACITY`] rows per kind and starts
+//! over when full.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How stale a row read through one replica can be after a write through another (the
+/// documented lag across replicas).
+pub const SHARED_LAG: Duration = Duration::from_secs(1);
+
+/// Rows kept per kind.
+const CAPACITY: usize = 200_000;
+
+struct Slot<T> {
+    version: u64,
+    /// The row (or its absence) as read, and when.
+    value: Option<(Option<T>, Instant)>,
+}
+
+/// A cache of one kind of row by key.
+pub(crate) struct Rows<K, T> {
+    slots: Mutex<HashMap<K, Slot<T>>>,
+    /// Kept rows expire after this long (a shared database); never when `None`.
+    ttl: Option<Duration>,
+    /// Bumped when everything is dropped, so reads in flight then are not kept.
+    epoch: std::sync::atomic::AtomicU64,
+}
+
+/// What a lookup found: the row (or that there is none), or a ticket to fill the slot with.
+pub(crate) enum Lookup<T> {
+    Hit(Option<T>),
+    Miss(Ticket),
+}
+
+/// The version of a slot when a read missed.
+pub(crate) struct Ticket {
+    version: u64,
+    epoch: u64,
+}
+
+impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
+    pub(crate) fn new(ttl: Option<Duration>) -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            ttl,
+            epoch: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn lookup(&self, key: &K) -> Lookup<T> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(slot) = slots.get(key) {
+            if let Some((value, read_at)) = &slot.value
+                && self.ttl.is_none_or(|ttl| read_at.elapsed() < ttl)
+            {
+                return Lookup::Hit(value.clone());
+            }
+            return Lookup::Miss(Ticket {
+                version: slot.version,
+                epoch,
+            });
+        }
+        if slots.len() >= CAPACITY {
+            self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            slots.clear();
+        }
+        slots.insert(
+            key.clone(),
+            Slot {
+                version: 0,
+                value: None,
+            },
+        );
+        Lookup::Miss(Ticket { version: 0, epoch })
+    }
+
+    /// Keeps what a read found, unless a write touched the key since its ticket.
+    pub(crate) fn fill(&self, key: K, ticket: Ticket, value: Option<T>) {
+        if self.epoch.load(std::sync::atomic::Ordering::Acquire) != ticket.epoch {
+            return;
+        }
+        let mut slots = self.slots.lock().unwrap();
+        if let Some(slot) = slots.get_mut(&key)
+            && slot.version == ticket.version
+        {
+            slot.value = Some((value, Instant::now()));
+        }
+    }
+
+    /// Forgets the row of `key` (after a write to it committed).
+    pub(crate) fn invalidate(&self, key: &K) {
+        if let Some(slot) = self.slots.lock().unwrap().get_mut(key) {
+            slot.version += 1;
+            slot.value = None;
+        }
+    }
+
+    /// Forgets every row.
+    pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.slots.lock().unwrap().clear();
+    }
+}
+
+/// The rows a GET needs.
+pub(crate) struct ReadCache {
+    /// Instances by (project, id).
+    pub instances: Rows<(String, String), crate::InstanceRecord>,
+    /// Projects by id.
+    pub projects: Rows<String, crate::ProjectRecord>,
+}
+
+impl ReadCache {
+    /// A cache for a store that is the database's only writer (`shared: false`) or one of
+    /// several.
+    pub(crate) fn new(shared: bool) -> Self {
+        let ttl = shared.then_some(SHARED_LAG);
+        Self {
+            instances: Rows::new(ttl),
+            projects: Rows::new(ttl),
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        self.instances.clear();
+        self.projects.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_that_raced_with_a_write_is_not_kept() {
+        let rows: Rows<&str, u32> = Rows::new(None);
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!("an empty cache misses")
+        };
+        // A write commits while the read is at the database, which answered the old row.
+        rows.invalidate(&"a");
+        rows.fill("a", ticket, Some(1));
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!("the raced read was kept")
+        };
+        rows.fill("a", ticket, Some(2));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Hit(Some(2))));
+        rows.invalidate(&"a");
+        assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn absent_rows_are_kept_and_a_clear_drops_reads_in_flight() {
+        let rows: Rows<&str, u32> = Rows::new(None);
+        let Lookup::Miss(ticket) = rows.lookup(&"gone") else {
+            panic!()
+        };
+        rows.fill("gone", ticket, None);
+        assert!(matches!(rows.lookup(&"gone"), Lookup::Hit(None)));
+        let Lookup::Miss(ticket) = rows.lookup(&"b") else {
+            panic!()
+        };
+        rows.clear();
+        rows.fill("b", ticket, Some(1));
+        assert!(matches!(rows.lookup(&"b"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn rows_of_a_shared_database_expire() {
+        let rows: Rows<&str, u32> = Rows::new(Some(Duration::from_millis(20)));
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!()
+        };
+        rows.fill("a", ticket, Some(1));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Hit(Some(1))));
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+    }
+}

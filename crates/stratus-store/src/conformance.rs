@@ -43,6 +43,7 @@ macro_rules! conformance_tests {
             nic_addresses_are_never_handed_out_twice,
             networks_in_use_stay_and_reservations_bind_to_nics,
             servers_are_unique_by_id_and_live_bmc_and_guarded,
+            creates_committed_together_keep_their_own_outcomes,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -711,6 +712,33 @@ pub async fn concurrent_creates_never_overcommit(store: Arc<dyn Store>) {
         "an 8-vCPU host takes exactly eight 1-vCPU instances"
     );
     assert_eq!(store.count_instances().await.unwrap(), 8);
+}
+
+/// Creates that arrive together are committed together, but each gets its own answer: a
+/// taken id fails alone and takes nothing of the others with it.
+pub async fn creates_committed_together_keep_their_own_outcomes(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let attempts: Vec<_> = (0..30)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                create_with_nics(&store, &format!("vm-{:02}", n % 20), vec![]).await
+            })
+        })
+        .collect();
+    let (mut created, mut taken) = (0, 0);
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(instance) => {
+                assert!(instance.host_id.is_some());
+                created += 1;
+            }
+            Err(Error::AlreadyExists(_)) => taken += 1,
+            Err(other) => panic!("a create failed with {other:?}"),
+        }
+    }
+    assert_eq!((created, taken), (20, 10));
+    assert_eq!(store.count_instances().await.unwrap(), 20);
 }
 
 /// An instance taking nothing of its host, with `nics`.

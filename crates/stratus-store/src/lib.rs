@@ -26,6 +26,7 @@ mod changes;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod engine;
+mod group_commit;
 mod metered;
 mod migrate;
 mod postgres;

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use stratus_core::placement::{Demand, HostUsage, choose_host};
+use stratus_core::placement::{Demand, HostUsage};
 use stratus_core::quota;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result};
@@ -26,6 +26,10 @@ pub struct SqlStore {
     engine: Arc<dyn Engine>,
     /// What GETs read, kept in memory ([`crate::cache`]).
     cache: Arc<crate::cache::ReadCache>,
+    /// The writer that commits creates in groups ([`crate::group_commit`]).
+    creates: tokio::sync::mpsc::UnboundedSender<crate::group_commit::CreateJob>,
+    /// The writer that stores audit events in groups.
+    audit: tokio::sync::mpsc::UnboundedSender<crate::group_commit::AuditJob>,
 }
 
 impl SqlStore {
@@ -34,9 +38,20 @@ impl SqlStore {
         let database = engine.name();
         // Other replicas may write to a PostgreSQL database; SQLite has this process alone.
         let shared = database == "postgres";
+        let engine: Arc<dyn Engine> = Arc::new(crate::metered::Metered { engine, database });
+        let cache = Arc::new(crate::cache::ReadCache::new(shared));
+        let forget = cache.clone();
+        let creates = crate::group_commit::start(engine.clone(), move |instance| {
+            forget
+                .instances
+                .invalidate(&(instance.project.clone(), instance.id.clone()));
+        });
+        let audit = crate::group_commit::start_audit(engine.clone());
         let store = Self {
-            engine: Arc::new(crate::metered::Metered { engine, database }),
-            cache: Arc::new(crate::cache::ReadCache::new(shared)),
+            engine,
+            cache,
+            creates,
+            audit,
         };
         store.move_metadata_out_of_specs().await?;
         Ok(store)
@@ -324,7 +339,7 @@ pub(crate) fn records<T: Table>(rows: &[Row]) -> Result<Vec<T>> {
 }
 
 /// The count of a `SELECT COUNT(*) AS n …`.
-async fn count(tx: &mut Box<dyn Tx>, sql: &str, args: Vec<Arg>) -> DbResult<i64> {
+pub(crate) async fn count(tx: &mut Box<dyn Tx>, sql: &str, args: Vec<Arg>) -> DbResult<i64> {
     let rows = tx.query(sql, args).await?;
     let row = rows
         .first()
@@ -334,7 +349,7 @@ async fn count(tx: &mut Box<dyn Tx>, sql: &str, args: Vec<Arg>) -> DbResult<i64>
 
 /// Locks the organization's row for the rest of `tx` (requests that add to its quotas queue
 /// here) and admits `request` on top of what its instances hold.
-async fn admit(
+pub(crate) async fn admit(
     tx: &mut Box<dyn Tx>,
     engine: &dyn Engine,
     admission: &Admission<'_>,
@@ -388,12 +403,12 @@ async fn usage_in(tx: &mut Box<dyn Tx>, organization: &str) -> DbResult<quota::A
 }
 
 /// Inserts `record` inside a transaction.
-async fn insert_in<T: Table>(tx: &mut Box<dyn Tx>, record: &T) -> DbResult<()> {
+pub(crate) async fn insert_in<T: Table>(tx: &mut Box<dyn Tx>, record: &T) -> DbResult<()> {
     let (sql, args) = insert(record);
     tx.execute(&sql, args).await.map(drop)
 }
 
-fn instance_exists(instance: &InstanceRecord) -> Error {
+pub(crate) fn instance_exists(instance: &InstanceRecord) -> Error {
     Error::AlreadyExists(format!(
         "instance {} already exists in project {}",
         instance.id, instance.project
@@ -438,7 +453,7 @@ const GPU_USAGE_OF_ORGANIZATION: &str = "SELECT i.gpu_type, CAST(SUM(i.gpu_count
      AND i.gpu_type IS NOT NULL AND i.gpu_count > 0 GROUP BY i.gpu_type";
 
 /// vCPUs and memory placed on each host.
-const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
+pub(crate) const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
      CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, COUNT(*) AS instances FROM instances \
      WHERE host_id IS NOT NULL GROUP BY host_id";
 
@@ -456,7 +471,7 @@ const OVERLAY_PEERS: &str = "SELECT n.vni, a.instance_uid, a.nic, h.underlay \
      ORDER BY n.vni, h.underlay, a.instance_uid, a.nic";
 
 /// GPUs of each type placed on each host.
-const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) AS n \
+pub(crate) const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) AS n \
      FROM instances WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type";
 
 #[async_trait]
@@ -1018,46 +1033,21 @@ impl Store for SqlStore {
         live_since: DateTime<Utc>,
         admission: &Admission<'_>,
     ) -> Result<InstanceRecord> {
-        let hosts_sql = format!(
-            "SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ? \
-             AND scheduling = 'SCHEDULABLE' ORDER BY id{}",
-            self.db().for_update()
-        );
-        let created = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
-            // Creates of one organization queue on its row, so each sees what the previous
-            // one took of its quotas; creates in one zone queue on its host rows, so each sees
-            // what the previous one placed.
-            admit(&mut tx, self.db(), admission, &instance.amounts()).await?;
-            let hosts: Vec<HostRecord> = records(
-                &tx.query(&hosts_sql, args![&instance.zone, ms(live_since)])
-                    .await?,
-            )?;
-            let taken = count(
-                &mut tx,
-                "SELECT COUNT(*) AS n FROM instances WHERE project = ? AND id = ?",
-                args![&instance.project, &instance.id],
-            )
-            .await?;
-            if taken > 0 {
-                return Err(instance_exists(instance).into());
-            }
-            let sums = tx.query(USAGE_BY_HOST, vec![]).await?;
-            let gpu_sums = tx.query(GPU_USAGE_BY_HOST, vec![]).await?;
-            let usage = host_usage(&hosts, &sums, &gpu_sums)?;
-            let mut placed = instance.clone();
-            placed.host_id = Some(choose_host(&instance.zone, demand, &usage)?);
-            placed.spec.nics = addressing::assign_nics(&mut tx, self.db(), &placed).await?;
-            let (sql, args) = insert(&placed);
-            let rows = tx.query(&format!("{sql} RETURNING *"), args).await?;
-            records::<InstanceRecord>(&rows)?
-                .pop()
-                .ok_or_else(|| Error::internal("creating an instance returned no row"))?
-        })
-        .unique_or(|| instance_exists(instance));
-        self.forget_instance(instance);
-        let created = created?;
-        self.db().announce().await;
-        Ok(created)
+        let (reply, created) = tokio::sync::oneshot::channel();
+        self.creates
+            .send(crate::group_commit::CreateJob {
+                instance: instance.clone(),
+                demand: demand.clone(),
+                live_since,
+                organization: admission.organization.to_owned(),
+                defaults: admission.defaults.clone(),
+                reply,
+                span: tracing::Span::current(),
+            })
+            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
+        created
+            .await
+            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?
     }
 
     async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>> {
@@ -1600,8 +1590,16 @@ impl Store for SqlStore {
     }
 
     async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()> {
-        self.insert(event, || Error::internal("an audit event id was reused"))
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        self.audit
+            .send(crate::group_commit::AuditJob {
+                event: event.clone(),
+                reply,
+            })
+            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
+        stored
             .await
+            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?
     }
 
     async fn prune_audit_events(&self, before: DateTime<Utc>) -> Result<u64> {

@@ -3,9 +3,10 @@
 //! It is a first-class driver, not a mock: demos, tests and benchmarks run on it, and machines
 //! without QEMU use it. It behaves like a host should. Operations take configurable time. Each
 //! VM writes a synthetic but honest boot log to its serial console (it says it is simulated,
-//! and shows what the guest would have read from its metadata). The VM table is written to a
-//! file after every change, so VMs survive a restart of the agent the way QEMU processes
-//! do, and the restarted agent adopts them. Failures can be injected per instance with the
+//! and shows what the guest would have read from its metadata). Each VM is written to a file
+//! of its own after every change to it (`<state>.d/<uid>.json`), so VMs survive a restart of
+//! the agent the way QEMU processes do, the restarted agent adopts them, and a change costs
+//! the same however many VMs the host holds. Failures can be injected per instance with the
 //! metadata key `stratus-sim-fail` (`boot`: every boot fails), to exercise the paths by which
 //! an instance leaves a state it cannot complete. Every VM the host creates is also appended
 //! to a provisioning log beside the state file (`<state>.provisions`, one instance uid per
@@ -70,33 +71,78 @@ pub struct SimDriver {
 impl SimDriver {
     /// A simulated host whose VMs are kept in `state_file` (loaded if it exists).
     pub fn new(state_file: Option<PathBuf>, timings: SimTimings) -> Result<Self, DriverError> {
-        let vms = match &state_file {
-            Some(path) if path.exists() => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    DriverError::Transient(format!("reading {}: {e}", path.display()))
-                })?;
-                serde_json::from_str(&text).map_err(|e| {
-                    DriverError::Permanent(format!("parsing {}: {e}", path.display()))
-                })?
-            }
-            _ => BTreeMap::new(),
-        };
-        Ok(Self {
-            vms: Mutex::new(vms),
+        let driver = Self {
+            vms: Mutex::new(BTreeMap::new()),
             state_file,
             timings,
-        })
+        };
+        let Some(dir) = driver.vm_dir() else {
+            return Ok(driver);
+        };
+        let io = |what: &std::path::Path, e: std::io::Error| {
+            DriverError::Transient(format!("reading {}: {e}", what.display()))
+        };
+        let mut vms: BTreeMap<Uuid, SimVm> = BTreeMap::new();
+        // A host written by an older version: one file with every VM, moved to one file each.
+        if let Some(whole) = driver.state_file.as_ref().filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(whole).map_err(|e| io(whole, e))?;
+            vms = serde_json::from_str(&text)
+                .map_err(|e| DriverError::Permanent(format!("parsing {}: {e}", whole.display())))?;
+            for (uid, vm) in &vms {
+                driver.save_vm(*uid, Some(vm))?;
+            }
+            std::fs::remove_file(whole).map_err(|e| io(whole, e))?;
+        }
+        if dir.exists() {
+            for entry in std::fs::read_dir(&dir).map_err(|e| io(&dir, e))? {
+                let path = entry.map_err(|e| io(&dir, e))?.path();
+                let Some(uid) = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.parse::<Uuid>().ok())
+                    .filter(|_| path.extension().is_some_and(|e| e == "json"))
+                else {
+                    continue;
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+                let vm = serde_json::from_str(&text).map_err(|e| {
+                    DriverError::Permanent(format!("parsing {}: {e}", path.display()))
+                })?;
+                vms.insert(uid, vm);
+            }
+        }
+        *driver.vms.try_lock().expect("a new driver's table is free") = vms;
+        Ok(driver)
     }
 
-    fn save(&self, vms: &BTreeMap<Uuid, SimVm>) -> Result<(), DriverError> {
-        let Some(path) = &self.state_file else {
+    /// Where each VM's file is kept, when the host is persisted.
+    fn vm_dir(&self) -> Option<PathBuf> {
+        self.state_file.as_ref().map(|p| p.with_extension("d"))
+    }
+
+    /// Writes one VM's file (or removes it, for `None`).
+    fn save_vm(&self, uid: Uuid, vm: Option<&SimVm>) -> Result<(), DriverError> {
+        let Some(dir) = self.vm_dir() else {
             return Ok(());
         };
-        let tmp = path.with_extension("tmp");
-        let text = serde_json::to_string(vms).map_err(|e| DriverError::Permanent(e.to_string()))?;
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| DriverError::Transient(format!("writing {}: {e}", path.display())))
+        let path = dir.join(format!("{uid}.json"));
+        let failed =
+            |e: std::io::Error| DriverError::Transient(format!("writing {}: {e}", path.display()));
+        match vm {
+            Some(vm) => {
+                std::fs::create_dir_all(&dir).map_err(failed)?;
+                let tmp = path.with_extension("tmp");
+                let text =
+                    serde_json::to_string(vm).map_err(|e| DriverError::Permanent(e.to_string()))?;
+                std::fs::write(&tmp, text)
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .map_err(failed)
+            }
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(failed(e)),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// The provisioning log of a host persisted to `state_file`.
@@ -133,7 +179,7 @@ impl SimDriver {
             DriverError::NotFound(format!("no VM for instance {uid} on this host"))
         })?;
         let out = change(vm)?;
-        self.save(&vms)?;
+        self.save_vm(uid, Some(vm))?;
         Ok(out)
     }
 }
@@ -204,7 +250,7 @@ impl Driver for SimDriver {
         Self::pause_for(self.timings.prepare_ms).await;
         let mut vms = self.vms.lock().await;
         let mut created = false;
-        vms.entry(spec.uid).or_insert_with(|| {
+        let vm = vms.entry(spec.uid).or_insert_with(|| {
             created = true;
             SimVm {
                 spec: spec.clone(),
@@ -215,7 +261,7 @@ impl Driver for SimDriver {
                 started: Instant::now(),
             }
         });
-        self.save(&vms)?;
+        self.save_vm(spec.uid, Some(vm))?;
         if created {
             self.log_provision(spec.uid)?;
         }
@@ -319,7 +365,7 @@ impl Driver for SimDriver {
     async fn destroy(&self, uid: Uuid) -> Result<(), DriverError> {
         let mut vms = self.vms.lock().await;
         if vms.remove(&uid).is_some() {
-            self.save(&vms)?;
+            self.save_vm(uid, None)?;
         }
         Ok(())
     }
@@ -380,6 +426,32 @@ mod tests {
             VmState::Running
         );
         assert_eq!(sim.list().await.unwrap(), vec![s.uid]);
+    }
+
+    #[tokio::test]
+    async fn a_change_writes_one_file_and_a_table_of_an_older_version_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sim.json");
+        let (a, b) = (spec(vec![]), spec(vec![]));
+        {
+            let sim = SimDriver::new(Some(file.clone()), fast()).unwrap();
+            sim.prepare(&a).await.unwrap();
+            sim.prepare(&b).await.unwrap();
+            sim.destroy(b.uid).await.unwrap();
+        }
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("sim.d"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(files, [format!("{}.json", a.uid)]);
+        // The whole table in one file, as older versions kept it.
+        let vm = std::fs::read_to_string(dir.path().join(format!("sim.d/{}.json", a.uid))).unwrap();
+        std::fs::remove_dir_all(dir.path().join("sim.d")).unwrap();
+        std::fs::write(&file, format!("{{\"{}\": {vm}}}", a.uid)).unwrap();
+        let sim = SimDriver::new(Some(file.clone()), fast()).unwrap();
+        assert_eq!(sim.list().await.unwrap(), vec![a.uid]);
+        assert!(!file.exists() && dir.path().join(format!("sim.d/{}.json", a.uid)).exists());
     }
 
     #[tokio::test]

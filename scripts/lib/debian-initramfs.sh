@@ -69,6 +69,9 @@ DHCP
   cat >> "$initrd/init" <<'INIT'
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
+# The kernel's boot messages stay on the console (they show where a boot stalls); from here on
+# only its warnings and worse, so they never land in the middle of what /init prints.
+echo 4 > /proc/sys/kernel/printk
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 for m in $modules; do

@@ -80,6 +80,8 @@ pub trait DeployService: Send + Sync + 'static {
     fn withdraw_seed(&self, instance: Uuid);
     /// The server cannot be trusted with another instance until an operator acts.
     fn server_failed(&self, reason: String);
+    /// The server's power changed: its shown power state should be read again.
+    fn power_changed(&self);
 }
 
 /// Settings of one server's driver.
@@ -372,7 +374,7 @@ impl Driver for RedfishDriver {
         if state.instance != Some(uid) || !state.deployed {
             return Ok(None);
         }
-        let power = self.bmc.power_state().await.map_err(bmc_error)?;
+        let power = self.bmc.quiet().power_state().await.map_err(bmc_error)?;
         Ok(Some(VmInfo {
             state: if power == "On" {
                 VmState::Running
@@ -430,6 +432,7 @@ impl Driver for RedfishDriver {
             .map_err(bmc_error)?;
         self.bmc.reset(Reset::On).await.map_err(bmc_error)?;
         self.note("powered on from disk");
+        self.deploy.power_changed();
         Ok(())
     }
 
@@ -469,6 +472,7 @@ impl Driver for RedfishDriver {
         }
         self.force_off().await?;
         self.note("the OS did not shut down; powered off hard");
+        self.deploy.power_changed();
         Ok(Some(
             "the OS did not shut down in time; the server was powered off hard".into(),
         ))
@@ -488,6 +492,7 @@ impl Driver for RedfishDriver {
             self.deploy.server_failed(reason);
         }
         self.specs.lock().unwrap().remove(&uid);
+        self.deploy.power_changed();
         self.save(ServerState::default())
     }
 

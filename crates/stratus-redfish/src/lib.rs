@@ -56,6 +56,17 @@ impl BmcLog for NoLog {
     fn record(&self, _: Severity, _: String) {}
 }
 
+/// A log passing on all but `Debug` lines.
+struct Quiet(Arc<dyn BmcLog>);
+
+impl BmcLog for Quiet {
+    fn record(&self, severity: Severity, message: String) {
+        if severity != Severity::Debug {
+            self.0.record(severity, message);
+        }
+    }
+}
+
 /// Why a BMC request failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BmcError {
@@ -255,6 +266,15 @@ impl Bmc {
             password: password.into(),
             log,
             backoff: FIRST_BACKOFF,
+        }
+    }
+
+    /// The same session for periodic checks: what succeeds at `Debug` (a GET that answered)
+    /// is not logged, so polling a server's power does not flood its log; failures still are.
+    pub fn quiet(&self) -> Self {
+        Self {
+            log: Arc::new(Quiet(self.log.clone())),
+            ..self.clone()
         }
     }
 

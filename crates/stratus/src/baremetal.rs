@@ -107,6 +107,15 @@ impl DeployService for AppDeploy {
         self.app.withdraw_seed(instance);
     }
 
+    fn power_changed(&self) {
+        let (app, server) = (self.app.clone(), self.server);
+        tokio::spawn(async move {
+            if let Err(e) = app.check_server_health(server).await {
+                tracing::warn!(%server, error = %e, "reading a server's power");
+            }
+        });
+    }
+
     fn server_failed(&self, reason: String) {
         let (app, server) = (self.app.clone(), self.server);
         tokio::spawn(async move {

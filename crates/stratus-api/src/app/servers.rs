@@ -803,7 +803,7 @@ impl App {
         let Some(record) = self.store.get_server_by_uid(uid).await? else {
             return Ok(());
         };
-        let answer = self.server_bmc(&record)?.power_state().await;
+        let answer = self.server_bmc(&record)?.quiet().power_state().await;
         let checked = now();
         let healthy = answer.is_ok();
         self.modify_server(uid, |r| match &answer {

@@ -451,7 +451,7 @@ async fn bare_metal_servers_are_inspected_deployed_powered_and_cleaned_through_r
         assert_eq!(reply.status, StatusCode::NO_CONTENT, "{:#}", reply.body);
         client.wait_gone(instance, Duration::from_secs(300)).await;
         let freed = wait_server(client, server, Duration::from_secs(60), |s| {
-            s["provisioningState"] == "ready" && s["instance"].is_null()
+            s["provisioningState"] == "ready" && s["instance"].is_null() && s["powerState"] == "Off"
         })
         .await;
         seen.push_str(&freed.to_string());

@@ -197,7 +197,7 @@ impl RedfishDriver {
     async fn wait_for_power(&self, want: &str, within: Duration) -> Result<bool, DriverError> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            if self.bmc.power_state().await.map_err(bmc_error)? == want {
+            if self.bmc.quiet().power_state().await.map_err(bmc_error)? == want {
                 return Ok(true);
             }
             if tokio::time::Instant::now() >= deadline {
@@ -243,11 +243,17 @@ impl RedfishDriver {
                     )));
                 }
                 let wait = tokio::time::timeout(Duration::from_secs(10), session.outcome.changed());
-                if wait.await.is_ok() {
-                    continue;
+                match wait.await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => {
+                        return Err(DriverError::Transient(format!(
+                            "the {what} session ended before the deploy ramdisk reported"
+                        )));
+                    }
+                    Err(_) => {}
                 }
                 // No report for a while: is the server still on, and its BMC still there?
-                match self.bmc.power_state().await {
+                match self.bmc.quiet().power_state().await {
                     Ok(power) if power == "Off" => {
                         return Err(DriverError::Permanent(format!(
                             "the server powered off before the deploy ramdisk reported ({what})"
@@ -328,10 +334,14 @@ impl RedfishDriver {
         Ok(raw)
     }
 
-    /// The NoCloud seed of `spec` as an ISO labelled `cidata`.
+    /// The NoCloud seed of `spec` as an ISO labelled `cidata`, made beside the state file
+    /// (the user-data it holds stays inside the private data directory).
     async fn seed_iso(&self, spec: &VmSpec) -> Result<Vec<u8>, DriverError> {
         let metadata = GuestMetadata::from(spec);
-        let dir = tempfile_dir()?;
+        let dir = self.config.state_file.with_extension("seed");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| DriverError::Transient(format!("{}: {e}", dir.display())))?;
         let files = [
             ("meta-data", metadata.nocloud_meta_data()),
             ("user-data", metadata.nocloud_user_data()),
@@ -354,13 +364,6 @@ impl RedfishDriver {
         let _ = std::fs::remove_dir_all(&dir);
         bytes
     }
-}
-
-fn tempfile_dir() -> Result<PathBuf, DriverError> {
-    let dir = std::env::temp_dir().join(format!("stratus-seed-{}", Uuid::new_v4()));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| DriverError::Transient(format!("{}: {e}", dir.display())))?;
-    Ok(dir)
 }
 
 #[async_trait]

@@ -565,32 +565,50 @@ impl Bmc {
         ))
     }
 
-    /// Whether the virtual CD holds media, and its image URL.
-    pub async fn media(&self) -> BmcResult<Option<String>> {
+    /// The virtual CD's path and its current state.
+    async fn cd_device(&self) -> BmcResult<(String, Value)> {
         let cd = self.virtual_cd().await?;
         let device = self.get(&cd).await?;
+        Ok((cd, device))
+    }
+
+    /// The target of a virtual-media action of `device` at `cd`, as it names it or by
+    /// convention.
+    fn media_action(cd: &str, device: &Value, action: &str) -> String {
+        device["Actions"][format!("#VirtualMedia.{action}")]["target"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{cd}/Actions/VirtualMedia.{action}"))
+    }
+
+    /// Ejects the media of `device` at `cd` when it holds any.
+    async fn eject_from(&self, cd: &str, device: &Value) -> BmcResult<()> {
         let inserted = device["Inserted"].as_bool().unwrap_or(false)
             || device["Image"].as_str().is_some_and(|i| !i.is_empty());
-        Ok(inserted.then(|| device["Image"].as_str().unwrap_or("").to_owned()))
+        if !inserted {
+            return Ok(());
+        }
+        self.call(
+            reqwest::Method::POST,
+            &Self::media_action(cd, device, "EjectMedia"),
+            Some(&json!({})),
+            true,
+            MEDIA_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 
     /// Inserts `image` (a URL the BMC downloads) in the virtual CD, replacing what is there.
     /// `label` is how the log names it (the URL may hold a secret).
     pub async fn insert_media(&self, image: &str, label: &str) -> BmcResult<()> {
-        let cd = self.virtual_cd().await?;
-        if self.media().await?.is_some() {
-            self.eject_media().await?;
-        }
-        let device = self.get(&cd).await?;
-        let target = device["Actions"]["#VirtualMedia.InsertMedia"]["target"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{cd}/Actions/VirtualMedia.InsertMedia"));
+        let (cd, device) = self.cd_device().await?;
+        self.eject_from(&cd, &device).await?;
         self.log
             .record(Severity::Info, format!("inserting {label} in {cd}"));
         self.call(
             reqwest::Method::POST,
-            &target,
+            &Self::media_action(&cd, &device, "InsertMedia"),
             Some(&json!({ "Image": image, "Inserted": true, "WriteProtected": true })),
             false,
             MEDIA_TIMEOUT,
@@ -601,26 +619,8 @@ impl Bmc {
 
     /// Ejects whatever the virtual CD holds (nothing to do when empty).
     pub async fn eject_media(&self) -> BmcResult<()> {
-        let cd = self.virtual_cd().await?;
-        let device = self.get(&cd).await?;
-        let inserted = device["Inserted"].as_bool().unwrap_or(false)
-            || device["Image"].as_str().is_some_and(|i| !i.is_empty());
-        if !inserted {
-            return Ok(());
-        }
-        let target = device["Actions"]["#VirtualMedia.EjectMedia"]["target"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("{cd}/Actions/VirtualMedia.EjectMedia"));
-        self.call(
-            reqwest::Method::POST,
-            &target,
-            Some(&json!({})),
-            true,
-            MEDIA_TIMEOUT,
-        )
-        .await
-        .map(drop)
+        let (cd, device) = self.cd_device().await?;
+        self.eject_from(&cd, &device).await
     }
 
     /// The problems that would stop Stratus from deploying the server, empty when none:

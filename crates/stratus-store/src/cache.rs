@@ -142,6 +142,12 @@ impl ReadCache {
         }
     }
 
+    /// Forgets the row of `instance` (after a write to it).
+    pub(crate) fn forget_instance(&self, instance: &crate::InstanceRecord) {
+        self.instances
+            .invalidate(&(instance.project.clone(), instance.id.clone()));
+    }
+
     pub(crate) fn clear(&self) {
         self.instances.clear();
         self.projects.clear();

@@ -45,25 +45,31 @@ pub(crate) struct CreateJob {
 
 /// Starts the writer of `engine`'s creates; the returned sender queues them. The writer ends
 /// when every sender is gone.
+/// Waits for the next job, then takes every job already queued behind it (up to [`GROUP`]);
+/// `None` when every sender is gone.
+async fn next_group<T>(queue: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
+    let mut jobs = vec![queue.recv().await?];
+    while jobs.len() < GROUP {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(jobs)
+}
+
 pub(crate) fn start(
     engine: Arc<dyn Engine>,
-    done: impl Fn(&InstanceRecord) + Send + Sync + 'static,
+    cache: Arc<crate::cache::ReadCache>,
 ) -> mpsc::UnboundedSender<CreateJob> {
     let (sender, mut queue) = mpsc::unbounded_channel::<CreateJob>();
     tokio::spawn(async move {
-        while let Some(first) = queue.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < GROUP {
-                match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
+        while let Some(jobs) = next_group(&mut queue).await {
             metrics::histogram!("stratus_create_group_size").record(jobs.len() as f64);
             let outcomes = create_group(engine.as_ref(), &jobs).await;
             let any = outcomes.iter().any(Result::is_ok);
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                done(&job.instance);
+                cache.forget_instance(&job.instance);
                 let _ = job.reply.send(outcome);
             }
             if any {
@@ -84,14 +90,7 @@ pub(crate) struct AuditJob {
 pub(crate) fn start_audit(engine: Arc<dyn Engine>) -> mpsc::UnboundedSender<AuditJob> {
     let (sender, mut queue) = mpsc::unbounded_channel::<AuditJob>();
     tokio::spawn(async move {
-        while let Some(first) = queue.recv().await {
-            let mut jobs = vec![first];
-            while jobs.len() < GROUP {
-                match queue.try_recv() {
-                    Ok(job) => jobs.push(job),
-                    Err(_) => break,
-                }
-            }
+        while let Some(jobs) = next_group(&mut queue).await {
             let stored = transaction!(engine.as_ref(), Isolation::ReadCommitted, |tx| {
                 for job in &jobs {
                     crate::sql::insert_in(&mut tx, &job.event).await?;

@@ -40,12 +40,7 @@ impl SqlStore {
         let shared = database == "postgres";
         let engine: Arc<dyn Engine> = Arc::new(crate::metered::Metered { engine, database });
         let cache = Arc::new(crate::cache::ReadCache::new(shared));
-        let forget = cache.clone();
-        let creates = crate::group_commit::start(engine.clone(), move |instance| {
-            forget
-                .instances
-                .invalidate(&(instance.project.clone(), instance.id.clone()));
-        });
+        let creates = crate::group_commit::start(engine.clone(), cache.clone());
         let audit = crate::group_commit::start_audit(engine.clone());
         let store = Self {
             engine,
@@ -87,13 +82,6 @@ impl SqlStore {
 
     fn db(&self) -> &dyn Engine {
         self.engine.as_ref()
-    }
-
-    /// Drops the cached row of `instance` (after a write to it, committed or not).
-    fn forget_instance(&self, instance: &InstanceRecord) {
-        self.cache
-            .instances
-            .invalidate(&(instance.project.clone(), instance.id.clone()));
     }
 
     /// The rows `sql` finds, as records.
@@ -991,13 +979,13 @@ impl Store for SqlStore {
 
     async fn remove_host(&self, host_id: Uuid) -> Result<bool> {
         Ok(transaction!(self.db(), Isolation::Serializable, |tx| {
-            let on_it = tx
-                .query(
-                    "SELECT COUNT(*) AS n FROM instances WHERE host_id = ?",
-                    args![host_id],
-                )
-                .await?;
-            if on_it.first().map(|r| r.int("n")).transpose()?.unwrap_or(0) > 0 {
+            let on_it = count(
+                &mut tx,
+                "SELECT COUNT(*) AS n FROM instances WHERE host_id = ?",
+                args![host_id],
+            )
+            .await?;
+            if on_it > 0 {
                 return Ok(false);
             }
             tx.execute(
@@ -1089,7 +1077,7 @@ impl Store for SqlStore {
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
         let (sql, args) = guarded_update_of(instance);
         let stored = self.select_one(&sql, args).await;
-        self.forget_instance(instance);
+        self.cache.forget_instance(instance);
         let stored = stored?;
         if stored.is_some() {
             self.db().announce().await;
@@ -1113,7 +1101,7 @@ impl Store for SqlStore {
             .await?;
             records::<InstanceRecord>(&tx.query(&sql, args.clone()).await?)?.pop()
         });
-        self.forget_instance(instance);
+        self.cache.forget_instance(instance);
         let stored = stored?;
         if stored.is_some() {
             self.db().announce().await;
@@ -1122,28 +1110,29 @@ impl Store for SqlStore {
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
-        let gone: Option<InstanceRecord> = self.by("uid", uid).await?;
-        let deleted = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
-            let deleted = tx
-                .execute(
-                    "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED'",
+        let gone = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            let gone = tx
+                .query(
+                    "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED' \
+                     RETURNING project, id",
                     args![uid],
                 )
-                .await?
-                > 0;
-            if deleted {
+                .await?;
+            let gone = match gone.first() {
+                Some(row) => Some((row.text("project")?, row.text("id")?)),
+                None => None,
+            };
+            if gone.is_some() {
                 addressing::release_instance_addresses(&mut tx, uid).await?;
             }
-            deleted
-        });
-        if let Some(gone) = &gone {
-            self.forget_instance(gone);
-        }
-        let deleted = deleted?;
-        if deleted {
-            self.db().announce().await;
-        }
-        Ok(deleted)
+            gone
+        })?;
+        let Some(key) = gone else {
+            return Ok(false);
+        };
+        self.cache.instances.invalidate(&key);
+        self.db().announce().await;
+        Ok(true)
     }
 
     async fn list_instances_on_host(&self, host_id: Uuid) -> Result<Vec<InstanceRecord>> {

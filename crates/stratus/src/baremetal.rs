@@ -1,7 +1,8 @@
 //! The bare-metal conductor: the region's work on its servers.
 //!
-//! It follows the servers' rows (woken by every change, and every few seconds regardless):
-//! inspects newly registered servers, runs provisioning jobs, checks each BMC every
+//! It follows the servers' rows — woken by every write to a server, and every five seconds
+//! regardless, which is when it sees registrations made through another replica and health
+//! checks fall due. It inspects newly registered servers, runs provisioning jobs, checks each BMC every
 //! `[baremetal] health-check-s`, and runs one agent loop with a [`RedfishDriver`] for each
 //! server that has a host — the loop that deploys, powers and cleans the server for the
 //! instance placed on it. Why this runs in the control plane rather than on a host is argued
@@ -263,7 +264,7 @@ impl Conductor {
             });
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = self.app.changes.wait_past(revision, std::time::Duration::from_secs(5)) => revision = r,
+                r = self.app.server_changes.wait_past(revision, std::time::Duration::from_secs(5)) => revision = r,
             }
         }
     }

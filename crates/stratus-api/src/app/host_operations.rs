@@ -143,10 +143,7 @@ impl App {
                 placed
                     .into_iter()
                     .map(|(r, _)| HostInstance {
-                        self_link: format!(
-                            "/v1/regions/{region}/projects/{}/compute/instances/{}",
-                            r.project, r.id
-                        ),
+                        self_link: self.instance_self_link(&r.project, &r.id),
                         project: ResourceId::parse(&r.project).expect("stored ids are valid"),
                         id: ResourceId::parse(&r.id).expect("stored ids are valid"),
                         status: r.status,

@@ -42,15 +42,18 @@ pub struct InstanceView {
 }
 
 impl App {
+    /// The `selfLink` of instance `id` of `project` in this region.
+    pub(crate) fn instance_self_link(&self, project: &str, id: &str) -> String {
+        format!(
+            "/v1/regions/{}/projects/{project}/compute/instances/{id}",
+            self.region()
+        )
+    }
+
     pub(crate) fn instance_view(&self, r: &InstanceRecord) -> InstanceView {
         InstanceView {
             instance: Instance {
-                self_link: format!(
-                    "/v1/regions/{}/projects/{}/compute/instances/{}",
-                    self.region(),
-                    r.project,
-                    r.id
-                ),
+                self_link: self.instance_self_link(&r.project, &r.id),
                 uid: r.uid,
                 id: ResourceId::parse(&r.id).expect("stored ids are valid"),
                 display_name: r.spec.display_name.clone(),

@@ -113,6 +113,9 @@ pub struct App {
     pub external_issuers: ExternalIssuers,
     pub pages: PageTokens,
     pub changes: Changes,
+    /// Bumped by writes to bare-metal servers (what the conductor waits on; instance writes
+    /// do not wake it).
+    pub server_changes: Changes,
     pub config: AppConfig,
     /// When this region was first started (the creation time of its catalog entries).
     pub created_at: DateTime<Utc>,
@@ -162,6 +165,7 @@ impl App {
             external_issuers,
             pages: PageTokens::new(page_key.into_bytes()),
             changes,
+            server_changes: Changes::new(),
             config,
             created_at,
             heartbeats: Mutex::new(HashMap::new()),

@@ -141,17 +141,10 @@ impl App {
         let instance = match r.host_id {
             Some(host) => self
                 .store
-                .list_instances_on_host(host)
+                .list_assignments_on_host(host)
                 .await?
                 .first()
-                .map(|i| {
-                    format!(
-                        "/v1/regions/{}/projects/{}/compute/instances/{}",
-                        self.region(),
-                        i.project,
-                        i.id
-                    )
-                }),
+                .map(|(i, _)| self.instance_self_link(&i.project, &i.id)),
             None => None,
         };
         Ok(Server {
@@ -233,7 +226,7 @@ impl App {
             change(&mut record);
             record.updated_at = now();
             if let Some(stored) = self.store.update_server(&record).await? {
-                self.changes.bump();
+                self.server_changes.bump();
                 return Ok(Some(stored));
             }
         }
@@ -344,7 +337,7 @@ impl App {
             ),
         );
         tracing::info!(server = %record.id, bmc = %record.bmc_address, "server registered");
-        self.changes.bump();
+        self.server_changes.bump();
         self.server_view(&record).await
     }
 

@@ -72,6 +72,7 @@ pub struct RamdiskSession {
 
 /// What the control plane does for a deploy: sessions for the ramdisk, seeds for the OS,
 /// and being told when a server needs an operator.
+#[async_trait]
 pub trait DeployService: Send + Sync + 'static {
     fn open(&self, instance: Uuid, job: RamdiskJob) -> RamdiskSession;
     fn close(&self, token: &str);
@@ -79,7 +80,8 @@ pub trait DeployService: Send + Sync + 'static {
     fn publish_seed(&self, instance: Uuid, iso: Vec<u8>) -> String;
     fn withdraw_seed(&self, instance: Uuid);
     /// The server cannot be trusted with another instance until an operator acts.
-    fn server_failed(&self, reason: String);
+    /// Returns once the server takes no new instance.
+    async fn server_failed(&self, reason: String);
     /// The server's power changed: its shown power state should be read again.
     fn power_changed(&self);
 }
@@ -108,6 +110,9 @@ struct ServerState {
     deployed: bool,
     /// Where the instance's console starts in the console log.
     console_base: u64,
+    /// A removed instance's disk could not be cleaned: the next deploy cleans it first.
+    #[serde(default)]
+    dirty: bool,
 }
 
 /// The driver of one bare-metal server.
@@ -405,10 +410,15 @@ impl Driver for RedfishDriver {
             )));
         }
         let image = self.raw_image(spec).await?;
+        if state.dirty {
+            self.note("cleaning the disk a removed instance left before deploying");
+            self.run_ramdisk(spec.uid, RamdiskJob::Clean).await?;
+        }
         self.save(ServerState {
             instance: Some(spec.uid),
             deployed: false,
             console_base: self.console_len(),
+            dirty: false,
         })?;
         self.note(format!("deploying instance {} ({})", spec.id, spec.uid));
         self.run_ramdisk(spec.uid, RamdiskJob::Deploy { image })
@@ -489,14 +499,23 @@ impl Driver for RedfishDriver {
         }
         self.deploy.withdraw_seed(uid);
         self.note(format!("removing instance {uid}: cleaning the disk"));
-        if let Err(e) = self.run_ramdisk(uid, RamdiskJob::Clean).await {
-            let reason = format!("the disk of instance {uid} was not cleaned: {e}");
-            self.log.record(Severity::Error, reason.clone());
-            self.deploy.server_failed(reason);
-        }
+        let dirty = match self.run_ramdisk(uid, RamdiskJob::Clean).await {
+            Ok(()) => false,
+            Err(e) => {
+                let reason = format!("the disk of instance {uid} was not cleaned: {e}");
+                self.log.record(Severity::Error, reason.clone());
+                // Kept off placement before the instance is gone, and cleaned before the
+                // next deploy.
+                self.deploy.server_failed(reason).await;
+                true
+            }
+        };
         self.specs.lock().unwrap().remove(&uid);
         self.deploy.power_changed();
-        self.save(ServerState::default())
+        self.save(ServerState {
+            dirty,
+            ..ServerState::default()
+        })
     }
 
     async fn serial_output(&self, uid: Uuid, from: u64) -> Result<(u64, Vec<u8>), DriverError> {

@@ -67,12 +67,13 @@ pub fn router(app: Arc<App>) -> Router {
                         .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
+                    let path = handlers::deploy::redacted(request.uri().path());
                     tracing::info_span!(
                         "request",
-                        otel.name = %format!("{} {}", request.method(), request.uri().path()),
+                        otel.name = %format!("{} {}", request.method(), path),
                         otel.kind = "server",
                         method = %request.method(),
-                        path = %request.uri().path(),
+                        path = %path,
                         request_id,
                         principal = tracing::field::Empty,
                     )

@@ -297,6 +297,13 @@ impl Bmc {
         idempotent: bool,
         timeout: Duration,
     ) -> BmcResult<Value> {
+        // Paths come from the BMC's own answers: they stay on the BMC (never `//host/…`,
+        // `@host/…` or a full URL elsewhere), so the credentials go nowhere else.
+        if !path.starts_with('/') || path.starts_with("//") || path.contains(['@', '\\']) {
+            return Err(BmcError::Unsupported(format!(
+                "the BMC named a path that is not one of its own: {path:?}"
+            )));
+        }
         let url = format!("{}{}", self.address.origin, path);
         let attempts = if idempotent { ATTEMPTS } else { 1 };
         let mut pause = self.backoff;
@@ -319,7 +326,7 @@ impl Bmc {
                 Err(e) => Err(BmcError::Unreachable(describe(&e))),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
+                    let text = read_capped(response).await;
                     if status == 401 || status == 403 {
                         Err(BmcError::Unauthorized(status))
                     } else if status >= 400 {
@@ -654,6 +661,23 @@ impl Bmc {
     }
 }
 
+/// The most of one answer read: Redfish documents are small, and a BMC that sends more is
+/// not let fill the control plane's memory.
+const MAX_ANSWER: usize = 1 << 20;
+
+/// The body of `response`, cut at [`MAX_ANSWER`] bytes (a cut JSON document fails to parse).
+async fn read_capped(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ANSWER {
+            body.truncate(MAX_ANSWER);
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// The `@odata.id`s of a list of links.
 fn links(value: &Value) -> Vec<String> {
     value
@@ -728,6 +752,27 @@ mod tests {
             "http://bmc.example/?x=1",
         ] {
             assert!(BmcAddress::parse(bad).is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn paths_the_bmc_names_elsewhere_are_refused_before_any_request() {
+        let bmc = Bmc::new(
+            BmcAddress::parse("http://127.0.0.1:9").unwrap(),
+            "u",
+            "p",
+            Arc::new(NoLog),
+        );
+        for path in [
+            "@evil.example/x",
+            "//evil.example/x",
+            "http://evil/x",
+            "/a\\@b",
+        ] {
+            assert!(
+                matches!(bmc.get(path).await, Err(BmcError::Unsupported(_))),
+                "{path} was requested"
+            );
         }
     }
 

@@ -91,21 +91,41 @@ pub(crate) fn start_audit(engine: Arc<dyn Engine>) -> mpsc::UnboundedSender<Audi
     let (sender, mut queue) = mpsc::unbounded_channel::<AuditJob>();
     tokio::spawn(async move {
         while let Some(jobs) = next_group(&mut queue).await {
+            // Each event in a savepoint of its own: one refused row loses no other.
             let stored = transaction!(engine.as_ref(), Isolation::ReadCommitted, |tx| {
+                let mut outcomes = Vec::with_capacity(jobs.len());
                 for job in &jobs {
-                    crate::sql::insert_in(&mut tx, &job.event).await?;
+                    tx.execute("SAVEPOINT stratus_audit", vec![]).await?;
+                    match crate::sql::insert_in(&mut tx, &job.event).await {
+                        Ok(()) => outcomes.push(Ok(())),
+                        Err(DbError::Retry) => return Err(DbError::Retry),
+                        Err(refused) => {
+                            tx.execute("ROLLBACK TO SAVEPOINT stratus_audit", vec![])
+                                .await?;
+                            outcomes.push(Err(match refused {
+                                DbError::Unique => Error::internal("an audit event id was reused"),
+                                other => other.into(),
+                            }));
+                        }
+                    }
+                    tx.execute("RELEASE SAVEPOINT stratus_audit", vec![])
+                        .await?;
                 }
+                outcomes
             });
-            let outcome: Result<()> = stored.map_err(|e| match e {
-                DbError::Unique => Error::internal("an audit event id was reused"),
-                other => other.into(),
-            });
-            for job in jobs {
-                let _ = job.reply.send(outcome.clone());
+            let outcomes = stored.unwrap_or_else(|failed| each_failed(jobs.len(), failed));
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
             }
         }
     });
     sender
+}
+
+/// The outcomes of a group whose transaction failed as a whole: the same error for each.
+fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
+    let failed: Error = failed.into();
+    (0..jobs).map(|_| Err(failed.clone())).collect()
 }
 
 /// Runs `jobs` in one transaction; one outcome per job, in order.
@@ -143,13 +163,7 @@ async fn create_group(engine: &dyn Engine, jobs: &[CreateJob]) -> Vec<Result<Ins
         }
         outcomes
     });
-    match outcomes {
-        Ok(outcomes) => outcomes,
-        Err(failed) => {
-            let failed: Error = failed.into();
-            jobs.iter().map(|_| Err(failed.clone())).collect()
-        }
-    }
+    outcomes.unwrap_or_else(|failed| each_failed(jobs.len(), failed))
 }
 
 /// One create inside the group's transaction: quota, id, placement, addresses, the row.

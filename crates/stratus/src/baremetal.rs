@@ -81,6 +81,7 @@ struct AppDeploy {
     media_base: String,
 }
 
+#[async_trait::async_trait]
 impl DeployService for AppDeploy {
     fn open(&self, instance: Uuid, job: RamdiskJob) -> RamdiskSession {
         let task = match job {
@@ -117,13 +118,10 @@ impl DeployService for AppDeploy {
         });
     }
 
-    fn server_failed(&self, reason: String) {
-        let (app, server) = (self.app.clone(), self.server);
-        tokio::spawn(async move {
-            if let Err(e) = app.fail_server(server, reason).await {
-                tracing::error!(%server, error = %e, "marking a server failed");
-            }
-        });
+    async fn server_failed(&self, reason: String) {
+        if let Err(e) = self.app.fail_server(self.server, reason).await {
+            tracing::error!(server = %self.server, error = %e, "marking a server failed");
+        }
     }
 }
 

@@ -760,17 +760,28 @@ impl App {
             .await?;
             return Ok(());
         }
+        if record.provisioning_state != ProvisioningState::Provisioning.as_str() {
+            return Ok(()); // decommissioned (or otherwise changed) meanwhile
+        }
         let host = self
             .register_host(&server_host_registration(&record))
             .await?;
-        self.store.set_host_scheduling(host, "SCHEDULABLE").await?;
-        log.record(Severity::Info, "provisioned: ready for instances".into());
-        self.modify_server(uid, |r| {
-            r.provisioning_state = ProvisioningState::Ready.as_str().into();
-            r.status_message = Some("ready for a bare-metal instance".into());
-            r.host_id = Some(host);
-        })
-        .await?;
+        let stored = self
+            .modify_server(uid, |r| {
+                if r.provisioning_state == ProvisioningState::Provisioning.as_str() {
+                    r.provisioning_state = ProvisioningState::Ready.as_str().into();
+                    r.status_message = Some("ready for a bare-metal instance".into());
+                    r.host_id = Some(host);
+                }
+            })
+            .await?;
+        if stored.is_some_and(|s| s.host_id == Some(host)) {
+            self.store.set_host_scheduling(host, "SCHEDULABLE").await?;
+            log.record(Severity::Info, "provisioned: ready for instances".into());
+        } else {
+            // Decommissioned while it was provisioned: the host goes with it.
+            self.store.remove_host(host).await?;
+        }
         Ok(())
     }
 

@@ -11,6 +11,20 @@ use axum::response::Response;
 use std::sync::Arc;
 use stratus_core::Error;
 
+const PREFIX: &str = "/internal/v1/deploy/";
+
+/// `path` as logs and traces may show it: a deploy path's token (its only credential) is
+/// left out.
+pub fn redacted(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix(PREFIX) {
+        Some(rest) => {
+            let after = rest.split_once('/').map_or("", |(_, after)| after);
+            format!("{PREFIX}{{token}}/{after}").into()
+        }
+        None => path.into(),
+    }
+}
+
 /// The deploy routes, on the router of the whole API.
 pub fn routes() -> axum::Router<Arc<App>> {
     use axum::routing::{get, post};
@@ -66,4 +80,16 @@ async fn result(
 async fn seed(State(app): State<Arc<App>>, Path(token): Path<String>) -> ApiResult<Response> {
     let seed = app.deploy_seed(&token)?;
     Ok(bytes("application/octet-stream", seed.as_ref().clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn logs_never_see_a_deploy_token() {
+        assert_eq!(
+            super::redacted("/internal/v1/deploy/0123abcd/seed.iso"),
+            "/internal/v1/deploy/{token}/seed.iso"
+        );
+        assert_eq!(super::redacted("/v1/regions"), "/v1/regions");
+    }
 }

@@ -356,11 +356,81 @@ macro_rules! text_filters {
 }
 
 text_filters! {
-    InstanceFilters { label_selector = "labelSelector" }
     OrganizationFilter { organization_id = "organizationId" }
     AuditFilter(false) { organization_id = "organizationId" }
     ApiKeyFilters(false) { status = "status", created_by = "createdBy" }
     StatusFilter(false) { status = "status" }
+}
+
+impl QueryFilters for InstanceFilters {
+    const NAMES: &'static [&'static str] = &[
+        "labelSelector",
+        "watch",
+        "resourceVersion",
+        "fieldSelector",
+        "timeoutSeconds",
+    ];
+    fn read(params: &QueryParams) -> Result<Self, Error> {
+        let watch = match params.get("watch") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(Error::invalid(
+                    "watch",
+                    format!("{other:?} is neither true nor false"),
+                ));
+            }
+        };
+        let field_id = params
+            .get("fieldSelector")
+            .map(|text| match text.split_once('=') {
+                Some(("id", name)) if !name.starts_with('=') => {
+                    stratus_types::ResourceId::parse(name)
+                        .map(|id| id.to_string())
+                        .map_err(|why| Error::invalid("fieldSelector", why))
+                }
+                _ => Err(Error::invalid(
+                    "fieldSelector",
+                    format!("{text:?} is not a field selector this list takes: give id=NAME"),
+                )),
+            })
+            .transpose()?;
+        let filters = Self {
+            label_selector: params.get("labelSelector").map(str::to_owned),
+            watch,
+            resource_version: params.get("resourceVersion").map(str::to_owned),
+            field_id,
+            timeout_seconds: params.integer(
+                "timeoutSeconds",
+                1,
+                crate::app::watch::MAX_TIMEOUT_S,
+            )?,
+        };
+        if !watch {
+            for (given, name) in [
+                (filters.resource_version.is_some(), "resourceVersion"),
+                (filters.field_id.is_some(), "fieldSelector"),
+                (filters.timeout_seconds.is_some(), "timeoutSeconds"),
+            ] {
+                if given {
+                    return Err(Error::invalid(
+                        name,
+                        format!("{name} applies to watches only (watch=true)"),
+                    ));
+                }
+            }
+        } else {
+            for name in ["pageSize", "pageToken", "offset"] {
+                if params.get(name).is_some() {
+                    return Err(Error::invalid(
+                        name,
+                        format!("{name} does not apply to a watch, which sends every instance"),
+                    ));
+                }
+            }
+        }
+        Ok(filters)
+    }
 }
 
 /// `start` of the serial console.

@@ -67,6 +67,18 @@ impl<'a> Instances<'a> {
         .await
     }
 
+    /// Opens a watch: the instances of `options`' selection as `ADDED` events (unless it
+    /// resumes from a version), a `BOOKMARK`, then their changes as they happen.
+    pub async fn watch(&self, options: &crate::WatchOptions) -> Result<crate::InstanceWatch> {
+        let request = self
+            .client
+            .request(Method::GET, &self.collection)
+            .header("Accept", "text/event-stream")
+            .query(&options.query());
+        let (url, response) = self.client.open(request).await?;
+        Ok(crate::InstanceWatch::new(url, response))
+    }
+
     /// One instance by id.
     pub async fn get(&self, id: &str) -> Result<Instance> {
         let request = self.client.request(Method::GET, &self.item(id));

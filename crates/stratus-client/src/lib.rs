@@ -25,6 +25,7 @@ mod instances;
 mod networks;
 mod servers;
 mod tenancy;
+mod watch;
 
 pub use catalog::Catalog;
 pub use error::{ApiError, Error};
@@ -32,6 +33,7 @@ pub use instances::{InstanceAction, Instances};
 pub use networks::Networks;
 pub use servers::Servers;
 pub use stratus_types as types;
+pub use watch::{InstanceWatch, WatchOptions};
 
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
@@ -244,6 +246,32 @@ impl Client {
     }
 
     async fn exchange(&self, request: RequestBuilder) -> Result<Answer> {
+        let (url, response) = self.open(request).await?;
+        let status = response.status().as_u16();
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| Error::Transport {
+                url: url.clone(),
+                source,
+            })?
+            .to_vec();
+        Ok(Answer {
+            url,
+            status,
+            etag,
+            body: bytes,
+        })
+    }
+
+    /// Sends `request` and answers its URL and the response, whose body is still to be read,
+    /// when its status is a success; else the contract's error body as the error.
+    async fn open(&self, request: RequestBuilder) -> Result<(String, reqwest::Response)> {
         let request = request.build().map_err(|source| Error::Transport {
             url: self.base.clone(),
             source,
@@ -258,31 +286,18 @@ impl Client {
                 source,
             })?;
         let status = response.status().as_u16();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let request_id = header("x-request-id");
-        let etag = header("etag");
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| Error::Transport {
-                url: url.clone(),
-                source,
-            })?
-            .to_vec();
         if status < 400 {
-            return Ok(Answer {
-                url,
-                status,
-                etag,
-                body: bytes,
-            });
+            return Ok((url, response));
         }
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = response.bytes().await.map_err(|source| Error::Transport {
+            url: url.clone(),
+            source,
+        })?;
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => Err(Error::Api(ApiError {
                 status,

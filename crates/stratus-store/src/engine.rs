@@ -20,6 +20,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
+use std::sync::Arc;
 use stratus_core::{Error, Result};
 use uuid::Uuid;
 
@@ -237,11 +238,15 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn id_in_byte_order(&self) -> &'static str;
     /// The schema's own tables (no bookkeeping of migrations or of the database itself).
     async fn tables(&self) -> Result<Vec<String>>;
-    /// Tells other replicas that instances or images changed (best effort).
-    async fn announce(&self) {}
-    /// Bumps `changes` whenever another replica announces a change.
-    fn follow_changes(&self, changes: crate::Changes) {
-        let _ = changes;
+    /// Tells other replicas that instances or images changed (best effort); `payload` names
+    /// the instances ([`crate::feed`]), empty for images.
+    async fn announce(&self, payload: &str) {
+        let _ = payload;
+    }
+    /// Bumps `changes` whenever another replica announces a change, and hands `log` what it
+    /// announced.
+    fn follow_changes(&self, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {
+        let _ = (changes, log);
     }
     /// `sqlite` or `postgres`, for metrics.
     fn name(&self) -> &'static str;

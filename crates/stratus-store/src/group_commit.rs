@@ -60,20 +60,24 @@ async fn next_group<T>(queue: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>>
 
 pub(crate) fn start(
     engine: Arc<dyn Engine>,
-    cache: Arc<crate::cache::ReadCache>,
+    log: Arc<crate::feed::ChangeLog>,
 ) -> mpsc::UnboundedSender<CreateJob> {
     let (sender, mut queue) = mpsc::unbounded_channel::<CreateJob>();
     tokio::spawn(async move {
         while let Some(jobs) = next_group(&mut queue).await {
             metrics::histogram!("stratus_create_group_size").record(jobs.len() as f64);
             let outcomes = create_group(engine.as_ref(), &jobs).await;
-            let any = outcomes.iter().any(Result::is_ok);
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                cache.forget_instance(&job.instance);
-                let _ = job.reply.send(outcome);
+            let created: Vec<_> = outcomes
+                .iter()
+                .flatten()
+                .map(|record| (crate::feed::ChangeKind::Created, record.clone()))
+                .collect();
+            for job in &jobs {
+                log.forget(&job.instance);
             }
-            if any {
-                engine.announce().await;
+            log.committed(engine.as_ref(), created).await;
+            for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                let _ = job.reply.send(outcome);
             }
         }
     });

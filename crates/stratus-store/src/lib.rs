@@ -26,6 +26,7 @@ mod changes;
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod engine;
+mod feed;
 mod group_commit;
 mod metered;
 mod migrate;
@@ -40,6 +41,7 @@ pub mod testing;
 pub use addressing::new_network;
 pub use cache::SHARED_LAG;
 pub use changes::Changes;
+pub use feed::{ChangeKind, InstanceChange};
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use rows::metadata_digest;
@@ -378,4 +380,8 @@ pub trait Store: Send + Sync + 'static {
     fn follow_changes(&self, changes: Changes) {
         let _ = changes;
     }
+
+    /// The feed of committed instance writes, through this replica and, where the database
+    /// announces them, through others ([`InstanceChange`]).
+    fn instance_changes(&self) -> tokio::sync::broadcast::Receiver<InstanceChange>;
 }

@@ -104,12 +104,12 @@ impl Engine for Metered {
         self.engine.tables().await
     }
 
-    async fn announce(&self) {
-        self.engine.announce().await
+    async fn announce(&self, payload: &str) {
+        self.engine.announce(payload).await
     }
 
-    fn follow_changes(&self, changes: crate::Changes) {
-        self.engine.follow_changes(changes)
+    fn follow_changes(&self, changes: crate::Changes, log: std::sync::Arc<crate::feed::ChangeLog>) {
+        self.engine.follow_changes(changes, log)
     }
 
     fn name(&self) -> &'static str {

@@ -232,12 +232,13 @@ impl Engine for PgEngine {
 
     /// Tells the other replicas that instances or images changed. Best effort: a lost
     /// announcement only delays them until their bounded wait ends.
-    async fn announce(&self) {
+    async fn announce(&self, payload: &str) {
         if !self.notifies.load(Ordering::Relaxed) {
             return;
         }
-        let sent = sqlx::query("SELECT pg_notify($1, '')")
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANGES_CHANNEL)
+            .bind(payload)
             .execute(&self.pool)
             .await;
         if let Err(e) = sent
@@ -248,21 +249,24 @@ impl Engine for PgEngine {
         }
     }
 
-    fn follow_changes(&self, changes: crate::Changes) {
-        tokio::spawn(follow(self.pool.clone(), changes));
+    fn follow_changes(&self, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {
+        tokio::spawn(follow(self.pool.clone(), changes, log));
     }
 }
 
-/// Listens on [`CHANGES_CHANNEL`] and bumps `changes` for every announcement, reconnecting
-/// after outages (and bumping then, since announcements may have been missed meanwhile).
-async fn follow(pool: PgPool, changes: crate::Changes) {
+/// Listens on [`CHANGES_CHANNEL`]: bumps `changes` for every announcement and hands `log` its
+/// payload. After an outage it reconnects, and bumps and tells `log` to resync then, since
+/// announcements may have been missed meanwhile.
+async fn follow(pool: PgPool, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {
     loop {
         let listening = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
             listener.listen(CHANGES_CHANNEL).await?;
+            log.heard(None);
             changes.bump();
             loop {
-                listener.recv().await?;
+                let notification = listener.recv().await?;
+                log.heard(Some(notification.payload()));
                 changes.bump();
             }
         };

@@ -26,6 +26,8 @@ pub struct SqlStore {
     engine: Arc<dyn Engine>,
     /// What GETs read, kept in memory ([`crate::cache`]).
     cache: Arc<crate::cache::ReadCache>,
+    /// Where committed instance writes are published ([`crate::feed`]).
+    log: Arc<crate::feed::ChangeLog>,
     /// The writer that commits creates in groups ([`crate::group_commit`]).
     creates: tokio::sync::mpsc::UnboundedSender<crate::group_commit::CreateJob>,
     /// The writer that stores audit events in groups.
@@ -40,16 +42,38 @@ impl SqlStore {
         let shared = database == "postgres";
         let engine: Arc<dyn Engine> = Arc::new(crate::metered::Metered { engine, database });
         let cache = Arc::new(crate::cache::ReadCache::new(shared));
-        let creates = crate::group_commit::start(engine.clone(), cache.clone());
+        let log = crate::feed::ChangeLog::new(cache.clone());
+        let creates = crate::group_commit::start(engine.clone(), log.clone());
         let audit = crate::group_commit::start_audit(engine.clone());
         let store = Self {
             engine,
             cache,
+            log,
             creates,
             audit,
         };
         store.move_metadata_out_of_specs().await?;
         Ok(store)
+    }
+
+    /// After a guarded write of `instance`: forgets its cached row whatever the outcome, and
+    /// publishes the stored row when the write took.
+    async fn updated(
+        &self,
+        instance: &InstanceRecord,
+        stored: Result<Option<InstanceRecord>>,
+    ) -> Result<Option<InstanceRecord>> {
+        self.log.forget(instance);
+        let stored = stored?;
+        if let Some(record) = &stored {
+            self.log
+                .committed(
+                    self.db(),
+                    vec![(crate::feed::ChangeKind::Updated, record.clone())],
+                )
+                .await;
+        }
+        Ok(stored)
     }
 
     /// Fills the columns an instance's spec gives (its metadata, the disk it holds) for rows
@@ -1077,12 +1101,7 @@ impl Store for SqlStore {
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
         let (sql, args) = guarded_update_of(instance);
         let stored = self.select_one(&sql, args).await;
-        self.cache.forget_instance(instance);
-        let stored = stored?;
-        if stored.is_some() {
-            self.db().announce().await;
-        }
-        Ok(stored)
+        self.updated(instance, stored).await
     }
 
     async fn update_instance_to_run(
@@ -1101,37 +1120,30 @@ impl Store for SqlStore {
             .await?;
             records::<InstanceRecord>(&tx.query(&sql, args.clone()).await?)?.pop()
         });
-        self.cache.forget_instance(instance);
-        let stored = stored?;
-        if stored.is_some() {
-            self.db().announce().await;
-        }
-        Ok(stored)
+        self.updated(instance, stored.map_err(Error::from)).await
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
         let gone = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
-            let gone = tx
-                .query(
-                    "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED' \
-                     RETURNING project, id",
+            let gone = records::<InstanceRecord>(
+                &tx.query(
+                    "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED' RETURNING *",
                     args![uid],
                 )
-                .await?;
-            let gone = match gone.first() {
-                Some(row) => Some((row.text("project")?, row.text("id")?)),
-                None => None,
-            };
+                .await?,
+            )?
+            .pop();
             if gone.is_some() {
                 addressing::release_instance_addresses(&mut tx, uid).await?;
             }
             gone
         })?;
-        let Some(key) = gone else {
+        let Some(gone) = gone else {
             return Ok(false);
         };
-        self.cache.instances.invalidate(&key);
-        self.db().announce().await;
+        self.log
+            .committed(self.db(), vec![(crate::feed::ChangeKind::Deleted, gone)])
+            .await;
         Ok(true)
     }
 
@@ -1234,7 +1246,7 @@ impl Store for SqlStore {
         let stored = records(&self.db().query(&sql, args).await?)?
             .pop()
             .ok_or_else(|| Error::internal("an image upsert returned no row"))?;
-        self.db().announce().await;
+        self.db().announce("").await;
         Ok(stored)
     }
 
@@ -1243,7 +1255,7 @@ impl Store for SqlStore {
             Error::AlreadyExists(format!("image {} already exists", image.id))
         })
         .await?;
-        self.db().announce().await;
+        self.db().announce("").await;
         Ok(())
     }
 
@@ -1276,7 +1288,7 @@ impl Store for SqlStore {
             )
             .await?;
         if stored.is_some() {
-            self.db().announce().await;
+            self.db().announce("").await;
         }
         Ok(stored)
     }
@@ -1310,7 +1322,7 @@ impl Store for SqlStore {
                 },
             )
             .await?;
-        self.db().announce().await;
+        self.db().announce("").await;
         Ok(deleted)
     }
 
@@ -1706,7 +1718,11 @@ impl Store for SqlStore {
     }
 
     fn follow_changes(&self, changes: Changes) {
-        self.engine.follow_changes(changes);
+        self.engine.follow_changes(changes, self.log.clone());
+    }
+
+    fn instance_changes(&self) -> tokio::sync::broadcast::Receiver<crate::InstanceChange> {
+        self.log.subscribe()
     }
 
     fn record_pool_metrics(&self) {

@@ -291,6 +291,47 @@ pub struct InstanceList {
     pub total: Option<u64>,
 }
 
+/// What a watch event tells (`GET …/compute/instances?watch=true`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum WatchEventType {
+    /// The instance is new to the watcher: created, or present when the watch began.
+    Added,
+    Modified,
+    /// The instance is gone.
+    Deleted,
+    /// Nothing to report for the watcher's selection, but the watch has read up to
+    /// `resourceVersion`; also sent once the instances present when the watch began are all
+    /// sent.
+    Bookmark,
+    /// The watch ended: `error` tells why (410: the watcher fell behind, or its
+    /// `resourceVersion` is too old; list again by watching without one).
+    Error,
+}
+
+/// One event of an instance watch, the `data` of a server-sent event whose `event` is the
+/// type and whose `id` is the resource version.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceWatchEvent {
+    #[serde(rename = "type")]
+    pub event_type: WatchEventType,
+    /// Where a watch resumes after this event (`resourceVersion`, or the `Last-Event-ID`
+    /// header of a reconnecting event source).
+    pub resource_version: String,
+    /// The instance the event is about (`ADDED`, `MODIFIED`, `DELETED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri-reference")]
+    pub self_link: Option<String>,
+    /// The instance (`ADDED`, `MODIFIED`; `DELETED`: as last seen, absent when the replica
+    /// serving the watch never saw it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Instance>,
+    /// Why the watch ended (`ERROR`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorInfo>,
+}
+
 /// `GET …/instances/{id}/serialPortOutput` response: a window of the serial console log.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -203,13 +203,13 @@ impl Region {
         let router = stratus_api::router(app.clone());
         let stop = cancel.clone();
         let limits = config.api.limits();
+        let watches = app.clone();
         tasks.spawn(async move {
-            stratus_api::server::serve(
-                listener,
-                router,
-                limits,
-                async move { stop.cancelled().await },
-            )
+            stratus_api::server::serve(listener, router, limits, async move {
+                stop.cancelled().await;
+                // Watches stream until told to end; the listener waits for open responses.
+                watches.watch.close();
+            })
             .await;
         });
 

@@ -171,6 +171,9 @@ pub struct Principal {
     pub scope_id: String,
     pub principal_type: String,
     pub credential_id: Option<String>,
+    /// When the token it came from expires (Unix seconds); `None` for principals that are
+    /// not a request's (the region's own work, `auth/check` subjects).
+    pub expires_at: Option<i64>,
 }
 
 impl From<Claims> for Principal {
@@ -183,6 +186,7 @@ impl From<Claims> for Principal {
             scope_id: c.scope_id,
             principal_type: c.principal_type,
             credential_id: c.credential_id,
+            expires_at: Some(c.exp),
         }
     }
 }
@@ -471,6 +475,7 @@ mod tests {
             roles: vec![role.into()],
             principal_type: "user".into(),
             credential_id: None,
+            expires_at: None,
         }
     }
 

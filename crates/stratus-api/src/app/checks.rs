@@ -90,6 +90,7 @@ impl App {
             scope_id,
             principal_type: principal_type.into(),
             credential_id: None,
+            expires_at: None,
         })
     }
 

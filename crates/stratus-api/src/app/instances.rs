@@ -390,20 +390,10 @@ impl App {
         paging: &Paging,
         filters: &InstanceFilters,
     ) -> Result<InstanceList> {
-        let project = self
-            .project_for(
-                &caller.principal,
-                region,
-                project,
-                Permission::InstancesList,
-            )
+        let (project, selector) = self
+            .listed_instances(caller, (region, project), filters)
             .await?;
         let selector_text = filters.label_selector.as_deref().unwrap_or("");
-        let selector = if selector_text.is_empty() {
-            LabelSelector::default()
-        } else {
-            LabelSelector::parse(selector_text)?
-        };
         let query_key = format!("instances:{}:{selector_text}", project.id);
         let page_request = self.pages.page_request(paging, &query_key)?;
         let (instances, more, total) = self
@@ -420,6 +410,29 @@ impl App {
             next_page_token,
             total,
         })
+    }
+
+    /// The project whose instances a list or a watch reads, if the caller may list them, and
+    /// the label selector of `filters`.
+    pub(crate) async fn listed_instances(
+        &self,
+        caller: &Caller,
+        (region, project): (&str, &str),
+        filters: &InstanceFilters,
+    ) -> Result<(ProjectRecord, LabelSelector)> {
+        let project = self
+            .project_for(
+                &caller.principal,
+                region,
+                project,
+                Permission::InstancesList,
+            )
+            .await?;
+        let selector = match filters.label_selector.as_deref() {
+            None | Some("") => LabelSelector::default(),
+            Some(text) => LabelSelector::parse(text)?,
+        };
+        Ok((project, selector))
     }
 
     /// A page of instances no larger than [`MAX_PAGE_BYTES`] as JSON (however many the page

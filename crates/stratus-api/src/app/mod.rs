@@ -27,6 +27,7 @@ mod service_accounts;
 mod tenancy;
 mod tokens;
 mod trace;
+pub mod watch;
 
 pub use authz::{Permission, Principal};
 pub use images::HostImage;
@@ -127,6 +128,8 @@ pub struct App {
     verified_tokens: Mutex<HashMap<String, (stratus_types::auth::Claims, Instant)>>,
     /// Open bare-metal deploy sessions and published seeds.
     deploys: deploy::Deploys,
+    /// The source of instance watch events ([`watch`]).
+    pub watch: watch::WatchHub,
 }
 
 impl App {
@@ -158,7 +161,7 @@ impl App {
         let created_at = DateTime::parse_from_rfc3339(&created_at)
             .map_err(|e| Error::internal(format!("bad region-created-at: {e}")))?
             .with_timezone(&Utc);
-        Ok(Arc::new(Self {
+        let app = Arc::new(Self {
             store,
             catalog,
             issuer,
@@ -172,7 +175,10 @@ impl App {
             live_tokens: Mutex::new(HashMap::new()),
             verified_tokens: Mutex::new(HashMap::new()),
             deploys: deploy::Deploys::default(),
-        }))
+            watch: watch::WatchHub::new(),
+        });
+        app.follow_instance_changes();
+        Ok(app)
     }
 
     /// Whether the region can serve: its region and how many instances its database holds
@@ -259,6 +265,14 @@ impl Precondition {
 pub struct InstanceFilters {
     /// `k=v,k2!=v2,k3,!k4`.
     pub label_selector: Option<String>,
+    /// `watch=true`: a stream of changes ([`watch`]) instead of a page.
+    pub watch: bool,
+    /// Where a watch resumes.
+    pub resource_version: Option<String>,
+    /// The `NAME` of `fieldSelector=id=NAME`: a watch of one instance.
+    pub field_id: Option<String>,
+    /// How long a watch lasts.
+    pub timeout_seconds: Option<u64>,
 }
 
 /// Filter of the audit trail by organization (all of the operator's when absent).

@@ -7,14 +7,15 @@ use crate::error::ApiResult;
 use crate::extract::{Filters, ListQuery, SerialStart, StrictJson, WaitForChange};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::Sse;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use stratus_core::Error;
 use stratus_core::lifecycle::Action;
 use stratus_types::{
     ErrorBody, Instance, InstanceAction, InstanceCreateRequest, InstanceList,
-    InstanceUpdateRequest, ResourceId, SerialPortOutput,
+    InstanceUpdateRequest, InstanceWatchEvent, ResourceId, SerialPortOutput,
 };
 
 type Ctx = State<Arc<App>>;
@@ -37,9 +38,14 @@ fn instance<'a>(region: &'a str, project: &'a str, id: &'a str) -> InstanceRef<'
         ("pageToken" = Option<String>, Query, description = "nextPageToken of the previous page"),
         ("offset" = Option<u64>, Query, description = "items to skip; the response then has total (not with pageToken)"),
         ("labelSelector" = Option<String>, Query, description = "k=v,k2!=v2,k3,!k4"),
+        ("watch" = Option<bool>, Query, description = "true: server-sent events of changes (text/event-stream) instead of a page: the matching instances as ADDED, a BOOKMARK, then ADDED, MODIFIED and DELETED as they happen; an ERROR (code 410) tells the watcher to list again (extension)"),
+        ("resourceVersion" = Option<String>, Query, description = "with watch: resume after this event's resourceVersion (or send Last-Event-ID) instead of listing first"),
+        ("fieldSelector" = Option<String>, Query, description = "with watch: id=NAME watches one instance"),
+        ("timeoutSeconds" = Option<u64>, Query, description = "with watch: end the stream after this long (default 1800)", minimum = 1, maximum = 3600),
     ),
     responses(
-        (status = 200, body = InstanceList),
+        (status = 200, description = "a page; with watch=true a stream of server-sent events whose data are InstanceWatchEvent",
+            content((InstanceList = "application/json"), (InstanceWatchEvent = "text/event-stream"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     )
@@ -48,12 +54,25 @@ pub async fn list_instances(
     State(app): Ctx,
     caller: Caller,
     Path((region, project)): Path<(String, String)>,
+    headers: HeaderMap,
     ListQuery(paging, filters): ListQuery<InstanceFilters>,
-) -> ApiResult<Json<InstanceList>> {
+) -> ApiResult<Response> {
+    if filters.watch {
+        let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+        let events = app
+            .watch_instances(&caller, (&region, &project), &filters, last_event_id)
+            .await?;
+        let mut response = Sse::new(events).into_response();
+        response
+            .headers_mut()
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        return Ok(response);
+    }
     Ok(Json(
         app.list_instances(&caller, (&region, &project), &paging, &filters)
             .await?,
-    ))
+    )
+    .into_response())
 }
 
 /// Create an instance; it answers PROVISIONING and moves on to RUNNING.

@@ -1,10 +1,11 @@
 //! `--wait`: following an instance's lifecycle until it reaches a goal.
 //!
-//! The instance is followed with conditional, waiting reads (`If-None-Match` with `Prefer:
-//! wait`): the server answers as soon as the instance changes, so every status change is shown
-//! as it happens (a spinner with the
-//! current status on a terminal, one plain line per change otherwise, both on standard error so
-//! standard output stays the result). The wait ends well when the goal is reached, fails when
+//! The instance is followed with a watch of it alone (`watch=true&fieldSelector=id=…`): the
+//! server sends its current state, then every change as it happens, so every status change is
+//! shown at once (a spinner with the current status on a terminal, one plain line per change
+//! otherwise, both on standard error so standard output stays the result). A stream the server
+//! ends is reopened from the last event's version; one whose version the server no longer
+//! keeps is reopened from the instance's current state. The wait ends well when the goal is reached, fails when
 //! the instance settles in another stable state (RUNNING, TERMINATED, SUSPENDED: nothing more
 //! will happen by itself), and times out after `--timeout`. REPAIRING is waited through: the
 //! instance returns to its desired state when its host reports again.
@@ -13,10 +14,8 @@ use super::{Failure, Session};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
-use stratus_types::{Instance, InstanceStatus};
-
-/// Longest single wait the server is asked for; the deadline is checked between waits.
-const WAIT_AT_MOST: Duration = Duration::from_secs(20);
+use stratus_client::{InstanceWatch, WatchOptions};
+use stratus_types::{Instance, InstanceStatus, WatchEventType};
 
 /// Where a wait should end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,8 +108,12 @@ async fn follow(
     let deadline = Instant::now() + timeout;
     let mut last: Option<(InstanceStatus, Option<String>)> = None;
     let mut current = seen.cloned();
-    // The version last seen; the first read fetches one.
-    let mut etag: Option<String> = None;
+    let mut watch: Option<InstanceWatch> = None;
+    // Where a reopened watch resumes; `None` lists the instance first.
+    let mut resume: Option<String> = None;
+    // Whether the open watch is still sending the instance's state before its first bookmark,
+    // and whether that state held the instance.
+    let (mut listing, mut listed) = (false, false);
     loop {
         if let Some(instance) = &current {
             let now = (
@@ -140,7 +143,8 @@ async fn follow(
                 )));
             }
         }
-        if Instant::now() >= deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             let state = last
                 .map(|(s, _)| s.as_str().to_owned())
                 .unwrap_or_else(|| "unknown".into());
@@ -150,31 +154,64 @@ async fn follow(
                 goal.describe()
             )));
         }
-        let client = session.fresh_client().await?;
-        let instances = client.instances(&session.region, &session.project);
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(WAIT_AT_MOST);
-        let read = match &etag {
-            Some(known) => instances.get_when_changed(id, known, wait).await,
-            None => instances.get_versioned(id).await.map(Some),
-        };
-        match read {
-            Ok(Some(changed)) => {
-                etag = changed.etag;
-                current = Some(changed.value);
-                if etag.is_none() {
-                    // A server that sends no ETag is followed by plain reads, paced.
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
+        let open = match watch.as_mut() {
+            Some(open) => open,
+            None => {
+                let client = session.fresh_client().await?;
+                let options = WatchOptions {
+                    id: Some(id.to_owned()),
+                    resource_version: resume.clone(),
+                    timeout: Some(left.max(Duration::from_secs(1))),
+                    ..WatchOptions::default()
+                };
+                let opened = client
+                    .instances(&session.region, &session.project)
+                    .watch(&options)
+                    .await?;
+                (listing, listed) = (resume.is_none(), false);
+                watch.insert(opened)
             }
-            // Unchanged for the whole wait; the deadline is checked above.
-            Ok(None) => {}
-            Err(e) if goal == Goal::Gone && e.status() == Some(404) => {
+        };
+        let event = match tokio::time::timeout(left, open.next()).await {
+            Err(_) => continue, // the deadline, reported above
+            Ok(event) => event?,
+        };
+        let Some(event) = event else {
+            // The server ended the stream; resume after what was read.
+            resume = open.last_version.clone().or(resume);
+            watch = None;
+            continue;
+        };
+        match event.event_type {
+            WatchEventType::Added | WatchEventType::Modified => {
+                listed |= listing;
+                current = event.object;
+            }
+            WatchEventType::Deleted if goal == Goal::Gone => {
                 progress.change("deleted", None);
                 return Ok(None);
             }
-            Err(e) => return Err(e.into()),
+            WatchEventType::Deleted => {
+                return Err(Failure::Failed(format!(
+                    "instance {id} was deleted while waiting for it to be {}",
+                    goal.describe()
+                )));
+            }
+            WatchEventType::Bookmark => {
+                if listing && !listed {
+                    if goal == Goal::Gone {
+                        progress.change("deleted", None);
+                        return Ok(None);
+                    }
+                    return Err(Failure::Failed(format!("instance {id} does not exist")));
+                }
+                listing = false;
+            }
+            WatchEventType::Error => {
+                // Too far behind, or the region's feed restarted: start over from its state.
+                resume = None;
+                watch = None;
+            }
         }
     }
 }

@@ -21,3 +21,4 @@ mod telemetry;
 mod tenancy;
 mod typed_client;
 mod validation;
+mod watch;

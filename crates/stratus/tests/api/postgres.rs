@@ -498,6 +498,16 @@ async fn a_write_is_read_back_at_once_where_it_was_made_and_within_the_lag_elsew
     }
     let lag = stratus_store::SHARED_LAG + Duration::from_millis(500);
     let path = format!("{INSTANCES}/lagged");
+    // A watch through B sees every write made through A.
+    let typed_b = b.typed();
+    let b_instances = typed_b.instances("local-1", "default");
+    let mut watch = b_instances
+        .watch(&stratus_client::WatchOptions {
+            id: Some("lagged".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     for round in 0..5 {
         // Both replicas have the instance in memory.
         assert_eq!(a.get(&path).await.status, StatusCode::OK);
@@ -524,6 +534,34 @@ async fn a_write_is_read_back_at_once_where_it_was_made_and_within_the_lag_elsew
                 written.elapsed()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        loop {
+            let event = tokio::time::timeout(lag, watch.next())
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: the watch through B heard nothing"))
+                .unwrap()
+                .expect("the watch ended");
+            let labels = event.object.as_ref().map(|i| i.labels.get("round"));
+            if labels == Some(Some(label.as_str())) {
+                assert_eq!(event.event_type, stratus_types::WatchEventType::Modified);
+                break;
+            }
+        }
+    }
+    // A deletion through A reaches the watch through B as DELETED with the instance.
+    assert!(a.delete(&path).await.status.is_success());
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("the watch through B never heard of the deletion")
+            .unwrap()
+            .expect("the watch ended");
+        if event.event_type == stratus_types::WatchEventType::Deleted {
+            assert_eq!(
+                event.object.map(|i| i.id.to_string()).as_deref(),
+                Some("lagged")
+            );
+            break;
         }
     }
     // A project renamed through B: B at once, A within the lag.

@@ -24,6 +24,7 @@ let serve;
 let origin;
 let apiKey;
 let context;
+const requested = [];
 let page;
 const offOrigin = [];
 
@@ -62,6 +63,7 @@ before(async () => {
     return route.abort();
   });
   page = context.pages()[0] || (await context.newPage());
+  page.on('request', (request) => request.method() === 'GET' && requested.push(request.url()));
   page.setDefaultTimeout(WITHIN);
 });
 
@@ -185,11 +187,15 @@ async function consoleFlow() {
   await api('POST', '/v1/regions/local-1/projects/default/compute/instances/db-1:stop');
   await statusOf('db-1').filter({ hasText: 'TERMINATED' }).waitFor();
   await shot('05-instances');
+  // The table follows a watch of the project; it never polls the list.
+  const lists = requested.filter((url) => new URL(url).pathname.endsWith('/compute/instances'));
+  assert.ok(lists.some((url) => url.includes('watch=true')), `no watch among ${lists}`);
+  assert.ok(lists.every((url) => url.includes('watch=true')), `the list was polled: ${lists}`);
 
   // Stop and start, each confirmed in a dialog; Escape cancels.
   // By keyboard alone: open the instance, and confirm the stop with Tab and Enter.
   await page.getByRole('link', { name: 'web-1' }).focus();
-  await page.waitForTimeout(2500); // the table refreshes every two seconds; focus must stay
+  await page.waitForTimeout(2500); // the table updates in place; focus must stay
   assert.equal(await page.evaluate(() => document.activeElement.textContent), 'web-1', 'focus survives the refresh');
   await page.keyboard.press('Enter');
   await page.locator('#instance-status .status[data-status="RUNNING"]').waitFor();

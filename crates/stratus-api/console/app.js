@@ -4,8 +4,10 @@
 // URL fragment (#/instances, #/create, #/instances/ID); every element is built with
 // document.createElement and textContent, never from HTML strings, so nothing the API returns
 // is interpreted as markup. The access token lives in sessionStorage (gone when the tab
-// closes) and travels only in the Authorization header, never in a URL. Status changes are
-// polled every two seconds while a page shows them, and announced to screen readers.
+// closes) and travels only in the Authorization header, never in a URL. The instances table
+// follows a watch of the project (server-sent events read through fetch, since EventSource
+// cannot send the Authorization header); other pages poll every two seconds while shown.
+// Status changes are announced to screen readers.
 'use strict';
 
 const POLL_MS = 2000;
@@ -52,7 +54,7 @@ function statusPill(status) {
 }
 
 /** Puts `rows` into `tbody` in this order, moving only rows out of place: a moved element
- * loses keyboard focus, and the tables refresh every two seconds. */
+ * loses keyboard focus, and tables update in place while they are shown. */
 function placeInOrder(tbody, rows) {
   rows.forEach((row, index) => {
     if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] || null);
@@ -268,10 +270,9 @@ function instancesPage(notice) {
     notice ? h('p', { class: 'notice', role: 'status' }, notice) : null,
     table);
   let first = true;
-  poll(async () => {
-    const list = await api('GET', `${instancesPath()}?pageSize=500`);
+  const render = (instances) => {
     const seen = new Set();
-    for (const instance of list.instances) {
+    for (const instance of instances) {
       seen.add(instance.id);
       const status = instance.lifecycle.status;
       let row = rows.get(instance.id);
@@ -300,12 +301,78 @@ function instancesPage(notice) {
         announce(`${id} was deleted`);
       }
     }
-    placeInOrder(tbody, list.instances.map((instance) => rows.get(instance.id)));
-    empty.hidden = list.instances.length > 0;
-    table.querySelector('table').hidden = list.instances.length === 0;
+    placeInOrder(tbody, instances.map((instance) => rows.get(instance.id)));
+    empty.hidden = instances.length > 0;
+    table.querySelector('table').hidden = instances.length === 0;
     updated.textContent = `Updated ${new Date().toLocaleTimeString()}`;
     first = false;
+  };
+  const byId = (a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+  watchInstances(instancesPath(), (instances) => render([...instances.values()].sort(byId)), (mark) => {
+    updated.textContent = mark;
   });
+}
+
+/** Follows `?watch=true` on `collection`: keeps a map of the instances by id and calls
+ * `onChange` with it once the first listing is in and after every change. A stream that ends
+ * is reopened from its last version; an ERROR (too far behind) starts over with a listing;
+ * a failure waits a little and starts over. Stops when the page changes. */
+function watchInstances(collection, onChange, onStatus) {
+  const controller = new AbortController();
+  state.timers.push({ stop: () => controller.abort() });
+  const instances = new Map();
+  let version = null;
+  const open = async () => {
+    const query = version ? `&resourceVersion=${encodeURIComponent(version)}` : '';
+    const response = await fetch(`${collection}?watch=true${query}`, {
+      headers: { Authorization: `Bearer ${state.session.token}`, Accept: 'text/event-stream' },
+      cache: 'no-store', credentials: 'omit', signal: controller.signal,
+    });
+    if (response.status === 401) { signOut('Your session has expired. Sign in again.'); return false; }
+    if (!response.ok || !response.body) throw new Error(`the watch failed (HTTP ${response.status})`);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    let listing = version === null;
+    const staged = listing ? new Map() : null;
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return true;
+      buffer += decoder.decode(value, { stream: true });
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const data = frame.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
+        if (!data) continue;
+        const event = JSON.parse(data);
+        if (event.type === 'ERROR') { version = null; return true; }
+        if (event.resourceVersion && !(listing && event.type === 'ADDED')) version = event.resourceVersion;
+        const target = listing ? staged : instances;
+        if (event.type === 'ADDED' || event.type === 'MODIFIED') target.set(event.object.id, event.object);
+        else if (event.type === 'DELETED') target.delete(lastSegment(event.selfLink));
+        else if (event.type === 'BOOKMARK' && listing) {
+          listing = false;
+          version = event.resourceVersion;
+          instances.clear();
+          for (const [id, instance] of staged) instances.set(id, instance);
+        }
+        if (!listing) onChange(instances);
+      }
+    }
+  };
+  (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        if (!(await open())) return;
+      } catch (e) {
+        if (controller.signal.aborted) return;
+        console.warn(e);
+        onStatus('Reconnecting…');
+        await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      }
+    }
+  })();
 }
 
 /** The form fields of the create page, and which API field paths land on each. */

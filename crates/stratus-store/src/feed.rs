@@ -136,13 +136,15 @@ impl ChangeLog {
     }
 
     /// Takes in an announcement from the database: `None` when the feed was (re)connected and
-    /// announcements may have been missed, else the payload of one notification.
-    pub(crate) fn heard(&self, payload: Option<&str>) {
+    /// announcements may have been missed, else the payload of one notification. Returns
+    /// whether it named instances (whose subscribers wake whom they concern).
+    pub(crate) fn heard(&self, payload: Option<&str>) -> bool {
         let Some(payload) = payload else {
             self.cache.clear();
             let _ = self.sender.send(InstanceChange::Resync);
-            return;
+            return true;
         };
+        let mut named = false;
         for line in payload.lines() {
             let mut fields = line.split('\t');
             let (Some(replica), Some(kind), Some(project), Some(id)) =
@@ -153,6 +155,7 @@ impl ChangeLog {
             let Some(kind) = ChangeKind::from_letter(kind) else {
                 continue;
             };
+            named = true;
             if replica == self.replica.to_string() {
                 continue;
             }
@@ -165,5 +168,6 @@ impl ChangeLog {
                 record: None,
             });
         }
+        named
     }
 }

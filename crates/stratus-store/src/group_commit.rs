@@ -1,17 +1,16 @@
-//! Creates committed in groups.
+//! Hot writes committed in groups.
 //!
-//! A create is durable when its transaction has committed, and on SQLite with
-//! `synchronous = FULL` every commit is an fsync: one create per transaction caps a region at
-//! the disk's fsyncs per second, however many clients ask at once. So creates queue for one
-//! writer, which takes every create waiting when it is free and runs them in one transaction,
-//! each inside a savepoint of its own: a create refused by a quota, by capacity or by a taken
-//! id rolls back its savepoint alone and the others stand. One commit — one fsync — then makes
-//! the whole group durable, and only then is any create of it acknowledged. A lone create waits
-//! for nothing: the writer takes what is queued, even if that is one.
-//!
-//! Audit events, one per mutating request and stored before the request is answered, are
-//! grouped the same way by a writer of their own: otherwise every create would still pay one
-//! fsync of its own for its audit event.
+//! A write is durable when its transaction has committed, and on SQLite with
+//! `synchronous = FULL` every commit is an fsync: one write per transaction caps a region at
+//! the disk's fsyncs per second, however many clients ask at once. So the writes a busy region
+//! makes most — creates, the guarded updates of instances (every status an agent reports),
+//! hosts' heartbeats and audit events — queue for one writer, which takes every job waiting
+//! when it is free and runs them in one transaction, each inside a savepoint of its own: a
+//! create refused by a quota, by capacity or by a taken id, or an update that lost its race,
+//! rolls back its savepoint alone and the others stand. One commit — one fsync — then makes
+//! the whole group durable, and only then is any job of it answered. A lone job waits for
+//! nothing: the writer takes what is queued, even if that is one. One writer also means the
+//! region's hot writes never queue for SQLite's write lock against each other.
 //!
 //! Placement reads its zone's hosts and what is placed on them once per group (not once per
 //! create) and counts each create of the group onto its host as it goes, so a group of creates
@@ -27,8 +26,9 @@ use std::sync::Arc;
 use stratus_core::placement::{Demand, HostUsage, choose_host};
 use stratus_core::{Error, Result, quota};
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
-/// Creates taken into one transaction at most.
+/// Jobs taken into one transaction at most.
 const GROUP: usize = 256;
 
 /// A create waiting for its group.
@@ -43,8 +43,41 @@ pub(crate) struct CreateJob {
     pub span: tracing::Span,
 }
 
-/// Starts the writer of `engine`'s creates; the returned sender queues them. The writer ends
-/// when every sender is gone.
+/// A guarded update of an instance waiting for its group: `None` back when someone else wrote
+/// first.
+pub(crate) struct UpdateJob {
+    pub instance: InstanceRecord,
+    pub reply: oneshot::Sender<Result<Option<InstanceRecord>>>,
+    pub span: tracing::Span,
+}
+
+/// An audit event waiting for its group.
+pub(crate) struct AuditJob {
+    pub event: AuditEventRecord,
+    pub reply: oneshot::Sender<Result<()>>,
+}
+
+/// A write waiting for its group.
+pub(crate) enum Job {
+    Create(CreateJob),
+    Update(UpdateJob),
+    /// A host was heard from at this time.
+    Touch {
+        host: Uuid,
+        at: DateTime<Utc>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Audit(AuditJob),
+}
+
+/// What one job did.
+enum Done {
+    Created(InstanceRecord),
+    Updated(Option<InstanceRecord>),
+    Touched,
+    Audited,
+}
+
 /// Waits for the next job, then takes every job already queued behind it (up to [`GROUP`]);
 /// `None` when every sender is gone.
 async fn next_group<T>(queue: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>> {
@@ -58,72 +91,66 @@ async fn next_group<T>(queue: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>>
     Some(jobs)
 }
 
+/// Starts the writer of `engine`'s hot writes; the returned sender queues them. The writer
+/// ends when every sender is gone.
 pub(crate) fn start(
     engine: Arc<dyn Engine>,
     log: Arc<crate::feed::ChangeLog>,
-) -> mpsc::UnboundedSender<CreateJob> {
-    let (sender, mut queue) = mpsc::unbounded_channel::<CreateJob>();
+) -> mpsc::UnboundedSender<Job> {
+    let (sender, mut queue) = mpsc::unbounded_channel::<Job>();
     tokio::spawn(async move {
         while let Some(jobs) = next_group(&mut queue).await {
-            metrics::histogram!("stratus_create_group_size").record(jobs.len() as f64);
-            let outcomes = create_group(engine.as_ref(), &jobs).await;
-            let created: Vec<_> = outcomes
-                .iter()
-                .flatten()
-                .map(|record| (crate::feed::ChangeKind::Created, record.clone()))
-                .collect();
-            for job in &jobs {
-                log.forget(&job.instance);
-            }
-            log.committed(engine.as_ref(), created).await;
-            for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(outcome);
-            }
-        }
-    });
-    sender
-}
-
-/// An audit event waiting for its group.
-pub(crate) struct AuditJob {
-    pub event: AuditEventRecord,
-    pub reply: oneshot::Sender<Result<()>>,
-}
-
-/// Starts the writer of `engine`'s audit events; the returned sender queues them.
-pub(crate) fn start_audit(engine: Arc<dyn Engine>) -> mpsc::UnboundedSender<AuditJob> {
-    let (sender, mut queue) = mpsc::unbounded_channel::<AuditJob>();
-    tokio::spawn(async move {
-        while let Some(jobs) = next_group(&mut queue).await {
-            // Each event in a savepoint of its own: one refused row loses no other.
-            let stored = transaction!(engine.as_ref(), Isolation::ReadCommitted, |tx| {
-                let mut outcomes = Vec::with_capacity(jobs.len());
-                for job in &jobs {
-                    tx.execute("SAVEPOINT stratus_audit", vec![]).await?;
-                    match crate::sql::insert_in(&mut tx, &job.event).await {
-                        Ok(()) => outcomes.push(Ok(())),
-                        Err(DbError::Retry) => return Err(DbError::Retry),
-                        Err(refused) => {
-                            tx.execute("ROLLBACK TO SAVEPOINT stratus_audit", vec![])
-                                .await?;
-                            outcomes.push(Err(match refused {
-                                DbError::Unique => Error::internal("an audit event id was reused"),
-                                other => other.into(),
-                            }));
+            metrics::histogram!("stratus_write_group_size").record(jobs.len() as f64);
+            let outcomes = run_group(engine.as_ref(), &jobs).await;
+            let mut committed = Vec::new();
+            for (job, outcome) in jobs.iter().zip(&outcomes) {
+                match (job, outcome) {
+                    (Job::Create(job), outcome) => {
+                        log.forget(&job.instance);
+                        if let Ok(Done::Created(record)) = outcome {
+                            committed.push((crate::feed::ChangeKind::Created, record.clone()));
                         }
                     }
-                    tx.execute("RELEASE SAVEPOINT stratus_audit", vec![])
-                        .await?;
+                    (Job::Update(job), outcome) => {
+                        log.forget(&job.instance);
+                        if let Ok(Done::Updated(Some(record))) = outcome {
+                            committed.push((crate::feed::ChangeKind::Updated, record.clone()));
+                        }
+                    }
+                    _ => {}
                 }
-                outcomes
-            });
-            let outcomes = stored.unwrap_or_else(|failed| each_failed(jobs.len(), failed));
+            }
+            log.committed(engine.as_ref(), committed).await;
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                let _ = job.reply.send(outcome);
+                answer(job, outcome);
             }
         }
     });
     sender
+}
+
+/// Hands a job its outcome, in the terms its caller asked in.
+fn answer(job: Job, outcome: Result<Done>) {
+    match job {
+        Job::Create(job) => {
+            let _ = job.reply.send(outcome.and_then(|done| match done {
+                Done::Created(record) => Ok(record),
+                _ => Err(Error::internal("a create did something else")),
+            }));
+        }
+        Job::Update(job) => {
+            let _ = job.reply.send(outcome.and_then(|done| match done {
+                Done::Updated(record) => Ok(record),
+                _ => Err(Error::internal("an update did something else")),
+            }));
+        }
+        Job::Touch { reply, .. } => {
+            let _ = reply.send(outcome.map(|_| ()));
+        }
+        Job::Audit(job) => {
+            let _ = job.reply.send(outcome.map(|_| ()));
+        }
+    }
 }
 
 /// The outcomes of a group whose transaction failed as a whole: the same error for each.
@@ -133,34 +160,64 @@ fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
 }
 
 /// Runs `jobs` in one transaction; one outcome per job, in order.
-async fn create_group(engine: &dyn Engine, jobs: &[CreateJob]) -> Vec<Result<InstanceRecord>> {
+async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
     let outcomes = transaction!(engine, Isolation::ReadCommitted, |tx| {
         let mut zones: HashMap<String, Vec<HostUsage>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             // Outside the create's savepoint: rolling one back must not release the host rows'
             // locks the group's placement relies on.
-            if !zones.contains_key(&job.instance.zone) {
-                let usage = zone_usage(&mut tx, engine, &job.instance.zone, job.live_since).await?;
-                zones.insert(job.instance.zone.clone(), usage);
+            if let Job::Create(create) = job
+                && !zones.contains_key(&create.instance.zone)
+            {
+                let zone = &create.instance.zone;
+                let usage = zone_usage(&mut tx, engine, zone, create.live_since).await?;
+                zones.insert(zone.clone(), usage);
             }
-            tx.execute("SAVEPOINT stratus_create", vec![]).await?;
-            let one = create_one(&mut tx, engine, job, &mut zones);
-            match tracing::Instrument::instrument(one, job.span.clone()).await {
-                Ok(created) => {
-                    tx.execute("RELEASE SAVEPOINT stratus_create", vec![])
-                        .await?;
-                    outcomes.push(Ok(created));
+            tx.execute("SAVEPOINT stratus_job", vec![]).await?;
+            let done = match job {
+                Job::Create(job) => {
+                    let one = create_one(&mut tx, engine, job, &mut zones);
+                    tracing::Instrument::instrument(one, job.span.clone())
+                        .await
+                        .map(Done::Created)
+                }
+                Job::Update(job) => {
+                    let (sql, args) = crate::sql::guarded_update_of(&job.instance);
+                    let one = async {
+                        Ok::<_, DbError>(records::<InstanceRecord>(&tx.query(&sql, args).await?)?)
+                    };
+                    tracing::Instrument::instrument(one, job.span.clone())
+                        .await
+                        .map(|mut rows| Done::Updated(rows.pop()))
+                }
+                Job::Touch { host, at, .. } => tx
+                    .execute(
+                        "UPDATE hosts SET last_seen_at = ? WHERE id = ?",
+                        args![at.timestamp_millis(), *host],
+                    )
+                    .await
+                    .map(|_| Done::Touched),
+                Job::Audit(job) => crate::sql::insert_in(&mut tx, &job.event)
+                    .await
+                    .map(|()| Done::Audited),
+            };
+            match done {
+                Ok(done) => {
+                    tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                    outcomes.push(Ok(done));
                 }
                 Err(DbError::Retry) => return Err(DbError::Retry),
                 Err(refused) => {
-                    tx.execute("ROLLBACK TO SAVEPOINT stratus_create", vec![])
+                    tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
                         .await?;
-                    tx.execute("RELEASE SAVEPOINT stratus_create", vec![])
-                        .await?;
-                    outcomes.push(Err(match refused {
-                        DbError::Unique => instance_exists(&job.instance),
-                        other => other.into(),
+                    tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                    outcomes.push(Err(match (job, refused) {
+                        (Job::Create(job), DbError::Unique) => instance_exists(&job.instance),
+                        (Job::Audit(_), DbError::Unique) => {
+                            Error::internal("an audit event id was reused")
+                        }
+                        (_, other) => other.into(),
                     }));
                 }
             }

@@ -254,8 +254,8 @@ impl Engine for PgEngine {
     }
 }
 
-/// Listens on [`CHANGES_CHANNEL`]: bumps `changes` for every announcement and hands `log` its
-/// payload. After an outage it reconnects, and bumps and tells `log` to resync then, since
+/// Listens on [`CHANGES_CHANNEL`]: hands `log` each announcement's payload, and bumps `changes`
+/// for those that name no instance. After an outage it reconnects, and bumps and tells `log` to resync then, since
 /// announcements may have been missed meanwhile.
 async fn follow(pool: PgPool, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {
     loop {
@@ -266,8 +266,10 @@ async fn follow(pool: PgPool, changes: crate::Changes, log: Arc<crate::feed::Cha
             changes.bump();
             loop {
                 let notification = listener.recv().await?;
-                log.heard(Some(notification.payload()));
-                changes.bump();
+                // Instance changes wake their subscribers, which wake whom they concern.
+                if !log.heard(Some(notification.payload())) {
+                    changes.bump();
+                }
             }
         };
         let outcome: std::result::Result<(), sqlx::Error> = listening.await;

@@ -28,10 +28,9 @@ pub struct SqlStore {
     cache: Arc<crate::cache::ReadCache>,
     /// Where committed instance writes are published ([`crate::feed`]).
     log: Arc<crate::feed::ChangeLog>,
-    /// The writer that commits creates in groups ([`crate::group_commit`]).
-    creates: tokio::sync::mpsc::UnboundedSender<crate::group_commit::CreateJob>,
-    /// The writer that stores audit events in groups.
-    audit: tokio::sync::mpsc::UnboundedSender<crate::group_commit::AuditJob>,
+    /// The writer that commits creates, instance updates, heartbeats and audit events in
+    /// groups ([`crate::group_commit`]).
+    writer: tokio::sync::mpsc::UnboundedSender<crate::group_commit::Job>,
 }
 
 impl SqlStore {
@@ -43,17 +42,26 @@ impl SqlStore {
         let engine: Arc<dyn Engine> = Arc::new(crate::metered::Metered { engine, database });
         let cache = Arc::new(crate::cache::ReadCache::new(shared));
         let log = crate::feed::ChangeLog::new(cache.clone());
-        let creates = crate::group_commit::start(engine.clone(), log.clone());
-        let audit = crate::group_commit::start_audit(engine.clone());
+        let writer = crate::group_commit::start(engine.clone(), log.clone());
         let store = Self {
             engine,
             cache,
             log,
-            creates,
-            audit,
+            writer,
         };
         store.move_metadata_out_of_specs().await?;
         Ok(store)
+    }
+
+    /// Queues `job` for the group writer and waits for its answer on `answered`.
+    async fn queued<T>(
+        &self,
+        job: crate::group_commit::Job,
+        answered: tokio::sync::oneshot::Receiver<Result<T>>,
+    ) -> Result<T> {
+        let closing = || Error::Unavailable("the store is shutting down".into());
+        self.writer.send(job).map_err(|_| closing())?;
+        answered.await.map_err(|_| closing())?
     }
 
     /// After a guarded write of `instance`: forgets its cached row whatever the outcome, and
@@ -325,7 +333,7 @@ fn guarded<T: Table>(
 }
 
 /// The guarded write of everything about an instance that may change.
-fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
+pub(crate) fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
     guarded::<InstanceRecord>(
         [
             ("host_id", instance.host_id.into()),
@@ -1024,13 +1032,13 @@ impl Store for SqlStore {
     }
 
     async fn touch_host(&self, host_id: Uuid, now: DateTime<Utc>) -> Result<()> {
-        self.db()
-            .execute(
-                "UPDATE hosts SET last_seen_at = ? WHERE id = ?",
-                args![ms(now), host_id],
-            )
-            .await?;
-        Ok(())
+        let (reply, touched) = tokio::sync::oneshot::channel();
+        let job = crate::group_commit::Job::Touch {
+            host: host_id,
+            at: now,
+            reply,
+        };
+        self.queued(job, touched).await
     }
 
     async fn list_hosts(&self) -> Result<Vec<HostRecord>> {
@@ -1046,20 +1054,17 @@ impl Store for SqlStore {
         admission: &Admission<'_>,
     ) -> Result<InstanceRecord> {
         let (reply, created) = tokio::sync::oneshot::channel();
-        self.creates
-            .send(crate::group_commit::CreateJob {
-                instance: instance.clone(),
-                demand: demand.clone(),
-                live_since,
-                organization: admission.organization.to_owned(),
-                defaults: admission.defaults.clone(),
-                reply,
-                span: tracing::Span::current(),
-            })
-            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
-        created
+        let job = crate::group_commit::CreateJob {
+            instance: instance.clone(),
+            demand: demand.clone(),
+            live_since,
+            organization: admission.organization.to_owned(),
+            defaults: admission.defaults.clone(),
+            reply,
+            span: tracing::Span::current(),
+        };
+        self.queued(crate::group_commit::Job::Create(job), created)
             .await
-            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?
     }
 
     async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>> {
@@ -1099,9 +1104,15 @@ impl Store for SqlStore {
     }
 
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
-        let (sql, args) = guarded_update_of(instance);
-        let stored = self.select_one(&sql, args).await;
-        self.updated(instance, stored).await
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        let job = crate::group_commit::UpdateJob {
+            instance: instance.clone(),
+            reply,
+            span: tracing::Span::current(),
+        };
+        // The writer forgets the cached row and publishes the change after its commit.
+        self.queued(crate::group_commit::Job::Update(job), stored)
+            .await
     }
 
     async fn update_instance_to_run(
@@ -1592,15 +1603,12 @@ impl Store for SqlStore {
 
     async fn record_audit_event(&self, event: &AuditEventRecord) -> Result<()> {
         let (reply, stored) = tokio::sync::oneshot::channel();
-        self.audit
-            .send(crate::group_commit::AuditJob {
-                event: event.clone(),
-                reply,
-            })
-            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?;
-        stored
+        let job = crate::group_commit::AuditJob {
+            event: event.clone(),
+            reply,
+        };
+        self.queued(crate::group_commit::Job::Audit(job), stored)
             .await
-            .map_err(|_| Error::Unavailable("the store is shutting down".into()))?
     }
 
     async fn prune_audit_events(&self, before: DateTime<Utc>) -> Result<u64> {

@@ -16,23 +16,14 @@ use std::time::{Duration, Instant};
 use stratus::{Config, Region};
 use stratus_store::testing::PostgresCluster;
 
+mod common;
+use common::{ms, percentile, sign_in};
+
 const CONNECTIONS: usize = 64;
 const GET_SECONDS: u64 = 10;
 const CREATES: usize = 50;
 const THROUGHPUT_CREATES: usize = 200;
 const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 /// What one backend measured, as table cells.
 struct Results {
@@ -152,21 +143,7 @@ async fn measure(database_url: &str) -> Results {
         .await
         .unwrap();
     let base = format!("http://{}", region.addr);
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
-        .build()
-        .unwrap();
-    let key = std::fs::read_to_string(&region.admin_key_path).unwrap();
-    let token: serde_json::Value = http
-        .post(format!("{base}/v1/regions/global/auth/token"))
-        .json(&json!({"grant_type": "api_key", "api_key": key.trim()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let (http, token) = sign_in(&base, &region.admin_key_path, CONNECTIONS).await;
 
     // Create → RUNNING, ten creates in flight at a time.
     let started = Instant::now();

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use stratus::{Config, Region};
 use stratus_core::catalog::{Catalog, ImageSpec};
 
+mod common;
+
 const RUNS: usize = 3;
 const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
 
@@ -122,18 +124,7 @@ async fn main() {
         .await
         .unwrap();
     let base = format!("http://{}", region.addr);
-    let http = reqwest::Client::new();
-    let key = std::fs::read_to_string(&region.admin_key_path).unwrap();
-    let token: serde_json::Value = http
-        .post(format!("{base}/v1/regions/global/auth/token"))
-        .json(&json!({"grant_type": "api_key", "api_key": key.trim()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = token["access_token"].as_str().unwrap().to_owned();
+    let (http, token) = common::sign_in(&base, &region.admin_key_path, 8).await;
     let get = |path: String| {
         let (http, token) = (http.clone(), token.clone());
         async move {

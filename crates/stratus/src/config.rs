@@ -223,6 +223,9 @@ pub struct HostSection {
     /// With bridge networking: the IPv4 address of this host that carries its guests'
     /// networks to other hosts (VXLAN); empty: this host's networks stay on it.
     pub underlay_address: String,
+    /// With the `sim` driver: how many simulated hosts `serve` runs (named `NAME`,
+    /// `NAME-2`, …), each with this section's capacity; a region-scale test bed in one process.
+    pub simulated_hosts: u32,
 }
 
 impl Default for HostSection {
@@ -240,6 +243,7 @@ impl Default for HostSection {
             }],
             networking: "auto".into(),
             underlay_address: String::new(),
+            simulated_hosts: 1,
         }
     }
 }
@@ -364,6 +368,13 @@ impl Config {
         anyhow::ensure!(
             config.database.url.is_empty() || crate::db::is_database_url(&config.database.url),
             "database.url must be a postgres:// URL (or empty for the embedded store)"
+        );
+        anyhow::ensure!(
+            (1..=10_000).contains(&config.host.simulated_hosts)
+                && (config.host.simulated_hosts == 1 || config.host.driver == "sim"),
+            "host.simulated-hosts is {}; it takes 1 to 10000, and more than 1 only with \
+             host.driver = \"sim\"",
+            config.host.simulated_hosts
         );
         anyhow::ensure!(
             config.api.max_connections >= 1,

@@ -179,8 +179,30 @@ impl Region {
             let registration = host_registration(&config, driver.as_ref());
             // Registered before the API answers, so the first create finds the host.
             app.register_host(&registration).await?;
-            let agent = Agent::new(control_plane, driver, registration, agent_config(&config));
+            let agent = Agent::new(
+                control_plane.clone(),
+                driver,
+                registration.clone(),
+                agent_config(&config),
+            );
             tasks.spawn(agent.run(cancel.clone()));
+            for n in 2..=config.host.simulated_hosts {
+                let state = data_dir.join(format!("sim-hosts/{n}.json"));
+                let driver = SimDriver::new(Some(state), config.sim.clone())
+                    .map_err(|e| anyhow::anyhow!("starting simulated host {n}: {e}"))?;
+                let registration = HostRegistration {
+                    name: format!("{}-{n}", registration.name),
+                    ..registration.clone()
+                };
+                app.register_host(&registration).await?;
+                let agent = Agent::new(
+                    control_plane.clone(),
+                    Arc::new(driver),
+                    registration,
+                    agent_config(&config),
+                );
+                tasks.spawn(agent.run(cancel.clone()));
+            }
         }
         if config.baremetal.conductor {
             tasks.spawn(

@@ -124,6 +124,8 @@ impl App {
             .lock()
             .unwrap()
             .insert(record.id, Instant::now());
+        self.changes
+            .set_overlay_host(record.id, host.underlay.is_some());
         self.changes.bump();
         Ok(record.id)
     }
@@ -147,7 +149,7 @@ impl App {
         if due {
             self.store.touch_host(host, now()).await?;
         }
-        let revision = self.changes.wait_past(since, wait).await;
+        let revision = self.changes.wait_host_past(host, since, wait).await;
         let records = self.store.list_assignments_on_host(host).await?;
         let mut subnets = HashMap::new();
         let mut assignments = Vec::with_capacity(records.len());

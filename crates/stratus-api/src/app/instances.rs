@@ -206,7 +206,6 @@ impl App {
                 .await
             {
                 Ok(stored) => {
-                    self.changes.bump();
                     tracing::info!(project = %stored.project, id = %stored.id, uid = %stored.uid, "instance created");
                     return Ok(self.instance_view(&stored));
                 }
@@ -541,10 +540,7 @@ impl App {
             } else {
                 self.store.update_instance(&record).await?
             };
-            Ok(stored.map(|stored| {
-                self.changes.bump();
-                self.instance_view(&stored)
-            }))
+            Ok(stored.map(|stored| self.instance_view(&stored)))
         })
         .await
     }

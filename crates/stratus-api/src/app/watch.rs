@@ -608,7 +608,8 @@ impl Watcher {
 }
 
 impl App {
-    /// Starts turning the store's change feed into watch events; ends with the application.
+    /// Starts turning the store's change feed into watch events and wake-ups of the agents
+    /// concerned ([`stratus_store::Changes::bump_instance`]); ends with the application.
     pub(crate) fn follow_instance_changes(self: &Arc<Self>) {
         let mut feed = self.store.instance_changes();
         let app: Weak<App> = Arc::downgrade(self);
@@ -636,6 +637,7 @@ impl App {
         } = change
         else {
             self.watch.expire();
+            self.changes.bump();
             return;
         };
         let heard = record.is_none();
@@ -646,10 +648,16 @@ impl App {
                 Err(e) => {
                     tracing::warn!(error = %e, "a watched change could not be read; watchers list again");
                     self.watch.expire();
+                    self.changes.bump();
                     return;
                 }
             },
         };
+        // Agents and waiting reads: the instance's host, and overlay hosts when it came or went.
+        self.changes.bump_instance(
+            record.as_ref().and_then(|r| r.host_id),
+            kind != ChangeKind::Updated || record.is_none(),
+        );
         match (kind, record) {
             // Heard from another replica: the row now may be a new instance of the same id.
             (ChangeKind::Deleted, _) if heard => {

@@ -1,0 +1,42 @@
+//! What the benchmarks share: signing in to a region, and reading latencies.
+
+#![allow(dead_code)] // each benchmark uses its part
+
+use std::time::Duration;
+
+/// The `p` quantile (0 to 1) of `sorted`.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// `d` in milliseconds, two decimals.
+pub fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// A client of `base` keeping up to `connections` idle connections, and an access token for
+/// the administrator key in `key_file`.
+pub async fn sign_in(
+    base: &str,
+    key_file: &std::path::Path,
+    connections: usize,
+) -> (reqwest::Client, String) {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .build()
+        .unwrap();
+    let key = std::fs::read_to_string(key_file).unwrap();
+    let token: serde_json::Value = http
+        .post(format!("{base}/v1/regions/global/auth/token"))
+        .json(&serde_json::json!({"grant_type": "api_key", "api_key": key.trim()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (http, token["access_token"].as_str().unwrap().to_owned())
+}

@@ -1,0 +1,378 @@
+//! Region-scale benchmark: a region of 1,000 simulated hosts (in this process) loaded with
+//! 100,000 instances through the API, on the embedded SQLite store and on PostgreSQL. Prints a
+//! results table:
+//!
+//! - creates per second, and create (201) p50 / p99, over the first 1,000 creates and over the
+//!   last 1,000 (with ~99,000 instances present), and their ratio;
+//! - create → RUNNING, the control plane's own overhead: every simulated step takes 0 ms, one
+//!   create at a time;
+//! - with 100,000 instances: GET of one instance, LIST of a page of 50, LIST of a label-selected
+//!   page (1 % of the instances match), each p50 / p99 from 8 connections;
+//! - watch latency: 1,000 watchers of one instance's label, the time from sending a PATCH to
+//!   each watcher's event, p50 / p99 over 20 writes;
+//! - resident memory of the process (the server, 1,000 simulated hosts and the load client).
+//!
+//! Run it with `cargo bench -p stratus --bench scale`. `STRATUS_SCALE_INSTANCES`,
+//! `STRATUS_SCALE_HOSTS` change the region's size, and `STRATUS_SCALE_BACKENDS=sqlite` (or
+//! `postgres`) measures one backend only.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use stratus::{Config, Region};
+use stratus_client::WatchOptions;
+use stratus_store::testing::PostgresCluster;
+use stratus_types::WatchEventType;
+
+mod common;
+use common::{ms, percentile, sign_in};
+
+const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
+const TYPE: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro";
+/// Creates in flight while loading.
+const LOADERS: usize = 32;
+/// Creates per measured window (first and last).
+const WINDOW: usize = 1000;
+const READERS: usize = 8;
+const READ_SECONDS: u64 = 5;
+const WATCHERS: usize = 1000;
+const WATCHED_WRITES: usize = 20;
+const RUNNING_SAMPLES: usize = 200;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn p50_p99(mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    format!(
+        "{} / {}",
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99))
+    )
+}
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+struct Results {
+    rows: Vec<(String, String)>,
+}
+
+#[tokio::main]
+async fn main() {
+    let instances = setting("STRATUS_SCALE_INSTANCES", 100_000);
+    let hosts = setting("STRATUS_SCALE_HOSTS", 1000);
+    let backends = std::env::var("STRATUS_SCALE_BACKENDS").unwrap_or("sqlite,postgres".into());
+    let mut columns = Vec::new();
+    if backends.contains("sqlite") {
+        columns.push(("SQLite", measure("", hosts, instances).await));
+    }
+    if backends.contains("postgres") {
+        let cluster = PostgresCluster::start_durable().expect("a PostgreSQL server");
+        let url = cluster.create_database("scale").await.unwrap();
+        columns.push(("PostgreSQL", measure(&url, hosts, instances).await));
+    }
+    println!();
+    println!("{hosts} simulated hosts, {instances} instances");
+    println!();
+    print!("| measurement |");
+    for (name, _) in &columns {
+        print!(" {name} |");
+    }
+    println!();
+    println!("|---|{}", "---|".repeat(columns.len()));
+    for row in 0..columns[0].1.rows.len() {
+        print!("| {} |", columns[0].1.rows[row].0);
+        for (_, results) in &columns {
+            print!(" {} |", results.rows[row].1);
+        }
+        println!();
+    }
+}
+
+/// Creates instances `from..to` with `LOADERS` in flight; answers the creates per second and
+/// every create's latency.
+async fn load(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    from: usize,
+    to: usize,
+) -> (f64, Vec<Duration>) {
+    let started = Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(from));
+    let mut workers = Vec::new();
+    for _ in 0..LOADERS {
+        let (http, base, token, next) = (
+            http.clone(),
+            base.to_owned(),
+            token.to_owned(),
+            next.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= to {
+                    return latencies;
+                }
+                let t0 = Instant::now();
+                let reply = http
+                    .post(format!("{base}{INSTANCES}"))
+                    .bearer_auth(&token)
+                    .json(&json!({
+                        "id": format!("vm-{i:06}"),
+                        "type": TYPE,
+                        "labels": {"group": format!("g{}", i % 100)},
+                    }))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = reply.status();
+                assert_eq!(status, 201, "{}", reply.text().await.unwrap_or_default());
+                latencies.push(t0.elapsed());
+            }
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    let rate = (to - from) as f64 / started.elapsed().as_secs_f64();
+    (rate, latencies)
+}
+
+/// GETs `path` from [`READERS`] connections for [`READ_SECONDS`]; every latency.
+async fn read(http: &reqwest::Client, url: &str, token: &str) -> Vec<Duration> {
+    let deadline = Instant::now() + Duration::from_secs(READ_SECONDS);
+    let mut workers = Vec::new();
+    for _ in 0..READERS {
+        let (http, url, token) = (http.clone(), url.to_owned(), token.to_owned());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t0 = Instant::now();
+                let reply = http.get(&url).bearer_auth(&token).send().await.unwrap();
+                assert_eq!(reply.status(), 200);
+                reply.bytes().await.unwrap();
+                latencies.push(t0.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for w in workers {
+        latencies.extend(w.await.unwrap());
+    }
+    latencies
+}
+
+async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.host.driver = "sim".into();
+    config.host.simulated_hosts = hosts as u32;
+    config.host.gpus = vec![];
+    config.database.url = database_url.to_owned();
+    config.sim.prepare_ms = 0;
+    config.sim.boot_ms = 0;
+    config.sim.stop_ms = 0;
+    config.sim.pause_ms = 0;
+    let started = Instant::now();
+    let region = Region::start(dir.path(), "127.0.0.1:0", config)
+        .await
+        .unwrap();
+    let startup = started.elapsed();
+    let base = format!("http://{}", region.addr);
+    let (http, token) = sign_in(&base, &region.admin_key_path, 256).await;
+    let mut rows = Vec::new();
+    let rss_empty = rss_mib();
+
+    // Create → RUNNING with nothing else going on: the control plane's overhead.
+    let typed = stratus_client::Client::new(&base)
+        .unwrap()
+        .with_token(&token);
+    let project = typed.instances("local-1", "default");
+    let mut running = Vec::new();
+    for i in 0..RUNNING_SAMPLES {
+        let id = format!("solo-{i:03}");
+        let mut watch = project
+            .watch(&WatchOptions {
+                id: Some(id.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // The listing (nothing yet) ends with a bookmark.
+        watch.next().await.unwrap();
+        let t0 = Instant::now();
+        let reply = http
+            .post(format!("{base}{INSTANCES}"))
+            .bearer_auth(&token)
+            .json(&json!({"id": id, "type": TYPE}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+        loop {
+            let event = watch.next().await.unwrap().expect("the watch ended");
+            if event
+                .object
+                .is_some_and(|i| i.lifecycle.status.as_str() == "RUNNING")
+            {
+                break;
+            }
+        }
+        running.push(t0.elapsed());
+    }
+
+    eprintln!(
+        "started in {:.1} s; create → RUNNING measured",
+        startup.as_secs_f64()
+    );
+    let (first_rate, first) = load(&http, &base, &token, 0, WINDOW).await;
+    let loading = Instant::now();
+    load(&http, &base, &token, WINDOW, instances - WINDOW).await;
+    let bulk = loading.elapsed();
+    let (last_rate, last) = load(&http, &base, &token, instances - WINDOW, instances).await;
+    let rss_loaded = rss_mib();
+
+    eprintln!(
+        "loaded: first {first_rate:.0}/s, bulk {:.0} s, last {last_rate:.0}/s, RSS {rss_loaded:.0} MiB",
+        bulk.as_secs_f64()
+    );
+    let middle = format!("{base}{INSTANCES}/vm-{:06}", instances / 2);
+    let get = read(&http, &middle, &token).await;
+    let page = read(&http, &format!("{base}{INSTANCES}?pageSize=50"), &token).await;
+    let selected = read(
+        &http,
+        &format!("{base}{INSTANCES}?pageSize=50&labelSelector=group%3Dg42"),
+        &token,
+    )
+    .await;
+
+    // Watch latency: every watcher follows the probe's label; each write reaches all of them.
+    let probe = http
+        .post(format!("{base}{INSTANCES}"))
+        .bearer_auth(&token)
+        .json(&json!({"id": "probe", "type": TYPE, "labels": {"probe": "yes"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 201);
+    let (marks, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let ready = Arc::new(tokio::sync::Barrier::new(WATCHERS + 1));
+    for _ in 0..WATCHERS {
+        let (base, token, marks, ready) =
+            (base.clone(), token.clone(), marks.clone(), ready.clone());
+        tokio::spawn(async move {
+            let client = stratus_client::Client::new(&base)
+                .unwrap()
+                .with_token(&token);
+            let mut watch = client
+                .instances("local-1", "default")
+                .watch(&WatchOptions {
+                    label_selector: Some("probe=yes".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            loop {
+                let event = watch.next().await.unwrap().expect("the watch ended");
+                if event.event_type == WatchEventType::Bookmark {
+                    break;
+                }
+            }
+            ready.wait().await;
+            while let Ok(Some(event)) = watch.next().await {
+                if let Some(mark) = event
+                    .object
+                    .and_then(|i| i.labels.get("mark").map(str::to_owned))
+                {
+                    let _ = marks.send((mark, Instant::now()));
+                }
+            }
+        });
+    }
+    drop(marks);
+    ready.wait().await;
+    let rss_watched = rss_mib();
+    let mut watch_latency = Vec::new();
+    for n in 0..WATCHED_WRITES {
+        let mark = format!("m{n}");
+        let t0 = Instant::now();
+        let reply = http
+            .patch(format!("{base}{INSTANCES}/probe"))
+            .bearer_auth(&token)
+            .json(&json!({"labels": {"probe": "yes", "mark": mark}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 200);
+        let mut heard = 0;
+        while heard < WATCHERS {
+            let (got, at) = tokio::time::timeout(Duration::from_secs(30), arrivals.recv())
+                .await
+                .expect("watchers stopped hearing")
+                .expect("every watcher ended");
+            if got == mark {
+                heard += 1;
+                watch_latency.push(at - t0);
+            }
+        }
+    }
+    region.shutdown().await;
+
+    let row = |name: &str, value: String| (name.to_owned(), value);
+    rows.push(row(
+        &format!("start with {hosts} simulated hosts registered"),
+        format!("{:.1} s", startup.as_secs_f64()),
+    ));
+    rows.push(row(
+        "create → RUNNING p50 / p99, sim steps 0 ms (control-plane overhead)",
+        p50_p99(running),
+    ));
+    rows.push(row(
+        &format!("creates/s, first {WINDOW} ({LOADERS} in flight)"),
+        format!("{first_rate:.0}"),
+    ));
+    rows.push(row(
+        &format!("creates/s, last {WINDOW} (≈{} present)", instances - WINDOW),
+        format!("{last_rate:.0} ({:.2}× the first)", last_rate / first_rate),
+    ));
+    rows.push(row("create (201) p50 / p99, first window", p50_p99(first)));
+    rows.push(row("create (201) p50 / p99, last window", p50_p99(last)));
+    rows.push(row(
+        &format!("loading {} creates, wall", instances - 2 * WINDOW),
+        format!("{:.0} s", bulk.as_secs_f64()),
+    ));
+    rows.push(row(
+        &format!("GET instance p50 / p99, {instances} present, {READERS} connections"),
+        p50_p99(get),
+    ));
+    rows.push(row("LIST page of 50 p50 / p99", p50_p99(page)));
+    rows.push(row(
+        "LIST label-selected page of 50 (1 % match) p50 / p99",
+        p50_p99(selected),
+    ));
+    rows.push(row(
+        &format!("watch write → event p50 / p99, {WATCHERS} watchers"),
+        p50_p99(watch_latency),
+    ));
+    rows.push(row(
+        "process RSS: empty / loaded / with watchers (server, sim hosts, client)",
+        format!("{rss_empty:.0} / {rss_loaded:.0} / {rss_watched:.0} MiB"),
+    ));
+    Results { rows }
+}

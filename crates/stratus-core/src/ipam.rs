@@ -6,7 +6,8 @@
 //! network, for now the whole CIDR) reserves four addresses that no NIC gets: the network
 //! address, the gateway (the first host), the service address that answers DHCP, DNS and
 //! metadata (the second host), and the broadcast address. Every other address is handed out
-//! lowest first, or as a NIC or an address reservation asks for it, and held in the store under
+//! in turn (the store continues after the last one it handed out, so a released address is
+//! reused last), or as a NIC or an address reservation asks for it, and held in the store under
 //! a uniqueness constraint per subnet, so that no address is ever given twice.
 //!
 //! IPv6 follows IPv4: each network has a unique-local /64 derived from its uid, and a NIC's
@@ -117,11 +118,14 @@ pub fn check_guest_address(subnet: &Ipv4Net, ip: Ipv4Addr) -> Result<(), String>
     }
 }
 
+/// The addresses of `subnet` guests may have, as numbers.
+pub fn guest_range(subnet: &Ipv4Net) -> std::ops::Range<u32> {
+    u32::from(subnet.network()) + 3..u32::from(subnet.broadcast())
+}
+
 /// The lowest address of `subnet` a guest may have that is not in `taken`.
 pub fn next_free(subnet: &Ipv4Net, taken: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
-    let first = u32::from(subnet.network()) + 3;
-    let last = u32::from(subnet.broadcast());
-    (first..last)
+    guest_range(subnet)
         .map(Ipv4Addr::from)
         .find(|ip| !taken.contains(ip))
 }

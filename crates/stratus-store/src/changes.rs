@@ -16,7 +16,7 @@
 //! region's NICs). Everything else — images, hosts, a feed that reconnected — is
 //! [`Changes::bump`], which wakes every waiter.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -36,8 +36,9 @@ pub struct Changes {
 struct HostRevisions {
     /// Per host, bumped by writes of the instances placed on it.
     own: HashMap<Uuid, watch::Sender<u64>>,
-    /// Hosts with an overlay network, woken whenever instances come or go.
-    overlay: HashSet<Uuid>,
+    /// Whether each host known here carries overlay networks; those that do are woken
+    /// whenever instances come or go.
+    overlay: HashMap<Uuid, bool>,
 }
 
 impl Default for Changes {
@@ -77,22 +78,22 @@ impl Changes {
                 wake(h);
             }
             if placed {
-                for h in overlay.iter().copied().filter(|h| Some(*h) != host) {
-                    wake(h);
+                for (h, _) in overlay.iter().filter(|(h, o)| **o && Some(**h) != host) {
+                    wake(*h);
                 }
             }
         }
         self.sender.send_modify(|r| *r += 1);
     }
 
-    /// Notes that `host` carries overlay networks (or no longer does).
+    /// Notes whether `host` carries overlay networks.
     pub fn set_overlay_host(&self, host: Uuid, overlay: bool) {
-        let mut hosts = self.hosts.lock().unwrap();
-        if overlay {
-            hosts.overlay.insert(host);
-        } else {
-            hosts.overlay.remove(&host);
-        }
+        self.hosts.lock().unwrap().overlay.insert(host, overlay);
+    }
+
+    /// Whether `host` carries overlay networks, if noted.
+    pub fn overlay_host(&self, host: Uuid) -> Option<bool> {
+        self.hosts.lock().unwrap().overlay.get(&host).copied()
     }
 
     pub fn revision(&self) -> u64 {

@@ -131,8 +131,8 @@ pub trait Store: Send + Sync + 'static {
 
     // addresses
     /// Reserves `address` in `range` (its subnet's CIDR, or the external pool): the `ip` it
-    /// names (`AlreadyExists` when taken), or the lowest free one (`ResourceExhausted` when
-    /// none is left).
+    /// names (`AlreadyExists` when taken), or a free one — in a subnet the next in turn, in the
+    /// external pool the lowest (`ResourceExhausted` when none is left).
     async fn allocate_address(
         &self,
         address: &AddressRecord,

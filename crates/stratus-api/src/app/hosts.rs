@@ -157,10 +157,22 @@ impl App {
             let nics = self.vm_nics(&record.0, &mut subnets).await?;
             assignments.push(assignment(record, nics));
         }
-        let overlay = self
-            .store
-            .overlay_peers(host)
-            .await?
+        // Only a host with an underlay has overlay peers; the query reads the region's NICs.
+        let overlay_host = match self.changes.overlay_host(host) {
+            Some(known) => known,
+            None => {
+                for h in self.store.list_hosts().await? {
+                    self.changes.set_overlay_host(h.id, h.underlay.is_some());
+                }
+                self.changes.overlay_host(host).unwrap_or(true)
+            }
+        };
+        let peers = if overlay_host {
+            self.store.overlay_peers(host).await?
+        } else {
+            Vec::new()
+        };
+        let overlay = peers
             .into_iter()
             .map(|peer| OverlayPeer {
                 vni: peer.vni as u32,

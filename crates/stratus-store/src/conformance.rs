@@ -395,6 +395,22 @@ pub async fn label_selectors_filter_pages(store: Arc<dyn Store>) {
     let ids: Vec<_> = rest.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["i12", "i16"]);
     assert!(!rest.more);
+
+    // The selector decides, not the stored text: `_` is no wildcard, and a description that
+    // spells a label out carries none.
+    let mut lookalike = instance("z-look", 0, &[("appXname", "xAy")]);
+    lookalike.spec.description = r#""tier":"db" "app_name":"x_y""#.into();
+    create(&store, lookalike).await.unwrap();
+    create(&store, instance("z-real", 0, &[("app_name", "x_y")]))
+        .await
+        .unwrap();
+    let exact = LabelSelector::parse("app_name=x_y").unwrap();
+    let found = store.list_instances("p", &exact, &page(10)).await.unwrap();
+    let ids: Vec<_> = found.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["z-real"]);
+    let all_db = store.list_instances("p", &db, &page(10)).await.unwrap();
+    let ids: Vec<_> = all_db.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["i00", "i04", "i08", "i12", "i16"]);
 }
 
 pub async fn deletion_needs_the_owners_intent(store: Arc<dyn Store>) {

@@ -1094,12 +1094,24 @@ impl Store for SqlStore {
         selector: &LabelSelector,
         page: &PageRequest,
     ) -> Result<Page<InstanceRecord>> {
-        self.page(
-            "project = ?",
-            args![project],
-            page,
-            &|i: &InstanceRecord| selector.matches(&i.spec.labels),
-        )
+        // Rows that cannot match are left in the database: each required `key=value` must
+        // appear in the stored spec as the JSON pair it is (when JSON writes both as they are);
+        // the selector itself then decides on what comes back.
+        let mut filter = "project = ?".to_owned();
+        let mut values = args![project];
+        for (key, value) in selector.required_pairs() {
+            let plain = |t: &str| {
+                t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            };
+            if plain(key) && plain(value) {
+                filter.push_str(" AND spec LIKE ? ESCAPE '\\'");
+                values.push(contains_pattern(&format!("\"{key}\":\"{value}\"")).into());
+            }
+        }
+        self.page(&filter, values, page, &|i: &InstanceRecord| {
+            selector.matches(&i.spec.labels)
+        })
         .await
     }
 

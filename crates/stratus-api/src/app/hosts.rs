@@ -147,7 +147,13 @@ impl App {
             due
         };
         if due {
-            self.store.touch_host(host, now()).await?;
+            // The heartbeat commits with the next group; the poll does not wait for it.
+            let store = self.store.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.touch_host(host, now()).await {
+                    tracing::warn!(error = %e, %host, "recording a host's heartbeat failed");
+                }
+            });
         }
         let revision = self.changes.wait_host_past(host, since, wait).await;
         let records = self.store.list_assignments_on_host(host).await?;

@@ -30,7 +30,9 @@ so any other rejection still fails the run:
 - a reference into another region than the one served;
 - `scopeId` left out with `scope` `project`, and organization roles with `scope` `project`;
 - a `bmcAddress` the pattern lets through but a URL parser refuses (a port past 65535, a
-  host name no resolver takes).
+  host name no resolver takes);
+- a watch's own parameters (`resourceVersion`, `fieldSelector`, `timeoutSeconds`) without
+  `watch=true`, and a `fieldSelector` other than `id=NAME`.
 
 Instance watches (`watch=true`) are not generated: a watch is a stream that lasts until its
 `timeoutSeconds`, which the fuzzer would wait out; the API tests cover them.
@@ -52,7 +54,7 @@ PROTECTED = {p for p in os.environ.get("STRATUS_FUZZ_PROTECTED", "").split(",") 
 
 DOCUMENTED_FIELDS = {"pageToken", "labels", "labelSelector", "gpuCountByType", "cidr", "nics",
                      "ipAddress", "network", "subnetwork", "addressType", "ipVersion", "api_key", "client_id", "client_secret",
-                     "bmcAddress"}
+                     "bmcAddress", "resourceVersion", "fieldSelector", "timeoutSeconds"}
 DOCUMENTED_TEXTS = (
     "does not exist",
     "is required for grant_type",

@@ -3,7 +3,9 @@
 //! Every allocation first locks the row of the space it allocates in (the subnet's row, or the
 //! external pool's setting) and inserts its choice: allocations in one space queue on that
 //! lock, so each sees every address handed out before it, and the uniqueness constraint on
-//! `(space, ip)` stands behind that should anything slip.
+//! `(space, ip)` stands behind that should anything slip. An instance's NICs are resolved and
+//! given their addresses in the transaction that creates the instance, so an instance never
+//! exists without its addresses, nor an address without the reason it was given.
 //!
 //! Reading every address a subnet has handed out to find a free one costs a read per address
 //! per create: a subnet of 50,000 guests would read 50,000 rows for each new one. So a subnet
@@ -11,11 +13,8 @@
 //! after the one this process handed out last, one indexed lookup per try, and wraps around at
 //! the subnet's end, so a released address is reused last. Only when a few tries in a row find
 //! addresses taken (a fragmented subnet, or a process that has just started) does it read the
-//! subnet's addresses and take the lowest free one. The external pool, small and shared, is
+//! subnet's addresses and take the lowest free one, and the tries go on after that. The external pool, small and shared, is
 //! always read whole.
-//! An instance's NICs are resolved and given their addresses in the transaction that creates
-//! the instance, so an instance never exists without its addresses, nor an address without
-//! the reason it was given.
 
 use crate::engine::{DbResult, Engine, Tx, args};
 use crate::records::*;
@@ -107,23 +106,34 @@ async fn next_in_turn(
         .unwrap_or(guests.start);
     for _ in 0..TRIES {
         let ip = Ipv4Addr::from(candidate);
+        candidate = following(&guests, candidate);
         let taken = tx
             .query(
                 "SELECT 1 AS n FROM addresses WHERE space = ? AND ip = ?",
                 args![space, ip.to_string()],
             )
             .await?;
-        candidate = if candidate + 1 >= guests.end {
-            guests.start
-        } else {
-            candidate + 1
-        };
         if taken.is_empty() {
-            NEXT_TRY.lock().unwrap().insert(space.to_owned(), candidate);
+            try_next_after(space, ip, subnet);
             return Ok(Some(ip));
         }
     }
     Ok(None)
+}
+
+/// The guest address after `n`, wrapping around at the end of `guests`.
+fn following(guests: &std::ops::Range<u32>, n: u32) -> u32 {
+    if n + 1 >= guests.end {
+        guests.start
+    } else {
+        n + 1
+    }
+}
+
+/// Notes that the next try in `space` starts after `ip`.
+fn try_next_after(space: &str, ip: Ipv4Addr, subnet: &Ipv4Net) {
+    let next = following(&ipam::guest_range(subnet), u32::from(ip));
+    NEXT_TRY.lock().unwrap().insert(space.to_owned(), next);
 }
 
 /// Allocates `address` (its `ip` empty for the next free one) in `range`, the subnet's CIDR or
@@ -153,6 +163,9 @@ pub(crate) async fn allocate(
         let Some(ip) = next else {
             return Err(full(range, &address).into());
         };
+        if address.address_type == AddressType::Internal {
+            try_next_after(&address.space, ip, range);
+        }
         address.ip = ip.to_string();
     } else if let Some(holder) = held.iter().find(|a| a.ip == address.ip) {
         return Err(Error::AlreadyExists(format!(

@@ -243,6 +243,10 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn announce(&self, payload: &str) {
         let _ = payload;
     }
+    /// Whether [`Engine::announce`] reaches other replicas (else payloads need not be made).
+    fn announces(&self) -> bool {
+        false
+    }
     /// Bumps `changes` whenever another replica announces a change, and hands `log` what it
     /// announced.
     fn follow_changes(&self, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {

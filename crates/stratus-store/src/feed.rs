@@ -79,7 +79,7 @@ pub(crate) struct ChangeLog {
     cache: Arc<ReadCache>,
     sender: broadcast::Sender<InstanceChange>,
     /// This replica's id in its announcements.
-    replica: Uuid,
+    replica: String,
 }
 
 impl ChangeLog {
@@ -87,7 +87,7 @@ impl ChangeLog {
         Arc::new(Self {
             cache,
             sender: broadcast::Sender::new(BACKLOG),
-            replica: Uuid::new_v4(),
+            replica: Uuid::new_v4().to_string(),
         })
     }
 
@@ -111,6 +111,7 @@ impl ChangeLog {
         if changes.is_empty() {
             return;
         }
+        let announces = engine.announces();
         let mut payload = String::new();
         for (kind, record) in changes {
             self.cache.forget_instance(&record);
@@ -118,13 +119,15 @@ impl ChangeLog {
                 engine.announce(&payload).await;
                 payload.clear();
             }
-            payload.push_str(&format!(
-                "{}\t{}\t{}\t{}\n",
-                self.replica,
-                kind.letter(),
-                record.project,
-                record.id
-            ));
+            if announces {
+                payload.push_str(&format!(
+                    "{}\t{}\t{}\t{}\n",
+                    self.replica,
+                    kind.letter(),
+                    record.project,
+                    record.id
+                ));
+            }
             let _ = self.sender.send(InstanceChange::Changed {
                 kind,
                 project: record.project.clone(),
@@ -132,7 +135,9 @@ impl ChangeLog {
                 record: Some(Arc::new(record)),
             });
         }
-        engine.announce(&payload).await;
+        if announces {
+            engine.announce(&payload).await;
+        }
     }
 
     /// Takes in an announcement from the database: `None` when the feed was (re)connected and
@@ -156,7 +161,7 @@ impl ChangeLog {
                 continue;
             };
             named = true;
-            if replica == self.replica.to_string() {
+            if replica == self.replica {
                 continue;
             }
             let key = (project.to_owned(), id.to_owned());

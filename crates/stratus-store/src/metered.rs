@@ -108,6 +108,10 @@ impl Engine for Metered {
         self.engine.announce(payload).await
     }
 
+    fn announces(&self) -> bool {
+        self.engine.announces()
+    }
+
     fn follow_changes(&self, changes: crate::Changes, log: std::sync::Arc<crate::feed::ChangeLog>) {
         self.engine.follow_changes(changes, log)
     }

@@ -249,14 +249,18 @@ impl Engine for PgEngine {
         }
     }
 
+    fn announces(&self) -> bool {
+        self.notifies.load(Ordering::Relaxed)
+    }
+
     fn follow_changes(&self, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {
         tokio::spawn(follow(self.pool.clone(), changes, log));
     }
 }
 
 /// Listens on [`CHANGES_CHANNEL`]: hands `log` each announcement's payload, and bumps `changes`
-/// for those that name no instance. After an outage it reconnects, and bumps and tells `log` to resync then, since
-/// announcements may have been missed meanwhile.
+/// for those that name no instance. After an outage it reconnects, then bumps and tells `log`
+/// to resync, since announcements may have been missed meanwhile.
 async fn follow(pool: PgPool, changes: crate::Changes, log: Arc<crate::feed::ChangeLog>) {
     loop {
         let listening = async {

@@ -64,26 +64,6 @@ impl SqlStore {
         answered.await.map_err(|_| closing())?
     }
 
-    /// After a guarded write of `instance`: forgets its cached row whatever the outcome, and
-    /// publishes the stored row when the write took.
-    async fn updated(
-        &self,
-        instance: &InstanceRecord,
-        stored: Result<Option<InstanceRecord>>,
-    ) -> Result<Option<InstanceRecord>> {
-        self.log.forget(instance);
-        let stored = stored?;
-        if let Some(record) = &stored {
-            self.log
-                .committed(
-                    self.db(),
-                    vec![(crate::feed::ChangeKind::Updated, record.clone())],
-                )
-                .await;
-        }
-        Ok(stored)
-    }
-
     /// Fills the columns an instance's spec gives (its metadata, the disk it holds) for rows
     /// written before they existed, a batch at a time (a no-op once done).
     async fn move_metadata_out_of_specs(&self) -> Result<()> {
@@ -1143,7 +1123,13 @@ impl Store for SqlStore {
             .await?;
             records::<InstanceRecord>(&tx.query(&sql, args.clone()).await?)?.pop()
         });
-        self.updated(instance, stored.map_err(Error::from)).await
+        self.log.forget(instance);
+        let stored = stored?;
+        if let Some(record) = &stored {
+            let change = (crate::feed::ChangeKind::Updated, record.clone());
+            self.log.committed(self.db(), vec![change]).await;
+        }
+        Ok(stored)
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {

@@ -177,27 +177,27 @@ impl Region {
             // Guests never reach this host itself (the region's API included) anyway.
             let driver = host_driver(data_dir, &config, control_plane.clone(), vec![]).await?;
             let registration = host_registration(&config, driver.as_ref());
-            // Registered before the API answers, so the first create finds the host.
-            app.register_host(&registration).await?;
-            let agent = Agent::new(
-                control_plane.clone(),
-                driver,
-                registration.clone(),
-                agent_config(&config),
-            );
-            tasks.spawn(agent.run(cancel.clone()));
+            let mut hosts = vec![(driver, registration.clone())];
             for n in 2..=config.host.simulated_hosts {
                 let state = data_dir.join(format!("sim-hosts/{n}.json"));
                 let driver = SimDriver::new(Some(state), config.sim.clone())
                     .map_err(|e| anyhow::anyhow!("starting simulated host {n}: {e}"))?;
-                let registration = HostRegistration {
-                    name: format!("{}-{n}", registration.name),
-                    ..registration.clone()
-                };
+                let name = format!("{}-{n}", registration.name);
+                let driver: Arc<dyn Driver> = Arc::new(driver);
+                hosts.push((
+                    driver,
+                    HostRegistration {
+                        name,
+                        ..registration.clone()
+                    },
+                ));
+            }
+            for (driver, registration) in hosts {
+                // Registered before the API answers, so the first create finds the host.
                 app.register_host(&registration).await?;
                 let agent = Agent::new(
                     control_plane.clone(),
-                    Arc::new(driver),
+                    driver,
                     registration,
                     agent_config(&config),
                 );

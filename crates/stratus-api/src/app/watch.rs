@@ -10,7 +10,8 @@
 //! The events come from the store's change feed ([`stratus_store::InstanceChange`]), the same
 //! feed that keeps the read cache current, through one hub per process: it turns each change
 //! into the instance's API view, serializes it once for every watcher, numbers it, and keeps
-//! the last [`HISTORY`] events so a watcher that reconnects resumes without a listing.
+//! the last [`HISTORY`] events so a watcher that reconnects resumes without a listing. While
+//! nobody watches, the hub does none of this and keeps no history.
 //! Versions are `{epoch}.{sequence}`; the epoch changes when the hub may have missed changes
 //! (the feed from other replicas reconnected, or the hub itself fell behind), and with it every
 //! version handed out before is void.
@@ -188,6 +189,22 @@ impl WatchHub {
     /// Watches connected now.
     pub fn watchers(&self) -> usize {
         self.sender.receiver_count()
+    }
+
+    /// Whether nobody watches; then the history is dropped (with a new epoch, so no version
+    /// handed out before resumes) and changes need not be turned into events at all.
+    fn unwatched(&self) -> bool {
+        let mut history = self.history.lock().unwrap();
+        if self.sender.receiver_count() > 0 {
+            return false;
+        }
+        if !history.events.is_empty() {
+            history.epoch += 1;
+            history.events.clear();
+            history.latest.clear();
+        }
+        history.deleting.clear();
+        true
     }
 
     /// Numbers and sends one change of `instance` (as its record and view).
@@ -658,6 +675,9 @@ impl App {
             record.as_ref().and_then(|r| r.host_id),
             kind != ChangeKind::Updated || record.is_none(),
         );
+        if self.watch.unwatched() {
+            return;
+        }
         match (kind, record) {
             // Heard from another replica: the row now may be a new instance of the same id.
             (ChangeKind::Deleted, _) if heard => {

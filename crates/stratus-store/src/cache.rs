@@ -13,9 +13,11 @@
 //! are kept too (a create invalidates its key), so a storm of GETs for a name that does not
 //! exist does not reach the database either.
 //!
-//! Other replicas write to a shared database (PostgreSQL) without telling this cache which
-//! rows; there every kept row expires after [`SHARED_LAG`], which bounds how stale a read
-//! through another replica can be. With SQLite this process is the only writer and rows stay
+//! Other replicas write to a shared database (PostgreSQL) too. Their instance writes reach this
+//! cache through the change feed ([`crate::feed`]: the keys in `NOTIFY`), which forgets those
+//! rows as the announcement arrives; other rows are not announced. There every kept row also
+//! expires after [`SHARED_LAG`], which bounds how stale a read through another replica can be
+//! even when an announcement is lost or the database cannot notify. With SQLite this process is the only writer and rows stay
 //! until written or evicted. The cache holds at most [`CAPACITY`] rows per kind and starts
 //! over when full.
 

@@ -272,6 +272,34 @@ pub async fn placement_respects_capacity(store: Arc<dyn Store>) {
             .await,
         Err(Error::ResourceExhausted(_))
     ));
+    let usage = store.host_usage().await.unwrap();
+    assert_eq!(
+        (
+            usage[0].used_vcpus,
+            usage[0].instances,
+            usage[0].used_gpus.clone()
+        ),
+        (8, 3, vec![("h100".to_owned(), 1)])
+    );
+    // A deleted instance's cores and GPU go back to its host.
+    for id in ["a", "g"] {
+        let mut gone = store.get_instance("p", id).await.unwrap().unwrap();
+        gone.desired = DesiredState::Deleted;
+        let gone = store.update_instance(&gone).await.unwrap().unwrap();
+        assert!(store.finalize_instance_deletion(gone.uid).await.unwrap());
+    }
+    let usage = store.host_usage().await.unwrap();
+    assert_eq!((usage[0].used_vcpus, usage[0].instances), (2, 1));
+    assert!(usage[0].used_gpus.iter().all(|(_, n)| *n == 0));
+    store
+        .create_instance(&g2, &gpu_demand, since, &UNLIMITED)
+        .await
+        .unwrap();
+    create(&store, instance("e", 6, &[])).await.unwrap();
+    assert!(matches!(
+        create(&store, instance("f", 1, &[])).await,
+        Err(Error::ResourceExhausted(_))
+    ));
 }
 
 pub async fn duplicate_instance_ids_conflict(store: Arc<dyn Store>) {
@@ -1330,9 +1358,34 @@ pub async fn snapshots_carry_every_row(source: Arc<dyn Store>, target: Arc<dyn S
         .await
         .unwrap();
 
+    let mut gpu = instance("gpu", 1, &[]);
+    gpu.gpu_type = Some("h100".into());
+    gpu.gpu_count = 1;
+    let gpu_demand = Demand {
+        vcpus: 1,
+        memory_mb: 0,
+        gpu: Some(("h100".into(), 1)),
+        baremetal: false,
+    };
+    source
+        .create_instance(
+            &gpu,
+            &gpu_demand,
+            Utc::now() - Duration::seconds(60),
+            &UNLIMITED,
+        )
+        .await
+        .unwrap();
+
     let snapshot = source.export().await.unwrap();
     assert_eq!(snapshot.hosts[0].id, host.id);
     target.import(&snapshot).await.unwrap();
+    assert_eq!(
+        target.host_usage().await.unwrap(),
+        source.host_usage().await.unwrap(),
+        "the copy knows what is placed on each host"
+    );
+    assert_eq!(target.host_usage().await.unwrap()[0].used_vcpus, 3);
     assert_eq!(
         target.export().await.unwrap(),
         snapshot,

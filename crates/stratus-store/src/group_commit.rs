@@ -12,13 +12,15 @@
 //! nothing: the writer takes what is queued, even if that is one. One writer also means the
 //! region's hot writes never queue for SQLite's write lock against each other.
 //!
-//! Placement reads its zone's hosts and what is placed on them once per group (not once per
-//! create) and counts each create of the group onto its host as it goes, so a group of creates
-//! costs one pass over the zone's usage, not one per create.
+//! Placement reads its zone's host rows once per group (not once per create) and counts each
+//! create of the group onto its host as it goes. What is placed on a host is kept in counters
+//! on its row (added to by the create that places an instance, taken from by the deletion that
+//! removes it, in the same transaction), so a group costs one read of the zone's hosts however
+//! many instances the region holds.
 
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
 use crate::rows::{host_usage, insert};
-use crate::sql::{GPU_USAGE_BY_HOST, USAGE_BY_HOST, admit, count, instance_exists, records};
+use crate::sql::{GPU_USAGE_BY_HOST, admit, count, count_on_host, instance_exists, records};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -262,6 +264,7 @@ async fn create_one(
     let created = records::<InstanceRecord>(&rows)?
         .pop()
         .ok_or_else(|| Error::internal("creating an instance returned no row"))?;
+    count_on_host(tx, &created, 1).await?;
     // The group's later creates see this one on its host.
     if let Some(h) = zones
         .get_mut(&instance.zone)
@@ -290,11 +293,9 @@ async fn zone_usage(
          AND scheduling = 'SCHEDULABLE' ORDER BY id{}",
         engine.for_update()
     );
-    let hosts = records(
-        &tx.query(&hosts_sql, args![zone, live_since.timestamp_millis()])
-            .await?,
-    )?;
-    let sums = tx.query(USAGE_BY_HOST, vec![]).await?;
-    let gpu_sums = tx.query(GPU_USAGE_BY_HOST, vec![]).await?;
-    Ok(host_usage(&hosts, &sums, &gpu_sums)?)
+    let hosts = tx
+        .query(&hosts_sql, args![zone, live_since.timestamp_millis()])
+        .await?;
+    let gpus = tx.query(GPU_USAGE_BY_HOST, vec![]).await?;
+    Ok(host_usage(&hosts, &gpus)?)
 }

@@ -63,6 +63,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "servers",
         sql: include_str!("../migrations/0008_servers.sql"),
     },
+    Migration {
+        version: 9,
+        name: "host_usage",
+        sql: include_str!("../migrations/0009_host_usage.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column
@@ -168,9 +173,10 @@ async fn applied_versions(session: &mut dyn crate::engine::Tx) -> Result<Vec<i64
         .collect()
 }
 
-/// Bookkeeping tables of migrations, not the region's own.
+/// Bookkeeping tables of migrations, and tables derived from the region's own that an import
+/// rebuilds (what is placed on each host), not the region's own.
 pub(crate) fn is_bookkeeping(table: &str) -> bool {
-    table == "schema_migrations" || table.starts_with("_sqlx_")
+    table == "schema_migrations" || table.starts_with("_sqlx_") || table == "host_gpu_usage"
 }
 
 #[cfg(test)]

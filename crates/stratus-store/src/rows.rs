@@ -450,39 +450,33 @@ pub(crate) struct Setting {
 
 table!(Setting, "settings", { key: Text, value: Text });
 
-/// What placement needs to know of `hosts`: their capacity and what their instances use, from
-/// rows of `host_id, vcpus, memory_mb, instances` and of `host_id, gpu_type, n`.
+/// What placement needs to know of hosts: their capacity and what is placed on them, from
+/// rows of `hosts` (with their usage counters) and of `host_gpu_usage`.
 pub(crate) fn host_usage(
-    hosts: &[HostRecord],
-    sums: &[crate::engine::Row],
-    gpu_sums: &[crate::engine::Row],
+    hosts: &[crate::engine::Row],
+    gpu_rows: &[crate::engine::Row],
 ) -> Result<Vec<HostUsage>> {
-    let mut usage: Vec<HostUsage> = hosts
-        .iter()
-        .map(|h| HostUsage {
+    let mut usage = Vec::with_capacity(hosts.len());
+    let mut index = std::collections::HashMap::with_capacity(hosts.len());
+    for row in hosts {
+        let h = HostRecord::from_row(row.as_ref())?;
+        index.insert(h.id, usage.len());
+        usage.push(HostUsage {
             host_id: h.id,
             vcpus: h.vcpus,
             memory_mb: h.memory_mb,
-            gpus: h.gpus.clone(),
-            used_vcpus: 0,
-            used_memory_mb: 0,
+            gpus: h.gpus,
+            used_vcpus: row.int("used_vcpus")? as u32,
+            used_memory_mb: row.int("used_memory_mb")? as u64,
             used_gpus: vec![],
-            instances: 0,
+            instances: row.int("placed_instances")? as u32,
             baremetal: h.driver == "redfish",
-        })
-        .collect();
-    for row in sums {
-        let host = row.uuid("host_id")?;
-        if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
-            u.used_vcpus = row.int("vcpus")? as u32;
-            u.used_memory_mb = row.int("memory_mb")? as u64;
-            u.instances = row.int("instances")? as u32;
-        }
+        });
     }
-    for row in gpu_sums {
-        let host = row.uuid("host_id")?;
-        if let Some(u) = usage.iter_mut().find(|u| u.host_id == host) {
-            u.used_gpus
+    for row in gpu_rows {
+        if let Some(&i) = index.get(&row.uuid("host_id")?) {
+            usage[i]
+                .used_gpus
                 .push((row.text("gpu_type")?, row.int("n")? as u32));
         }
     }

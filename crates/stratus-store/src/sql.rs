@@ -312,11 +312,11 @@ fn guarded<T: Table>(
     (sql, args)
 }
 
-/// The guarded write of everything about an instance that may change.
+/// The guarded write of everything about an instance that may change (not its host: an
+/// instance stays where it was placed, and its host's usage counters rely on that).
 pub(crate) fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
     guarded::<InstanceRecord>(
         [
-            ("host_id", instance.host_id.into()),
             ("desired", instance.desired.as_str().into()),
             ("status", instance.status.as_str().into()),
             ("status_message", (&instance.status_message).into()),
@@ -452,10 +452,60 @@ const GPU_USAGE_OF_ORGANIZATION: &str = "SELECT i.gpu_type, CAST(SUM(i.gpu_count
      WHERE p.organization_id = ? AND i.desired IN ('RUNNING', 'SUSPENDED') \
      AND i.gpu_type IS NOT NULL AND i.gpu_count > 0 GROUP BY i.gpu_type";
 
-/// vCPUs and memory placed on each host.
-pub(crate) const USAGE_BY_HOST: &str = "SELECT host_id, CAST(SUM(vcpus) AS BIGINT) AS vcpus, \
-     CAST(SUM(memory_mb) AS BIGINT) AS memory_mb, COUNT(*) AS instances FROM instances \
-     WHERE host_id IS NOT NULL GROUP BY host_id";
+/// GPUs of each type placed on each host, as counted when instances are placed and removed.
+pub(crate) const GPU_USAGE_BY_HOST: &str =
+    "SELECT host_id, gpu_type, n FROM host_gpu_usage WHERE n > 0";
+
+/// Adds what `instance` holds on its host to (`sign` 1) or takes it from (`sign` -1) the host's
+/// usage counters, inside the transaction that places or removes it.
+pub(crate) async fn count_on_host(
+    tx: &mut Box<dyn Tx>,
+    instance: &InstanceRecord,
+    sign: i64,
+) -> DbResult<()> {
+    let Some(host) = instance.host_id else {
+        return Ok(());
+    };
+    tx.execute(
+        "UPDATE hosts SET used_vcpus = used_vcpus + ?, used_memory_mb = used_memory_mb + ?, \
+         placed_instances = placed_instances + ? WHERE id = ?",
+        args![
+            sign * i64::from(instance.vcpus),
+            sign * instance.memory_mb as i64,
+            sign,
+            host
+        ],
+    )
+    .await?;
+    if let Some(gpu_type) = &instance.gpu_type
+        && instance.gpu_count > 0
+    {
+        tx.execute(
+            "INSERT INTO host_gpu_usage (host_id, gpu_type, n) VALUES (?, ?, ?) \
+             ON CONFLICT (host_id, gpu_type) DO UPDATE SET n = host_gpu_usage.n + excluded.n",
+            args![host, gpu_type, sign * i64::from(instance.gpu_count)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Sets every host's usage counters from the instances placed on it (after an import).
+async fn recount_host_usage(tx: &mut Box<dyn Tx>) -> DbResult<()> {
+    for statement in [
+        "UPDATE hosts SET \
+         used_vcpus = COALESCE((SELECT CAST(SUM(vcpus) AS BIGINT) FROM instances WHERE host_id = hosts.id), 0), \
+         used_memory_mb = COALESCE((SELECT CAST(SUM(memory_mb) AS BIGINT) FROM instances WHERE host_id = hosts.id), 0), \
+         placed_instances = (SELECT COUNT(*) FROM instances WHERE host_id = hosts.id)",
+        "DELETE FROM host_gpu_usage",
+        "INSERT INTO host_gpu_usage (host_id, gpu_type, n) \
+         SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) FROM instances \
+         WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type",
+    ] {
+        tx.execute(statement, vec![]).await?;
+    }
+    Ok(())
+}
 
 /// The NICs on other hosts, with an underlay address, of the networks with a NIC on host `?`
 /// (given twice).
@@ -469,10 +519,6 @@ const OVERLAY_PEERS: &str = "SELECT n.vni, a.instance_uid, a.nic, h.underlay \
          JOIN networks n2 ON n2.project = a2.project AND n2.id = a2.network \
          JOIN instances i2 ON i2.uid = a2.instance_uid WHERE i2.host_id = ?) \
      ORDER BY n.vni, h.underlay, a.instance_uid, a.nic";
-
-/// GPUs of each type placed on each host.
-pub(crate) const GPU_USAGE_BY_HOST: &str = "SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) AS n \
-     FROM instances WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type";
 
 #[async_trait]
 impl Store for SqlStore {
@@ -906,10 +952,12 @@ impl Store for SqlStore {
     }
 
     async fn host_usage(&self) -> Result<Vec<HostUsage>> {
-        let hosts: Vec<HostRecord> = self.all().await?;
-        let sums = self.db().query(USAGE_BY_HOST, vec![]).await?;
-        let gpu_sums = self.db().query(GPU_USAGE_BY_HOST, vec![]).await?;
-        host_usage(&hosts, &sums, &gpu_sums)
+        let hosts = self
+            .db()
+            .query("SELECT * FROM hosts ORDER BY id", vec![])
+            .await?;
+        let gpus = self.db().query(GPU_USAGE_BY_HOST, vec![]).await?;
+        host_usage(&hosts, &gpus)
     }
 
     async fn create_server(&self, server: &ServerRecord) -> Result<()> {
@@ -1002,6 +1050,11 @@ impl Store for SqlStore {
             }
             tx.execute(
                 "UPDATE servers SET host_id = NULL WHERE host_id = ?",
+                args![host_id],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM host_gpu_usage WHERE host_id = ?",
                 args![host_id],
             )
             .await?;
@@ -1142,8 +1195,9 @@ impl Store for SqlStore {
                 .await?,
             )?
             .pop();
-            if gone.is_some() {
+            if let Some(gone) = &gone {
                 addressing::release_instance_addresses(&mut tx, uid).await?;
+                count_on_host(&mut tx, gone, -1).await?;
             }
             gone
         })?;
@@ -1690,6 +1744,7 @@ impl Store for SqlStore {
             insert_all(&mut tx, &snapshot.projects).await?;
             insert_all(&mut tx, &snapshot.hosts).await?;
             insert_all(&mut tx, &snapshot.instances).await?;
+            recount_host_usage(&mut tx).await?;
             insert_all(&mut tx, &snapshot.console_logs).await?;
             insert_all(&mut tx, &snapshot.signing_keys).await?;
             insert_all(&mut tx, &snapshot.api_keys).await?;

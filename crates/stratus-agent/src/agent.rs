@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stratus_types::agent::{
-    Assignment, AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+    Assignment, AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, ReportOutcome,
+    StatusReport,
 };
 use stratus_types::{InstanceStatus, MetadataItem};
 use tokio::sync::Notify;
@@ -28,13 +29,13 @@ pub struct ControlPlaneError(pub String);
 pub trait ControlPlane: Send + Sync + 'static {
     /// Registers (or re-registers) the host; returns its id.
     async fn register(&self, host: &HostRegistration) -> Result<Uuid, ControlPlaneError>;
-    /// The instances placed on `host`. Returns at once when anything changed after revision
-    /// `since`, otherwise waits up to `wait` for a change. Also tells the control plane the
-    /// host is alive.
+    /// The instances placed on `host` (all, or those written after `since`: see
+    /// [`AssignmentBatch`]). Returns at once when anything changed after `since`, otherwise
+    /// waits up to `wait` for a change. Also tells the control plane the host is alive.
     async fn assignments(
         &self,
         host: Uuid,
-        since: u64,
+        since: AssignmentCursor,
         wait: Duration,
     ) -> Result<AssignmentBatch, ControlPlaneError>;
     async fn report(
@@ -81,6 +82,11 @@ pub struct AgentConfig {
     pub retry_backoff: Duration,
     /// How often serial console output is copied to the control plane.
     pub serial_sync_interval: Duration,
+    /// How often every VM is compared with its instance even when neither changed (a guest
+    /// that died, a step that was lost).
+    pub recheck_every: Duration,
+    /// How often the whole list of the host's instances is asked for instead of what changed.
+    pub relist_every: Duration,
 }
 
 impl Default for AgentConfig {
@@ -91,6 +97,8 @@ impl Default for AgentConfig {
             max_attempts: 3,
             retry_backoff: Duration::from_millis(500),
             serial_sync_interval: Duration::from_millis(500),
+            recheck_every: Duration::from_secs(10),
+            relist_every: Duration::from_secs(60),
         }
     }
 }
@@ -111,6 +119,8 @@ struct Shared {
     in_flight: Mutex<HashSet<Uuid>>,
     failures: Mutex<HashMap<Uuid, u32>>,
     step_done: Notify,
+    /// Instances whose step ended since the loop last looked: they are compared again.
+    finished: Mutex<HashSet<Uuid>>,
     /// The instances placed on this host at the last poll, whose consoles are uploaded.
     placed: Mutex<HashSet<Uuid>>,
 }
@@ -153,6 +163,7 @@ impl Agent {
             in_flight: Mutex::new(HashSet::new()),
             failures: Mutex::new(HashMap::new()),
             step_done: Notify::new(),
+            finished: Mutex::new(HashSet::new()),
             placed: Mutex::new(HashSet::new()),
         });
         let tracker = TaskTracker::new();
@@ -161,9 +172,16 @@ impl Agent {
         tracker.spawn(copy_consoles(shared.clone(), cancel.clone()));
         let mut orphans: HashMap<Uuid, Instant> = HashMap::new();
         let mut metadata = MetadataCache::default();
-        let mut since = 0;
+        // What this host runs, kept from the polls: whole lists, and what changed in between.
+        let mut known: HashMap<Uuid, Assignment> = HashMap::new();
+        let mut since = AssignmentCursor::default();
+        let mut listed = Instant::now();
+        let mut checked = Instant::now();
         let mut wait = shared.config.poll_wait;
         loop {
+            if listed.elapsed() >= shared.config.relist_every {
+                since = AssignmentCursor::default();
+            }
             let polled = tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = shared.step_done.notified() => { wait = Duration::ZERO; continue; }
@@ -181,17 +199,45 @@ impl Agent {
                     continue;
                 }
             };
-            since = batch.revision;
-            let placed: HashSet<Uuid> = batch.assignments.iter().map(|a| a.spec.uid).collect();
-            *shared.placed.lock().unwrap() = placed.clone();
+            since = AssignmentCursor {
+                epoch: batch.epoch,
+                revision: batch.revision,
+            };
             if let Err(e) = shared.driver.observe_overlay(&batch.overlay).await {
                 tracing::warn!(error = %e, "programming the overlay failed");
             }
-            let assignments = metadata.fill(&shared, batch.assignments).await;
-            for assignment in assignments.iter() {
-                start_step_if_needed(&shared, &tracker, assignment).await;
+            let complete = batch.complete;
+            if complete {
+                listed = Instant::now();
+                known.clear();
             }
-            reap_orphans(&shared, &placed, &mut orphans).await;
+            for uid in &batch.removed {
+                known.remove(uid);
+            }
+            let expected = batch.assignments.len();
+            let written = metadata.fill(&shared, batch.assignments).await;
+            if written.len() < expected {
+                since = AssignmentCursor::default(); // the rest comes with the whole list
+            }
+            let mut compare: HashSet<Uuid> = written.iter().map(|a| a.spec.uid).collect();
+            known.extend(written.into_iter().map(|a| (a.spec.uid, a)));
+            let placed: HashSet<Uuid> = known.keys().copied().collect();
+            metadata.keep_only(&placed);
+            *shared.placed.lock().unwrap() = placed.clone();
+            compare.extend(shared.finished.lock().unwrap().drain());
+            let recheck = complete || checked.elapsed() >= shared.config.recheck_every;
+            if recheck {
+                checked = Instant::now();
+                compare.extend(known.keys().copied());
+            }
+            for uid in &compare {
+                if let Some(assignment) = known.get(uid) {
+                    start_step_if_needed(&shared, &tracker, assignment).await;
+                }
+            }
+            if recheck {
+                reap_orphans(&shared, &placed, &mut orphans).await;
+            }
         }
         tracker.close();
         tracker.wait().await;
@@ -207,10 +253,8 @@ struct MetadataCache {
 
 impl MetadataCache {
     /// `assignments` with their metadata filled in; one whose metadata cannot be fetched now is
-    /// left for the next poll.
+    /// left out (and the loop asks for the whole list again).
     async fn fill(&mut self, shared: &Shared, assignments: Vec<Assignment>) -> Vec<Assignment> {
-        let placed: HashSet<Uuid> = assignments.iter().map(|a| a.spec.uid).collect();
-        self.by_instance.retain(|uid, _| placed.contains(uid));
         let mut filled = Vec::with_capacity(assignments.len());
         for mut a in assignments {
             let uid = a.spec.uid;
@@ -238,6 +282,11 @@ impl MetadataCache {
             filled.push(a);
         }
         filled
+    }
+
+    /// Forgets the metadata of instances no longer `placed` here.
+    fn keep_only(&mut self, placed: &HashSet<Uuid>) {
+        self.by_instance.retain(|uid, _| placed.contains(uid));
     }
 }
 
@@ -270,6 +319,7 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
         async move {
             run_step(&shared, &assignment, step).await;
             shared.in_flight.lock().unwrap().remove(&uid);
+            shared.finished.lock().unwrap().insert(uid);
             shared.step_done.notify_one();
         }
         .instrument(span),

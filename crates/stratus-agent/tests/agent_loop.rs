@@ -8,8 +8,8 @@ use stratus_agent::agent::ControlPlaneError;
 use stratus_agent::sim::{SimDriver, SimTimings};
 use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
 use stratus_types::agent::{
-    Assignment, AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
-    VmSpec,
+    Assignment, AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, ReportOutcome,
+    StatusReport, VmSpec,
 };
 use stratus_types::{DesiredState, InstanceStatus, MetadataItem, MetadataKey};
 use tokio_util::sync::CancellationToken;
@@ -34,13 +34,16 @@ impl ControlPlane for Recorder {
     async fn assignments(
         &self,
         _: Uuid,
-        since: u64,
+        since: AssignmentCursor,
         wait: Duration,
     ) -> Result<AssignmentBatch, ControlPlaneError> {
         tokio::time::sleep(wait.min(Duration::from_millis(100))).await;
         Ok(AssignmentBatch {
-            revision: since + 1,
+            revision: since.revision + 1,
+            epoch: 0,
+            complete: true,
             assignments: self.assignments.lock().unwrap().clone(),
+            removed: vec![],
             overlay: vec![],
         })
     }

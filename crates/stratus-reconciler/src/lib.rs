@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Result;
-use stratus_store::{Changes, InstanceRecord, Store};
+use stratus_store::{InstanceRecord, Store};
 use stratus_types::{DesiredState, InstanceStatus};
 
 /// Deadlines and cadence of the background work.
@@ -69,7 +69,6 @@ impl Default for ReconcilerConfig {
 /// The instance watchdog: deletions that finish without their host, silent hosts, deadlines.
 pub struct Reconciler {
     store: Arc<dyn Store>,
-    changes: Changes,
     config: ReconcilerConfig,
     /// The lease owner name of this replica.
     owner: String,
@@ -85,15 +84,9 @@ fn now() -> DateTime<Utc> {
 }
 
 impl Reconciler {
-    pub fn new(
-        store: Arc<dyn Store>,
-        changes: Changes,
-        config: ReconcilerConfig,
-        owner: String,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: ReconcilerConfig, owner: String) -> Self {
         Self {
             store,
-            changes,
             config,
             owner,
         }
@@ -205,7 +198,6 @@ impl Reconciler {
                 let done = self.store.finalize_instance_deletion(record.uid).await?;
                 if done {
                     tracing::warn!(id = %record.id, project = %record.project, why, "deletion finished without the host");
-                    self.changes.bump();
                 }
                 Ok(done)
             }
@@ -220,7 +212,6 @@ impl Reconciler {
                 let done = self.store.update_instance(&record).await?.is_some();
                 if done {
                     tracing::warn!(id = %record.id, project = %record.project, status = status.as_str(), status_message = message, "instance reconciled");
-                    self.changes.bump();
                 }
                 Ok(done)
             }

@@ -238,6 +238,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         host_id: Uuid,
     ) -> Result<Vec<(InstanceRecord, String)>>;
+    /// Like [`Store::list_assignments_on_host`] for those of `uids` on the host.
+    async fn list_assignments_among(
+        &self,
+        host_id: Uuid,
+        uids: &[Uuid],
+    ) -> Result<Vec<(InstanceRecord, String)>>;
     /// Instances whose status is one of `statuses` and has not changed since `before`.
     async fn list_instances_in_status_since(
         &self,

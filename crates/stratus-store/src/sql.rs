@@ -1229,12 +1229,26 @@ impl Store for SqlStore {
                 args![host_id],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let digest = row.opt_text("metadata_digest")?.unwrap_or_default();
-                Ok((InstanceRecord::from_row(row.as_ref())?, digest))
-            })
-            .collect()
+        assignments(&rows)
+    }
+
+    async fn list_assignments_among(
+        &self,
+        host_id: Uuid,
+        uids: &[Uuid],
+    ) -> Result<Vec<(InstanceRecord, String)>> {
+        let mut found = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let mut args = args![host_id];
+            args.extend(chunk.iter().map(|uid| Arg::from(*uid)));
+            let sql = format!(
+                "SELECT {LIGHT_INSTANCE} FROM instances WHERE host_id = ? AND uid IN ({marks}) \
+                 ORDER BY uid"
+            );
+            found.extend(assignments(&self.db().query(&sql, args).await?)?);
+        }
+        Ok(found)
     }
 
     async fn list_instances_in_status_since(
@@ -1789,6 +1803,16 @@ impl Store for SqlStore {
     fn record_pool_metrics(&self) {
         self.engine.record_pool_metrics();
     }
+}
+
+/// Rows of [`LIGHT_INSTANCE`] as a host polls them: each instance with its metadata's digest.
+fn assignments(rows: &[Row]) -> Result<Vec<(InstanceRecord, String)>> {
+    rows.iter()
+        .map(|row| {
+            let digest = row.opt_text("metadata_digest")?.unwrap_or_default();
+            Ok((InstanceRecord::from_row(row.as_ref())?, digest))
+        })
+        .collect()
 }
 
 async fn insert_all<T: Table>(tx: &mut Box<dyn Tx>, rows: &[T]) -> DbResult<()> {

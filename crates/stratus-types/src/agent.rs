@@ -120,15 +120,39 @@ pub enum ReportOutcome {
     Stale,
 }
 
-/// The answer to an assignments poll.
+/// Where an agent's view of its assignments stands: the control-plane epoch and revision of
+/// the last answer it took in. The default asks for the whole list.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssignmentCursor {
+    pub epoch: u64,
+    pub revision: u64,
+}
+
+/// The answer to an assignments poll: every instance on the host, or (when the poll named a
+/// revision of the same epoch the control plane still remembers) those written since.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AssignmentBatch {
     /// Pass back as `since` on the next poll: it returns at once when anything changed after.
     pub revision: u64,
+    /// Pass back as `epoch` on the next poll: the control-plane process whose revisions these
+    /// are.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Whether `assignments` are all the host's instances; otherwise they are those written
+    /// since the poll's revision, and `removed` those of them no longer on the host.
+    #[serde(default = "whole")]
+    pub complete: bool,
     pub assignments: Vec<Assignment>,
+    /// Instances the agent knew that are gone from the host (only when not `complete`).
+    #[serde(default)]
+    pub removed: Vec<Uuid>,
     /// Where the NICs of this host's networks on other hosts are.
     #[serde(default)]
     pub overlay: Vec<OverlayPeer>,
+}
+
+fn whole() -> bool {
+    true
 }
 
 /// What a host needs to fetch an image from the control plane.
@@ -168,6 +192,10 @@ pub struct AssignmentsQuery {
     /// The revision of the last answer; the poll returns at once when something changed after.
     #[serde(default)]
     pub since: u64,
+    /// The epoch of the last answer: with the same epoch the answer may hold only what changed
+    /// since; 0 asks for the whole list.
+    #[serde(default)]
+    pub epoch: u64,
     /// How long the poll may wait for a change, in milliseconds (at most 30 000).
     #[serde(default)]
     pub wait_ms: u64,

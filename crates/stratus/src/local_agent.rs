@@ -8,7 +8,7 @@ use stratus_agent::agent::ControlPlaneError;
 use stratus_api::App;
 use stratus_types::MetadataItem;
 use stratus_types::agent::{
-    AssignmentBatch, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+    AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
 };
 use uuid::Uuid;
 
@@ -28,7 +28,7 @@ impl ControlPlane for LocalControlPlane {
     async fn assignments(
         &self,
         host: Uuid,
-        since: u64,
+        since: AssignmentCursor,
         wait: Duration,
     ) -> Result<AssignmentBatch, ControlPlaneError> {
         self.0

@@ -141,12 +141,7 @@ impl Region {
         let mut background = BackgroundDriver::new();
         background
             .register(
-                Reconciler::new(
-                    store.clone(),
-                    changes.clone(),
-                    reconciler_config.clone(),
-                    replica.clone(),
-                ),
+                Reconciler::new(store.clone(), reconciler_config.clone(), replica.clone()),
                 reconciler_config.interval,
                 None,
             )

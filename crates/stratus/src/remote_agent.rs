@@ -9,8 +9,9 @@ use stratus_agent::ControlPlane;
 use stratus_agent::agent::ControlPlaneError;
 use stratus_types::MetadataItem;
 use stratus_types::agent::{
-    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, InstanceMetadata,
-    Registered, ReportOutcome, Reported, SerialEnd, SerialQuery, StatusReport, routes,
+    AssignmentBatch, AssignmentCursor, AssignmentsQuery, HostImageInfo, HostRegistration,
+    InstanceMetadata, Registered, ReportOutcome, Reported, SerialEnd, SerialQuery, StatusReport,
+    routes,
 };
 use uuid::Uuid;
 
@@ -99,11 +100,12 @@ impl ControlPlane for HttpControlPlane {
     async fn assignments(
         &self,
         host: Uuid,
-        since: u64,
+        since: AssignmentCursor,
         wait: Duration,
     ) -> Result<AssignmentBatch, ControlPlaneError> {
         let query = AssignmentsQuery {
-            since,
+            since: since.revision,
+            epoch: since.epoch,
             wait_ms: wait.as_millis().min(30_000) as u64,
         };
         self.call(CALL + wait, |http, url| {

@@ -1,14 +1,14 @@
 //! Operations host agents call: register, poll assignments, report, upload serial output.
 
 use super::{App, now};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use stratus_core::{Error, Result};
 use stratus_store::{HostRegistrationRecord, InstanceRecord};
 use stratus_types::DesiredState;
 use stratus_types::agent::{
-    Assignment, AssignmentBatch, HostRegistration, OverlayPeer, ReportOutcome, StatusReport, VmNic,
-    VmSpec,
+    Assignment, AssignmentBatch, AssignmentCursor, HostRegistration, OverlayPeer, ReportOutcome,
+    StatusReport, VmNic, VmSpec,
 };
 use uuid::Uuid;
 
@@ -130,11 +130,13 @@ impl App {
         Ok(record.id)
     }
 
-    /// The instances on `host`; waits up to `wait` for a change after revision `since`.
+    /// The instances on `host`; waits up to `wait` for a change after `since`. When `since` is
+    /// of this process's epoch and its journal reaches back to it, only the instances written
+    /// since (see [`stratus_store::Changes::written_on_host_since`]).
     pub async fn host_assignments(
         &self,
         host: Uuid,
-        since: u64,
+        since: AssignmentCursor,
         wait: Duration,
     ) -> Result<AssignmentBatch> {
         let due = {
@@ -155,8 +157,24 @@ impl App {
                 }
             });
         }
+        let epoch = self.changes.epoch();
+        let since = if since.epoch == epoch {
+            since.revision
+        } else {
+            0
+        };
         let revision = self.changes.wait_host_past(host, since, wait).await;
-        let records = self.store.list_assignments_on_host(host).await?;
+        let written = self.changes.written_on_host_since(host, since);
+        let (records, removed) = match &written {
+            Some(uids) if uids.is_empty() => (Vec::new(), Vec::new()),
+            Some(uids) => {
+                let records = self.store.list_assignments_among(host, uids).await?;
+                let here: HashSet<Uuid> = records.iter().map(|(r, _)| r.uid).collect();
+                let removed = uids.iter().filter(|u| !here.contains(u)).copied().collect();
+                (records, removed)
+            }
+            None => (self.store.list_assignments_on_host(host).await?, Vec::new()),
+        };
         let mut subnets = HashMap::new();
         let mut assignments = Vec::with_capacity(records.len());
         for record in records {
@@ -188,7 +206,10 @@ impl App {
             .collect();
         Ok(AssignmentBatch {
             revision,
+            epoch,
+            complete: written.is_none(),
             assignments,
+            removed,
             overlay,
         })
     }
@@ -220,8 +241,8 @@ impl App {
         }
         record.set_status(report.status, report.message.clone(), now());
         match self.store.update_instance(&record).await? {
+            // The change feed wakes whoever waits on the instance (its host's agent, watchers).
             Some(stored) => {
-                self.changes.bump();
                 tracing::info!(
                     id = %stored.id, project = %stored.project,
                     status = stored.status.as_str(),
@@ -240,7 +261,6 @@ impl App {
             return Ok(());
         };
         if record.host_id == Some(host) && self.store.finalize_instance_deletion(uid).await? {
-            self.changes.bump();
             tracing::info!(id = %record.id, project = %record.project, "instance deleted");
         }
         Ok(())

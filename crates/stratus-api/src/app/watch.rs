@@ -672,7 +672,9 @@ impl App {
         };
         // Agents and waiting reads: the instance's host, and overlay hosts when it came or went.
         self.changes.bump_instance(
-            record.as_ref().and_then(|r| r.host_id),
+            record
+                .as_ref()
+                .and_then(|r| r.host_id.map(|host| (host, r.uid))),
             kind != ChangeKind::Updated || record.is_none(),
         );
         if self.watch.unwatched() {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use stratus_core::Error;
 use stratus_types::agent::{
-    AssignmentBatch, AssignmentsQuery, HostImageInfo, HostRegistration, InstanceMetadata,
-    Registered, Reported, SerialEnd, SerialQuery, StatusReport, routes,
+    AssignmentBatch, AssignmentCursor, AssignmentsQuery, HostImageInfo, HostRegistration,
+    InstanceMetadata, Registered, Reported, SerialEnd, SerialQuery, StatusReport, routes,
 };
 use uuid::Uuid;
 
@@ -77,7 +77,11 @@ async fn assignments(
     Query(query): Query<AssignmentsQuery>,
 ) -> ApiResult<Json<AssignmentBatch>> {
     let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
-    Ok(Json(app.host_assignments(host, query.since, wait).await?))
+    let since = AssignmentCursor {
+        epoch: query.epoch,
+        revision: query.since,
+    };
+    Ok(Json(app.host_assignments(host, since, wait).await?))
 }
 
 async fn report(

@@ -156,3 +156,102 @@ async fn hosts_are_for_operators_only_and_bad_names_are_refused() {
     assert_eq!(bad.field(), "name");
     region.stop().await;
 }
+
+/// An agent's poll as the HTTP protocol carries it: `since` and `epoch` from the last answer.
+async fn poll(region: &TestRegion, host: &str, since: &Value, wait_ms: u64) -> Value {
+    let credential = std::fs::read_to_string(region.dir.path().join("host-credential")).unwrap();
+    let reply = reqwest::Client::new()
+        .get(format!(
+            "{}/internal/v1/hosts/{host}/assignments",
+            region.client.base
+        ))
+        .query(&[
+            ("since", since["revision"].as_u64().unwrap_or(0)),
+            ("epoch", since["epoch"].as_u64().unwrap_or(0)),
+            ("waitMs", wait_ms),
+        ])
+        .bearer_auth(credential.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    reply.json().await.unwrap()
+}
+
+fn polled_ids(batch: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = batch["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["spec"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A host's agent that names the last answer it took in gets only the instances written
+/// since, and those that left the host; an agent of another epoch (a restarted control
+/// plane) or a new one gets the whole list. What a change costs a host does not grow with the
+/// instances it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_poll_carries_what_changed_since_the_last_answer() {
+    let region = TestRegion::start().await;
+    let c = &region.client;
+    for id in ["a", "b", "c"] {
+        c.create_instance(id).await;
+    }
+    for id in ["a", "b", "c"] {
+        c.wait_status(id, "RUNNING", Duration::from_secs(20)).await;
+    }
+    let app = &region.region.as_ref().unwrap().app;
+    let host = stratus_store::Store::list_hosts(app.store.as_ref())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string();
+
+    let whole = poll(&region, &host, &Value::Null, 0).await;
+    assert_eq!(whole["complete"], true, "{whole:#}");
+    assert_eq!(polled_ids(&whole), ["a", "b", "c"]);
+    let uid_of_c = whole["assignments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["spec"]["id"] == "c")
+        .unwrap()["spec"]["uid"]
+        .clone();
+    let quiet = poll(&region, &host, &whole, 0).await;
+    assert_eq!(
+        (&quiet["complete"], polled_ids(&quiet), &quiet["removed"]),
+        (&json!(false), vec![], &json!([])),
+        "{quiet:#}"
+    );
+
+    // A stop writes b several times; a poll names b alone.
+    assert_eq!(c.action("b", "stop").await.status, StatusCode::OK);
+    c.wait_status("b", "TERMINATED", Duration::from_secs(20))
+        .await;
+    let stopped = poll(&region, &host, &quiet, 5000).await;
+    assert_eq!(stopped["complete"], false, "{stopped:#}");
+    assert_eq!(polled_ids(&stopped), ["b"], "{stopped:#}");
+    assert_eq!(stopped["assignments"][0]["desired"], "STOPPED");
+
+    // A deleted instance leaves the host: named as removed, not listed.
+    assert_eq!(
+        c.delete(&format!("{INSTANCES}/c")).await.status,
+        StatusCode::NO_CONTENT
+    );
+    c.wait_gone("c", Duration::from_secs(20)).await;
+    let deleted = poll(&region, &host, &stopped, 5000).await;
+    assert_eq!(deleted["complete"], false, "{deleted:#}");
+    assert_eq!(deleted["removed"], json!([uid_of_c]), "{deleted:#}");
+    assert!(!polled_ids(&deleted).contains(&"c".to_owned()));
+
+    // Another epoch's revision means nothing here: the whole list.
+    let foreign =
+        json!({"revision": deleted["revision"], "epoch": deleted["epoch"].as_u64().unwrap() ^ 2});
+    let relisted = poll(&region, &host, &foreign, 0).await;
+    assert_eq!(relisted["complete"], true, "{relisted:#}");
+    assert_eq!(polled_ids(&relisted), ["a", "b"]);
+    region.stop().await;
+}

@@ -439,6 +439,30 @@ pub async fn label_selectors_filter_pages(store: Arc<dyn Store>) {
     let all_db = store.list_instances("p", &db, &page(10)).await.unwrap();
     let ids: Vec<_> = all_db.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["i00", "i04", "i08", "i12", "i16"]);
+
+    // A label changed by a write is what selects the instance from then on.
+    let mut moved = store.get_instance("p", "i04").await.unwrap().unwrap();
+    moved.spec.labels = Labels::parse([("tier".to_owned(), "cache".to_owned())].into()).unwrap();
+    store.update_instance(&moved).await.unwrap().unwrap();
+    let all_db = store.list_instances("p", &db, &page(10)).await.unwrap();
+    let ids: Vec<_> = all_db.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["i00", "i08", "i12", "i16"]);
+    let cache = LabelSelector::parse("tier=cache").unwrap();
+    let counted = store
+        .list_instances(
+            "p",
+            &cache,
+            &PageRequest {
+                offset: Some(0),
+                limit: 5,
+                with_total: true,
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    let ids: Vec<_> = counted.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!((ids, counted.total), (vec!["i04"], Some(1)));
 }
 
 pub async fn deletion_needs_the_owners_intent(store: Arc<dyn Store>) {

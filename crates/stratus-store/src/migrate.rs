@@ -68,6 +68,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "host_usage",
         sql: include_str!("../migrations/0009_host_usage.sql"),
     },
+    Migration {
+        version: 10,
+        name: "instance_labels",
+        sql: include_str!("../migrations/0010_instance_labels.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -328,7 +328,7 @@ impl Table for InstanceRecord {
 }
 
 /// The columns that keep an instance's spec: the spec without its metadata, the metadata,
-/// its digest, and the disk it holds.
+/// its digest, the disk it holds, and its labels (for label-selected pages).
 pub(crate) fn spec_values(spec: &InstanceSpec) -> Values {
     let disk_gb = spec.disk_gb();
     let mut bare = spec.clone();
@@ -338,6 +338,7 @@ pub(crate) fn spec_values(spec: &InstanceSpec) -> Values {
         ("metadata", to_json(&metadata).into()),
         ("metadata_digest", metadata_digest(&metadata).into()),
         ("disk_gb", (disk_gb as i64).into()),
+        ("labels", to_json(&bare.labels).into()),
     ]
 }
 

@@ -239,11 +239,30 @@ impl SqlStore {
         page: &PageRequest,
         keep: &(dyn Fn(&T) -> bool + Send + Sync),
     ) -> Result<Page<T>> {
+        self.page_by(filter, args, page, keep, Fetch::Rows).await
+    }
+
+    /// Like [`SqlStore::page`]; with [`Fetch::KeysFirst`] each batch first reads the ids that
+    /// `filter` keeps (from an index that covers it), then only those rows.
+    async fn page_by<T: Listed>(
+        &self,
+        filter: &str,
+        args: Vec<Arg>,
+        page: &PageRequest,
+        keep: &(dyn Fn(&T) -> bool + Send + Sync),
+        fetch: Fetch,
+    ) -> Result<Page<T>> {
         let id = self.db().id_in_byte_order();
-        let sql = format!(
-            "SELECT * FROM {} WHERE {filter} AND {id} > ? ORDER BY {id} LIMIT ?",
-            T::NAME
-        );
+        let sql = match fetch {
+            Fetch::Rows => format!(
+                "SELECT * FROM {} WHERE {filter} AND {id} > ? ORDER BY {id} LIMIT ?",
+                T::NAME
+            ),
+            Fetch::KeysFirst => format!(
+                "SELECT {id} AS id FROM {} WHERE {filter} AND {id} > ? ORDER BY {id} LIMIT ?",
+                T::NAME
+            ),
+        };
         let limit = page.limit as usize;
         let mut to_skip = page.offset.unwrap_or(0);
         let counting = page.offset.is_some() || page.with_total;
@@ -254,10 +273,42 @@ impl SqlStore {
             let mut batch_args = args.clone();
             batch_args.push(cursor.clone().into());
             batch_args.push((batch as i64).into());
-            let fetched: Vec<T> = self.select(&sql, batch_args).await?;
-            let exhausted = fetched.len() < batch;
+            let (fetched, keys, last): (Vec<T>, usize, Option<String>) = match fetch {
+                Fetch::Rows => {
+                    let rows: Vec<T> = self.select(&sql, batch_args).await?;
+                    let last = rows.last().map(|r| r.id().to_owned());
+                    (rows, 0, last)
+                }
+                Fetch::KeysFirst => {
+                    let ids = self.db().query(&sql, batch_args).await?;
+                    let ids = ids
+                        .iter()
+                        .map(|row| row.text("id"))
+                        .collect::<Result<Vec<_>>>()?;
+                    let rows = if ids.is_empty() {
+                        Vec::new()
+                    } else {
+                        let marks = vec!["?"; ids.len()].join(", ");
+                        let mut row_args = args.clone();
+                        row_args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
+                        self.select(
+                            &format!(
+                                "SELECT * FROM {} WHERE {filter} AND id IN ({marks}) \
+                                 ORDER BY {id}",
+                                T::NAME
+                            ),
+                            row_args,
+                        )
+                        .await?
+                    };
+                    (rows, ids.len(), ids.last().cloned())
+                }
+            };
+            let exhausted = match fetch {
+                Fetch::Rows => fetched.len() < batch,
+                Fetch::KeysFirst => keys < batch,
+            };
             for item in fetched {
-                cursor = item.id().to_owned();
                 if !keep(&item) {
                     continue;
                 }
@@ -272,6 +323,9 @@ impl SqlStore {
                         break;
                     }
                 }
+            }
+            if let Some(last) = last {
+                cursor = last;
             }
             if exhausted || (more && !page.with_total) {
                 break;
@@ -429,6 +483,16 @@ fn contains_pattern(text: &str) -> String {
         .replace('%', "\\%")
         .replace('_', "\\_");
     format!("%{escaped}%")
+}
+
+/// How a page reads its rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fetch {
+    /// Whole rows in id order, filtered as they come.
+    Rows,
+    /// The ids the filter keeps first (an index that holds the filtered columns answers that
+    /// alone), then those rows.
+    KeysFirst,
 }
 
 /// An instance's columns but its metadata (read as none).
@@ -1132,20 +1196,20 @@ impl Store for SqlStore {
         // the selector itself then decides on what comes back.
         let mut filter = "project = ?".to_owned();
         let mut values = args![project];
+        let mut fetch = Fetch::Rows;
         for (key, value) in selector.required_pairs() {
             let plain = |t: &str| {
                 t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
             };
             if plain(key) && plain(value) {
-                filter.push_str(" AND spec LIKE ? ESCAPE '\\'");
+                filter.push_str(" AND labels LIKE ? ESCAPE '\\'");
                 values.push(contains_pattern(&format!("\"{key}\":\"{value}\"")).into());
+                fetch = Fetch::KeysFirst;
             }
         }
-        self.page(&filter, values, page, &|i: &InstanceRecord| {
-            selector.matches(&i.spec.labels)
-        })
-        .await
+        let keep = |i: &InstanceRecord| selector.matches(&i.spec.labels);
+        self.page_by(&filter, values, page, &keep, fetch).await
     }
 
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {

@@ -1,6 +1,7 @@
-//! Region-scale benchmark: a region of 1,000 simulated hosts (in this process) loaded with
-//! 100,000 instances through the API, on the embedded SQLite store and on PostgreSQL. Prints a
-//! results table:
+//! Region-scale benchmark: `stratus serve` in a process of its own, 1,000 simulated hosts in
+//! this process (each an agent polling the server over HTTP, as `stratus agent` does), loaded
+//! with 100,000 instances through the API, on the embedded SQLite store and on PostgreSQL.
+//! Prints a results table:
 //!
 //! - creates per second, and create (201) p50 / p99, over the first 1,000 creates and over the
 //!   last 1,000 (with ~99,000 instances present), and their ratio;
@@ -10,7 +11,7 @@
 //!   page (1 % of the instances match), each p50 / p99 from 8 connections;
 //! - watch latency: 1,000 watchers of one instance's label, the time from sending a PATCH to
 //!   each watcher's event, p50 / p99 over 20 writes;
-//! - resident memory of the process (the server, 1,000 simulated hosts and the load client).
+//! - resident memory of the server process, and of this one (simulated hosts and client).
 //!
 //! Run it with `cargo bench -p stratus --bench scale`. `STRATUS_SCALE_INSTANCES`,
 //! `STRATUS_SCALE_HOSTS` change the region's size, and `STRATUS_SCALE_BACKENDS=sqlite` (or
@@ -19,7 +20,8 @@
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stratus::{Config, Region};
+use stratus::Config;
+use stratus_types::agent::HostRegistration;
 use stratus_client::WatchOptions;
 use stratus_store::testing::PostgresCluster;
 use stratus_types::WatchEventType;
@@ -29,6 +31,9 @@ use common::{ms, percentile, sign_in};
 
 const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
 const TYPE: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro";
+const HOSTS: &str = "/v1/regions/local-1/zones/local-1a/hosts";
+/// The network the load's instances go on: the default one's /16 holds 65,532 guests.
+const FLEET: &str = "/v1/regions/local-1/projects/default/compute/networks/fleet";
 /// Creates in flight while loading.
 const LOADERS: usize = 32;
 /// Creates per measured window (first and last).
@@ -57,7 +62,12 @@ fn p50_p99(mut samples: Vec<Duration>) -> String {
 
 /// Resident memory of this process, in MiB.
 fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    rss_of("/proc/self/status")
+}
+
+/// The resident memory a `/proc/…/status` file tells, in MiB.
+fn rss_of(status_file: &str) -> f64 {
+    let status = std::fs::read_to_string(status_file).unwrap_or_default();
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -135,6 +145,7 @@ async fn load(
                         "id": format!("vm-{i:06}"),
                         "type": TYPE,
                         "labels": {"group": format!("g{}", i % 100)},
+                        "nics": [{"network": FLEET}],
                     }))
                     .send()
                     .await
@@ -178,26 +189,145 @@ async fn read(http: &reqwest::Client, url: &str, token: &str) -> Vec<Duration> {
     latencies
 }
 
-async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results {
-    let dir = tempfile::tempdir().unwrap();
+/// `stratus serve` in a process of its own (its memory is the server's alone), without a
+/// host of its own; killed when dropped.
+struct Server {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(data_dir: &std::path::Path, database_url: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"));
+        command
+            .args(["serve", "--no-local-agent", "--listen", &listen, "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null());
+        if !database_url.is_empty() {
+            command.args(["--database-url", database_url]);
+        }
+        let child = command.spawn().expect("stratus serve starts");
+        let base = format!("http://{listen}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::get(format!("{base}/healthz")).await.is_err()
+            || !data_dir.join("admin-api-key").exists()
+        {
+            assert!(Instant::now() < deadline, "stratus serve did not come up");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, base }
+    }
+
+    /// The server process's resident memory, in MiB.
+    fn rss_mib(&self) -> f64 {
+        rss_of(&format!("/proc/{}/status", self.child.id()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `count` simulated hosts in this process, each its own agent polling the server over HTTP
+/// as `stratus agent` does, with 0 ms steps. Cancel the token to stop them.
+fn start_sim_hosts(
+    base: &str,
+    credential_file: &std::path::Path,
+    count: usize,
+) -> tokio_util::sync::CancellationToken {
+    let credential = std::fs::read_to_string(credential_file).unwrap();
     let mut config = Config::default();
-    config.host.driver = "sim".into();
-    config.host.simulated_hosts = hosts as u32;
     config.host.gpus = vec![];
-    config.database.url = database_url.to_owned();
     config.sim.prepare_ms = 0;
     config.sim.boot_ms = 0;
     config.sim.stop_ms = 0;
     config.sim.pause_ms = 0;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    for n in 1..=count {
+        let control_plane = Arc::new(
+            stratus::remote_agent::HttpControlPlane::new(
+                vec![base.to_owned()],
+                credential.trim().to_owned(),
+            )
+            .unwrap(),
+        );
+        let driver: Arc<dyn stratus_agent::Driver> =
+            Arc::new(stratus_agent::sim::SimDriver::new(None, config.sim.clone()).unwrap());
+        let registration = HostRegistration {
+            name: format!("sim-{n:04}"),
+            ..stratus::region::host_registration(&config, driver.as_ref())
+        };
+        let agent = stratus_agent::Agent::new(
+            control_plane,
+            driver,
+            registration,
+            stratus::region::agent_config(&config),
+        );
+        tokio::spawn(agent.run(cancel.clone()));
+    }
+    cancel
+}
+
+/// Waits until `count` hosts are registered.
+async fn wait_for_hosts(http: &reqwest::Client, base: &str, token: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut seen = 0;
+        let mut page = String::new();
+        loop {
+            let listed: serde_json::Value = http
+                .get(format!("{base}{HOSTS}?pageSize=500{page}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            seen += listed["hosts"].as_array().map_or(0, Vec::len);
+            match listed["nextPageToken"].as_str() {
+                Some(next) => page = format!("&pageToken={next}"),
+                None => break,
+            }
+        }
+        if seen >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{seen} of {count} hosts registered");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), database_url).await;
+    let base = server.base.clone();
     let started = Instant::now();
-    let region = Region::start(dir.path(), "127.0.0.1:0", config)
+    let agents = start_sim_hosts(&base, &dir.path().join("host-credential"), hosts);
+    let (http, token) = sign_in(&base, &dir.path().join("admin-api-key"), 256).await;
+    wait_for_hosts(&http, &base, &token, hosts).await;
+    let startup = started.elapsed();
+    let fleet = http
+        .post(format!("{base}{}", FLEET.trim_end_matches("/fleet")))
+        .bearer_auth(&token)
+        .json(&json!({"id": "fleet", "cidr": "10.64.0.0/12"}))
+        .send()
         .await
         .unwrap();
-    let startup = started.elapsed();
-    let base = format!("http://{}", region.addr);
-    let (http, token) = sign_in(&base, &region.admin_key_path, 256).await;
+    assert_eq!(fleet.status(), 201, "{}", fleet.text().await.unwrap());
     let mut rows = Vec::new();
-    let rss_empty = rss_mib();
+    let rss_empty = server.rss_mib();
+    let rss_bench_empty = rss_mib();
 
     // Create → RUNNING with nothing else going on: the control plane's overhead.
     let typed = stratus_client::Client::new(&base)
@@ -246,7 +376,8 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
     load(&http, &base, &token, WINDOW, instances - WINDOW).await;
     let bulk = loading.elapsed();
     let (last_rate, last) = load(&http, &base, &token, instances - WINDOW, instances).await;
-    let rss_loaded = rss_mib();
+    let rss_loaded = server.rss_mib();
+    let rss_bench_loaded = rss_mib();
 
     eprintln!(
         "loaded: first {first_rate:.0}/s, bulk {:.0} s, last {last_rate:.0}/s, RSS {rss_loaded:.0} MiB",
@@ -307,7 +438,7 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
     }
     drop(marks);
     ready.wait().await;
-    let rss_watched = rss_mib();
+    let rss_watched = server.rss_mib();
     let mut watch_latency = Vec::new();
     for n in 0..WATCHED_WRITES {
         let mark = format!("m{n}");
@@ -332,11 +463,12 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
             }
         }
     }
-    region.shutdown().await;
+    agents.cancel();
+    drop(server);
 
     let row = |name: &str, value: String| (name.to_owned(), value);
     rows.push(row(
-        &format!("start with {hosts} simulated hosts registered"),
+        &format!("{hosts} simulated hosts registered over HTTP"),
         format!("{:.1} s", startup.as_secs_f64()),
     ));
     rows.push(row(
@@ -371,8 +503,12 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
         p50_p99(watch_latency),
     ));
     rows.push(row(
-        "process RSS: empty / loaded / with watchers (server, sim hosts, client)",
+        "server RSS: empty / loaded / with 1000 watchers",
         format!("{rss_empty:.0} / {rss_loaded:.0} / {rss_watched:.0} MiB"),
+    ));
+    rows.push(row(
+        "bench process RSS (sim hosts and client): empty / loaded",
+        format!("{rss_bench_empty:.0} / {rss_bench_loaded:.0} MiB"),
     ));
     Results { rows }
 }

@@ -121,6 +121,8 @@ pub struct App {
     /// When this region was first started (the creation time of its catalog entries).
     pub created_at: DateTime<Utc>,
     heartbeats: Mutex<HashMap<Uuid, Instant>>,
+    /// The digest of the host credential, once read (it never changes once made).
+    host_credential: std::sync::OnceLock<String>,
     /// Tokens found live recently (by `jti`), so a busy client costs one liveness lookup per
     /// [`apikeys::LIVENESS_TTL`], not one per request.
     live_tokens: Mutex<HashMap<String, Instant>>,
@@ -172,6 +174,7 @@ impl App {
             config,
             created_at,
             heartbeats: Mutex::new(HashMap::new()),
+            host_credential: std::sync::OnceLock::new(),
             live_tokens: Mutex::new(HashMap::new()),
             verified_tokens: Mutex::new(HashMap::new()),
             deploys: deploy::Deploys::default(),

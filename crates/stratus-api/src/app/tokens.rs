@@ -117,7 +117,16 @@ impl App {
 
     /// Accepts the region's host credential, refuses anything else.
     pub async fn check_host_credential(&self, secret: &str) -> Result<()> {
-        let stored = self.store.get_setting("host-credential-sha256").await?;
+        let stored = match self.host_credential.get() {
+            Some(hash) => Some(hash.clone()),
+            None => {
+                let stored = self.store.get_setting("host-credential-sha256").await?;
+                if let Some(hash) = &stored {
+                    let _ = self.host_credential.set(hash.clone());
+                }
+                stored
+            }
+        };
         let given = hash_secret(secret);
         // Comparing digests, not secrets: timing reveals nothing about the secret.
         match stored {

@@ -44,8 +44,11 @@ async fn ensure_setting(tx: &mut Box<dyn Tx>, key: &str, initial: &str) -> DbRes
     Ok(())
 }
 
-/// Locks the row of `space` for the rest of `tx`.
+/// Locks the row of `space` for the rest of `tx` (where the database locks rows).
 async fn lock_space(tx: &mut Box<dyn Tx>, engine: &dyn Engine, space: &str) -> DbResult<()> {
+    if !engine.locks_rows() {
+        return Ok(());
+    }
     if space == EXTERNAL_SPACE {
         ensure_setting(tx, EXTERNAL_POOL_LOCK, "").await?;
     }

@@ -234,6 +234,15 @@ pub(crate) trait Engine: Send + Sync + 'static {
     async fn migration_session(&self) -> DbResult<Box<dyn Tx>>;
     /// ` FOR UPDATE` where the database locks selected rows, else nothing.
     fn for_update(&self) -> &'static str;
+    /// Whether selecting a row `FOR UPDATE` locks it; where not (SQLite, whose one writer runs
+    /// transactions one after the other), a select made only to lock is left out.
+    fn locks_rows(&self) -> bool {
+        !self.for_update().is_empty()
+    }
+    /// Whether a statement that fails inside a transaction leaves the transaction as it was
+    /// before the statement (SQLite, for a refused constraint), so that a single statement
+    /// needs no savepoint around it; PostgreSQL aborts the whole transaction.
+    fn failed_statement_keeps_transaction(&self) -> bool;
     /// The id column as compared and ordered by bytes.
     fn id_in_byte_order(&self) -> &'static str;
     /// The schema's own tables (no bookkeeping of migrations or of the database itself).

@@ -176,7 +176,13 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
                 let usage = zone_usage(&mut tx, engine, zone, create.live_since).await?;
                 zones.insert(zone.clone(), usage);
             }
-            tx.execute("SAVEPOINT stratus_job", vec![]).await?;
+            // A job of one statement needs no savepoint where a refused statement leaves the
+            // transaction as it was (SQLite); a create always has one.
+            let savepoint =
+                matches!(job, Job::Create(_)) || !engine.failed_statement_keeps_transaction();
+            if savepoint {
+                tx.execute("SAVEPOINT stratus_job", vec![]).await?;
+            }
             let done = match job {
                 Job::Create(job) => {
                     let one = create_one(&mut tx, engine, job, &mut zones);
@@ -206,14 +212,23 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
             };
             match done {
                 Ok(done) => {
-                    tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                    if savepoint {
+                        tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                    }
                     outcomes.push(Ok(done));
                 }
                 Err(DbError::Retry) => return Err(DbError::Retry),
+                // Without a savepoint only a refused constraint is known to leave the
+                // transaction intact; anything else fails the group.
+                Err(failed) if !savepoint && !matches!(failed, DbError::Unique) => {
+                    return Err(failed);
+                }
                 Err(refused) => {
-                    tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
-                        .await?;
-                    tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                    if savepoint {
+                        tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
+                            .await?;
+                        tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                    }
                     outcomes.push(Err(match (job, refused) {
                         (Job::Create(job), DbError::Unique) => instance_exists(&job.instance),
                         (Job::Audit(_), DbError::Unique) => {

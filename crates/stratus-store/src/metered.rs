@@ -96,6 +96,10 @@ impl Engine for Metered {
         self.engine.for_update()
     }
 
+    fn failed_statement_keeps_transaction(&self) -> bool {
+        self.engine.failed_statement_keeps_transaction()
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         self.engine.id_in_byte_order()
     }

@@ -210,6 +210,10 @@ impl Engine for PgEngine {
         " FOR UPDATE"
     }
 
+    fn failed_statement_keeps_transaction(&self) -> bool {
+        false
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         "id COLLATE \"C\""
     }

@@ -409,11 +409,13 @@ pub(crate) async fn admit(
     admission: &Admission<'_>,
     request: &quota::Amounts,
 ) -> DbResult<()> {
-    let lock = format!(
-        "SELECT id FROM organizations WHERE id = ?{}",
-        engine.for_update()
-    );
-    tx.query(&lock, args![admission.organization]).await?;
+    if engine.locks_rows() {
+        let lock = format!(
+            "SELECT id FROM organizations WHERE id = ?{}",
+            engine.for_update()
+        );
+        tx.query(&lock, args![admission.organization]).await?;
+    }
     let overrides: Option<QuotaRecord> = records(
         &tx.query(
             "SELECT * FROM quotas WHERE organization_id = ?",

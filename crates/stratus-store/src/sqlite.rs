@@ -169,6 +169,10 @@ impl Engine for SqliteEngine {
         ""
     }
 
+    fn failed_statement_keeps_transaction(&self) -> bool {
+        true
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         "id"
     }

@@ -21,10 +21,10 @@ use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stratus::Config;
-use stratus_types::agent::HostRegistration;
 use stratus_client::WatchOptions;
 use stratus_store::testing::PostgresCluster;
 use stratus_types::WatchEventType;
+use stratus_types::agent::HostRegistration;
 
 mod common;
 use common::{ms, percentile, sign_in};
@@ -206,7 +206,13 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stratus"));
         command
-            .args(["serve", "--no-local-agent", "--listen", &listen, "--data-dir"])
+            .args([
+                "serve",
+                "--no-local-agent",
+                "--listen",
+                &listen,
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null());
@@ -303,7 +309,10 @@ async fn wait_for_hosts(http: &reqwest::Client, base: &str, token: &str, count: 
         if seen >= count {
             return;
         }
-        assert!(Instant::now() < deadline, "{seen} of {count} hosts registered");
+        assert!(
+            Instant::now() < deadline,
+            "{seen} of {count} hosts registered"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -437,7 +446,10 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
         });
     }
     drop(marks);
-    ready.wait().await;
+    // A watcher that fails never arrives: give up rather than wait for ever.
+    tokio::time::timeout(Duration::from_secs(300), ready.wait())
+        .await
+        .expect("every watcher listed its selection within 5 minutes");
     let rss_watched = server.rss_mib();
     let mut watch_latency = Vec::new();
     for n in 0..WATCHED_WRITES {

@@ -12,9 +12,6 @@ use stratus_types::agent::{
 };
 use uuid::Uuid;
 
-/// How often a polling agent's liveness is written to the store.
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
-
 /// An instance as its host polls it (its record read without metadata), with the digest of its
 /// metadata and its NICs as the host plumbs them.
 fn assignment((r, metadata_digest): (InstanceRecord, String), nics: Vec<VmNic>) -> Assignment {
@@ -44,6 +41,13 @@ fn assignment((r, metadata_digest): (InstanceRecord, String), nics: Vec<VmNic>) 
 type SubnetPlumbing = (u32, ipnet::Ipv4Net);
 
 impl App {
+    /// How often a polling agent's liveness is written to the store: five times within the
+    /// time after which a silent host counts as down (every 3 s by default), so a thousand
+    /// hosts do not write a thousand rows a second.
+    fn heartbeat_every(&self) -> Duration {
+        (self.config.host_timeout / 5).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+
     /// The NICs of `instance` as its host plumbs them; `subnets` caches what was looked up.
     async fn vm_nics(
         &self,
@@ -142,7 +146,7 @@ impl App {
         let due = {
             let mut beats = self.heartbeats.lock().unwrap();
             let last = beats.get(&host).copied();
-            let due = last.is_none_or(|t| t.elapsed() >= HEARTBEAT_EVERY);
+            let due = last.is_none_or(|t| t.elapsed() >= self.heartbeat_every());
             if due {
                 beats.insert(host, Instant::now());
             }

@@ -22,7 +22,7 @@ use crate::rows::insert;
 use crate::sql::records;
 use chrono::Utc;
 use ipnet::Ipv4Net;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv4Addr;
 use stratus_core::Error;
 use stratus_core::ipam;
@@ -300,6 +300,10 @@ fn truncated(id: &str, max: usize) -> &str {
     id[..cut].trim_end_matches('-')
 }
 
+/// The subnets NICs named (by project, network and subnet as the NIC gave them) that a group of
+/// creates has looked up already.
+pub(crate) type SubnetsSeen = HashMap<(String, Option<String>, Option<String>), SubnetRecord>;
+
 /// Resolves the NICs of `instance` and gives each its addresses: the subnet it names, the
 /// network it names (its subnet), or the project's network `default` (made on first use);
 /// the address it asks for, or the next free one. NIC references are ids here (the API
@@ -308,10 +312,23 @@ pub(crate) async fn assign_nics(
     tx: &mut Box<dyn Tx>,
     engine: &dyn Engine,
     instance: &InstanceRecord,
+    subnets: &mut SubnetsSeen,
 ) -> DbResult<Vec<Nic>> {
     let mut resolved = Vec::with_capacity(instance.spec.nics.len());
     for (i, nic) in instance.spec.nics.iter().enumerate() {
-        let subnet = nic_subnet(tx, &instance.project, i, nic).await?;
+        let key = (
+            instance.project.clone(),
+            nic.network.clone(),
+            nic.subnet.clone(),
+        );
+        let subnet = match subnets.get(&key) {
+            Some(subnet) => subnet.clone(),
+            None => {
+                let subnet = nic_subnet(tx, &instance.project, i, nic).await?;
+                subnets.insert(key, subnet.clone());
+                subnet
+            }
+        };
         let range: Ipv4Net = subnet
             .ipv4_cidr
             .parse()

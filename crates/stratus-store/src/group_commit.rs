@@ -20,7 +20,7 @@
 
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
 use crate::rows::{host_usage, insert};
-use crate::sql::{GPU_USAGE_BY_HOST, admit, count, count_on_host, instance_exists, records};
+use crate::sql::{GPU_USAGE_BY_HOST, admit_under, count, count_on_host, instance_exists, records};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -70,6 +70,14 @@ pub(crate) enum Job {
         reply: oneshot::Sender<Result<()>>,
     },
     Audit(AuditJob),
+}
+
+/// What the group's creates looked up already: organizations' quota settings and the subnets
+/// NICs named. Forgotten when a job is undone, which may have written them.
+#[derive(Default)]
+struct Seen {
+    quotas: HashMap<String, Option<crate::QuotaRecord>>,
+    subnets: crate::addressing::SubnetsSeen,
 }
 
 /// What one job did.
@@ -165,6 +173,7 @@ fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
 async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
     let outcomes = transaction!(engine, Isolation::ReadCommitted, |tx| {
         let mut zones: HashMap<String, Vec<HostUsage>> = HashMap::new();
+        let mut seen = Seen::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             // Outside the create's savepoint: rolling one back must not release the host rows'
@@ -185,7 +194,7 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
             }
             let done = match job {
                 Job::Create(job) => {
-                    let one = create_one(&mut tx, engine, job, &mut zones);
+                    let one = create_one(&mut tx, engine, job, &mut zones, &mut seen);
                     tracing::Instrument::instrument(one, job.span.clone())
                         .await
                         .map(Done::Created)
@@ -224,6 +233,8 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
                     return Err(failed);
                 }
                 Err(refused) => {
+                    // What the group looked up may have been written by the job undone.
+                    seen = Seen::default();
                     if savepoint {
                         tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
                             .await?;
@@ -250,6 +261,7 @@ async fn create_one(
     engine: &dyn Engine,
     job: &CreateJob,
     zones: &mut HashMap<String, Vec<HostUsage>>,
+    seen: &mut Seen,
 ) -> DbResult<InstanceRecord> {
     let instance = &job.instance;
     // Creates of one organization queue on its row, so each sees what the previous one took
@@ -259,7 +271,14 @@ async fn create_one(
         organization: &job.organization,
         defaults: &job.defaults,
     };
-    admit(tx, engine, &admission, &instance.amounts()).await?;
+    admit_under(
+        tx,
+        engine,
+        &admission,
+        &mut seen.quotas,
+        &instance.amounts(),
+    )
+    .await?;
     let taken = count(
         tx,
         "SELECT COUNT(*) AS n FROM instances WHERE project = ? AND id = ?",
@@ -273,7 +292,8 @@ async fn create_one(
     let mut placed = instance.clone();
     let host = choose_host(&instance.zone, &job.demand, usage)?;
     placed.host_id = Some(host);
-    placed.spec.nics = crate::addressing::assign_nics(tx, engine, &placed).await?;
+    placed.spec.nics =
+        crate::addressing::assign_nics(tx, engine, &placed, &mut seen.subnets).await?;
     let (sql, args) = insert(&placed);
     let rows = tx.query(&format!("{sql} RETURNING *"), args).await?;
     let created = records::<InstanceRecord>(&rows)?

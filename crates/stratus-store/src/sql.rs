@@ -9,7 +9,7 @@ use crate::rows::*;
 use crate::{Admission, Changes, Page, PageRequest, Store};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use stratus_core::placement::{Demand, HostUsage};
 use stratus_core::quota;
@@ -409,6 +409,18 @@ pub(crate) async fn admit(
     admission: &Admission<'_>,
     request: &quota::Amounts,
 ) -> DbResult<()> {
+    admit_under(tx, engine, admission, &mut HashMap::new(), request).await
+}
+
+/// [`admit`], with the organizations' own quota settings read once per `settings` (a group of
+/// creates reads each organization's once).
+pub(crate) async fn admit_under(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    admission: &Admission<'_>,
+    settings: &mut HashMap<String, Option<QuotaRecord>>,
+    request: &quota::Amounts,
+) -> DbResult<()> {
     if engine.locks_rows() {
         let lock = format!(
             "SELECT id FROM organizations WHERE id = ?{}",
@@ -416,14 +428,21 @@ pub(crate) async fn admit(
         );
         tx.query(&lock, args![admission.organization]).await?;
     }
-    let overrides: Option<QuotaRecord> = records(
-        &tx.query(
-            "SELECT * FROM quotas WHERE organization_id = ?",
-            args![admission.organization],
-        )
-        .await?,
-    )?
-    .pop();
+    let overrides = match settings.get(admission.organization) {
+        Some(known) => known.clone(),
+        None => {
+            let read: Option<QuotaRecord> = records(
+                &tx.query(
+                    "SELECT * FROM quotas WHERE organization_id = ?",
+                    args![admission.organization],
+                )
+                .await?,
+            )?
+            .pop();
+            settings.insert(admission.organization.to_owned(), read.clone());
+            read
+        }
+    };
     let limits = quota::effective(
         admission.defaults,
         &overrides.map(|q| q.overrides).unwrap_or_default(),

@@ -221,9 +221,20 @@ impl Agent {
             }
             let mut compare: HashSet<Uuid> = written.iter().map(|a| a.spec.uid).collect();
             known.extend(written.into_iter().map(|a| (a.spec.uid, a)));
-            let placed: HashSet<Uuid> = known.keys().copied().collect();
-            metadata.keep_only(&placed);
-            *shared.placed.lock().unwrap() = placed.clone();
+            // What is placed here changes by the poll's difference, not by a pass over all.
+            {
+                let mut placed = shared.placed.lock().unwrap();
+                if complete {
+                    *placed = known.keys().copied().collect();
+                    metadata.keep_only(&placed);
+                } else {
+                    for uid in &batch.removed {
+                        placed.remove(uid);
+                        metadata.forget(uid);
+                    }
+                    placed.extend(compare.iter().copied());
+                }
+            }
             compare.extend(shared.finished.lock().unwrap().drain());
             let recheck = complete || checked.elapsed() >= shared.config.recheck_every;
             if recheck {
@@ -236,6 +247,7 @@ impl Agent {
                 }
             }
             if recheck {
+                let placed = shared.placed.lock().unwrap().clone();
                 reap_orphans(&shared, &placed, &mut orphans).await;
             }
         }
@@ -287,6 +299,11 @@ impl MetadataCache {
     /// Forgets the metadata of instances no longer `placed` here.
     fn keep_only(&mut self, placed: &HashSet<Uuid>) {
         self.by_instance.retain(|uid, _| placed.contains(uid));
+    }
+
+    /// Forgets the metadata of an instance that left this host.
+    fn forget(&mut self, uid: &Uuid) {
+        self.by_instance.remove(uid);
     }
 }
 

@@ -145,9 +145,24 @@ async fn measure(database_url: &str) -> Results {
     config.host.vcpus = 100_000;
     config.host.memory_mb = 100_000 * 1024;
     config.database.url = database_url.to_owned();
-    let region = Region::start(dir.path(), "127.0.0.1:0", config)
+    // The simulated host keeps its VMs in memory: writing a file per VM change (as `serve`'s
+    // own simulated host does, to survive restarts) would measure the file system.
+    config.host.enabled = false;
+    let region = Region::start(dir.path(), "127.0.0.1:0", config.clone())
         .await
         .unwrap();
+    let driver: Arc<dyn stratus_agent::Driver> =
+        Arc::new(stratus_agent::sim::SimDriver::new(None, config.sim.clone()).unwrap());
+    let registration = stratus::region::host_registration(&config, driver.as_ref());
+    region.app.register_host(&registration).await.unwrap();
+    let host = stratus_agent::Agent::new(
+        Arc::new(stratus::local_agent::LocalControlPlane(region.app.clone())),
+        driver,
+        registration,
+        stratus::region::agent_config(&config),
+    );
+    let stop_host = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(host.run(stop_host.clone()));
     let base = format!("http://{}", region.addr);
     let (http, token) = sign_in(&base, &region.admin_key_path, CONNECTIONS).await;
 
@@ -244,6 +259,7 @@ async fn measure(database_url: &str) -> Results {
     }
     let create_rps = sustained.len() as f64 / started.elapsed().as_secs_f64();
     sustained.sort();
+    stop_host.cancel();
     region.shutdown().await;
 
     Results {

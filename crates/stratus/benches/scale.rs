@@ -67,10 +67,15 @@ fn rss_mib() -> f64 {
 
 /// The resident memory a `/proc/…/status` file tells, in MiB.
 fn rss_of(status_file: &str) -> f64 {
+    status_field(status_file, "VmRSS:")
+}
+
+/// A memory figure (in kB) of a `/proc/…/status` file, in MiB.
+fn status_field(status_file: &str, field: &str) -> f64 {
     let status = std::fs::read_to_string(status_file).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -235,6 +240,11 @@ impl Server {
     fn rss_mib(&self) -> f64 {
         rss_of(&format!("/proc/{}/status", self.child.id()))
     }
+
+    /// The part of it that is the server's own (not pages of the database file it maps).
+    fn anon_mib(&self) -> f64 {
+        status_field(&format!("/proc/{}/status", self.child.id()), "RssAnon:")
+    }
 }
 
 impl Drop for Server {
@@ -386,6 +396,7 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
     let bulk = loading.elapsed();
     let (last_rate, last) = load(&http, &base, &token, instances - WINDOW, instances).await;
     let rss_loaded = server.rss_mib();
+    let anon_loaded = server.anon_mib();
     let rss_bench_loaded = rss_mib();
 
     eprintln!(
@@ -451,6 +462,7 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
         .await
         .expect("every watcher listed its selection within 5 minutes");
     let rss_watched = server.rss_mib();
+    let anon_watched = server.anon_mib();
     let mut watch_latency = Vec::new();
     for n in 0..WATCHED_WRITES {
         let mark = format!("m{n}");
@@ -517,6 +529,10 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
     rows.push(row(
         "server RSS: empty / loaded / with 1000 watchers",
         format!("{rss_empty:.0} / {rss_loaded:.0} / {rss_watched:.0} MiB"),
+    ));
+    rows.push(row(
+        "of which its own memory (RssAnon, not mapped database pages): loaded / with watchers",
+        format!("{anon_loaded:.0} / {anon_watched:.0} MiB"),
     ));
     rows.push(row(
         "bench process RSS (sim hosts and client): empty / loaded",

@@ -36,20 +36,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        // The one writer keeps 16 MiB of pages (readers SQLite's default 2 MiB): a create
-        // touches the pages of several indexes, which it should not read again each time.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone().pragma("cache_size", "-16384"))
+            .connect_with(options.clone())
             .await
             .map_err(db_error)?;
-        // Readers map the database file: every commit empties a reader's page cache (WAL), and
-        // reading pages again through the map costs no system call each.
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.read_only(true).pragma("mmap_size", "1073741824"))
+            .connect_with(options.read_only(true))
             .await
             .map_err(db_error)?;
         let engine = SqliteEngine { read, write };

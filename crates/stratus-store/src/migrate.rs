@@ -73,6 +73,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "instance_labels",
         sql: include_str!("../migrations/0010_instance_labels.sql"),
     },
+    Migration {
+        version: 11,
+        name: "instances_in_byte_order",
+        sql: include_str!("../migrations/0011_instances_in_byte_order.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column
@@ -81,6 +86,9 @@ pub(crate) struct ColumnTypes {
     pub uid: &'static str,
     pub bytes: &'static str,
     pub add_column: &'static str,
+    /// The collation of ids in byte order, as pages order them (`{byte_order}`): nothing where
+    /// that is the default (SQLite), ` COLLATE "C"` on PostgreSQL.
+    pub byte_order: &'static str,
     /// How many migrations a database made by the former, per-database schema had when it
     /// matched the baseline.
     pub former_migrations: i64,
@@ -102,6 +110,7 @@ fn statements<'a>(sql: &'a str, types: &'a ColumnTypes) -> impl Iterator<Item = 
             s.replace("{uid}", types.uid)
                 .replace("{bytes}", types.bytes)
                 .replace("{add_column}", types.add_column)
+                .replace("{byte_order}", types.byte_order)
         })
 }
 
@@ -194,6 +203,7 @@ mod tests {
             uid: "UUID",
             bytes: "BYTEA",
             add_column: "ADD COLUMN IF NOT EXISTS",
+            byte_order: " COLLATE \"C\"",
             former_migrations: 0,
         };
         let all: Vec<String> = statements(MIGRATIONS[0].sql, &types).collect();

@@ -72,6 +72,7 @@ impl PostgresStore {
             uid: "UUID",
             bytes: "BYTEA",
             add_column: "ADD COLUMN IF NOT EXISTS",
+            byte_order: " COLLATE \"C\"",
             former_migrations: 25,
         };
         migrate(&engine, &types).await?;

@@ -53,6 +53,7 @@ impl SqliteStore {
             uid: "TEXT",
             bytes: "BLOB",
             add_column: "ADD COLUMN",
+            byte_order: "",
             former_migrations: 5,
         };
         migrate(&engine, &types).await?;

@@ -174,6 +174,7 @@ impl Agent {
         let mut metadata = MetadataCache::default();
         // What this host runs, kept from the polls: whole lists, and what changed in between.
         let mut known: HashMap<Uuid, Assignment> = HashMap::new();
+        let mut unfilled: HashMap<Uuid, Assignment> = HashMap::new();
         let mut since = AssignmentCursor::default();
         let mut listed = Instant::now();
         let mut checked = Instant::now();
@@ -207,32 +208,41 @@ impl Agent {
                 tracing::warn!(error = %e, "programming the overlay failed");
             }
             let complete = batch.complete;
+            // Instances whose metadata could not be fetched before are tried again; the poll's
+            // own version of one wins.
+            let mut arrived: HashMap<Uuid, Assignment> = std::mem::take(&mut unfilled);
             if complete {
                 listed = Instant::now();
-                known.clear();
+                let here: HashSet<Uuid> = batch.assignments.iter().map(|a| a.spec.uid).collect();
+                known.retain(|uid, _| here.contains(uid));
+                arrived.retain(|uid, _| here.contains(uid));
             }
             for uid in &batch.removed {
                 known.remove(uid);
+                arrived.remove(uid);
             }
-            let expected = batch.assignments.len();
-            let written = metadata.fill(&shared, batch.assignments).await;
-            if written.len() < expected {
-                since = AssignmentCursor::default(); // the rest comes with the whole list
-            }
+            arrived.extend(batch.assignments.into_iter().map(|a| (a.spec.uid, a)));
+            let arrived_uids: Vec<Uuid> = arrived.keys().copied().collect();
+            let (written, pending) = metadata
+                .fill(&shared, arrived.into_values().collect())
+                .await;
+            unfilled = pending.into_iter().map(|a| (a.spec.uid, a)).collect();
             let mut compare: HashSet<Uuid> = written.iter().map(|a| a.spec.uid).collect();
             known.extend(written.into_iter().map(|a| (a.spec.uid, a)));
-            // What is placed here changes by the poll's difference, not by a pass over all.
+            // What is placed here changes by the poll's difference, not by a pass over all; an
+            // instance whose metadata is still to come is placed here all the same.
             {
                 let mut placed = shared.placed.lock().unwrap();
                 if complete {
                     *placed = known.keys().copied().collect();
+                    placed.extend(unfilled.keys().copied());
                     metadata.keep_only(&placed);
                 } else {
                     for uid in &batch.removed {
                         placed.remove(uid);
                         metadata.forget(uid);
                     }
-                    placed.extend(compare.iter().copied());
+                    placed.extend(arrived_uids);
                 }
             }
             compare.extend(shared.finished.lock().unwrap().drain());
@@ -264,10 +274,15 @@ struct MetadataCache {
 }
 
 impl MetadataCache {
-    /// `assignments` with their metadata filled in; one whose metadata cannot be fetched now is
-    /// left out (and the loop asks for the whole list again).
-    async fn fill(&mut self, shared: &Shared, assignments: Vec<Assignment>) -> Vec<Assignment> {
+    /// `assignments` with their metadata filled in, and apart those whose metadata cannot be
+    /// fetched now (the loop tries them again).
+    async fn fill(
+        &mut self,
+        shared: &Shared,
+        assignments: Vec<Assignment>,
+    ) -> (Vec<Assignment>, Vec<Assignment>) {
         let mut filled = Vec::with_capacity(assignments.len());
+        let mut pending = Vec::new();
         for mut a in assignments {
             let uid = a.spec.uid;
             let current = self
@@ -286,6 +301,7 @@ impl MetadataCache {
                     }
                     Err(e) => {
                         tracing::warn!(%uid, error = %e, "fetching an instance's metadata failed");
+                        pending.push(a);
                         continue;
                     }
                 }
@@ -293,7 +309,7 @@ impl MetadataCache {
             a.spec.metadata = self.by_instance[&uid].1.clone();
             filled.push(a);
         }
-        filled
+        (filled, pending)
     }
 
     /// Forgets the metadata of instances no longer `placed` here.

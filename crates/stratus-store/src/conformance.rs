@@ -447,6 +447,33 @@ pub async fn label_selectors_filter_pages(store: Arc<dyn Store>) {
     let all_db = store.list_instances("p", &db, &page(10)).await.unwrap();
     let ids: Vec<_> = all_db.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(ids, ["i00", "i08", "i12", "i16"]);
+    // As many labels as an instance may have, each as long as it may be (about 20 kB of
+    // labels): created, selected and relabelled like any other.
+    let mut large = instance("z-large", 0, &[]);
+    // Values that do not compress (a database may compress what it keeps).
+    let value = |i: usize| -> String {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ i as u64;
+        (0..255)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize])
+            })
+            .collect()
+    };
+    let many: std::collections::BTreeMap<String, String> =
+        (0..64).map(|i| (format!("key-{i:02}"), value(i))).collect();
+    large.spec.labels = Labels::parse(many).unwrap();
+    let large = create(&store, large).await.unwrap();
+    let selected = LabelSelector::parse(&format!("key-07={}", value(7))).unwrap();
+    let found = store
+        .list_instances("p", &selected, &page(10))
+        .await
+        .unwrap();
+    let ids: Vec<_> = found.items.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids, ["z-large"]);
+    store.update_instance(&large).await.unwrap().unwrap();
     let cache = LabelSelector::parse("tier=cache").unwrap();
     let counted = store
         .list_instances(

@@ -89,6 +89,9 @@ pub(crate) struct ColumnTypes {
     /// The collation of ids in byte order, as pages order them (`{byte_order}`): nothing where
     /// that is the default (SQLite), ` COLLATE "C"` on PostgreSQL.
     pub byte_order: &'static str,
+    /// `, labels` where an index entry may be of any size (SQLite), so that the index of pages
+    /// carries instances' labels; nothing on PostgreSQL, whose entries are bounded.
+    pub labels_in_index: &'static str,
     /// How many migrations a database made by the former, per-database schema had when it
     /// matched the baseline.
     pub former_migrations: i64,
@@ -111,6 +114,7 @@ fn statements<'a>(sql: &'a str, types: &'a ColumnTypes) -> impl Iterator<Item = 
                 .replace("{bytes}", types.bytes)
                 .replace("{add_column}", types.add_column)
                 .replace("{byte_order}", types.byte_order)
+                .replace("{labels_in_index}", types.labels_in_index)
         })
 }
 
@@ -204,6 +208,7 @@ mod tests {
             bytes: "BYTEA",
             add_column: "ADD COLUMN IF NOT EXISTS",
             byte_order: " COLLATE \"C\"",
+            labels_in_index: "",
             former_migrations: 0,
         };
         let all: Vec<String> = statements(MIGRATIONS[0].sql, &types).collect();

@@ -73,6 +73,7 @@ impl PostgresStore {
             bytes: "BYTEA",
             add_column: "ADD COLUMN IF NOT EXISTS",
             byte_order: " COLLATE \"C\"",
+            labels_in_index: "",
             former_migrations: 25,
         };
         migrate(&engine, &types).await?;

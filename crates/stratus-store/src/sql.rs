@@ -511,8 +511,8 @@ fn contains_pattern(text: &str) -> String {
 enum Fetch {
     /// Whole rows in id order, filtered as they come.
     Rows,
-    /// The ids the filter keeps first (an index that holds the filtered columns answers that
-    /// alone), then those rows.
+    /// The ids the filter keeps first (on SQLite the index of pages holds the labels and
+    /// answers that alone), then those rows.
     KeysFirst,
 }
 

@@ -54,6 +54,7 @@ impl SqliteStore {
             bytes: "BLOB",
             add_column: "ADD COLUMN",
             byte_order: "",
+            labels_in_index: ", labels",
             former_migrations: 5,
         };
         migrate(&engine, &types).await?;

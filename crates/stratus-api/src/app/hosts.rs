@@ -161,14 +161,21 @@ impl App {
                 }
             });
         }
+        // Another epoch's revision means nothing here: the whole list, at once. An agent that
+        // names no epoch (one from before polls by difference) waits as it always did and
+        // gets the whole list.
         let epoch = self.changes.epoch();
-        let since = if since.epoch == epoch {
-            since.revision
-        } else {
-            0
+        let wait_since = match since.epoch {
+            0 => since.revision,
+            e if e == epoch => since.revision,
+            _ => 0,
         };
-        let revision = self.changes.wait_host_past(host, since, wait).await;
-        let written = self.changes.written_on_host_since(host, since);
+        let revision = self.changes.wait_host_past(host, wait_since, wait).await;
+        let written = if since.epoch == epoch {
+            self.changes.written_on_host_since(host, since.revision)
+        } else {
+            None
+        };
         let (records, removed) = match &written {
             Some(uids) if uids.is_empty() => (Vec::new(), Vec::new()),
             Some(uids) => {
@@ -245,8 +252,11 @@ impl App {
         }
         record.set_status(report.status, report.message.clone(), now());
         match self.store.update_instance(&record).await? {
-            // The change feed wakes whoever waits on the instance (its host's agent, watchers).
+            // The change feed wakes whoever waits on the instance (watchers, other replicas);
+            // the agent's own next poll must see this write already, so its host's journal
+            // has it before the answer (the feed noting it again later is harmless).
             Some(stored) => {
+                self.changes.bump_instance(Some((host, stored.uid)), false);
                 tracing::info!(
                     id = %stored.id, project = %stored.project,
                     status = stored.status.as_str(),
@@ -265,6 +275,7 @@ impl App {
             return Ok(());
         };
         if record.host_id == Some(host) && self.store.finalize_instance_deletion(uid).await? {
+            self.changes.bump_instance(Some((host, uid)), true);
             tracing::info!(id = %record.id, project = %record.project, "instance deleted");
         }
         Ok(())

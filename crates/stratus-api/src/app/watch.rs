@@ -671,12 +671,16 @@ impl App {
             },
         };
         // Agents and waiting reads: the instance's host, and overlay hosts when it came or went.
-        self.changes.bump_instance(
-            record
-                .as_ref()
-                .and_then(|r| r.host_id.map(|host| (host, r.uid))),
-            kind != ChangeKind::Updated || record.is_none(),
-        );
+        // A change heard from another replica whose row is gone names no host: every agent
+        // lists its instances again (rare: deletions finish where the host's agent reports).
+        match &record {
+            Some(r) => self.changes.bump_instance(
+                r.host_id.map(|host| (host, r.uid)),
+                kind != ChangeKind::Updated,
+            ),
+            None if heard => self.changes.bump(),
+            None => self.changes.bump_instance(None, true),
+        }
         if self.watch.unwatched() {
             return;
         }

@@ -273,11 +273,14 @@ impl SqlStore {
             let mut batch_args = args.clone();
             batch_args.push(cursor.clone().into());
             batch_args.push((batch as i64).into());
-            let (fetched, keys, last): (Vec<T>, usize, Option<String>) = match fetch {
+            // The rows, how many the batch's query read (a short batch is the last), and the id
+            // the next batch goes on after.
+            let (fetched, read, last): (Vec<T>, usize, Option<String>) = match fetch {
                 Fetch::Rows => {
                     let rows: Vec<T> = self.select(&sql, batch_args).await?;
                     let last = rows.last().map(|r| r.id().to_owned());
-                    (rows, 0, last)
+                    let read = rows.len();
+                    (rows, read, last)
                 }
                 Fetch::KeysFirst => {
                     let ids = self.db().query(&sql, batch_args).await?;
@@ -304,10 +307,7 @@ impl SqlStore {
                     (rows, ids.len(), ids.last().cloned())
                 }
             };
-            let exhausted = match fetch {
-                Fetch::Rows => fetched.len() < batch,
-                Fetch::KeysFirst => keys < batch,
-            };
+            let exhausted = read < batch;
             for item in fetched {
                 if !keep(&item) {
                     continue;
@@ -1213,8 +1213,8 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> Result<Page<InstanceRecord>> {
         // Rows that cannot match are left in the database: each required `key=value` must
-        // appear in the stored spec as the JSON pair it is (when JSON writes both as they are);
-        // the selector itself then decides on what comes back.
+        // appear in the instance's labels column as the JSON pair it is (when JSON writes both
+        // as they are); the selector itself then decides on what comes back.
         let mut filter = "project = ?".to_owned();
         let mut values = args![project];
         let mut fetch = Fetch::Rows;

@@ -18,7 +18,7 @@ use stratus::{Config, Region};
 use stratus_store::testing::PostgresCluster;
 
 mod common;
-use common::{ms, percentile, sign_in};
+use common::{get_json, ms, percentile, sign_in};
 
 const CONNECTIONS: usize = 64;
 const GET_SECONDS: u64 = 10;
@@ -186,15 +186,7 @@ async fn measure(database_url: &str) -> Results {
             assert_eq!(reply.status(), 201);
             let create = t0.elapsed();
             loop {
-                let i: serde_json::Value = http
-                    .get(format!("{base}{INSTANCES}/{id}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
+                let i = get_json(&http, &format!("{base}{INSTANCES}/{id}"), &token).await;
                 if i["lifecycle"]["status"] == "RUNNING" {
                     return (create, t0.elapsed());
                 }

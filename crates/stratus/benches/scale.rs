@@ -27,7 +27,7 @@ use stratus_types::WatchEventType;
 use stratus_types::agent::HostRegistration;
 
 mod common;
-use common::{ms, percentile, sign_in};
+use common::{get_json, ms, percentile, sign_in};
 
 const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
 const TYPE: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro";
@@ -301,15 +301,7 @@ async fn wait_for_hosts(http: &reqwest::Client, base: &str, token: &str, count: 
         let mut seen = 0;
         let mut page = String::new();
         loop {
-            let listed: serde_json::Value = http
-                .get(format!("{base}{HOSTS}?pageSize=500{page}"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let listed = get_json(http, &format!("{base}{HOSTS}?pageSize=500{page}"), token).await;
             seen += listed["hosts"].as_array().map_or(0, Vec::len);
             match listed["nextPageToken"].as_str() {
                 Some(next) => page = format!("&pageToken={next}"),

@@ -671,15 +671,15 @@ impl App {
             },
         };
         // Agents and waiting reads: the instance's host, and overlay hosts when it came or went.
-        // A change heard from another replica whose row is gone names no host: every agent
-        // lists its instances again (rare: deletions finish where the host's agent reports).
+        // A change heard from another replica whose row is gone names no host (only heard
+        // changes come without their row): every agent lists its instances again (rare:
+        // deletions finish where the host's agent reports).
         match &record {
             Some(r) => self.changes.bump_instance(
                 r.host_id.map(|host| (host, r.uid)),
                 kind != ChangeKind::Updated,
             ),
-            None if heard => self.changes.bump(),
-            None => self.changes.bump_instance(None, true),
+            None => self.changes.bump(),
         }
         if self.watch.unwatched() {
             return;

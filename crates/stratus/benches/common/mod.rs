@@ -17,6 +17,18 @@ pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// The JSON document `url` answers `token`'s GET with.
+pub async fn get_json(http: &reqwest::Client, url: &str, token: &str) -> serde_json::Value {
+    http.get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A client of `base` keeping up to `connections` idle connections, and an access token for
 /// the administrator key in `key_file`.
 pub async fn sign_in(

@@ -209,7 +209,7 @@ impl Reconciler {
             } => {
                 record.desired = desired;
                 record.set_status(status, Some(message.clone()), now);
-                let done = self.store.update_instance(&record).await?.is_some();
+                let done = self.store.update_instance_status(&record).await?.is_some();
                 if done {
                     tracing::warn!(id = %record.id, project = %record.project, status = status.as_str(), status_message = message, "instance reconciled");
                 }

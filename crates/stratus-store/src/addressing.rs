@@ -89,36 +89,35 @@ static NEXT_TRY: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<
 /// Tries before falling back to reading the whole subnet.
 const TRIES: usize = 16;
 
-/// A free guest address of `subnet` found by trying the addresses after the last one handed
-/// out, one indexed lookup each; `None` after [`TRIES`] taken ones.
+/// `address` stored at a free guest address of `subnet`, found by trying the addresses after
+/// the last one handed out, one indexed insert each (a taken one inserts nothing); `None`
+/// after [`TRIES`] taken ones.
 async fn next_in_turn(
     tx: &mut Box<dyn Tx>,
-    space: &str,
+    mut address: AddressRecord,
     subnet: &Ipv4Net,
-) -> DbResult<Option<Ipv4Addr>> {
+) -> DbResult<Option<AddressRecord>> {
     let guests = ipam::guest_range(subnet);
     if guests.is_empty() {
         return Ok(None);
     }
+    let space = address.space.clone();
     let mut candidate = NEXT_TRY
         .lock()
         .unwrap()
-        .get(space)
+        .get(&space)
         .copied()
         .filter(|n| guests.contains(n))
         .unwrap_or(guests.start);
     for _ in 0..TRIES {
         let ip = Ipv4Addr::from(candidate);
         candidate = following(&guests, candidate);
-        let taken = tx
-            .query(
-                "SELECT 1 AS n FROM addresses WHERE space = ? AND ip = ?",
-                args![space, ip.to_string()],
-            )
-            .await?;
-        if taken.is_empty() {
-            try_next_after(space, ip, subnet);
-            return Ok(Some(ip));
+        address.ip = ip.to_string();
+        let (sql, values) = insert(&address);
+        let sql = format!("{sql} ON CONFLICT (space, ip) DO NOTHING");
+        if execute_insert(tx, &sql, values, &address).await? == 1 {
+            try_next_after(&space, ip, subnet);
+            return Ok(Some(address));
         }
     }
     Ok(None)
@@ -150,10 +149,9 @@ pub(crate) async fn allocate(
     lock_space(tx, engine, &address.space).await?;
     if address.ip.is_empty()
         && address.address_type == AddressType::Internal
-        && let Some(ip) = next_in_turn(tx, &address.space, range).await?
+        && let Some(stored) = next_in_turn(tx, address.clone(), range).await?
     {
-        address.ip = ip.to_string();
-        return insert_address(tx, address).await;
+        return Ok(stored);
     }
     let held = handed_out(tx, &address.space).await?;
     let taken: HashSet<Ipv4Addr> = held.iter().filter_map(|a| a.ip.parse().ok()).collect();
@@ -188,15 +186,25 @@ pub(crate) async fn allocate(
 /// Inserts `address`, whose `ip` is chosen.
 async fn insert_address(tx: &mut Box<dyn Tx>, address: AddressRecord) -> DbResult<AddressRecord> {
     let (sql, values) = insert(&address);
-    match tx.execute(&sql, values).await {
-        Ok(_) => Ok(address),
+    execute_insert(tx, &sql, values, &address).await?;
+    Ok(address)
+}
+
+/// Runs the insert `sql` of `address`; the rows it inserted.
+async fn execute_insert(
+    tx: &mut Box<dyn Tx>,
+    sql: &str,
+    values: Vec<crate::engine::Arg>,
+    address: &AddressRecord,
+) -> DbResult<u64> {
+    match tx.execute(sql, values).await {
         Err(crate::engine::DbError::Unique) => Err(Error::AlreadyExists(format!(
             "address {} already exists in project {}",
             address.id.as_deref().unwrap_or(&address.ip),
             address.project
         ))
         .into()),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 

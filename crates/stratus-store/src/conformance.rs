@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
             networks_in_use_stay_and_reservations_bind_to_nics,
             servers_are_unique_by_id_and_live_bmc_and_guarded,
             creates_committed_together_keep_their_own_outcomes,
+            audit_events_and_heartbeats_written_together_all_land,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -317,7 +318,9 @@ pub async fn duplicate_instance_ids_conflict(store: Arc<dyn Store>) {
 
 pub async fn writes_are_generation_guarded(store: Arc<dyn Store>) {
     seeded(&store).await;
-    let mut a = create(&store, instance("a", 1, &[])).await.unwrap();
+    let mut a = create(&store, instance("a", 1, &[("tier", "web")]))
+        .await
+        .unwrap();
     let stale = a.clone();
     a.set_status(InstanceStatus::Staging, Some("starting".into()), Utc::now());
     let stored = store.update_instance(&a).await.unwrap().unwrap();
@@ -328,9 +331,32 @@ pub async fn writes_are_generation_guarded(store: Arc<dyn Store>) {
     assert!(store.update_instance(&lost).await.unwrap().is_none());
     let now = store.get_instance("p", "a").await.unwrap().unwrap();
     assert_eq!(now.status, InstanceStatus::Staging);
+    assert_eq!(stored, now, "an update answers the row as it reads back");
     assert_eq!(
         store.get_instance_by_uid(now.uid).await.unwrap().unwrap(),
         now
+    );
+    let mut reported = now.clone();
+    reported.set_status(InstanceStatus::Running, None, Utc::now());
+    let stored = store
+        .update_instance_status(&reported)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.generation, now.generation + 1);
+    assert!(
+        store
+            .update_instance_status(&reported)
+            .await
+            .unwrap()
+            .is_none(),
+        "a status write is generation-guarded too"
+    );
+    let read = store.get_instance_by_uid(now.uid).await.unwrap().unwrap();
+    assert_eq!(read.status, InstanceStatus::Running);
+    assert_eq!(
+        stored, read,
+        "a status write answers the row as it reads back"
     );
 }
 
@@ -834,6 +860,64 @@ pub async fn creates_committed_together_keep_their_own_outcomes(store: Arc<dyn S
     }
     assert_eq!((created, taken), (20, 10));
     assert_eq!(store.count_instances().await.unwrap(), 20);
+}
+
+/// Audit events and heartbeats queued at once are written a few statements for all, beside
+/// creates of which some are refused (a taken id undoes the group, which runs again job by
+/// job): every event lands, every host is marked heard, and a heartbeat older than the one
+/// stored does not move it back.
+pub async fn audit_events_and_heartbeats_written_together_all_land(store: Arc<dyn Store>) {
+    let host = seeded(&store).await;
+    let heard_at = Utc::now() + Duration::seconds(5);
+    let mut jobs = Vec::new();
+    for n in 0..150 {
+        let store = store.clone();
+        jobs.push(tokio::spawn(async move {
+            store.record_audit_event(&audit_event(n, "o")).await?;
+            if n % 10 == 0 {
+                store.touch_host(host.id, heard_at).await?;
+            }
+            if n % 5 == 0 {
+                create_with_nics(&store, &format!("vm-{:02}", n % 20), vec![]).await?;
+            }
+            Ok::<_, Error>(())
+        }));
+    }
+    let mut taken = 0;
+    for job in jobs {
+        match job.await.unwrap() {
+            Ok(()) => {}
+            Err(Error::AlreadyExists(_)) => taken += 1,
+            Err(other) => panic!("a write failed with {other:?}"),
+        }
+    }
+    assert_eq!(taken, 26, "30 creates of 4 ids: the first of each stands");
+    let events = store
+        .list_audit_events(Some("o"), &page(200))
+        .await
+        .unwrap();
+    let mut requests: Vec<String> = events.items.iter().map(|e| e.request_id.clone()).collect();
+    requests.sort();
+    let mut expected: Vec<String> = (0..150).map(|n| format!("req-{n}")).collect();
+    expected.sort();
+    assert_eq!(requests, expected, "each event as recorded");
+    let seen = |store: Arc<dyn Store>| async move {
+        let hosts = store.list_hosts().await.unwrap();
+        hosts.iter().find(|h| h.id == host.id).unwrap().last_seen_at
+    };
+    assert_eq!(
+        seen(store.clone()).await.timestamp_millis(),
+        heard_at.timestamp_millis()
+    );
+    store
+        .touch_host(host.id, heard_at - Duration::seconds(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen(store.clone()).await.timestamp_millis(),
+        heard_at.timestamp_millis(),
+        "a heartbeat heard earlier does not move the host's back"
+    );
 }
 
 /// An instance taking nothing of its host, with `nics`.

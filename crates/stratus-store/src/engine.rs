@@ -243,6 +243,11 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// before the statement (SQLite, for a refused constraint), so that a single statement
     /// needs no savepoint around it; PostgreSQL aborts the whole transaction.
     fn failed_statement_keeps_transaction(&self) -> bool;
+    /// Whether the database runs in this process on threads of its own (SQLite), so the
+    /// writer of [`crate::group_commit`] may wait for it on a thread of its own too, never
+    /// queued behind request handlers; a database reached over sockets (PostgreSQL) is driven
+    /// by the runtime its connections were opened on.
+    fn in_process(&self) -> bool;
     /// The id column as compared and ordered by bytes.
     fn id_in_byte_order(&self) -> &'static str;
     /// The schema's own tables (no bookkeeping of migrations or of the database itself).

@@ -5,10 +5,17 @@
 //! the disk's fsyncs per second, however many clients ask at once. So the writes a busy region
 //! makes most — creates, the guarded updates of instances (every status an agent reports),
 //! hosts' heartbeats and audit events — queue for one writer, which takes every job waiting
-//! when it is free and runs them in one transaction, each inside a savepoint of its own: a
-//! create refused by a quota, by capacity or by a taken id, or an update that lost its race,
-//! rolls back its savepoint alone and the others stand. One commit — one fsync — then makes
-//! the whole group durable, and only then is any job of it answered. A lone job waits for
+//! when it is free and runs them in one transaction. One commit — one fsync — then makes
+//! the whole group durable, and only then is any job of it answered.
+//!
+//! On SQLite every statement is a trip to the database's thread and back, and on PostgreSQL
+//! one over the network; a group's time is mostly its statements, so a group is first run
+//! with as few as it can: no savepoints, its audit events in one multi-row insert, its
+//! heartbeats in one update. An update that lost its race changes no row, which is no error;
+//! a create refused by a quota or by capacity is refused before it writes anything, so the
+//! group goes on. Anything else refused (a taken id, an address) undoes the group, which runs
+//! again job by job, each inside a savepoint of its own, so the refused job is undone alone
+//! and the others stand. A lone job waits for
 //! nothing: the writer takes what is queued, even if that is one. One writer also means the
 //! region's hot writes never queue for SQLite's write lock against each other.
 //!
@@ -19,7 +26,7 @@
 //! many instances the region holds.
 
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
-use crate::rows::{host_usage, insert};
+use crate::rows::{host_usage, insert, insert_many};
 use crate::sql::{GPU_USAGE_BY_HOST, admit_under, count, count_on_host, instance_exists, records};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
@@ -49,6 +56,8 @@ pub(crate) struct CreateJob {
 /// first.
 pub(crate) struct UpdateJob {
     pub instance: InstanceRecord,
+    /// Only the instance's lifecycle changed (see [`crate::Store::update_instance_status`]).
+    pub status_only: bool,
     pub reply: oneshot::Sender<Result<Option<InstanceRecord>>>,
     pub span: tracing::Span,
 }
@@ -101,14 +110,16 @@ async fn next_group<T>(queue: &mut mpsc::UnboundedReceiver<T>) -> Option<Vec<T>>
     Some(jobs)
 }
 
-/// Starts the writer of `engine`'s hot writes; the returned sender queues them. The writer
-/// ends when every sender is gone.
+/// Starts the writer of `engine`'s hot writes (on a thread of its own when the database runs
+/// in this process); the returned sender queues them. The writer ends when every sender is
+/// gone.
 pub(crate) fn start(
     engine: Arc<dyn Engine>,
     log: Arc<crate::feed::ChangeLog>,
-) -> mpsc::UnboundedSender<Job> {
+) -> Result<mpsc::UnboundedSender<Job>> {
     let (sender, mut queue) = mpsc::unbounded_channel::<Job>();
-    tokio::spawn(async move {
+    let in_process = engine.in_process();
+    let writer = async move {
         while let Some(jobs) = next_group(&mut queue).await {
             metrics::histogram!("stratus_write_group_size").record(jobs.len() as f64);
             let outcomes = run_group(engine.as_ref(), &jobs).await;
@@ -135,8 +146,22 @@ pub(crate) fn start(
                 answer(job, outcome);
             }
         }
-    });
-    sender
+    };
+    // A group's statements are several trips each to the database's thread and back; on a
+    // busy machine each trip waited its turn behind request handlers on the shared runtime.
+    if in_process {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("starting the writer's runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("stratus-writer".into())
+            .spawn(move || runtime.block_on(writer))
+            .map_err(|e| Error::internal(format!("starting the writer's thread: {e}")))?;
+    } else {
+        tokio::spawn(writer);
+    }
+    Ok(sender)
 }
 
 /// Hands a job its outcome, in the terms its caller asked in.
@@ -170,7 +195,134 @@ fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
 }
 
 /// Runs `jobs` in one transaction; one outcome per job, in order.
+///
+/// Nearly every group has no job refused, so it runs first without savepoints, its audit
+/// events and heartbeats written a few statements for all ([`run_together`]). A refusal there
+/// undoes the whole group, which then runs again job by job, each in a savepoint of its own
+/// ([`run_one_by_one`]); so does a group whose transaction failed, which fails again there.
 async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
+    let together = transaction!(engine, Isolation::ReadCommitted, |tx| {
+        run_together(&mut tx, engine, jobs).await?
+    });
+    match together {
+        Ok(outcomes) => outcomes,
+        Err(_) => {
+            metrics::counter!("stratus_write_groups_run_again_total").increment(1);
+            run_one_by_one(engine, jobs).await
+        }
+    }
+}
+
+/// The group in one transaction without savepoints. A create refused before it wrote
+/// anything (quota, capacity) is answered so; any other refusal fails the group.
+async fn run_together(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    jobs: &[Job],
+) -> DbResult<Vec<Result<Done>>> {
+    let mut zones: HashMap<String, Vec<HostUsage>> = HashMap::new();
+    let mut seen = Seen::default();
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut events = Vec::new();
+    let mut heard: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    for job in jobs {
+        let done = match job {
+            Job::Create(create) => {
+                let zone = &create.instance.zone;
+                if !zones.contains_key(zone) {
+                    let usage = zone_usage(tx, engine, zone, create.live_since).await?;
+                    zones.insert(zone.clone(), usage);
+                }
+                // A create refused before it wrote anything is answered so, and the group
+                // goes on.
+                let one = async {
+                    match admit_and_place(tx, engine, create, &zones, &mut seen).await {
+                        Ok(placed) => {
+                            let created =
+                                write_create(tx, engine, create, placed, &mut zones, &mut seen);
+                            Ok(Ok(Done::Created(created.await?)))
+                        }
+                        Err(DbError::Other(refused)) if is_refusal(&refused) => Ok(Err(refused)),
+                        Err(failed) => Err(failed),
+                    }
+                };
+                tracing::Instrument::instrument(one, create.span.clone()).await?
+            }
+            Job::Update(update) => {
+                let one = update_one(tx, update);
+                Ok(Done::Updated(
+                    tracing::Instrument::instrument(one, update.span.clone()).await?,
+                ))
+            }
+            Job::Touch { host, at, .. } => {
+                let earliest = heard.entry(*host).or_insert(*at);
+                *earliest = (*earliest).min(*at);
+                Ok(Done::Touched)
+            }
+            Job::Audit(audit) => {
+                events.push(&audit.event);
+                Ok(Done::Audited)
+            }
+        };
+        outcomes.push(done);
+    }
+    for run in runs(&events) {
+        let (sql, args) = insert_many(run);
+        tx.execute(&sql, args).await?;
+    }
+    // Hosts heard from in one group are marked heard at the earliest of its times.
+    if let Some(at) = heard.values().min() {
+        let hosts: Vec<Uuid> = heard.keys().copied().collect();
+        for run in runs(&hosts) {
+            let mut args = args![at.timestamp_millis()];
+            args.extend(run.iter().map(|host| (*host).into()));
+            let marks = vec!["?"; run.len()].join(", ");
+            args.push(at.timestamp_millis().into());
+            let sql = format!(
+                "UPDATE hosts SET last_seen_at = ? WHERE id IN ({marks}) AND last_seen_at < ?"
+            );
+            tx.execute(&sql, args).await?;
+        }
+    }
+    Ok(outcomes)
+}
+
+/// Whether `error` is a create's refusal (its request cannot be met), not a failure of the
+/// database.
+fn is_refusal(error: &Error) -> bool {
+    !matches!(error, Error::Unavailable(_) | Error::Internal(_))
+}
+
+/// `items` in runs of 64, 32, …, 1 (largest first): statements over many rows come in a few
+/// shapes, each prepared once.
+fn runs<T>(mut items: &[T]) -> Vec<&[T]> {
+    let mut runs = Vec::new();
+    let mut size = 64;
+    while !items.is_empty() {
+        while size > items.len() {
+            size /= 2;
+        }
+        let (run, rest) = items.split_at(size);
+        runs.push(run);
+        items = rest;
+    }
+    runs
+}
+
+/// The guarded update of one instance: its row as written, or `None` when someone else wrote
+/// first.
+async fn update_one(tx: &mut Box<dyn Tx>, job: &UpdateJob) -> DbResult<Option<InstanceRecord>> {
+    let instance = &job.instance;
+    let (sql, args) = if job.status_only {
+        crate::sql::guarded_status_update_of(instance)
+    } else {
+        crate::sql::guarded_update_of(instance)
+    };
+    Ok(crate::sql::written(instance, &tx.query(&sql, args).await?))
+}
+
+/// The group job by job, each in a savepoint of its own: a refused job is undone alone.
+async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
     let outcomes = transaction!(engine, Isolation::ReadCommitted, |tx| {
         let mut zones: HashMap<String, Vec<HostUsage>> = HashMap::new();
         let mut seen = Seen::default();
@@ -200,13 +352,10 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
                         .map(Done::Created)
                 }
                 Job::Update(job) => {
-                    let (sql, args) = crate::sql::guarded_update_of(&job.instance);
-                    let one = async {
-                        Ok::<_, DbError>(records::<InstanceRecord>(&tx.query(&sql, args).await?)?)
-                    };
+                    let one = update_one(&mut tx, job);
                     tracing::Instrument::instrument(one, job.span.clone())
                         .await
-                        .map(|mut rows| Done::Updated(rows.pop()))
+                        .map(Done::Updated)
                 }
                 Job::Touch { host, at, .. } => tx
                     .execute(
@@ -263,6 +412,19 @@ async fn create_one(
     zones: &mut HashMap<String, Vec<HostUsage>>,
     seen: &mut Seen,
 ) -> DbResult<InstanceRecord> {
+    let placed = admit_and_place(tx, engine, job, zones, seen).await?;
+    write_create(tx, engine, job, placed, zones, seen).await
+}
+
+/// A create admitted under its organization's quotas and placed on a host, before anything
+/// of it is written: `job`'s instance with its host chosen.
+async fn admit_and_place(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    job: &CreateJob,
+    zones: &HashMap<String, Vec<HostUsage>>,
+    seen: &mut Seen,
+) -> DbResult<InstanceRecord> {
     let instance = &job.instance;
     // Creates of one organization queue on its row, so each sees what the previous one took
     // of its quotas; creates in one zone queue on its host rows (PostgreSQL), so each group
@@ -279,21 +441,31 @@ async fn create_one(
         &instance.amounts(),
     )
     .await?;
-    let taken = count(
-        tx,
-        "SELECT COUNT(*) AS n FROM instances WHERE project = ? AND id = ?",
-        args![&instance.project, &instance.id],
-    )
-    .await?;
-    if taken > 0 {
-        return Err(instance_exists(instance).into());
-    }
-    let usage = &zones[&instance.zone];
+    // A taken id is found by the unique key when the row goes in; a create refused before
+    // that (no capacity, no address) whose id is taken is told so instead.
     let mut placed = instance.clone();
-    let host = choose_host(&instance.zone, &job.demand, usage)?;
-    placed.host_id = Some(host);
+    match choose_host(&instance.zone, &job.demand, &zones[&instance.zone]) {
+        Ok(host) => placed.host_id = Some(host),
+        Err(refused) => return Err(unless_taken(tx, instance, refused.into()).await),
+    }
+    Ok(placed)
+}
+
+/// Writes a placed create: its addresses, its row and its host's counters.
+async fn write_create(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    job: &CreateJob,
+    mut placed: InstanceRecord,
+    zones: &mut HashMap<String, Vec<HostUsage>>,
+    seen: &mut Seen,
+) -> DbResult<InstanceRecord> {
+    let instance = &job.instance;
     placed.spec.nics =
-        crate::addressing::assign_nics(tx, engine, &placed, &mut seen.subnets).await?;
+        match crate::addressing::assign_nics(tx, engine, &placed, &mut seen.subnets).await {
+            Ok(nics) => nics,
+            Err(refused) => return Err(unless_taken(tx, instance, refused).await),
+        };
     let (sql, args) = insert(&placed);
     let rows = tx.query(&format!("{sql} RETURNING *"), args).await?;
     let created = records::<InstanceRecord>(&rows)?
@@ -301,10 +473,11 @@ async fn create_one(
         .ok_or_else(|| Error::internal("creating an instance returned no row"))?;
     count_on_host(tx, &created, 1).await?;
     // The group's later creates see this one on its host.
-    if let Some(h) = zones
-        .get_mut(&instance.zone)
-        .and_then(|hosts| hosts.iter_mut().find(|h| h.host_id == host))
-    {
+    if let Some(h) = zones.get_mut(&instance.zone).and_then(|hosts| {
+        hosts
+            .iter_mut()
+            .find(|h| Some(h.host_id) == created.host_id)
+    }) {
         h.used_vcpus += job.demand.vcpus;
         h.used_memory_mb += job.demand.memory_mb;
         h.instances += 1;
@@ -313,6 +486,24 @@ async fn create_one(
         }
     }
     Ok(created)
+}
+
+/// `refused`, or that `instance`'s id is taken when it is.
+async fn unless_taken(
+    tx: &mut Box<dyn Tx>,
+    instance: &InstanceRecord,
+    refused: DbError,
+) -> DbError {
+    let taken = count(
+        tx,
+        "SELECT COUNT(*) AS n FROM instances WHERE project = ? AND id = ?",
+        args![&instance.project, &instance.id],
+    )
+    .await;
+    match taken {
+        Ok(n) if n > 0 => instance_exists(instance).into(),
+        _ => refused,
+    }
 }
 
 /// The live, schedulable hosts of `zone` (locked where the database locks rows) with what is

@@ -220,6 +220,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `instance` if its `generation` is still the stored one, bumping it; returns the
     /// stored record, or `None` when someone else wrote first.
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>>;
+    /// Like [`Store::update_instance`] for a change of `instance`'s lifecycle alone (its
+    /// desired state and status, as a host reports them): the rest of the record is as stored,
+    /// so only those columns are written.
+    async fn update_instance_status(
+        &self,
+        instance: &InstanceRecord,
+    ) -> Result<Option<InstanceRecord>>;
     /// Like [`Store::update_instance`] for an instance that goes from holding only its place and
     /// disks to running: in one transaction with admitting what running takes under its
     /// organization's quotas (`QuotaExceeded` otherwise).

@@ -100,6 +100,10 @@ impl Engine for Metered {
         self.engine.failed_statement_keeps_transaction()
     }
 
+    fn in_process(&self) -> bool {
+        self.engine.in_process()
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         self.engine.id_in_byte_order()
     }

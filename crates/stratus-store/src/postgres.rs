@@ -216,6 +216,10 @@ impl Engine for PgEngine {
         false
     }
 
+    fn in_process(&self) -> bool {
+        false
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         "id COLLATE \"C\""
     }

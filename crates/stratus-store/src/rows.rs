@@ -86,6 +86,30 @@ pub(crate) fn insert<T: Table>(record: &T) -> (String, Vec<Arg>) {
     )
 }
 
+/// One `INSERT` of every row of `records` (which must not be empty), with its arguments.
+pub(crate) fn insert_many<T: Table>(records: &[&T]) -> (String, Vec<Arg>) {
+    let mut names = Vec::new();
+    let mut args = Vec::new();
+    let mut rows = Vec::with_capacity(records.len());
+    for record in records {
+        let values = record.values();
+        if names.is_empty() {
+            names = values.iter().map(|(name, _)| *name).collect();
+        }
+        rows.push(format!("({})", vec!["?"; values.len()].join(", ")));
+        args.extend(values.into_iter().map(|(_, arg)| arg));
+    }
+    (
+        format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            T::NAME,
+            names.join(", "),
+            rows.join(", ")
+        ),
+        args,
+    )
+}
+
 /// How one field is kept in its column: read from a row, written as an [`Arg`].
 trait Codec<T> {
     fn get(row: &dyn Columns, col: &str) -> Result<T>;

@@ -42,7 +42,7 @@ impl SqlStore {
         let engine: Arc<dyn Engine> = Arc::new(crate::metered::Metered { engine, database });
         let cache = Arc::new(crate::cache::ReadCache::new(shared));
         let log = crate::feed::ChangeLog::new(cache.clone());
-        let writer = crate::group_commit::start(engine.clone(), log.clone());
+        let writer = crate::group_commit::start(engine.clone(), log.clone())?;
         let store = Self {
             engine,
             cache,
@@ -142,6 +142,24 @@ impl SqlStore {
             .map(drop)
     }
 
+    /// The guarded update of `instance` (of its lifecycle alone when `status_only`), queued
+    /// for the writer, which forgets the cached row and publishes the change after its commit.
+    async fn queued_update(
+        &self,
+        instance: &InstanceRecord,
+        status_only: bool,
+    ) -> Result<Option<InstanceRecord>> {
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        let job = crate::group_commit::UpdateJob {
+            instance: instance.clone(),
+            status_only,
+            reply,
+            span: tracing::Span::current(),
+        };
+        self.queued(crate::group_commit::Job::Update(job), stored)
+            .await
+    }
+
     /// Writes `set` (columns and values) to the row of `T` whose `key` column is `key`, if
     /// its generation is still `generation`, bumping it; `None` when someone else wrote first
     /// (or the row is gone).
@@ -151,7 +169,7 @@ impl SqlStore {
         key: (&str, Arg),
         generation: i64,
     ) -> Result<Option<T>> {
-        let (sql, args) = guarded::<T>(set, key, generation);
+        let (sql, args) = guarded::<T>(set, key, generation, "*");
         self.select_one(&sql, args).await
     }
 
@@ -351,11 +369,12 @@ fn guarded<T: Table>(
     set: Vec<(&str, Arg)>,
     key: (&str, Arg),
     generation: i64,
+    returning: &str,
 ) -> (String, Vec<Arg>) {
     let assignments: Vec<String> = set.iter().map(|(col, _)| format!("{col} = ?")).collect();
     let sql = format!(
         "UPDATE {} SET {}, generation = generation + 1 WHERE {} = ? AND generation = ? \
-         RETURNING *",
+         RETURNING {returning}",
         T::NAME,
         assignments.join(", "),
         key.0
@@ -367,7 +386,8 @@ fn guarded<T: Table>(
 }
 
 /// The guarded write of everything about an instance that may change (not its host: an
-/// instance stays where it was placed, and its host's usage counters rely on that).
+/// instance stays where it was placed, and its host's usage counters rely on that). Its rows
+/// give [`written`] what it needs.
 pub(crate) fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
     guarded::<InstanceRecord>(
         [
@@ -384,7 +404,40 @@ pub(crate) fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>)
         .collect(),
         ("uid", instance.uid.into()),
         instance.generation,
+        "generation",
     )
+}
+
+/// The guarded write of an instance's lifecycle alone: its desired state and status.
+pub(crate) fn guarded_status_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
+    guarded::<InstanceRecord>(
+        vec![
+            ("desired", instance.desired.as_str().into()),
+            ("status", instance.status.as_str().into()),
+            ("status_message", (&instance.status_message).into()),
+            ("status_changed_at", ms(instance.status_changed_at).into()),
+            ("updated_at", ms(instance.updated_at).into()),
+        ],
+        ("uid", instance.uid.into()),
+        instance.generation,
+        "generation",
+    )
+}
+
+/// The row a guarded update of `instance` wrote, from what the update returned (`None`: it
+/// lost its race). The row is `instance` one generation on: the guard held only while the row
+/// was still as `instance` was read, and the update wrote everything else that may change;
+/// so the row need not be read back (and its spec parsed again).
+pub(crate) fn written(instance: &InstanceRecord, rows: &[Row]) -> Option<InstanceRecord> {
+    use chrono::SubsecRound;
+    // Times are kept to the millisecond, as a read of the row would give them.
+    rows.first().map(|_| InstanceRecord {
+        generation: instance.generation + 1,
+        status_changed_at: instance.status_changed_at.trunc_subsecs(3),
+        created_at: instance.created_at.trunc_subsecs(3),
+        updated_at: instance.updated_at.trunc_subsecs(3),
+        ..instance.clone()
+    })
 }
 
 /// Rows as records.
@@ -1234,15 +1287,14 @@ impl Store for SqlStore {
     }
 
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
-        let (reply, stored) = tokio::sync::oneshot::channel();
-        let job = crate::group_commit::UpdateJob {
-            instance: instance.clone(),
-            reply,
-            span: tracing::Span::current(),
-        };
-        // The writer forgets the cached row and publishes the change after its commit.
-        self.queued(crate::group_commit::Job::Update(job), stored)
-            .await
+        self.queued_update(instance, false).await
+    }
+
+    async fn update_instance_status(
+        &self,
+        instance: &InstanceRecord,
+    ) -> Result<Option<InstanceRecord>> {
+        self.queued_update(instance, true).await
     }
 
     async fn update_instance_to_run(
@@ -1259,7 +1311,7 @@ impl Store for SqlStore {
                 &instance.amounts().running_part(),
             )
             .await?;
-            records::<InstanceRecord>(&tx.query(&sql, args.clone()).await?)?.pop()
+            written(instance, &tx.query(&sql, args.clone()).await?)
         });
         self.log.forget(instance);
         let stored = stored?;

@@ -251,7 +251,7 @@ impl App {
             record.desired = DesiredState::Stopped;
         }
         record.set_status(report.status, report.message.clone(), now());
-        match self.store.update_instance(&record).await? {
+        match self.store.update_instance_status(&record).await? {
             // The change feed wakes whoever waits on the instance (watchers, other replicas);
             // the agent's own next poll must see this write already, so its host's journal
             // has it before the answer (the feed noting it again later is harmless).

@@ -867,16 +867,38 @@ pub async fn creates_committed_together_keep_their_own_outcomes(store: Arc<dyn S
 /// job): every event lands, every host is marked heard, and a heartbeat older than the one
 /// stored does not move it back.
 pub async fn audit_events_and_heartbeats_written_together_all_land(store: Arc<dyn Store>) {
-    let host = seeded(&store).await;
-    let heard_at = Utc::now() + Duration::seconds(5);
+    let first = seeded(&store).await;
+    let mut hosts = vec![first];
+    for name in ["host-2", "host-3"] {
+        let registered = store
+            .register_host(&HostRegistrationRecord {
+                name: name.into(),
+                zone: "z".into(),
+                driver: "sim".into(),
+                vcpus: 8,
+                memory_mb: 8192,
+                gpus: vec![],
+                accelerator: None,
+                agent_version: None,
+                underlay: None,
+                now: Utc::now(),
+            })
+            .await
+            .unwrap();
+        hosts.push(registered);
+    }
+    // Each host is heard from at its own times; the latest of each must stand.
+    let base = Utc::now();
     let mut jobs = Vec::new();
     for n in 0..150 {
         let store = store.clone();
+        let host = hosts[n % 3].id;
+        let at = base + Duration::seconds(60 * ((n % 3) as i64 + 1) + (n / 3) as i64 % 7);
         jobs.push(tokio::spawn(async move {
-            store.record_audit_event(&audit_event(n, "o")).await?;
-            if n % 10 == 0 {
-                store.touch_host(host.id, heard_at).await?;
-            }
+            store
+                .record_audit_event(&audit_event(n as u32, "o"))
+                .await?;
+            store.touch_host(host, at).await?;
             if n % 5 == 0 {
                 create_with_nics(&store, &format!("vm-{:02}", n % 20), vec![]).await?;
             }
@@ -901,23 +923,34 @@ pub async fn audit_events_and_heartbeats_written_together_all_land(store: Arc<dy
     let mut expected: Vec<String> = (0..150).map(|n| format!("req-{n}")).collect();
     expected.sort();
     assert_eq!(requests, expected, "each event as recorded");
-    let seen = |store: Arc<dyn Store>| async move {
-        let hosts = store.list_hosts().await.unwrap();
-        hosts.iter().find(|h| h.id == host.id).unwrap().last_seen_at
-    };
+    let latest: Vec<i64> = (0..3)
+        .map(|h| (base + Duration::seconds(60 * (h + 1) + 6)).timestamp_millis())
+        .collect();
     assert_eq!(
-        seen(store.clone()).await.timestamp_millis(),
-        heard_at.timestamp_millis()
+        last_seen(&store, &hosts).await,
+        latest,
+        "each host as last heard"
     );
-    store
-        .touch_host(host.id, heard_at - Duration::seconds(10))
-        .await
-        .unwrap();
+    for host in &hosts {
+        store.touch_host(host.id, base).await.unwrap();
+    }
     assert_eq!(
-        seen(store.clone()).await.timestamp_millis(),
-        heard_at.timestamp_millis(),
-        "a heartbeat heard earlier does not move the host's back"
+        last_seen(&store, &hosts).await,
+        latest,
+        "a heartbeat heard earlier does not move a host's back"
     );
+}
+
+/// When each of `hosts` was last heard from, in milliseconds.
+async fn last_seen(store: &Arc<dyn Store>, hosts: &[HostRecord]) -> Vec<i64> {
+    let listed = store.list_hosts().await.unwrap();
+    hosts
+        .iter()
+        .map(|h| {
+            let found = listed.iter().find(|l| l.id == h.id).unwrap();
+            found.last_seen_at.timestamp_millis()
+        })
+        .collect()
 }
 
 /// An instance taking nothing of its host, with `nics`.

@@ -166,6 +166,9 @@ pub(crate) enum DbError {
     Retry,
     /// Anything else, already mapped (`Unavailable` for a database out of reach).
     Other(Error),
+    /// A job of a group run together was refused after it wrote: the group's transaction is
+    /// undone and the group runs again job by job ([`crate::group_commit`]).
+    Undo,
 }
 
 impl From<Error> for DbError {
@@ -182,6 +185,7 @@ impl From<DbError> for Error {
                 "the region's database is busy with conflicting writes; retry shortly".into(),
             ),
             DbError::Other(e) => e,
+            DbError::Undo => Error::internal("a group of writes was undone"),
         }
     }
 }

@@ -150,14 +150,28 @@ pub(crate) fn start(
     // A group's statements are several trips each to the database's thread and back; on a
     // busy machine each trip waited its turn behind request handlers on the shared runtime.
     if in_process {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::internal(format!("starting the writer's runtime: {e}")))?;
+        let (started, starting) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("stratus-writer".into())
-            .spawn(move || runtime.block_on(writer))
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        let _ = started.send(Ok(()));
+                        runtime.block_on(writer);
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
+            })
             .map_err(|e| Error::internal(format!("starting the writer's thread: {e}")))?;
+        starting
+            .recv()
+            .map_err(|e| Error::internal(format!("starting the writer: {e}")))?
+            .map_err(|e| Error::internal(format!("starting the writer's runtime: {e}")))?;
     } else {
         tokio::spawn(writer);
     }
@@ -196,25 +210,30 @@ fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
 
 /// Runs `jobs` in one transaction; one outcome per job, in order.
 ///
-/// Nearly every group has no job refused, so it runs first without savepoints, its audit
-/// events and heartbeats written a few statements for all ([`run_together`]). A refusal there
-/// undoes the whole group, which then runs again job by job, each in a savepoint of its own
-/// ([`run_one_by_one`]); so does a group whose transaction failed, which fails again there.
+/// Nearly every group has no job refused, so it runs first with as few statements as it can
+/// ([`run_together`]). A job refused there after it wrote undoes the whole group, which then
+/// runs again job by job, each in a savepoint of its own ([`run_one_by_one`]). A group whose
+/// transaction failed (the database is out of reach, its commit failed) fails as a whole.
 async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
     let together = transaction!(engine, Isolation::ReadCommitted, |tx| {
         run_together(&mut tx, engine, jobs).await?
     });
     match together {
         Ok(outcomes) => outcomes,
-        Err(_) => {
+        Err(DbError::Undo) => {
             metrics::counter!("stratus_write_groups_run_again_total").increment(1);
             run_one_by_one(engine, jobs).await
         }
+        Err(failed) => each_failed(jobs.len(), failed),
     }
 }
 
-/// The group in one transaction without savepoints. A create refused before it wrote
-/// anything (quota, capacity) is answered so; any other refusal fails the group.
+/// The group in one transaction, its audit events in multi-row inserts and its heartbeats in
+/// one update. A create that cannot be refused after it writes (one NIC, its address chosen
+/// here) runs without a savepoint and is answered in place when refused before its row goes
+/// in (quota, capacity, a full subnet); any other create has a savepoint of its own. A refusal
+/// that a statement gave (a taken key) is [`DbError::Undo`]: on PostgreSQL it aborted the
+/// transaction.
 async fn run_together(
     tx: &mut Box<dyn Tx>,
     engine: &dyn Engine,
@@ -233,20 +252,31 @@ async fn run_together(
                     let usage = zone_usage(tx, engine, zone, create.live_since).await?;
                     zones.insert(zone.clone(), usage);
                 }
-                // A create refused before it wrote anything is answered so, and the group
-                // goes on.
-                let one = async {
-                    match admit_and_place(tx, engine, create, &zones, &mut seen).await {
-                        Ok(placed) => {
-                            let created =
-                                write_create(tx, engine, create, placed, &mut zones, &mut seen);
-                            Ok(Ok(Done::Created(created.await?)))
+                let savepoint = !writes_only_its_row_last(&create.instance);
+                if savepoint {
+                    tx.execute("SAVEPOINT stratus_job", vec![]).await?;
+                }
+                let one = create_one(tx, engine, create, &mut zones, &mut seen);
+                match tracing::Instrument::instrument(one, create.span.clone()).await {
+                    Ok(created) => {
+                        if savepoint {
+                            tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
                         }
-                        Err(DbError::Other(refused)) if is_refusal(&refused) => Ok(Err(refused)),
-                        Err(failed) => Err(failed),
+                        Ok(Done::Created(created))
                     }
-                };
-                tracing::Instrument::instrument(one, create.span.clone()).await?
+                    Err(DbError::Other(refused)) if savepoint && is_refusal(&refused) => {
+                        seen = Seen::default();
+                        tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
+                            .await?;
+                        tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                        Err(refused)
+                    }
+                    Err(DbError::Other(Error::AlreadyExists(_)) | DbError::Unique) => {
+                        return Err(DbError::Undo);
+                    }
+                    Err(DbError::Other(refused)) if is_refusal(&refused) => Err(refused),
+                    Err(failed) => return Err(failed),
+                }
             }
             Job::Update(update) => {
                 let one = update_one(tx, update);
@@ -255,8 +285,8 @@ async fn run_together(
                 ))
             }
             Job::Touch { host, at, .. } => {
-                let earliest = heard.entry(*host).or_insert(*at);
-                *earliest = (*earliest).min(*at);
+                let latest = heard.entry(*host).or_insert(*at);
+                *latest = (*latest).max(*at);
                 Ok(Done::Touched)
             }
             Job::Audit(audit) => {
@@ -268,23 +298,48 @@ async fn run_together(
     }
     for run in runs(&events) {
         let (sql, args) = insert_many(run);
+        match tx.execute(&sql, args).await {
+            Err(DbError::Unique) => return Err(DbError::Undo),
+            other => other?,
+        };
+    }
+    // In the order of their ids, so that replicas lock host rows in one order.
+    let mut heard: Vec<(Uuid, DateTime<Utc>)> = heard.into_iter().collect();
+    heard.sort();
+    for run in runs(&heard) {
+        let (sql, args) = touch_hosts(run);
         tx.execute(&sql, args).await?;
     }
-    // Hosts heard from in one group are marked heard at the earliest of its times.
-    if let Some(at) = heard.values().min() {
-        let hosts: Vec<Uuid> = heard.keys().copied().collect();
-        for run in runs(&hosts) {
-            let mut args = args![at.timestamp_millis()];
-            args.extend(run.iter().map(|host| (*host).into()));
-            let marks = vec!["?"; run.len()].join(", ");
-            args.push(at.timestamp_millis().into());
-            let sql = format!(
-                "UPDATE hosts SET last_seen_at = ? WHERE id IN ({marks}) AND last_seen_at < ?"
-            );
-            tx.execute(&sql, args).await?;
-        }
-    }
     Ok(outcomes)
+}
+
+/// Whether a create of `instance` writes nothing a refusal could follow but its row, last: at
+/// most one NIC, whose address is chosen here (a requested or external one is taken by
+/// statements that may refuse it).
+fn writes_only_its_row_last(instance: &InstanceRecord) -> bool {
+    match instance.spec.nics.as_slice() {
+        [] => true,
+        [nic] => nic.ipv4_address.is_none() && nic.external_address.is_none(),
+        _ => false,
+    }
+}
+
+/// One update marking each of `heard` (a host and when it was heard from) heard then, unless
+/// it was heard from later already.
+fn touch_hosts(heard: &[(Uuid, DateTime<Utc>)]) -> (String, Vec<crate::engine::Arg>) {
+    let marks = vec!["(?, ?)"; heard.len()].join(", ");
+    let mut args = Vec::with_capacity(heard.len() * 2);
+    for (host, at) in heard {
+        args.push((*host).into());
+        args.push(at.timestamp_millis().into());
+    }
+    (
+        format!(
+            "UPDATE hosts SET last_seen_at = heard.column2 FROM (VALUES {marks}) AS heard \
+             WHERE hosts.id = heard.column1 AND hosts.last_seen_at < heard.column2"
+        ),
+        args,
+    )
 }
 
 /// Whether `error` is a create's refusal (its request cannot be met), not a failure of the
@@ -357,13 +412,10 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
                         .await
                         .map(Done::Updated)
                 }
-                Job::Touch { host, at, .. } => tx
-                    .execute(
-                        "UPDATE hosts SET last_seen_at = ? WHERE id = ?",
-                        args![at.timestamp_millis(), *host],
-                    )
-                    .await
-                    .map(|_| Done::Touched),
+                Job::Touch { host, at, .. } => {
+                    let (sql, args) = touch_hosts(&[(*host, *at)]);
+                    tx.execute(&sql, args).await.map(|_| Done::Touched)
+                }
                 Job::Audit(job) => crate::sql::insert_in(&mut tx, &job.event)
                     .await
                     .map(|()| Done::Audited),
@@ -502,7 +554,8 @@ async fn unless_taken(
     .await;
     match taken {
         Ok(n) if n > 0 => instance_exists(instance).into(),
-        _ => refused,
+        Ok(_) => refused,
+        Err(failed) => failed,
     }
 }
 

@@ -48,6 +48,7 @@ fn observe<T>(database: &'static str, sql: &str, started: Instant, result: &DbRe
             DbError::Unique => "unique",
             DbError::Retry => "retry",
             DbError::Other(_) => "other",
+            DbError::Undo => "undo",
         };
         metrics::counter!("stratus_db_errors_total", "database" => database, "error" => error)
             .increment(1);

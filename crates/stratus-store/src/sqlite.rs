@@ -36,11 +36,16 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        // The writer never checkpoints (see [`checkpoint_in_the_background`]).
+        // The writer checkpoints only as a backstop (see [`checkpoint_in_the_background`]).
+        let options = options.pragma("journal_size_limit", JOURNAL_SIZE_LIMIT);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone().pragma("wal_autocheckpoint", "0"))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", WRITER_CHECKPOINTS_PAST),
+            )
             .await
             .map_err(db_error)?;
         let checkpoints = SqlitePoolOptions::new()
@@ -84,14 +89,23 @@ struct SqliteEngine {
 /// How often the write-ahead log is copied back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
+/// The writer checkpoints in the commit that takes the log past this many pages (16 MiB).
+const WRITER_CHECKPOINTS_PAST: &str = "4000";
+
+/// The log is cut back to this many bytes when it starts over (64 MiB).
+const JOURNAL_SIZE_LIMIT: &str = "67108864";
+
 /// Copies the write-ahead log back into the database file every [`CHECKPOINT_EVERY`], on a
 /// connection of its own, until the returned sender is dropped.
 ///
 /// SQLite checkpoints by default in the commit that takes the log past 1,000 pages, and that
 /// commit then waits for every page to be copied and the database file flushed: with a region
-/// committing a group of creates every few milliseconds, those were the slowest creates by
-/// far. A passive checkpoint beside the writer takes no lock the writer needs; the writer
-/// starts the log over once a checkpoint has caught up with it.
+/// committing a group of creates every few milliseconds, those were among the slowest
+/// creates. A passive checkpoint beside the writer takes no lock the writer needs, so the
+/// pages are mostly copied by the time the writer checkpoints itself; but only a writer starts
+/// the log over, and only when a checkpoint has caught up with it, which a busy writer never
+/// lets this one do. So the writer still checkpoints, past [`WRITER_CHECKPOINTS_PAST`] pages,
+/// copying what is left, and the log starts over in its next transaction: it stays bounded.
 fn checkpoint_in_the_background(pool: SqlitePool) -> tokio::sync::oneshot::Sender<()> {
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {

@@ -152,6 +152,21 @@ impl App {
         let live_since =
             now - chrono::Duration::from_std(self.config.host_timeout).unwrap_or_default();
         let chosen_id = body.id.clone();
+        // A taken id is refused here from what the store keeps in memory; only a create racing
+        // another for the same id reaches the writer's unique key, whose refusal costs the
+        // writer's whole group a second run.
+        if let Some(id) = &chosen_id
+            && self
+                .store
+                .get_instance(&project.id, id.as_str())
+                .await?
+                .is_some()
+        {
+            return Err(Error::AlreadyExists(format!(
+                "instance {id} already exists in project {}",
+                project.id
+            )));
+        }
         for attempt in 0.. {
             let id = chosen_id
                 .clone()
@@ -209,8 +224,20 @@ impl App {
                     tracing::info!(project = %stored.project, id = %stored.id, uid = %stored.uid, "instance created");
                     return Ok(self.instance_view(&stored));
                 }
-                // A generated id that collides is drawn again; a chosen one is the caller's.
-                Err(Error::AlreadyExists(_)) if chosen_id.is_none() && attempt < 5 => continue,
+                // A generated id that collides is drawn again; a chosen one is the caller's,
+                // and anything else taken (an address) is the request's.
+                Err(Error::AlreadyExists(taken))
+                    if chosen_id.is_none()
+                        && attempt < 5
+                        && self
+                            .store
+                            .get_instance(&project.id, id.as_str())
+                            .await?
+                            .is_some() =>
+                {
+                    tracing::debug!(%id, taken, "a generated instance id was taken; drawing another");
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -6,10 +6,11 @@
 //! truth: every write through this store invalidates the rows it touched once it has
 //! committed, so a replica never answers older than a write it acknowledged (read-your-writes).
 //!
-//! A read that misses takes a ticket — the version of its key's slot — before it asks the
-//! database, and keeps what it found only if the slot still has that version afterwards. A
-//! write bumps the version after its commit, so a read that raced with it (and may have seen
-//! the row before the write) is not kept; the next read fetches the written row. Absent rows
+//! A read that misses takes a ticket — the version of its key's slot, never reused — before it
+//! asks the database, and keeps what it found only if the slot still has that version
+//! afterwards. A write drops the key's slot after its commit, so a read that raced with it (and
+//! may have seen the row before the write) is not kept; the next read fetches the written row.
+//! A written key thus takes no room until it is read again. Absent rows
 //! are kept too (a create invalidates its key), so a storm of GETs for a name that does not
 //! exist does not reach the database either.
 //!
@@ -35,8 +36,9 @@ const CAPACITY: usize = 200_000;
 
 struct Slot<T> {
     version: u64,
-    /// The row (or its absence) as read, and when.
-    value: Option<(Option<T>, Instant)>,
+    /// The row (or its absence) as read, and when; boxed, so that a slot waiting for its read
+    /// (or keeping an absence) takes little room.
+    value: Option<(Option<Box<T>>, Instant)>,
 }
 
 /// A cache of one kind of row by key.
@@ -46,6 +48,10 @@ pub(crate) struct Rows<K, T> {
     ttl: Option<Duration>,
     /// Bumped when everything is dropped, so reads in flight then are not kept.
     epoch: std::sync::atomic::AtomicU64,
+    /// The version the next new slot gets: a slot's version is never reused, so a written key's
+    /// slot is dropped (a read that raced with the write finds no slot of its ticket's version
+    /// to fill) and the cache holds only what is kept or being read.
+    next_version: std::sync::atomic::AtomicU64,
 }
 
 /// What a lookup found: the row (or that there is none), or a ticket to fill the slot with.
@@ -66,6 +72,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
             slots: Mutex::new(HashMap::new()),
             ttl,
             epoch: std::sync::atomic::AtomicU64::new(0),
+            next_version: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -76,7 +83,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
             if let Some((value, read_at)) = &slot.value
                 && self.ttl.is_none_or(|ttl| read_at.elapsed() < ttl)
             {
-                return Lookup::Hit(value.clone());
+                return Lookup::Hit(value.as_deref().cloned());
             }
             return Lookup::Miss(Ticket {
                 version: slot.version,
@@ -87,14 +94,17 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
             self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             slots.clear();
         }
+        let version = self
+            .next_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         slots.insert(
             key.clone(),
             Slot {
-                version: 0,
+                version,
                 value: None,
             },
         );
-        Lookup::Miss(Ticket { version: 0, epoch })
+        Lookup::Miss(Ticket { version, epoch })
     }
 
     /// Keeps what a read found, unless a write touched the key since its ticket.
@@ -106,16 +116,13 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
         if let Some(slot) = slots.get_mut(&key)
             && slot.version == ticket.version
         {
-            slot.value = Some((value, Instant::now()));
+            slot.value = Some((value.map(Box::new), Instant::now()));
         }
     }
 
     /// Forgets the row of `key` (after a write to it committed).
     pub(crate) fn invalidate(&self, key: &K) {
-        if let Some(slot) = self.slots.lock().unwrap().get_mut(key) {
-            slot.version += 1;
-            slot.value = None;
-        }
+        self.slots.lock().unwrap().remove(key);
     }
 
     /// Forgets every row.
@@ -176,6 +183,20 @@ mod tests {
         assert!(matches!(rows.lookup(&"a"), Lookup::Hit(Some(2))));
         rows.invalidate(&"a");
         assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn written_keys_take_no_room() {
+        let rows: Rows<u32, u32> = Rows::new(None);
+        for key in 0..1000 {
+            let Lookup::Miss(ticket) = rows.lookup(&key) else {
+                panic!("an empty cache misses")
+            };
+            rows.fill(key, ticket, None);
+            // The key is created: its absence is forgotten, and with it its slot.
+            rows.invalidate(&key);
+        }
+        assert_eq!(rows.slots.lock().unwrap().len(), 0);
     }
 
     #[test]

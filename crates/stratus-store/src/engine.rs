@@ -254,6 +254,12 @@ pub(crate) trait Engine: Send + Sync + 'static {
     fn in_process(&self) -> bool;
     /// The id column as compared and ordered by bytes.
     fn id_in_byte_order(&self) -> &'static str;
+    /// Whether a page's prefilter asks for an instance's `key=value` labels as JSON
+    /// containment (PostgreSQL, whose GIN index over the labels answers it, migration 0012)
+    /// rather than as the pair's text in the labels (SQLite, whose index of pages carries them).
+    fn labels_by_containment(&self) -> bool {
+        false
+    }
     /// The schema's own tables (no bookkeeping of migrations or of the database itself).
     async fn tables(&self) -> Result<Vec<String>>;
     /// Tells other replicas that instances or images changed (best effort); `payload` names

@@ -105,6 +105,10 @@ impl Engine for Metered {
         self.engine.in_process()
     }
 
+    fn labels_by_containment(&self) -> bool {
+        self.engine.labels_by_containment()
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         self.engine.id_in_byte_order()
     }

@@ -78,6 +78,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "instances_in_byte_order",
         sql: include_str!("../migrations/0011_instances_in_byte_order.sql"),
     },
+    Migration {
+        version: 12,
+        name: "instance_label_pairs",
+        sql: include_str!("../migrations/0012_instance_label_pairs.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column
@@ -95,6 +100,8 @@ pub(crate) struct ColumnTypes {
     /// How many migrations a database made by the former, per-database schema had when it
     /// matched the baseline.
     pub former_migrations: i64,
+    /// Whether this is PostgreSQL: a statement marked `{postgres}` runs there alone.
+    pub postgres: bool,
 }
 
 /// The statements of `sql`, with the column types filled in.
@@ -109,6 +116,10 @@ fn statements<'a>(sql: &'a str, types: &'a ColumnTypes) -> impl Iterator<Item = 
                 .to_owned()
         })
         .filter(|s| !s.trim().is_empty())
+        .filter_map(|s| match s.strip_prefix("{postgres}") {
+            Some(only_there) => types.postgres.then(|| only_there.trim().to_owned()),
+            None => Some(s),
+        })
         .map(|s| {
             s.replace("{uid}", types.uid)
                 .replace("{bytes}", types.bytes)
@@ -210,11 +221,31 @@ mod tests {
             byte_order: " COLLATE \"C\"",
             labels_in_index: "",
             former_migrations: 0,
+            postgres: true,
         };
         let all: Vec<String> = statements(MIGRATIONS[0].sql, &types).collect();
         assert!(all.len() > 10);
         assert!(all.iter().all(|s| !s.contains('{') && !s.contains("--")));
         assert!(all[1].starts_with("CREATE TABLE IF NOT EXISTS organizations"));
         assert!(all[1].contains("uid UUID PRIMARY KEY"));
+    }
+
+    #[test]
+    fn statements_marked_postgres_run_there_alone() {
+        let mut types = ColumnTypes {
+            uid: "TEXT",
+            bytes: "BLOB",
+            add_column: "ADD COLUMN",
+            byte_order: "",
+            labels_in_index: ", labels",
+            former_migrations: 0,
+            postgres: false,
+        };
+        let sql = MIGRATIONS[11].sql;
+        assert_eq!(statements(sql, &types).count(), 0);
+        types.postgres = true;
+        let there: Vec<String> = statements(sql, &types).collect();
+        assert_eq!(there.len(), 2);
+        assert!(there[1].starts_with("CREATE INDEX IF NOT EXISTS instances_by_label_pairs"));
     }
 }

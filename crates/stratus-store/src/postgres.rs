@@ -75,6 +75,7 @@ impl PostgresStore {
             byte_order: " COLLATE \"C\"",
             labels_in_index: "",
             former_migrations: 25,
+            postgres: true,
         };
         migrate(&engine, &types).await?;
         SqlStore::open(Box::new(engine)).await
@@ -218,6 +219,10 @@ impl Engine for PgEngine {
 
     fn in_process(&self) -> bool {
         false
+    }
+
+    fn labels_by_containment(&self) -> bool {
+        true
     }
 
     fn id_in_byte_order(&self) -> &'static str {

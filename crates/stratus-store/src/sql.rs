@@ -1266,12 +1266,23 @@ impl Store for SqlStore {
         page: &PageRequest,
     ) -> Result<Page<InstanceRecord>> {
         // Rows that cannot match are left in the database: each required `key=value` must
-        // appear in the instance's labels column as the JSON pair it is (when JSON writes both
-        // as they are); the selector itself then decides on what comes back.
+        // be in the instance's labels column, as JSON containment where the database indexes
+        // that, else as the JSON pair it is (when JSON writes both as they are); the selector
+        // itself then decides on what comes back.
         let mut filter = "project = ?".to_owned();
         let mut values = args![project];
         let mut fetch = Fetch::Rows;
-        for (key, value) in selector.required_pairs() {
+        let pairs: Vec<(&str, &str)> = selector.required_pairs().collect();
+        if self.db().labels_by_containment() && !pairs.is_empty() {
+            let wanted: serde_json::Map<String, serde_json::Value> = pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string().into()))
+                .collect();
+            filter.push_str(" AND NULLIF(labels, '')::jsonb @> ?::jsonb");
+            values.push(serde_json::Value::Object(wanted).to_string().into());
+            fetch = Fetch::KeysFirst;
+        }
+        for &(key, value) in pairs.iter().filter(|_| !self.db().labels_by_containment()) {
             let plain = |t: &str| {
                 t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))

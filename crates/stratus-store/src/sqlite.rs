@@ -71,6 +71,7 @@ impl SqliteStore {
             byte_order: "",
             labels_in_index: ", labels",
             former_migrations: 5,
+            postgres: false,
         };
         migrate(&engine, &types).await?;
         SqlStore::open(Box::new(engine)).await

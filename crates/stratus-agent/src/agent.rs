@@ -85,7 +85,9 @@ pub struct AgentConfig {
     /// How often every VM is compared with its instance even when neither changed (a guest
     /// that died, a step that was lost).
     pub recheck_every: Duration,
-    /// How often the whole list of the host's instances is asked for instead of what changed.
+    /// How often the whole list of the host's instances is asked for instead of what changed:
+    /// each host at a period of its own between half and one and a half times this, so the
+    /// agents of a region started together do not all ask for their whole lists in one second.
     pub relist_every: Duration,
 }
 
@@ -179,8 +181,10 @@ impl Agent {
         let mut listed = Instant::now();
         let mut checked = Instant::now();
         let mut wait = shared.config.poll_wait;
+        let spread = (host.as_u128() % 1024) as f64 / 1024.0;
+        let relist_every = shared.config.relist_every.mul_f64(0.5 + spread);
         loop {
-            if listed.elapsed() >= shared.config.relist_every {
+            if listed.elapsed() >= relist_every {
                 since = AssignmentCursor::default();
             }
             let polled = tokio::select! {

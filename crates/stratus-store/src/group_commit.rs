@@ -10,14 +10,15 @@
 //!
 //! On SQLite every statement is a trip to the database's thread and back, and on PostgreSQL
 //! one over the network; a group's time is mostly its statements, so a group is first run
-//! with as few as it can: no savepoints, its audit events in one multi-row insert, its
-//! heartbeats in one update. An update that lost its race changes no row, which is no error;
-//! a create refused by a quota or by capacity is refused before it writes anything, so the
-//! group goes on. Anything else refused (a taken id, an address) undoes the group, which runs
-//! again job by job, each inside a savepoint of its own, so the refused job is undone alone
-//! and the others stand. A lone job waits for
-//! nothing: the writer takes what is queued, even if that is one. One writer also means the
-//! region's hot writes never queue for SQLite's write lock against each other.
+//! with as few as it can: its audit events in multi-row inserts, its heartbeats in one update,
+//! and no savepoint for a create that writes nothing a refusal could follow but its own row
+//! (a quota, capacity or full subnet refuses it before it writes, and the group goes on). An
+//! update that lost its race changes no row, which is no error. Any other create keeps a
+//! savepoint of its own. A job refused by a statement after it wrote (a taken id that raced
+//! past the API's check) undoes the group, which runs again job by job, each inside a
+//! savepoint of its own, so the refused job is undone alone and the others stand. A lone job
+//! waits for nothing: the writer takes what is queued, even if that is one. One writer also
+//! means the region's hot writes never queue for SQLite's write lock against each other.
 //!
 //! Placement reads its zone's host rows once per group (not once per create) and counts each
 //! create of the group onto its host as it goes. What is placed on a host is kept in counters
@@ -254,21 +255,19 @@ async fn run_together(
                 }
                 let savepoint = !writes_only_its_row_last(&create.instance);
                 if savepoint {
-                    tx.execute("SAVEPOINT stratus_job", vec![]).await?;
+                    open_savepoint(tx).await?;
                 }
                 let one = create_one(tx, engine, create, &mut zones, &mut seen);
                 match tracing::Instrument::instrument(one, create.span.clone()).await {
                     Ok(created) => {
                         if savepoint {
-                            tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                            release_savepoint(tx).await?;
                         }
                         Ok(Done::Created(created))
                     }
                     Err(DbError::Other(refused)) if savepoint && is_refusal(&refused) => {
                         seen = Seen::default();
-                        tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
-                            .await?;
-                        tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                        undo_savepoint(tx).await?;
                         Err(refused)
                     }
                     Err(DbError::Other(Error::AlreadyExists(_)) | DbError::Unique) => {
@@ -397,7 +396,7 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
             let savepoint =
                 matches!(job, Job::Create(_)) || !engine.failed_statement_keeps_transaction();
             if savepoint {
-                tx.execute("SAVEPOINT stratus_job", vec![]).await?;
+                open_savepoint(&mut tx).await?;
             }
             let done = match job {
                 Job::Create(job) => {
@@ -423,7 +422,7 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
             match done {
                 Ok(done) => {
                     if savepoint {
-                        tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                        release_savepoint(&mut tx).await?;
                     }
                     outcomes.push(Ok(done));
                 }
@@ -437,9 +436,7 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
                     // What the group looked up may have been written by the job undone.
                     seen = Seen::default();
                     if savepoint {
-                        tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
-                            .await?;
-                        tx.execute("RELEASE SAVEPOINT stratus_job", vec![]).await?;
+                        undo_savepoint(&mut tx).await?;
                     }
                     outcomes.push(Err(match (job, refused) {
                         (Job::Create(job), DbError::Unique) => instance_exists(&job.instance),
@@ -462,19 +459,6 @@ async fn create_one(
     engine: &dyn Engine,
     job: &CreateJob,
     zones: &mut HashMap<String, Vec<HostUsage>>,
-    seen: &mut Seen,
-) -> DbResult<InstanceRecord> {
-    let placed = admit_and_place(tx, engine, job, zones, seen).await?;
-    write_create(tx, engine, job, placed, zones, seen).await
-}
-
-/// A create admitted under its organization's quotas and placed on a host, before anything
-/// of it is written: `job`'s instance with its host chosen.
-async fn admit_and_place(
-    tx: &mut Box<dyn Tx>,
-    engine: &dyn Engine,
-    job: &CreateJob,
-    zones: &HashMap<String, Vec<HostUsage>>,
     seen: &mut Seen,
 ) -> DbResult<InstanceRecord> {
     let instance = &job.instance;
@@ -500,19 +484,6 @@ async fn admit_and_place(
         Ok(host) => placed.host_id = Some(host),
         Err(refused) => return Err(unless_taken(tx, instance, refused.into()).await),
     }
-    Ok(placed)
-}
-
-/// Writes a placed create: its addresses, its row and its host's counters.
-async fn write_create(
-    tx: &mut Box<dyn Tx>,
-    engine: &dyn Engine,
-    job: &CreateJob,
-    mut placed: InstanceRecord,
-    zones: &mut HashMap<String, Vec<HostUsage>>,
-    seen: &mut Seen,
-) -> DbResult<InstanceRecord> {
-    let instance = &job.instance;
     placed.spec.nics =
         match crate::addressing::assign_nics(tx, engine, &placed, &mut seen.subnets).await {
             Ok(nics) => nics,
@@ -538,6 +509,25 @@ async fn write_create(
         }
     }
     Ok(created)
+}
+
+/// Opens the savepoint a job runs in.
+async fn open_savepoint(tx: &mut Box<dyn Tx>) -> DbResult<()> {
+    tx.execute("SAVEPOINT stratus_job", vec![]).await.map(drop)
+}
+
+/// Keeps what the job in the savepoint wrote.
+async fn release_savepoint(tx: &mut Box<dyn Tx>) -> DbResult<()> {
+    tx.execute("RELEASE SAVEPOINT stratus_job", vec![])
+        .await
+        .map(drop)
+}
+
+/// Undoes what the job in the savepoint wrote.
+async fn undo_savepoint(tx: &mut Box<dyn Tx>) -> DbResult<()> {
+    tx.execute("ROLLBACK TO SAVEPOINT stratus_job", vec![])
+        .await?;
+    release_savepoint(tx).await
 }
 
 /// `refused`, or that `instance`'s id is taken when it is.

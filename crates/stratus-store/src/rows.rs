@@ -73,17 +73,7 @@ listed!(
 
 /// `INSERT` of `record`'s row, with its arguments.
 pub(crate) fn insert<T: Table>(record: &T) -> (String, Vec<Arg>) {
-    let values = record.values();
-    let names: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
-    let marks = vec!["?"; names.len()].join(", ");
-    (
-        format!(
-            "INSERT INTO {} ({}) VALUES ({marks})",
-            T::NAME,
-            names.join(", ")
-        ),
-        values.into_iter().map(|(_, arg)| arg).collect(),
-    )
+    insert_many(&[record])
 }
 
 /// One `INSERT` of every row of `records` (which must not be empty), with its arguments.

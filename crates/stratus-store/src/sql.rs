@@ -1273,24 +1273,27 @@ impl Store for SqlStore {
         let mut values = args![project];
         let mut fetch = Fetch::Rows;
         let pairs: Vec<(&str, &str)> = selector.required_pairs().collect();
-        if self.db().labels_by_containment() && !pairs.is_empty() {
-            let wanted: serde_json::Map<String, serde_json::Value> = pairs
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string().into()))
-                .collect();
-            filter.push_str(" AND NULLIF(labels, '')::jsonb @> ?::jsonb");
-            values.push(serde_json::Value::Object(wanted).to_string().into());
-            fetch = Fetch::KeysFirst;
-        }
-        for &(key, value) in pairs.iter().filter(|_| !self.db().labels_by_containment()) {
+        if self.db().labels_by_containment() {
+            if !pairs.is_empty() {
+                let wanted: serde_json::Map<String, serde_json::Value> = pairs
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string().into()))
+                    .collect();
+                filter.push_str(" AND NULLIF(labels, '')::jsonb @> ?::jsonb");
+                values.push(serde_json::Value::Object(wanted).to_string().into());
+                fetch = Fetch::KeysFirst;
+            }
+        } else {
             let plain = |t: &str| {
                 t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
             };
-            if plain(key) && plain(value) {
-                filter.push_str(" AND labels LIKE ? ESCAPE '\\'");
-                values.push(contains_pattern(&format!("\"{key}\":\"{value}\"")).into());
-                fetch = Fetch::KeysFirst;
+            for (key, value) in pairs {
+                if plain(key) && plain(value) {
+                    filter.push_str(" AND labels LIKE ? ESCAPE '\\'");
+                    values.push(contains_pattern(&format!("\"{key}\":\"{value}\"")).into());
+                    fetch = Fetch::KeysFirst;
+                }
             }
         }
         let keep = |i: &InstanceRecord| selector.matches(&i.spec.labels);

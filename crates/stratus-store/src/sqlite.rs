@@ -1,4 +1,5 @@
-//! The embedded SQLite engine: one file in the data directory, WAL, one writer connection.
+//! The embedded SQLite engine: one file in the data directory, WAL, one writer connection (and
+//! one that copies the write-ahead log back beside it).
 
 use crate::engine::impl_columns;
 use crate::engine::{Arg, DbError, DbResult, Engine, Isolation, Row, Tx, pool_gauges};

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             servers_are_unique_by_id_and_live_bmc_and_guarded,
             creates_committed_together_keep_their_own_outcomes,
             audit_events_and_heartbeats_written_together_all_land,
+            status_reports_written_together_each_keep_their_guard,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -939,6 +940,81 @@ pub async fn audit_events_and_heartbeats_written_together_all_land(store: Arc<dy
         latest,
         "a heartbeat heard earlier does not move a host's back"
     );
+}
+
+/// Agents' status reports go in a few statements per group: each must still be guarded by
+/// its own generation, two reports of one instance read at one generation must not both win,
+/// a stale one must lose, and what each winner is answered must be its row as it reads back.
+pub async fn status_reports_written_together_each_keep_their_guard(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let mut created = Vec::new();
+    for n in 0..100 {
+        created.push(
+            create_with_nics(&store, &format!("r-{n:03}"), vec![])
+                .await
+                .unwrap(),
+        );
+    }
+    // Each instance reported three times at once: twice from the generation it has (with a
+    // status each), once from a generation it left; one of them written by its owner as well.
+    let mut jobs = Vec::new();
+    for instance in &created {
+        for (status, behind) in [
+            (InstanceStatus::Staging, 0),
+            (InstanceStatus::Running, 0),
+            (InstanceStatus::Terminated, 1),
+        ] {
+            let store = store.clone();
+            let mut reported = instance.clone();
+            reported.generation -= behind;
+            reported.set_status(status, Some(format!("{status:?}")), Utc::now());
+            jobs.push(tokio::spawn(async move {
+                (
+                    behind,
+                    store.update_instance_status(&reported).await.unwrap(),
+                )
+            }));
+        }
+    }
+    let mut owner_wrote = created[7].clone();
+    owner_wrote.spec.display_name = "renamed".into();
+    let renamed = store.clone();
+    let renaming = tokio::spawn(async move { renamed.update_instance(&owner_wrote).await });
+    let mut winners = std::collections::HashMap::new();
+    for job in jobs {
+        let (behind, written) = job.await.unwrap();
+        if let Some(written) = written {
+            assert_eq!(behind, 0, "a report from a generation left behind lost");
+            assert!(
+                winners.insert(written.uid, written).is_none(),
+                "two reports read at one generation both won"
+            );
+        }
+    }
+    let renaming = renaming.await.unwrap().unwrap();
+    for instance in &created {
+        let read = store
+            .get_instance_by_uid(instance.uid)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.generation, instance.generation + 1);
+        match (winners.get(&instance.uid), &renaming) {
+            (Some(report), _) => assert_eq!(report, &read, "a report answers its row"),
+            (None, Some(owner)) if owner.uid == instance.uid => {
+                assert_eq!(owner, &read, "the owner's write answers its row")
+            }
+            _ => panic!("nothing was written to {}", instance.id),
+        }
+    }
+    // A report from the generation a winner answered goes through.
+    let (uid, won) = winners.iter().next().unwrap();
+    let mut next = won.clone();
+    next.set_status(InstanceStatus::Stopping, None, Utc::now());
+    let written = store.update_instance_status(&next).await.unwrap().unwrap();
+    assert_eq!(written.generation, won.generation + 1);
+    let read = store.get_instance_by_uid(*uid).await.unwrap().unwrap();
+    assert_eq!(read.status, InstanceStatus::Stopping);
 }
 
 /// When each of `hosts` was last heard from, in milliseconds.

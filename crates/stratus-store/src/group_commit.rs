@@ -11,7 +11,7 @@
 //! On SQLite every statement is a trip to the database's thread and back, and on PostgreSQL
 //! one over the network; a group's time is mostly its statements, so a group is first run
 //! with as few as it can: its audit events in multi-row inserts, its heartbeats in one update,
-//! and no savepoint for a create that writes nothing a refusal could follow but its own row
+//! the statuses agents reported in an update per 64 instances, and no savepoint for a create that writes nothing a refusal could follow but its own row
 //! (a quota, capacity or full subnet refuses it before it writes, and the group goes on). An
 //! update that lost its race changes no row, which is no error. Any other create keeps a
 //! savepoint of its own. A job refused by a statement after it wrote (a taken id that raced
@@ -245,6 +245,7 @@ async fn run_together(
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut events = Vec::new();
     let mut heard: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
+    let mut reports: Vec<(usize, &InstanceRecord)> = Vec::new();
     for job in jobs {
         let done = match job {
             Job::Create(create) => {
@@ -277,6 +278,10 @@ async fn run_together(
                     Err(failed) => return Err(failed),
                 }
             }
+            Job::Update(update) if update.status_only => {
+                reports.push((outcomes.len(), &update.instance));
+                Ok(Done::Updated(None))
+            }
             Job::Update(update) => {
                 let one = update_one(tx, update);
                 Ok(Done::Updated(
@@ -295,6 +300,9 @@ async fn run_together(
         };
         outcomes.push(done);
     }
+    for (at, written) in report_statuses(tx, &reports).await? {
+        outcomes[at] = Ok(Done::Updated(written));
+    }
     for run in runs(&events) {
         let (sql, args) = insert_many(run);
         match tx.execute(&sql, args).await {
@@ -308,6 +316,46 @@ async fn run_together(
     for run in runs(&heard) {
         let (sql, args) = touch_hosts(run);
         tx.execute(&sql, args).await?;
+    }
+    Ok(outcomes)
+}
+
+/// Writes the lifecycles `reports` (each the place of its job in the group, and the instance
+/// as reported) in a few statements, each guarded by its instance's generation; returns each
+/// job's place and its row as written (`None`: it lost its race).
+///
+/// Reports of one instance go in statements of their own, in the order of the group, since a
+/// row two rows of one statement matched would be written once: the first of them takes the
+/// row's generation, and the rest lose as they would have one after another.
+async fn report_statuses(
+    tx: &mut Box<dyn Tx>,
+    reports: &[(usize, &InstanceRecord)],
+) -> DbResult<Vec<(usize, Option<InstanceRecord>)>> {
+    let mut rounds: Vec<Vec<(usize, &InstanceRecord)>> = Vec::new();
+    let mut reported: HashMap<Uuid, usize> = HashMap::new();
+    for &(at, instance) in reports {
+        let before = reported.entry(instance.uid).or_insert(0);
+        if rounds.len() <= *before {
+            rounds.push(Vec::new());
+        }
+        rounds[*before].push((at, instance));
+        *before += 1;
+    }
+    let mut outcomes = Vec::with_capacity(reports.len());
+    for round in &rounds {
+        for run in runs(round) {
+            let instances: Vec<&InstanceRecord> = run.iter().map(|(_, i)| *i).collect();
+            let (sql, args) = crate::sql::guarded_status_updates_of(&instances);
+            let rows = tx.query(&sql, args).await?;
+            let wrote = rows
+                .iter()
+                .map(|row| row.uuid("uid"))
+                .collect::<Result<std::collections::HashSet<Uuid>>>()?;
+            for (at, instance) in run {
+                let written = crate::sql::written_if(instance, wrote.contains(&instance.uid));
+                outcomes.push((*at, written));
+            }
+        }
     }
     Ok(outcomes)
 }
@@ -368,7 +416,7 @@ fn runs<T>(mut items: &[T]) -> Vec<&[T]> {
 async fn update_one(tx: &mut Box<dyn Tx>, job: &UpdateJob) -> DbResult<Option<InstanceRecord>> {
     let instance = &job.instance;
     let (sql, args) = if job.status_only {
-        crate::sql::guarded_status_update_of(instance)
+        crate::sql::guarded_status_updates_of(&[instance])
     } else {
         crate::sql::guarded_update_of(instance)
     };

@@ -408,19 +408,34 @@ pub(crate) fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>)
     )
 }
 
-/// The guarded write of an instance's lifecycle alone: its desired state and status.
-pub(crate) fn guarded_status_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>) {
-    guarded::<InstanceRecord>(
-        vec![
-            ("desired", instance.desired.as_str().into()),
-            ("status", instance.status.as_str().into()),
-            ("status_message", (&instance.status_message).into()),
-            ("status_changed_at", ms(instance.status_changed_at).into()),
-            ("updated_at", ms(instance.updated_at).into()),
-        ],
-        ("uid", instance.uid.into()),
-        instance.generation,
-        "generation",
+/// One statement writing the lifecycle of each of `instances` (its desired state and status,
+/// nothing else), each guarded by its own generation; it returns the
+/// uid of each row it wrote. No two of `instances` may be the same instance: a row two of them
+/// matched would be written once, by either.
+pub(crate) fn guarded_status_updates_of(instances: &[&InstanceRecord]) -> (String, Vec<Arg>) {
+    let marks = vec!["(?, ?, ?, ?, ?, ?, ?)"; instances.len()].join(", ");
+    let mut args = Vec::with_capacity(instances.len() * 7);
+    for instance in instances {
+        args.extend([
+            instance.uid.into(),
+            instance.generation.into(),
+            instance.desired.as_str().into(),
+            instance.status.as_str().into(),
+            (&instance.status_message).into(),
+            ms(instance.status_changed_at).into(),
+            ms(instance.updated_at).into(),
+        ]);
+    }
+    (
+        format!(
+            "UPDATE instances SET desired = reported.column3, status = reported.column4, \
+             status_message = reported.column5, status_changed_at = reported.column6, \
+             updated_at = reported.column7, generation = instances.generation + 1 \
+             FROM (VALUES {marks}) AS reported \
+             WHERE instances.uid = reported.column1 AND instances.generation = reported.column2 \
+             RETURNING instances.uid"
+        ),
+        args,
     )
 }
 
@@ -429,9 +444,14 @@ pub(crate) fn guarded_status_update_of(instance: &InstanceRecord) -> (String, Ve
 /// was still as `instance` was read, and the update wrote everything else that may change;
 /// so the row need not be read back (and its spec parsed again).
 pub(crate) fn written(instance: &InstanceRecord, rows: &[Row]) -> Option<InstanceRecord> {
+    written_if(instance, !rows.is_empty())
+}
+
+/// `instance` one generation on, as [`written`] gives it, if `wrote`.
+pub(crate) fn written_if(instance: &InstanceRecord, wrote: bool) -> Option<InstanceRecord> {
     use chrono::SubsecRound;
     // Times are kept to the millisecond, as a read of the row would give them.
-    rows.first().map(|_| InstanceRecord {
+    wrote.then(|| InstanceRecord {
         generation: instance.generation + 1,
         status_changed_at: instance.status_changed_at.trunc_subsecs(3),
         created_at: instance.created_at.trunc_subsecs(3),

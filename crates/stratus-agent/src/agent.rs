@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use stratus_types::agent::{
     Assignment, AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, ReportOutcome,
-    StatusReport,
+    Reported, ReportedRecord, StatusReport,
 };
 use stratus_types::{InstanceStatus, MetadataItem};
 use tokio::sync::Notify;
@@ -42,7 +42,7 @@ pub trait ControlPlane: Send + Sync + 'static {
         &self,
         host: Uuid,
         report: &StatusReport,
-    ) -> Result<ReportOutcome, ControlPlaneError>;
+    ) -> Result<Reported, ControlPlaneError>;
     /// The VM of a deleted instance is gone from the host: the deletion can finish.
     async fn report_destroyed(&self, host: Uuid, uid: Uuid) -> Result<(), ControlPlaneError>;
     /// Appends serial console bytes at offset `at`; returns the log's end offset.
@@ -332,11 +332,44 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
     if shared.in_flight.lock().unwrap().contains(&uid) {
         return;
     }
+    let Some(step) = step_for(shared, a).await else {
+        return;
+    };
+    shared.in_flight.lock().unwrap().insert(uid);
+    let shared = shared.clone();
+    let mut assignment = a.clone();
+    tracker.spawn(async move {
+        let mut step = step;
+        // A report accepted names the record it made: the next step (a boot after the disks
+        // are ready) starts from it at once, without waiting for the next poll.
+        loop {
+            let span = step_span(&assignment, &step);
+            let Some(now) = run_step(&shared, &assignment, step).instrument(span).await else {
+                break;
+            };
+            assignment.generation = now.generation;
+            assignment.desired = now.desired;
+            assignment.status = now.status;
+            match step_for(&shared, &assignment).await {
+                Some(next) => step = next,
+                None => break,
+            }
+        }
+        shared.in_flight.lock().unwrap().remove(&uid);
+        shared.finished.lock().unwrap().insert(uid);
+        shared.step_done.notify_one();
+    });
+}
+
+/// The step `a` needs now, from what its VM is doing (`None`: nothing, or the VM could not be
+/// inspected); also tells the driver what the guest is served now.
+async fn step_for(shared: &Shared, a: &Assignment) -> Option<Step> {
+    let uid = a.spec.uid;
     let vm = match shared.driver.inspect(uid).await {
         Ok(vm) => vm,
         Err(e) => {
             tracing::warn!(%uid, error = %e, "inspecting a VM failed");
-            return;
+            return None;
         }
     };
     if vm.is_some()
@@ -344,34 +377,22 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
     {
         tracing::warn!(%uid, error = %e, "updating what the guest is served failed");
     }
-    let step = next_step(a.desired, a.status, vm.as_ref());
-    if step == Step::Nothing {
-        return;
+    match next_step(a.desired, a.status, vm.as_ref()) {
+        Step::Nothing => None,
+        step => Some(step),
     }
-    shared.in_flight.lock().unwrap().insert(uid);
-    let shared = shared.clone();
-    let assignment = a.clone();
-    let span = step_span(&assignment, &step);
-    tracker.spawn(
-        async move {
-            run_step(&shared, &assignment, step).await;
-            shared.in_flight.lock().unwrap().remove(&uid);
-            shared.finished.lock().unwrap().insert(uid);
-            shared.step_done.notify_one();
-        }
-        .instrument(span),
-    );
 }
 
 /// Performs one step and reports its outcome; failed start steps are retried a bounded number
-/// of times, then the instance is reported TERMINATED with the error.
-async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
+/// of times, then the instance is reported TERMINATED with the error. Returns the record the
+/// report made, when it was accepted.
+async fn run_step(shared: &Shared, a: &Assignment, step: Step) -> Option<ReportedRecord> {
     let uid = a.spec.uid;
     let driver = &shared.driver;
     tracing::debug!(%uid, id = %a.spec.id, status = ?a.status, ?step, "step");
     let started = Instant::now();
     let result = match &step {
-        Step::Nothing => return,
+        Step::Nothing => return None,
         Step::Prepare => driver
             .prepare(&a.spec)
             .await
@@ -416,7 +437,7 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
                 {
                     tracing::warn!(%uid, error = %e, "reporting a destroyed VM failed");
                 }
-                return;
+                return None;
             }
             Err(e) => Err(e),
         },
@@ -445,7 +466,7 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
                 );
             if !gives_up {
                 tokio::time::sleep(shared.config.retry_backoff * attempts).await;
-                return;
+                return None;
             }
             shared.failures.lock().unwrap().remove(&uid);
             let _ = driver.power_off(uid).await;
@@ -460,9 +481,7 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
             })
         }
     };
-    let Some(observation) = observation else {
-        return;
-    };
+    let observation = observation?;
     let report = StatusReport {
         uid,
         generation: a.generation,
@@ -471,11 +490,21 @@ async fn run_step(shared: &Shared, a: &Assignment, step: Step) {
         intent_stopped: observation.intent_stopped,
     };
     match shared.control_plane.report(shared.host, &report).await {
-        Ok(ReportOutcome::Accepted) => {}
-        Ok(ReportOutcome::Stale) => {
-            tracing::debug!(%uid, "report was stale; the record changed meanwhile")
+        Ok(Reported {
+            outcome: ReportOutcome::Accepted,
+            now,
+        }) => now,
+        Ok(Reported {
+            outcome: ReportOutcome::Stale,
+            ..
+        }) => {
+            tracing::debug!(%uid, "report was stale; the record changed meanwhile");
+            None
         }
-        Err(e) => tracing::warn!(%uid, error = %e, "reporting a status failed"),
+        Err(e) => {
+            tracing::warn!(%uid, error = %e, "reporting a status failed");
+            None
+        }
     }
 }
 

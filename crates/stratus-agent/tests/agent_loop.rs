@@ -9,7 +9,7 @@ use stratus_agent::sim::{SimDriver, SimTimings};
 use stratus_agent::{Agent, AgentConfig, ControlPlane, Driver};
 use stratus_types::agent::{
     Assignment, AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, ReportOutcome,
-    StatusReport, VmSpec,
+    Reported, ReportedRecord, StatusReport, VmSpec,
 };
 use stratus_types::{DesiredState, InstanceStatus, MetadataItem, MetadataKey};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,8 @@ struct Recorder {
     /// Metadata by instance, and how often it was fetched.
     metadata: Mutex<std::collections::HashMap<Uuid, Vec<MetadataItem>>>,
     metadata_fetches: std::sync::atomic::AtomicUsize,
+    /// Whether an accepted report is answered with the record it made.
+    answers_record: bool,
 }
 
 #[async_trait]
@@ -48,13 +50,21 @@ impl ControlPlane for Recorder {
         })
     }
 
-    async fn report(
-        &self,
-        _: Uuid,
-        report: &StatusReport,
-    ) -> Result<ReportOutcome, ControlPlaneError> {
+    async fn report(&self, _: Uuid, report: &StatusReport) -> Result<Reported, ControlPlaneError> {
         self.reports.lock().unwrap().push(report.clone());
-        Ok(ReportOutcome::Accepted)
+        let desired = if report.intent_stopped {
+            DesiredState::Stopped
+        } else {
+            DesiredState::Running
+        };
+        Ok(Reported {
+            outcome: ReportOutcome::Accepted,
+            now: self.answers_record.then_some(ReportedRecord {
+                generation: report.generation + 1,
+                desired,
+                status: report.status,
+            }),
+        })
     }
 
     async fn report_destroyed(&self, _: Uuid, _: Uuid) -> Result<(), ControlPlaneError> {
@@ -137,6 +147,32 @@ fn start(cp: Arc<Recorder>, driver: Arc<SimDriver>) -> CancellationToken {
     cancel
 }
 
+/// Places `uid` on the host, meant to run, at `status` and `generation`.
+fn assign(cp: &Recorder, uid: Uuid, status: InstanceStatus, generation: i64, digest: &str) {
+    cp.assignments.lock().unwrap().push(Assignment {
+        spec: spec(uid),
+        desired: DesiredState::Running,
+        status,
+        generation,
+        metadata_digest: digest.into(),
+        traceparent: None,
+        request_id: None,
+    });
+}
+
+/// The reports `cp` took, once there are at least `n` (waiting up to 5 s).
+async fn reports(cp: &Recorder, n: usize) -> Vec<StatusReport> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let reports = cp.reports.lock().unwrap().clone();
+        if reports.len() >= n {
+            return reports;
+        }
+        assert!(Instant::now() < deadline, "fewer than {n} reports");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn instant_sim() -> Arc<SimDriver> {
     let timings = SimTimings {
         prepare_ms: 0,
@@ -173,24 +209,9 @@ async fn a_vm_no_instance_claims_is_destroyed_after_the_grace_period() {
 async fn a_running_instance_whose_vm_vanished_is_reported_terminated() {
     let cp = Arc::new(Recorder::default());
     let uid = Uuid::new_v4();
-    cp.assignments.lock().unwrap().push(Assignment {
-        spec: spec(uid),
-        desired: DesiredState::Running,
-        status: InstanceStatus::Running,
-        generation: 7,
-        metadata_digest: String::new(),
-        traceparent: None,
-        request_id: None,
-    });
+    assign(&cp, uid, InstanceStatus::Running, 7, "");
     let cancel = start(cp.clone(), instant_sim());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let report = loop {
-        if let Some(r) = cp.reports.lock().unwrap().first().cloned() {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "no report");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let report = reports(&cp, 1).await.remove(0);
     assert_eq!(report.uid, uid);
     assert_eq!(report.generation, 7);
     assert_eq!(report.status, InstanceStatus::Terminated);
@@ -212,24 +233,9 @@ async fn metadata_is_fetched_once_per_digest_and_reaches_the_driver() {
             value: "boot-permanent".into(),
         }],
     );
-    cp.assignments.lock().unwrap().push(Assignment {
-        spec: spec(uid),
-        desired: DesiredState::Running,
-        status: InstanceStatus::Staging,
-        generation: 3,
-        metadata_digest: "d1".into(),
-        traceparent: None,
-        request_id: None,
-    });
+    assign(&cp, uid, InstanceStatus::Staging, 3, "d1");
     let cancel = start(cp.clone(), instant_sim());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let report = loop {
-        if let Some(r) = cp.reports.lock().unwrap().first().cloned() {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "no report");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let report = reports(&cp, 1).await.remove(0);
     assert!(
         report
             .message
@@ -251,4 +257,30 @@ async fn metadata_is_fetched_once_per_digest_and_reaches_the_driver() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     cancel.cancel();
+}
+
+/// A report accepted is answered with the record it made, and the agent takes its next step
+/// from that record at once: here the polls keep answering the instance as it was created
+/// (PROVISIONING, generation 1), so a boot reported from generation 2 could only come from
+/// the answer.
+#[tokio::test]
+async fn an_accepted_report_leads_straight_to_the_next_step() {
+    let cp = Arc::new(Recorder {
+        answers_record: true,
+        ..Recorder::default()
+    });
+    let uid = Uuid::new_v4();
+    assign(&cp, uid, InstanceStatus::Provisioning, 1, "");
+    let cancel = start(cp.clone(), instant_sim());
+    let reports = reports(&cp, 2).await;
+    cancel.cancel();
+    let steps: Vec<(InstanceStatus, i64)> = reports
+        .iter()
+        .take(2)
+        .map(|r| (r.status, r.generation))
+        .collect();
+    assert_eq!(
+        steps,
+        [(InstanceStatus::Staging, 1), (InstanceStatus::Running, 2)]
+    );
 }

@@ -4,7 +4,9 @@
 //! on its host, with the owner's intent (`desired`), the last status the control plane
 //! recorded, and that record's `generation`. The agent acts and reports the status it observed,
 //! naming the generation it acted on; a report against a stale generation is refused, and the
-//! agent simply asks again. The control plane never dials an agent.
+//! agent simply asks again. An accepted report is answered with the record's new generation,
+//! so the agent goes on to its next step without asking. The control plane never dials an
+//! agent.
 
 use crate::instance::{DesiredState, Disk, InstanceStatus, MetadataItem};
 use serde::{Deserialize, Serialize};
@@ -183,6 +185,29 @@ pub struct InstanceMetadata {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Reported {
     pub outcome: ReportOutcome,
+    /// When the report was accepted: the instance's record as it stands now, so the agent can
+    /// take its next step at once rather than ask for its assignments first. (Control planes
+    /// that do not send it leave the agent to ask.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub now: Option<ReportedRecord>,
+}
+
+/// An instance's record right after a report was written to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedRecord {
+    pub generation: i64,
+    pub desired: DesiredState,
+    pub status: InstanceStatus,
+}
+
+impl Reported {
+    /// The report was refused: the record changed since the agent read it.
+    pub fn stale() -> Self {
+        Reported {
+            outcome: ReportOutcome::Stale,
+            now: None,
+        }
+    }
 }
 
 /// The query of an assignments poll.

@@ -8,7 +8,7 @@ use stratus_agent::agent::ControlPlaneError;
 use stratus_api::App;
 use stratus_types::MetadataItem;
 use stratus_types::agent::{
-    AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, ReportOutcome, StatusReport,
+    AssignmentBatch, AssignmentCursor, HostImageInfo, HostRegistration, Reported, StatusReport,
 };
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ impl ControlPlane for LocalControlPlane {
         &self,
         host: Uuid,
         report: &StatusReport,
-    ) -> Result<ReportOutcome, ControlPlaneError> {
+    ) -> Result<Reported, ControlPlaneError> {
         self.0.host_report(host, report).await.map_err(cp_error)
     }
 

@@ -10,8 +10,7 @@ use stratus_agent::agent::ControlPlaneError;
 use stratus_types::MetadataItem;
 use stratus_types::agent::{
     AssignmentBatch, AssignmentCursor, AssignmentsQuery, HostImageInfo, HostRegistration,
-    InstanceMetadata, Registered, ReportOutcome, Reported, SerialEnd, SerialQuery, StatusReport,
-    routes,
+    InstanceMetadata, Registered, Reported, SerialEnd, SerialQuery, StatusReport, routes,
 };
 use uuid::Uuid;
 
@@ -123,7 +122,7 @@ impl ControlPlane for HttpControlPlane {
         &self,
         host: Uuid,
         report: &StatusReport,
-    ) -> Result<ReportOutcome, ControlPlaneError> {
+    ) -> Result<Reported, ControlPlaneError> {
         let reply: Option<Reported> = self
             .call(CALL, |http, url| {
                 http.post(format!(
@@ -133,9 +132,7 @@ impl ControlPlane for HttpControlPlane {
                 .json(report)
             })
             .await?;
-        reply
-            .map(|r| r.outcome)
-            .ok_or_else(|| ControlPlaneError("report answered without an outcome".into()))
+        reply.ok_or_else(|| ControlPlaneError("report answered without an outcome".into()))
     }
 
     async fn report_destroyed(&self, host: Uuid, uid: Uuid) -> Result<(), ControlPlaneError> {

@@ -8,7 +8,7 @@ use stratus_store::{HostRegistrationRecord, InstanceRecord};
 use stratus_types::DesiredState;
 use stratus_types::agent::{
     Assignment, AssignmentBatch, AssignmentCursor, HostRegistration, OverlayPeer, ReportOutcome,
-    StatusReport, VmNic, VmSpec,
+    Reported, ReportedRecord, StatusReport, VmNic, VmSpec,
 };
 use uuid::Uuid;
 
@@ -240,12 +240,12 @@ impl App {
     }
 
     /// Records a status an agent observed, unless the record changed since it was read.
-    pub async fn host_report(&self, host: Uuid, report: &StatusReport) -> Result<ReportOutcome> {
+    pub async fn host_report(&self, host: Uuid, report: &StatusReport) -> Result<Reported> {
         let Some(mut record) = self.store.get_instance_by_uid(report.uid).await? else {
-            return Ok(ReportOutcome::Stale);
+            return Ok(Reported::stale());
         };
         if record.host_id != Some(host) || record.generation != report.generation {
-            return Ok(ReportOutcome::Stale);
+            return Ok(Reported::stale());
         }
         if report.intent_stopped && record.desired != DesiredState::Deleted {
             record.desired = DesiredState::Stopped;
@@ -263,9 +263,16 @@ impl App {
                     status_message = stored.status_message.as_deref().unwrap_or(""),
                     "instance status"
                 );
-                Ok(ReportOutcome::Accepted)
+                Ok(Reported {
+                    outcome: ReportOutcome::Accepted,
+                    now: Some(ReportedRecord {
+                        generation: stored.generation,
+                        desired: stored.desired,
+                        status: stored.status,
+                    }),
+                })
             }
-            None => Ok(ReportOutcome::Stale),
+            None => Ok(Reported::stale()),
         }
     }
 

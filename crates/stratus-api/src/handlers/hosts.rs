@@ -90,9 +90,7 @@ async fn report(
     Path(host): Path<Uuid>,
     StrictJson(body): StrictJson<StatusReport>,
 ) -> ApiResult<Json<Reported>> {
-    Ok(Json(Reported {
-        outcome: app.host_report(host, &body).await?,
-    }))
+    Ok(Json(app.host_report(host, &body).await?))
 }
 
 async fn destroyed(

@@ -598,6 +598,22 @@ pub async fn console_log_appends_and_trims(store: Arc<dyn Store>) {
     assert_eq!((start, bytes.as_slice(), next), (10, &b"a"[..], 11));
     let gone = Uuid::new_v4();
     assert_eq!(store.append_console(gone, 0, b"x", 8).await.unwrap(), 0);
+    // Appends racing from one offset (written together, some of them): one lands, and each
+    // is told where the log ends.
+    let racing: Vec<_> = (0..10)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let chunk = format!("<{n}>");
+                store.append_console(a.uid, 12, chunk.as_bytes(), 64).await
+            })
+        })
+        .collect();
+    for append in racing {
+        assert_eq!(append.await.unwrap().unwrap(), 15, "each told the end");
+    }
+    let (start, bytes, next) = store.read_console(a.uid, 12, 100).await.unwrap();
+    assert_eq!((start, bytes.len(), next), (12, 3, 15), "one append landed");
 }
 
 pub async fn identity_records_round_trip(store: Arc<dyn Store>) {

@@ -4,7 +4,8 @@
 //! `synchronous = FULL` every commit is an fsync: one write per transaction caps a region at
 //! the disk's fsyncs per second, however many clients ask at once. So the writes a busy region
 //! makes most — creates, the guarded updates of instances (every status an agent reports),
-//! hosts' heartbeats and audit events — queue for one writer, which takes every job waiting
+//! hosts' heartbeats, audit events and the serial console output agents copy up (a new VM's
+//! boot log is one append) — queue for one writer, which takes every job waiting
 //! when it is free and runs them in one transaction. One commit — one fsync — then makes
 //! the whole group durable, and only then is any job of it answered.
 //!
@@ -69,6 +70,17 @@ pub(crate) struct AuditJob {
     pub reply: oneshot::Sender<Result<()>>,
 }
 
+/// Serial console output of an instance waiting for its group: appended to its log if the
+/// log ends at `at`; the log's end back.
+pub(crate) struct ConsoleJob {
+    pub uid: Uuid,
+    pub at: u64,
+    pub bytes: Vec<u8>,
+    /// How many of the log's last bytes are kept.
+    pub keep: u64,
+    pub reply: oneshot::Sender<Result<u64>>,
+}
+
 /// A write waiting for its group.
 pub(crate) enum Job {
     Create(CreateJob),
@@ -80,6 +92,7 @@ pub(crate) enum Job {
         reply: oneshot::Sender<Result<()>>,
     },
     Audit(AuditJob),
+    Console(ConsoleJob),
 }
 
 /// What the group's creates looked up already: organizations' quota settings and the subnets
@@ -96,6 +109,8 @@ enum Done {
     Updated(Option<InstanceRecord>),
     Touched,
     Audited,
+    /// Console output appended (or not): where the log ends.
+    Appended(u64),
 }
 
 /// Waits for the next job, then takes every job already queued behind it (up to [`GROUP`]);
@@ -200,6 +215,12 @@ fn answer(job: Job, outcome: Result<Done>) {
         Job::Audit(job) => {
             let _ = job.reply.send(outcome.map(|_| ()));
         }
+        Job::Console(job) => {
+            let _ = job.reply.send(outcome.and_then(|done| match done {
+                Done::Appended(end) => Ok(end),
+                _ => Err(Error::internal("a console append did something else")),
+            }));
+        }
     }
 }
 
@@ -297,6 +318,7 @@ async fn run_together(
                 events.push(&audit.event);
                 Ok(Done::Audited)
             }
+            Job::Console(console) => Ok(Done::Appended(append_one(tx, console).await?)),
         };
         outcomes.push(done);
     }
@@ -423,6 +445,11 @@ async fn update_one(tx: &mut Box<dyn Tx>, job: &UpdateJob) -> DbResult<Option<In
     Ok(crate::sql::written(instance, &tx.query(&sql, args).await?))
 }
 
+/// Appends the console output of `job`; where the instance's log ends.
+async fn append_one(tx: &mut Box<dyn Tx>, job: &ConsoleJob) -> DbResult<u64> {
+    crate::sql::append_in(tx, job.uid, job.at, &job.bytes, job.keep).await
+}
+
 /// The group job by job, each in a savepoint of its own: a refused job is undone alone.
 async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
     let outcomes = transaction!(engine, Isolation::ReadCommitted, |tx| {
@@ -466,6 +493,7 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
                 Job::Audit(job) => crate::sql::insert_in(&mut tx, &job.event)
                     .await
                     .map(|()| Done::Audited),
+                Job::Console(job) => append_one(&mut tx, job).await.map(Done::Appended),
             };
             match done {
                 Ok(done) => {

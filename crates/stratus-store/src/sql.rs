@@ -460,6 +460,59 @@ pub(crate) fn written_if(instance: &InstanceRecord, wrote: bool) -> Option<Insta
     })
 }
 
+/// Appends `bytes` to the console log of instance `uid` if the log ends at `at`, keeping its
+/// last `keep` bytes; returns where the log ends (unchanged when it did not end at `at`, or
+/// the instance is gone).
+///
+/// The log is read, then written only if it is still as read: an append from another replica
+/// in between leaves this one unwritten, and the log's end as read is answered (the agent
+/// asks again from the end it is told, and is told the true end next time).
+pub(crate) async fn append_in(
+    tx: &mut Box<dyn Tx>,
+    uid: Uuid,
+    at: u64,
+    bytes: &[u8],
+    keep: u64,
+) -> DbResult<u64> {
+    let rows = tx
+        .query(
+            "SELECT * FROM console_logs WHERE instance_uid = ?",
+            args![uid],
+        )
+        .await?;
+    let (base, content) = match records::<ConsoleLogRecord>(&rows)?.pop() {
+        Some(log) => (log.base_offset, log.content),
+        None => (0, Vec::new()),
+    };
+    let end = base + content.len() as u64;
+    if at != end || bytes.is_empty() {
+        return Ok(end);
+    }
+    let (read_base, read_len) = (base as i64, content.len() as i64);
+    let (mut base, mut content) = (base, content);
+    content.extend_from_slice(bytes);
+    if content.len() as u64 > keep {
+        let drop = content.len() - keep as usize;
+        content.drain(..drop);
+        base += drop as u64;
+    }
+    let written = tx
+        .execute(
+            "INSERT INTO console_logs (instance_uid, base_offset, content) \
+             SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM instances WHERE uid = ?) \
+             ON CONFLICT (instance_uid) DO UPDATE SET \
+             base_offset = excluded.base_offset, content = excluded.content \
+             WHERE console_logs.base_offset = ? AND length(console_logs.content) = ?",
+            args![uid, base as i64, &content, uid, read_base, read_len],
+        )
+        .await?;
+    Ok(if written > 0 {
+        base + content.len() as u64
+    } else {
+        end
+    })
+}
+
 /// Rows as records.
 pub(crate) fn records<T: Table>(rows: &[Row]) -> Result<Vec<T>> {
     rows.iter().map(|row| T::from_row(row.as_ref())).collect()
@@ -1575,43 +1628,16 @@ impl Store for SqlStore {
     }
 
     async fn append_console(&self, uid: Uuid, at: u64, bytes: &[u8], keep: u64) -> Result<u64> {
-        Ok(transaction!(self.db(), Isolation::Serializable, |tx| {
-            let rows = tx
-                .query(
-                    "SELECT * FROM console_logs WHERE instance_uid = ?",
-                    args![uid],
-                )
-                .await?;
-            let (mut base, mut content) = match records::<ConsoleLogRecord>(&rows)?.pop() {
-                Some(log) => (log.base_offset, log.content),
-                None => (0, Vec::new()),
-            };
-            let end = base + content.len() as u64;
-            if at != end || bytes.is_empty() {
-                end
-            } else {
-                content.extend_from_slice(bytes);
-                if content.len() as u64 > keep {
-                    let drop = content.len() - keep as usize;
-                    content.drain(..drop);
-                    base += drop as u64;
-                }
-                let written = tx
-                    .execute(
-                        "INSERT INTO console_logs (instance_uid, base_offset, content) \
-                         SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM instances WHERE uid = ?) \
-                         ON CONFLICT (instance_uid) DO UPDATE SET \
-                         base_offset = excluded.base_offset, content = excluded.content",
-                        args![uid, base as i64, &content, uid],
-                    )
-                    .await?;
-                if written > 0 {
-                    base + content.len() as u64
-                } else {
-                    end
-                }
-            }
-        })?)
+        let (reply, end) = tokio::sync::oneshot::channel();
+        let job = crate::group_commit::ConsoleJob {
+            uid,
+            at,
+            bytes: bytes.to_vec(),
+            keep,
+            reply,
+        };
+        self.queued(crate::group_commit::Job::Console(job), end)
+            .await
     }
 
     async fn read_console(&self, uid: Uuid, start: u64, max: u64) -> Result<(u64, Vec<u8>, u64)> {

@@ -11,15 +11,17 @@
 //!
 //! On SQLite every statement is a trip to the database's thread and back, and on PostgreSQL
 //! one over the network; a group's time is mostly its statements, so a group is first run
-//! with as few as it can: its audit events in multi-row inserts, its heartbeats in one update,
-//! the statuses agents reported in an update per 64 instances, and no savepoint for a create that writes nothing a refusal could follow but its own row
-//! (a quota, capacity or full subnet refuses it before it writes, and the group goes on). An
-//! update that lost its race changes no row, which is no error. Any other create keeps a
-//! savepoint of its own. A job refused by a statement after it wrote (a taken id that raced
-//! past the API's check) undoes the group, which runs again job by job, each inside a
-//! savepoint of its own, so the refused job is undone alone and the others stand. A lone job
-//! waits for nothing: the writer takes what is queued, even if that is one. One writer also
-//! means the region's hot writes never queue for SQLite's write lock against each other.
+//! with as few as it can: the ids its creates ask for looked up together (a taken one is
+//! refused before it writes), its audit events in multi-row inserts, its heartbeats in one
+//! update, the statuses agents reported in an update per 64 instances, and no savepoint for a
+//! create that writes nothing a refusal could follow but its own row (a quota, capacity or
+//! full subnet refuses it before it writes, and the group goes on). An update that lost its
+//! race changes no row, which is no error. Any other create keeps a savepoint of its own. A
+//! job refused by a statement after it wrote (an id taken by another replica meanwhile)
+//! undoes the group, which runs again job by job, each inside a savepoint of its own, so the
+//! refused job is undone alone and the others stand. A lone job waits for nothing: the writer
+//! takes what is queued, even if that is one. One writer also means the region's hot writes
+//! never queue for SQLite's write lock against each other.
 //!
 //! Placement reads its zone's host rows once per group (not once per create) and counts each
 //! create of the group onto its host as it goes. What is placed on a host is kept in counters
@@ -32,7 +34,7 @@ use crate::rows::{host_usage, insert, insert_many};
 use crate::sql::{GPU_USAGE_BY_HOST, admit_under, count, count_on_host, instance_exists, records};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use stratus_core::placement::{Demand, HostUsage, choose_host};
 use stratus_core::{Error, Result, quota};
@@ -267,8 +269,12 @@ async fn run_together(
     let mut events = Vec::new();
     let mut heard: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
     let mut reports: Vec<(usize, &InstanceRecord)> = Vec::new();
+    let mut taken = taken_ids(tx, jobs).await?;
     for job in jobs {
         let done = match job {
+            Job::Create(create) if taken.contains(&key_of(&create.instance)) => {
+                Err(instance_exists(&create.instance))
+            }
             Job::Create(create) => {
                 let zone = &create.instance.zone;
                 if !zones.contains_key(zone) {
@@ -285,6 +291,7 @@ async fn run_together(
                         if savepoint {
                             release_savepoint(tx).await?;
                         }
+                        taken.insert(key_of(&created));
                         Ok(Done::Created(created))
                     }
                     Err(DbError::Other(refused)) if savepoint && is_refusal(&refused) => {
@@ -372,7 +379,7 @@ async fn report_statuses(
             let wrote = rows
                 .iter()
                 .map(|row| row.uuid("uid"))
-                .collect::<Result<std::collections::HashSet<Uuid>>>()?;
+                .collect::<Result<HashSet<Uuid>>>()?;
             for (at, instance) in run {
                 let written = crate::sql::written_if(instance, wrote.contains(&instance.uid));
                 outcomes.push((*at, written));
@@ -380,6 +387,38 @@ async fn report_statuses(
         }
     }
     Ok(outcomes)
+}
+
+/// An instance's project and id.
+fn key_of(instance: &InstanceRecord) -> (String, String) {
+    (instance.project.clone(), instance.id.clone())
+}
+
+/// Which of the ids the creates among `jobs` ask for are taken already, in one query per 64:
+/// a create of a taken id is refused before it writes, so it never undoes its group.
+async fn taken_ids(tx: &mut Box<dyn Tx>, jobs: &[Job]) -> DbResult<HashSet<(String, String)>> {
+    let asked: Vec<&InstanceRecord> = jobs
+        .iter()
+        .filter_map(|job| match job {
+            Job::Create(create) => Some(&create.instance),
+            _ => None,
+        })
+        .collect();
+    let mut taken = HashSet::new();
+    for run in runs(&asked) {
+        let marks = vec!["(?, ?)"; run.len()].join(", ");
+        let mut args = Vec::with_capacity(run.len() * 2);
+        for instance in run {
+            args.push(instance.project.as_str().into());
+            args.push(instance.id.as_str().into());
+        }
+        let sql =
+            format!("SELECT project, id FROM instances WHERE (project, id) IN (VALUES {marks})");
+        for row in tx.query(&sql, args).await? {
+            taken.insert((row.text("project")?, row.text("id")?));
+        }
+    }
+    Ok(taken)
 }
 
 /// Whether a create of `instance` writes nothing a refusal could follow but its row, last: at

@@ -18,7 +18,7 @@ use stratus::{Config, Region};
 use stratus_store::testing::PostgresCluster;
 
 mod common;
-use common::{get_json, ms, percentile, sign_in};
+use common::{FLEET, create_fleet, get_json, ms, percentile, sign_in};
 
 const CONNECTIONS: usize = 64;
 const GET_SECONDS: u64 = 10;
@@ -220,7 +220,9 @@ async fn measure(database_url: &str) -> Results {
     let reference = hammer(&http, &format!("{bare}{INSTANCES}/bench-000"), &token).await;
     let get = hammer(&http, &format!("{base}{INSTANCES}/bench-000"), &token).await;
 
-    // Create throughput, sustained: 16 in flight for 30 s, every create a 201.
+    // Create throughput, sustained: 16 in flight for 30 s, every create a 201, on a network
+    // with room for them all.
+    create_fleet(&http, &base, &token).await;
     let started = Instant::now();
     let deadline = started + SUSTAIN;
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -235,11 +237,20 @@ async fn measure(database_url: &str) -> Results {
                 let reply = http
                     .post(format!("{base}{INSTANCES}"))
                     .bearer_auth(&token)
-                    .json(&json!({"id": format!("load-{i:06}"), "type": "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro"}))
+                    .json(&json!({
+                        "id": format!("load-{i:06}"),
+                        "type": "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro",
+                        "nics": [{"network": FLEET}],
+                    }))
                     .send()
                     .await
                     .unwrap();
-                assert_eq!(reply.status(), 201, "{}", reply.text().await.unwrap_or_default());
+                assert_eq!(
+                    reply.status(),
+                    201,
+                    "{}",
+                    reply.text().await.unwrap_or_default()
+                );
                 latencies.push(t0.elapsed());
             }
             latencies

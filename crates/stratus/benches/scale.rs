@@ -27,13 +27,11 @@ use stratus_types::WatchEventType;
 use stratus_types::agent::HostRegistration;
 
 mod common;
-use common::{get_json, ms, percentile, sign_in};
+use common::{FLEET, create_fleet, get_json, ms, percentile, sign_in};
 
 const INSTANCES: &str = "/v1/regions/local-1/projects/default/compute/instances";
 const TYPE: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro";
 const HOSTS: &str = "/v1/regions/local-1/zones/local-1a/hosts";
-/// The network the load's instances go on: the default one's /16 holds 65,532 guests.
-const FLEET: &str = "/v1/regions/local-1/projects/default/compute/networks/fleet";
 /// Creates in flight while loading.
 const LOADERS: usize = 32;
 /// Creates per measured window (first and last).
@@ -328,14 +326,7 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
     let (http, token) = sign_in(&base, &dir.path().join("admin-api-key"), 256).await;
     wait_for_hosts(&http, &base, &token, hosts).await;
     let startup = started.elapsed();
-    let fleet = http
-        .post(format!("{base}{}", FLEET.trim_end_matches("/fleet")))
-        .bearer_auth(&token)
-        .json(&json!({"id": "fleet", "cidr": "10.64.0.0/12"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(fleet.status(), 201, "{}", fleet.text().await.unwrap());
+    create_fleet(&http, &base, &token).await;
     let mut rows = Vec::new();
     let rss_empty = server.rss_mib();
     let rss_bench_empty = rss_mib();

@@ -152,21 +152,6 @@ impl App {
         let live_since =
             now - chrono::Duration::from_std(self.config.host_timeout).unwrap_or_default();
         let chosen_id = body.id.clone();
-        // A taken id is refused here from what the store keeps in memory; only a create racing
-        // another for the same id reaches the writer's unique key, whose refusal costs the
-        // writer's whole group a second run.
-        if let Some(id) = &chosen_id
-            && self
-                .store
-                .get_instance(&project.id, id.as_str())
-                .await?
-                .is_some()
-        {
-            return Err(Error::AlreadyExists(format!(
-                "instance {id} already exists in project {}",
-                project.id
-            )));
-        }
         for attempt in 0.. {
             let id = chosen_id
                 .clone()

@@ -52,3 +52,18 @@ pub async fn sign_in(
         .unwrap();
     (http, token["access_token"].as_str().unwrap().to_owned())
 }
+
+/// The network a benchmark's many instances go on: the default one's /16 holds 65,532 guests.
+pub const FLEET: &str = "/v1/regions/local-1/projects/default/compute/networks/fleet";
+
+/// Creates the [`FLEET`] network, a /12 (about a million guests).
+pub async fn create_fleet(http: &reqwest::Client, base: &str, token: &str) {
+    let fleet = http
+        .post(format!("{base}{}", FLEET.trim_end_matches("/fleet")))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"id": "fleet", "cidr": "10.64.0.0/12"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fleet.status(), 201, "{}", fleet.text().await.unwrap());
+}

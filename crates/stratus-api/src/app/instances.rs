@@ -5,6 +5,7 @@ use super::{
     App, Caller, InstanceFilters, InstanceRef, Paging, Permission, Precondition, Principal,
     check_text, etag, now, resource_id,
 };
+use serde_json::value::RawValue;
 use std::collections::HashSet;
 use stratus_core::catalog::{
     ADDRESS_REF, GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, NETWORK_REF, SUBNET_REF,
@@ -19,7 +20,7 @@ use stratus_core::{Error, Result, ids};
 use stratus_store::{InstanceRecord, InstanceSpec, PageRequest, ProjectRecord};
 use stratus_types::{
     DesiredState, Disk, DiskInterface, DiskType, Gpu, Instance, InstanceCreateRequest,
-    InstanceList, InstanceStatus, InstanceUpdateRequest, Lifecycle, MetadataItem, Nic, ResourceId,
+    InstanceStatus, InstanceUpdateRequest, Lifecycle, MetadataItem, Nic, ResourceId,
     SerialPortOutput,
 };
 use uuid::Uuid;
@@ -30,6 +31,30 @@ const MAX_METADATA_BYTES: usize = 512 * 1024;
 const MAX_DISK_GB: u32 = 64 * 1024;
 /// Largest page of instances as JSON; a page of large instances ends before its page size.
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// A page of instances as [`App::bounded_page`] reads it.
+#[derive(Default)]
+struct BoundedPage {
+    instances: Vec<Box<RawValue>>,
+    /// The id of the last instance on the page.
+    last_id: Option<String>,
+    /// Whether more instances follow.
+    more: bool,
+    /// How many instances there are, when the request counts them.
+    total: Option<u64>,
+}
+
+/// The answer to a list of instances, shaped as [`stratus_types::InstanceList`], its instances serialized
+/// already: each was serialized to bound the page by its size, and is sent as it was.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstancePage {
+    pub instances: Vec<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
 /// Instances read from the store at a time while a page is made.
 const PAGE_BATCH: u32 = 50;
 /// Largest window of serial output returned at once.
@@ -400,26 +425,26 @@ impl App {
         (region, project): (&str, &str),
         paging: &Paging,
         filters: &InstanceFilters,
-    ) -> Result<InstanceList> {
+    ) -> Result<InstancePage> {
         let (project, selector) = self
             .listed_instances(caller, (region, project), filters)
             .await?;
         let selector_text = filters.label_selector.as_deref().unwrap_or("");
         let query_key = format!("instances:{}:{selector_text}", project.id);
         let page_request = self.pages.page_request(paging, &query_key)?;
-        let (instances, more, total) = self
+        let page = self
             .bounded_page(&project.id, &selector, &page_request)
             .await?;
-        let next_page_token = match instances.last() {
-            Some(last) if more && page_request.offset.is_none() => {
-                Some(self.pages.next_token(&query_key, last.id.as_str()))
+        let next_page_token = match page.last_id {
+            Some(last) if page.more && page_request.offset.is_none() => {
+                Some(self.pages.next_token(&query_key, &last))
             }
             _ => None,
         };
-        Ok(InstanceList {
-            instances,
+        Ok(InstancePage {
+            instances: page.instances,
             next_page_token,
-            total,
+            total: page.total,
         })
     }
 
@@ -447,45 +472,50 @@ impl App {
     }
 
     /// A page of instances no larger than [`MAX_PAGE_BYTES`] as JSON (however many the page
-    /// size allows), read from the store a few at a time: a page of large instances ends early,
-    /// and its `nextPageToken` goes on from there. Returns the instances, whether more follow,
-    /// and the total when the request counts one.
+    /// size allows), read from the store a few at a time: a page of large instances ends
+    /// early, and its `nextPageToken` goes on from there. Each instance is serialized once, to
+    /// measure it and to be sent.
     async fn bounded_page(
         &self,
         project: &str,
         selector: &LabelSelector,
         request: &PageRequest,
-    ) -> Result<(Vec<Instance>, bool, Option<u64>)> {
+    ) -> Result<BoundedPage> {
         let wanted = request.limit as usize;
         let mut batch = PageRequest {
             limit: request.limit.min(PAGE_BATCH),
             ..request.clone()
         };
-        let (mut instances, mut bytes, mut total) = (Vec::new(), 0usize, None);
+        let mut page = BoundedPage::default();
+        let mut bytes = 0usize;
         loop {
-            let page = self.store.list_instances(project, selector, &batch).await?;
-            total = total.or(page.total);
-            let mut items = page.items.iter();
+            let read = self.store.list_instances(project, selector, &batch).await?;
+            page.total = page.total.or(read.total);
+            let mut items = read.items.iter();
             for record in items.by_ref() {
                 let instance = self.instance_view(record).instance;
-                let size = serde_json::to_vec(&instance).map_or(0, |b| b.len());
-                if !instances.is_empty() && bytes + size > MAX_PAGE_BYTES {
-                    return Ok((instances, true, total));
+                let body = serde_json::value::to_raw_value(&instance)
+                    .map_err(|e| Error::internal(format!("serializing an instance: {e}")))?;
+                let size = body.get().len();
+                if !page.instances.is_empty() && bytes + size > MAX_PAGE_BYTES {
+                    page.more = true;
+                    return Ok(page);
                 }
                 bytes += size;
-                instances.push(instance);
-                if instances.len() == wanted {
+                page.instances.push(body);
+                page.last_id = Some(record.id.clone());
+                if page.instances.len() == wanted {
                     break;
                 }
             }
-            let more_here = items.next().is_some() || page.more;
-            if instances.len() == wanted || !more_here {
-                return Ok((instances, more_here, total));
+            page.more = items.next().is_some() || read.more;
+            if page.instances.len() == wanted || !page.more {
+                return Ok(page);
             }
             batch = PageRequest {
-                after: page.items.last().map(|r| r.id.clone()),
+                after: read.items.last().map(|r| r.id.clone()),
                 offset: None,
-                limit: ((wanted - instances.len()) as u32).min(PAGE_BATCH),
+                limit: ((wanted - page.instances.len()) as u32).min(PAGE_BATCH),
                 with_total: false,
             };
         }

@@ -108,18 +108,27 @@ impl ChangeLog {
         engine: &dyn Engine,
         changes: Vec<(ChangeKind, InstanceRecord)>,
     ) {
-        if changes.is_empty() {
-            return;
-        }
+        let announcements = self.published(engine, changes);
+        self.announce(engine, announcements).await;
+    }
+
+    /// After `changes` committed: forgets their cached rows and tells this replica's
+    /// subscribers; returns what to [`Self::announce`] to the other replicas (nothing where
+    /// the database does not announce).
+    pub(crate) fn published(
+        &self,
+        engine: &dyn Engine,
+        changes: Vec<(ChangeKind, InstanceRecord)>,
+    ) -> Vec<String> {
         let announces = engine.announces();
+        let mut payloads = Vec::new();
         let mut payload = String::new();
         for (kind, record) in changes {
             self.cache.forget_instance(&record);
-            if payload.len() > PAYLOAD_BYTES {
-                engine.announce(&payload).await;
-                payload.clear();
-            }
             if announces {
+                if payload.len() > PAYLOAD_BYTES {
+                    payloads.push(std::mem::take(&mut payload));
+                }
                 payload.push_str(&format!(
                     "{}\t{}\t{}\t{}\n",
                     self.replica,
@@ -135,7 +144,15 @@ impl ChangeLog {
                 record: Some(Arc::new(record)),
             });
         }
-        if announces {
+        if !payload.is_empty() {
+            payloads.push(payload);
+        }
+        payloads
+    }
+
+    /// Announces changes [`Self::published`] here to the other replicas.
+    pub(crate) async fn announce(&self, engine: &dyn Engine, payloads: Vec<String>) {
+        for payload in payloads {
             engine.announce(&payload).await;
         }
     }

@@ -341,8 +341,9 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
     tracker.spawn(async move {
         let mut step = step;
         // A report accepted names the record it made: the next step (a boot after the disks
-        // are ready) starts from it at once, without waiting for the next poll.
-        loop {
+        // are ready) starts from it at once, without waiting for the next poll; a few steps at
+        // most, so that a VM that does not do as told goes back to the poll's pace.
+        for _ in 0..STEPS_WITHOUT_POLLING {
             let span = step_span(&assignment, &step);
             let Some(now) = run_step(&shared, &assignment, step).instrument(span).await else {
                 break;
@@ -360,6 +361,10 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
         shared.step_done.notify_one();
     });
 }
+
+/// How many steps of one instance follow each other on accepted reports before the agent
+/// waits for its next poll (a create takes two: disks, then the boot).
+const STEPS_WITHOUT_POLLING: usize = 4;
 
 /// The step `a` needs now, from what its VM is doing (`None`: nothing, or the VM could not be
 /// inspected); also tells the driver what the guest is served now.

@@ -93,7 +93,7 @@ fn project(id: &str, org: &str) -> ProjectRecord {
 }
 
 /// A store with organization `o`, project `p` and one live host of 8 vCPUs in zone `z`.
-async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
+pub async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
     store.create_organization(&org("o")).await.unwrap();
     store.create_project(&project("p", "o")).await.unwrap();
     store
@@ -113,7 +113,8 @@ async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
         .unwrap()
 }
 
-fn instance(id: &str, vcpus: u32, labels: &[(&str, &str)]) -> InstanceRecord {
+/// Instance `id` of project `p` in zone `z`, of `vcpus` (and 512 MiB each) and `labels`.
+pub fn instance(id: &str, vcpus: u32, labels: &[(&str, &str)]) -> InstanceRecord {
     let now = Utc::now();
     InstanceRecord {
         uid: Uuid::new_v4(),
@@ -172,7 +173,8 @@ fn demand(vcpus: u32) -> Demand {
     }
 }
 
-async fn create(store: &Arc<dyn Store>, i: InstanceRecord) -> Result<InstanceRecord, Error> {
+/// Creates `i` in `store` (see [`seeded`]), under no quota.
+pub async fn create(store: &Arc<dyn Store>, i: InstanceRecord) -> Result<InstanceRecord, Error> {
     let d = demand(i.vcpus);
     store
         .create_instance(&i, &d, Utc::now() - Duration::seconds(60), &UNLIMITED)

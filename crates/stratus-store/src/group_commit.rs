@@ -328,7 +328,7 @@ async fn run_together(
                 events.push(&audit.event);
                 Ok(Done::Audited)
             }
-            Job::Console(console) => Ok(Done::Appended(append_one(tx, console).await?)),
+            Job::Console(console) => append_apart(tx, engine, console).await?,
         };
         outcomes.push(done);
     }
@@ -490,6 +490,35 @@ async fn update_one(tx: &mut Box<dyn Tx>, job: &UpdateJob) -> DbResult<Option<In
 /// Appends the console output of `job`; where the instance's log ends.
 async fn append_one(tx: &mut Box<dyn Tx>, job: &ConsoleJob) -> DbResult<u64> {
     crate::sql::append_in(tx, job.uid, job.at, &job.bytes, job.keep).await
+}
+
+/// Appends the console output of `job` inside the group, so that its failure is its own: an
+/// append racing the instance's deletion on PostgreSQL fails its foreign key there, which
+/// aborts the transaction unless the append had a savepoint.
+async fn append_apart(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    job: &ConsoleJob,
+) -> DbResult<Result<Done>> {
+    let savepoint = !engine.failed_statement_keeps_transaction();
+    if savepoint {
+        open_savepoint(tx).await?;
+    }
+    match append_one(tx, job).await {
+        Ok(end) => {
+            if savepoint {
+                release_savepoint(tx).await?;
+            }
+            Ok(Ok(Done::Appended(end)))
+        }
+        Err(DbError::Retry) => Err(DbError::Retry),
+        Err(failed) => {
+            if savepoint {
+                undo_savepoint(tx).await?;
+            }
+            Ok(Err(failed.into()))
+        }
+    }
 }
 
 /// The group job by job, each in a savepoint of its own: a refused job is undone alone.

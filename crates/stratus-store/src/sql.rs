@@ -465,8 +465,7 @@ pub(crate) fn written_if(instance: &InstanceRecord, wrote: bool) -> Option<Insta
 /// the instance is gone).
 ///
 /// The log is read, then written only if it is still as read: an append from another replica
-/// in between leaves this one unwritten, and the log's end as read is answered (the agent
-/// asks again from the end it is told, and is told the true end next time).
+/// in between leaves this one unwritten, and the log's end as that left it is answered.
 pub(crate) async fn append_in(
     tx: &mut Box<dyn Tx>,
     uid: Uuid,
@@ -474,16 +473,7 @@ pub(crate) async fn append_in(
     bytes: &[u8],
     keep: u64,
 ) -> DbResult<u64> {
-    let rows = tx
-        .query(
-            "SELECT * FROM console_logs WHERE instance_uid = ?",
-            args![uid],
-        )
-        .await?;
-    let (base, content) = match records::<ConsoleLogRecord>(&rows)?.pop() {
-        Some(log) => (log.base_offset, log.content),
-        None => (0, Vec::new()),
-    };
+    let (base, content) = console_log_in(tx, uid).await?;
     let end = base + content.len() as u64;
     if at != end || bytes.is_empty() {
         return Ok(end);
@@ -506,10 +496,24 @@ pub(crate) async fn append_in(
             args![uid, base as i64, &content, uid, read_base, read_len],
         )
         .await?;
-    Ok(if written > 0 {
-        base + content.len() as u64
-    } else {
-        end
+    if written > 0 {
+        return Ok(base + content.len() as u64);
+    }
+    let (base, content) = console_log_in(tx, uid).await?;
+    Ok(base + content.len() as u64)
+}
+
+/// The console log of instance `uid`: the offset of its first kept byte, and the kept bytes.
+async fn console_log_in(tx: &mut Box<dyn Tx>, uid: Uuid) -> DbResult<(u64, Vec<u8>)> {
+    let rows = tx
+        .query(
+            "SELECT * FROM console_logs WHERE instance_uid = ?",
+            args![uid],
+        )
+        .await?;
+    Ok(match records::<ConsoleLogRecord>(&rows)?.pop() {
+        Some(log) => (log.base_offset, log.content),
+        None => (0, Vec::new()),
     })
 }
 

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use stratus_store::conformance::{create, instance, seeded};
 use stratus_store::testing::PostgresCluster;
 use stratus_store::{PostgresStore, Store};
 
@@ -22,59 +23,14 @@ stratus_store::conformance_tests!(fresh);
 /// Two stores on one database stand for two replicas: what one writes wakes the other.
 #[tokio::test]
 async fn another_replicas_writes_wake_this_one() {
-    use chrono::Utc;
-    use stratus_core::placement::Demand;
-    use stratus_store::{
-        Changes, HostRegistrationRecord, InstanceRecord, InstanceSpec, OrganizationRecord,
-        ProjectRecord,
-    };
+    use stratus_store::Changes;
     let url = PostgresCluster::shared()
         .create_database("replicas")
         .await
         .unwrap();
     let this = PostgresStore::open(&url).await.unwrap();
-    let other = PostgresStore::open(&url).await.unwrap();
-    let now = Utc::now();
-    other
-        .create_organization(&OrganizationRecord {
-            uid: uuid::Uuid::new_v4(),
-            id: "o".into(),
-            display_name: String::new(),
-            description: String::new(),
-            generation: 1,
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap();
-    other
-        .create_project(&ProjectRecord {
-            uid: uuid::Uuid::new_v4(),
-            id: "p".into(),
-            organization_id: "o".into(),
-            display_name: String::new(),
-            description: String::new(),
-            generation: 1,
-            created_at: now,
-            updated_at: now,
-        })
-        .await
-        .unwrap();
-    other
-        .register_host(&HostRegistrationRecord {
-            name: "h".into(),
-            zone: "z".into(),
-            driver: "sim".into(),
-            vcpus: 64,
-            memory_mb: 65536,
-            gpus: vec![],
-            accelerator: None,
-            agent_version: None,
-            underlay: None,
-            now,
-        })
-        .await
-        .unwrap();
+    let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    seeded(&other).await;
 
     let changes = Changes::new();
     let started = changes.revision();
@@ -86,58 +42,7 @@ async fn another_replicas_writes_wake_this_one() {
         .await;
     assert!(listening > started, "the listener never started");
     let mut feed = this.instance_changes();
-    let n = 1;
-    {
-        let instance = InstanceRecord {
-            uid: uuid::Uuid::new_v4(),
-            project: "p".into(),
-            id: format!("vm-{n}"),
-            zone: "z".into(),
-            host_id: None,
-            spec: InstanceSpec {
-                display_name: String::new(),
-                description: String::new(),
-                labels: Default::default(),
-                instance_type: "t".into(),
-                metadata: vec![],
-                hostname: format!("vm-{n}"),
-                disks: vec![],
-                nics: vec![],
-                gpus: vec![],
-            },
-            vcpus: 1,
-            memory_mb: 64,
-            gpu_type: None,
-            gpu_count: 0,
-            desired: stratus_types::DesiredState::Running,
-            status: stratus_types::InstanceStatus::Provisioning,
-            status_message: None,
-            status_changed_at: now,
-            generation: 1,
-            created_at: now,
-            updated_at: now,
-            traceparent: None,
-            request_id: None,
-        };
-        let demand = Demand {
-            vcpus: 1,
-            memory_mb: 64,
-            gpu: None,
-            baremetal: false,
-        };
-        other
-            .create_instance(
-                &instance,
-                &demand,
-                now - chrono::Duration::seconds(60),
-                &stratus_store::Admission {
-                    organization: "o",
-                    defaults: &Default::default(),
-                },
-            )
-            .await
-            .unwrap();
-    }
+    create(&other, instance("vm-1", 0, &[])).await.unwrap();
     // The create reaches this store's change feed with its key (the subscribers read the row
     // and wake whom it concerns).
     let heard = tokio::time::timeout(std::time::Duration::from_secs(20), async {
@@ -153,4 +58,59 @@ async fn another_replicas_writes_wake_this_one() {
     .await
     .expect("the other store's create was not heard");
     assert_eq!(heard, stratus_store::ChangeKind::Created);
+}
+
+/// Console output of an instance whose row another replica is deleting fails its foreign key
+/// when that deletion commits. It is written in a group with other jobs, which must stand:
+/// here creates queued behind a group held up on the zone's host rows, so that they and the
+/// append go in the next group together.
+#[tokio::test]
+async fn a_console_append_racing_a_deletion_fails_alone() {
+    use sqlx::Connection;
+    let url = PostgresCluster::shared()
+        .create_database("console_race")
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    seeded(&store).await;
+    let doomed = create(&store, instance("doomed", 0, &[])).await.unwrap();
+    let mut hosts = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut deleting = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut hosts).await.unwrap();
+    sqlx::query("SELECT id FROM hosts FOR UPDATE")
+        .execute(&mut hosts)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut deleting).await.unwrap();
+    sqlx::query("DELETE FROM instances WHERE uid = $1")
+        .bind(doomed.uid)
+        .execute(&mut deleting)
+        .await
+        .unwrap();
+    let spawn_create = |id: String| {
+        let store = store.clone();
+        tokio::spawn(async move { create(&store, instance(&id, 0, &[])).await })
+    };
+    let held = spawn_create("held".into());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let append = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append_console(doomed.uid, 0, b"bye", 1024).await })
+    };
+    let creates: Vec<_> = (0..10).map(|n| spawn_create(format!("vm-{n}"))).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut hosts).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut deleting).await.unwrap();
+    held.await.unwrap().unwrap();
+    assert!(
+        append.await.unwrap().is_err(),
+        "the append lost its instance"
+    );
+    for create in creates {
+        create
+            .await
+            .unwrap()
+            .expect("a create written with the failed append stands");
+    }
 }

@@ -134,6 +134,19 @@ impl Amounts {
         }
     }
 
+    /// Adds `other` to these amounts.
+    pub fn add(&mut self, other: &Amounts) {
+        self.instances += other.instances;
+        self.vcpus += other.vcpus;
+        self.memory_mb += other.memory_mb;
+        self.gpus += other.gpus;
+        self.disk_gb += other.disk_gb;
+        self.clusters += other.clusters;
+        for (gpu_type, n) in &other.gpus_by_type {
+            *self.gpus_by_type.entry(gpu_type.clone()).or_default() += n;
+        }
+    }
+
     /// The amount quota `name` measures, in the amount's own units.
     pub fn raw(&self, name: &str) -> u64 {
         match name {

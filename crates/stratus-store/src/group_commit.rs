@@ -97,11 +97,12 @@ pub(crate) enum Job {
     Console(ConsoleJob),
 }
 
-/// What the group's creates looked up already: organizations' quota settings and the subnets
-/// NICs named. Forgotten when a job is undone, which may have written them.
+/// What the group's creates looked up already: organizations' quotas (their settings, and
+/// what their instances hold) and the subnets NICs named. Forgotten when a job is undone,
+/// which may have written them.
 #[derive(Default)]
 struct Seen {
-    quotas: HashMap<String, Option<crate::QuotaRecord>>,
+    quotas: crate::sql::Admissions,
     subnets: crate::addressing::SubnetsSeen,
 }
 
@@ -642,7 +643,8 @@ async fn create_one(
         .pop()
         .ok_or_else(|| Error::internal("creating an instance returned no row"))?;
     count_on_host(tx, &created, 1).await?;
-    // The group's later creates see this one on its host.
+    // The group's later creates see this one in its organization's usage and on its host.
+    seen.quotas.count(&job.organization, &instance.amounts());
     if let Some(h) = zones.get_mut(&instance.zone).and_then(|hosts| {
         hosts
             .iter_mut()

@@ -539,37 +539,58 @@ pub(crate) async fn admit(
     admission: &Admission<'_>,
     request: &quota::Amounts,
 ) -> DbResult<()> {
-    admit_under(tx, engine, admission, &mut HashMap::new(), request).await
+    admit_under(tx, engine, admission, &mut Admissions::default(), request).await
 }
 
-/// [`admit`], with the organizations' own quota settings read once per `settings` (a group of
-/// creates reads each organization's once).
+/// What one transaction learned of organizations' quotas: each organization's own settings
+/// (read, and its row locked, once) and what its instances hold (summed once, then counted on
+/// as the transaction's creates go in). Forgotten when a savepoint is undone, which may have
+/// released the lock and undone what was counted.
+#[derive(Default)]
+pub(crate) struct Admissions {
+    settings: HashMap<String, Option<QuotaRecord>>,
+    usage: HashMap<String, quota::Amounts>,
+}
+
+impl Admissions {
+    /// `amounts` went in for `organization` in this transaction.
+    pub(crate) fn count(&mut self, organization: &str, amounts: &quota::Amounts) {
+        if let Some(usage) = self.usage.get_mut(organization) {
+            usage.add(amounts);
+        }
+    }
+}
+
+/// [`admit`] within a transaction that may admit several requests (a group of creates): an
+/// organization's row is locked and its settings read once, and its usage summed once (the
+/// caller [`Admissions::count`]s what it then writes).
 pub(crate) async fn admit_under(
     tx: &mut Box<dyn Tx>,
     engine: &dyn Engine,
     admission: &Admission<'_>,
-    settings: &mut HashMap<String, Option<QuotaRecord>>,
+    known: &mut Admissions,
     request: &quota::Amounts,
 ) -> DbResult<()> {
-    if engine.locks_rows() {
-        let lock = format!(
-            "SELECT id FROM organizations WHERE id = ?{}",
-            engine.for_update()
-        );
-        tx.query(&lock, args![admission.organization]).await?;
-    }
-    let overrides = match settings.get(admission.organization) {
+    let organization = admission.organization;
+    let overrides = match known.settings.get(organization) {
         Some(known) => known.clone(),
         None => {
+            if engine.locks_rows() {
+                let lock = format!(
+                    "SELECT id FROM organizations WHERE id = ?{}",
+                    engine.for_update()
+                );
+                tx.query(&lock, args![organization]).await?;
+            }
             let read: Option<QuotaRecord> = records(
                 &tx.query(
                     "SELECT * FROM quotas WHERE organization_id = ?",
-                    args![admission.organization],
+                    args![organization],
                 )
                 .await?,
             )?
             .pop();
-            settings.insert(admission.organization.to_owned(), read.clone());
+            known.settings.insert(organization.to_owned(), read.clone());
             read
         }
     };
@@ -580,8 +601,14 @@ pub(crate) async fn admit_under(
     if limits.is_empty() {
         return Ok(());
     }
-    let usage = usage_in(tx, admission.organization).await?;
-    quota::admit(admission.organization, &limits, &usage, request)?;
+    let usage = match known.usage.get(organization) {
+        Some(usage) => usage,
+        None => {
+            let usage = usage_in(tx, organization).await?;
+            known.usage.entry(organization.to_owned()).or_insert(usage)
+        }
+    };
+    quota::admit(organization, &limits, usage, request)?;
     Ok(())
 }
 

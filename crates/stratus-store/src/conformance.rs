@@ -871,6 +871,12 @@ pub async fn creates_committed_together_keep_their_own_outcomes(store: Arc<dyn S
         match attempt.await.unwrap() {
             Ok(instance) => {
                 assert!(instance.host_id.is_some());
+                let read = store.get_instance_by_uid(instance.uid).await.unwrap();
+                assert_eq!(
+                    Some(instance),
+                    read,
+                    "a create answers its row as it reads back"
+                );
                 created += 1;
             }
             Err(Error::AlreadyExists(_)) => taken += 1,
@@ -1106,6 +1112,15 @@ pub async fn nic_addresses_are_never_handed_out_twice(store: Arc<dyn Store>) {
     let mut seen = std::collections::BTreeSet::new();
     for create in creates {
         let created = create.await.unwrap().expect("a /24 has room for 200");
+        assert_eq!(
+            Some(&created),
+            store
+                .get_instance_by_uid(created.uid)
+                .await
+                .unwrap()
+                .as_ref(),
+            "a create answers its row, with its NIC, as it reads back"
+        );
         let ip = created.spec.nics[0].ipv4_address.clone().unwrap();
         assert!(seen.insert(ip.clone()), "{ip} handed out twice");
         assert_eq!(created.spec.nics[0].network.as_deref(), Some("small"));

@@ -31,7 +31,7 @@
 
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
 use crate::rows::{host_usage, insert, insert_many};
-use crate::sql::{GPU_USAGE_BY_HOST, admit_under, count, count_on_host, instance_exists, records};
+use crate::sql::{GPU_USAGE_BY_HOST, admit_under, count, count_on_host, instance_exists};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -638,10 +638,9 @@ async fn create_one(
             Err(refused) => return Err(unless_taken(tx, instance, refused).await),
         };
     let (sql, args) = insert(&placed);
-    let rows = tx.query(&format!("{sql} RETURNING *"), args).await?;
-    let created = records::<InstanceRecord>(&rows)?
-        .pop()
-        .ok_or_else(|| Error::internal("creating an instance returned no row"))?;
+    tx.execute(&sql, args).await?;
+    // The row is the record as written: it need not be read back, and its spec parsed again.
+    let created = crate::sql::as_stored(&placed);
     count_on_host(tx, &created, 1).await?;
     // The group's later creates see this one in its organization's usage and on its host.
     seen.quotas.count(&job.organization, &instance.amounts());

@@ -449,15 +449,21 @@ pub(crate) fn written(instance: &InstanceRecord, rows: &[Row]) -> Option<Instanc
 
 /// `instance` one generation on, as [`written`] gives it, if `wrote`.
 pub(crate) fn written_if(instance: &InstanceRecord, wrote: bool) -> Option<InstanceRecord> {
-    use chrono::SubsecRound;
-    // Times are kept to the millisecond, as a read of the row would give them.
     wrote.then(|| InstanceRecord {
         generation: instance.generation + 1,
+        ..as_stored(instance)
+    })
+}
+
+/// `instance` as a read of its row gives it back: its times kept to the millisecond.
+pub(crate) fn as_stored(instance: &InstanceRecord) -> InstanceRecord {
+    use chrono::SubsecRound;
+    InstanceRecord {
         status_changed_at: instance.status_changed_at.trunc_subsecs(3),
         created_at: instance.created_at.trunc_subsecs(3),
         updated_at: instance.updated_at.trunc_subsecs(3),
         ..instance.clone()
-    })
+    }
 }
 
 /// Appends `bytes` to the console log of instance `uid` if the log ends at `at`, keeping its

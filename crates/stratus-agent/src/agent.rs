@@ -332,14 +332,13 @@ async fn start_step_if_needed(shared: &Arc<Shared>, tracker: &TaskTracker, a: &A
     if shared.in_flight.lock().unwrap().contains(&uid) {
         return;
     }
-    let Some(step) = step_for(shared, a).await else {
+    let Some(mut step) = step_for(shared, a).await else {
         return;
     };
     shared.in_flight.lock().unwrap().insert(uid);
     let shared = shared.clone();
     let mut assignment = a.clone();
     tracker.spawn(async move {
-        let mut step = step;
         // A report accepted names the record it made: the next step (a boot after the disks
         // are ready) starts from it at once, without waiting for the next poll; a few steps at
         // most, so that a VM that does not do as told goes back to the poll's pace.

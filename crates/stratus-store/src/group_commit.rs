@@ -256,7 +256,8 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
     }
 }
 
-/// The group in one transaction, its audit events in multi-row inserts and its heartbeats in
+/// The group in one transaction: its creates' ids looked up in one query, its status reports
+/// in one update per 64 instances, its audit events in multi-row inserts and its heartbeats in
 /// one update. A create that cannot be refused after it writes (one NIC, its address chosen
 /// here) runs without a savepoint and is answered in place when refused before its row goes
 /// in (quota, capacity, a full subnet); any other create has a savepoint of its own. A refusal
@@ -627,11 +628,12 @@ async fn create_one(
     .await?;
     // A taken id is found by the unique key when the row goes in; a create refused before
     // that (no capacity, no address) whose id is taken is told so instead.
-    let mut placed = instance.clone();
-    match choose_host(&instance.zone, &job.demand, &zones[&instance.zone]) {
-        Ok(host) => placed.host_id = Some(host),
+    let host = match choose_host(&instance.zone, &job.demand, &zones[&instance.zone]) {
+        Ok(host) => host,
         Err(refused) => return Err(unless_taken(tx, instance, refused.into()).await),
-    }
+    };
+    let mut placed = instance.clone();
+    placed.host_id = Some(host);
     placed.spec.nics =
         match crate::addressing::assign_nics(tx, engine, &placed, &mut seen.subnets).await {
             Ok(nics) => nics,
@@ -644,11 +646,10 @@ async fn create_one(
     count_on_host(tx, &created, 1).await?;
     // The group's later creates see this one in its organization's usage and on its host.
     seen.quotas.count(&job.organization, &instance.amounts());
-    if let Some(h) = zones.get_mut(&instance.zone).and_then(|hosts| {
-        hosts
-            .iter_mut()
-            .find(|h| Some(h.host_id) == created.host_id)
-    }) {
+    if let Some(h) = zones
+        .get_mut(&instance.zone)
+        .and_then(|hosts| hosts.iter_mut().find(|h| h.host_id == host))
+    {
         h.used_vcpus += job.demand.vcpus;
         h.used_memory_mb += job.demand.memory_mb;
         h.instances += 1;

@@ -409,9 +409,9 @@ pub(crate) fn guarded_update_of(instance: &InstanceRecord) -> (String, Vec<Arg>)
 }
 
 /// One statement writing the lifecycle of each of `instances` (its desired state and status,
-/// nothing else), each guarded by its own generation; it returns the
-/// uid of each row it wrote. No two of `instances` may be the same instance: a row two of them
-/// matched would be written once, by either.
+/// nothing else), each guarded by its own generation; it returns the uid of each row it wrote.
+/// No two of `instances` may be the same instance: a row two of them matched would be written
+/// once, by either.
 pub(crate) fn guarded_status_updates_of(instances: &[&InstanceRecord]) -> (String, Vec<Arg>) {
     let marks = vec!["(?, ?, ?, ?, ?, ?, ?)"; instances.len()].join(", ");
     let mut args = Vec::with_capacity(instances.len() * 7);
@@ -479,13 +479,12 @@ pub(crate) async fn append_in(
     bytes: &[u8],
     keep: u64,
 ) -> DbResult<u64> {
-    let (base, content) = console_log_in(tx, uid).await?;
+    let (mut base, mut content) = console_log_in(tx, uid).await?;
     let end = base + content.len() as u64;
     if at != end || bytes.is_empty() {
         return Ok(end);
     }
     let (read_base, read_len) = (base as i64, content.len() as i64);
-    let (mut base, mut content) = (base, content);
     content.extend_from_slice(bytes);
     if content.len() as u64 > keep {
         let drop = content.len() - keep as usize;
@@ -579,7 +578,7 @@ pub(crate) async fn admit_under(
 ) -> DbResult<()> {
     let organization = admission.organization;
     let overrides = match known.settings.get(organization) {
-        Some(known) => known.clone(),
+        Some(settings) => settings.clone(),
         None => {
             if engine.locks_rows() {
                 let lock = format!(

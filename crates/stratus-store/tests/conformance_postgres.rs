@@ -7,14 +7,19 @@ use stratus_store::conformance::{create, instance, seeded};
 use stratus_store::testing::PostgresCluster;
 use stratus_store::{PostgresStore, Store};
 
+/// The URL of a new database `name` on the test binary's one PostgreSQL server.
+async fn database(name: &str) -> String {
+    PostgresCluster::shared()
+        .create_database(name)
+        .await
+        .unwrap()
+}
+
 /// A store on a new database of the test binary's one PostgreSQL server.
 async fn fresh() -> (Arc<dyn Store>, ()) {
     static DATABASES: AtomicUsize = AtomicUsize::new(0);
     let n = DATABASES.fetch_add(1, Ordering::SeqCst);
-    let url = PostgresCluster::shared()
-        .create_database(&format!("conformance_{n}"))
-        .await
-        .unwrap();
+    let url = database(&format!("conformance_{n}")).await;
     (Arc::new(PostgresStore::open(&url).await.unwrap()), ())
 }
 
@@ -24,10 +29,7 @@ stratus_store::conformance_tests!(fresh);
 #[tokio::test]
 async fn another_replicas_writes_wake_this_one() {
     use stratus_store::Changes;
-    let url = PostgresCluster::shared()
-        .create_database("replicas")
-        .await
-        .unwrap();
+    let url = database("replicas").await;
     let this = PostgresStore::open(&url).await.unwrap();
     let other: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
     seeded(&other).await;
@@ -67,10 +69,7 @@ async fn another_replicas_writes_wake_this_one() {
 #[tokio::test]
 async fn a_console_append_racing_a_deletion_fails_alone() {
     use sqlx::Connection;
-    let url = PostgresCluster::shared()
-        .create_database("console_race")
-        .await
-        .unwrap();
+    let url = database("console_race").await;
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
     seeded(&store).await;
     let doomed = create(&store, instance("doomed", 0, &[])).await.unwrap();

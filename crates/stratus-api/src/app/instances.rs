@@ -44,8 +44,9 @@ struct BoundedPage {
     total: Option<u64>,
 }
 
-/// The answer to a list of instances, shaped as [`stratus_types::InstanceList`], its instances serialized
-/// already: each was serialized to bound the page by its size, and is sent as it was.
+/// The answer to a list of instances, shaped as [`stratus_types::InstanceList`], its instances
+/// serialized already: each was serialized to bound the page by its size, and is sent as it
+/// was.
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstancePage {

@@ -30,6 +30,7 @@ macro_rules! conformance_tests {
             keyset_pages_survive_concurrent_changes,
             offset_pages_count_the_total,
             label_selectors_filter_pages,
+            version_pages_name_the_instances_of_pages,
             deletion_needs_the_owners_intent,
             leases_exclude_other_owners_until_expiry,
             console_log_appends_and_trims,
@@ -519,6 +520,86 @@ pub async fn label_selectors_filter_pages(store: Arc<dyn Store>) {
         .unwrap();
     let ids: Vec<_> = counted.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!((ids, counted.total), (vec!["i04"], Some(1)));
+}
+
+pub async fn version_pages_name_the_instances_of_pages(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    for i in 0..20 {
+        let tier = if i % 3 == 0 { "db" } else { "web" };
+        create(&store, instance(&format!("i{i:02}"), 0, &[("tier", tier)]))
+            .await
+            .unwrap();
+    }
+    // Some are written again (a later generation, new labels), one goes.
+    for id in ["i03", "i04", "i05"] {
+        let mut written = store.get_instance("p", id).await.unwrap().unwrap();
+        written.spec.labels =
+            Labels::parse([("tier".to_owned(), "cache".to_owned())].into()).unwrap();
+        store.update_instance(&written).await.unwrap().unwrap();
+    }
+    let mut gone = store.get_instance("p", "i06").await.unwrap().unwrap();
+    gone.desired = DesiredState::Deleted;
+    let gone = store.update_instance(&gone).await.unwrap().unwrap();
+    store.finalize_instance_deletion(gone.uid).await.unwrap();
+
+    let requests = [
+        page(50),
+        page(4),
+        PageRequest {
+            after: Some("i07".into()),
+            limit: 5,
+            ..Default::default()
+        },
+        PageRequest {
+            offset: Some(2),
+            limit: 3,
+            with_total: true,
+            after: None,
+        },
+    ];
+    for selector in ["", "tier=db", "tier!=db", "tier=db,tier", "!tier"] {
+        let selector = match selector {
+            "" => LabelSelector::default(),
+            text => LabelSelector::parse(text).unwrap(),
+        };
+        for request in &requests {
+            let records = store.list_instances("p", &selector, request).await.unwrap();
+            let versions = store
+                .list_instance_versions("p", &selector, request)
+                .await
+                .unwrap();
+            let named: Vec<_> = records
+                .items
+                .iter()
+                .map(|r| (r.uid, r.id.clone(), r.generation, r.spec.labels.clone()))
+                .collect();
+            let listed: Vec<_> = versions
+                .items
+                .iter()
+                .map(|v| (v.uid, v.id.clone(), v.generation, v.labels.clone()))
+                .collect();
+            assert_eq!(listed, named, "{selector:?} {request:?}");
+            assert_eq!(
+                (versions.more, versions.total),
+                (records.more, records.total)
+            );
+            // The instances the versions name, read by uid, are the page's records; a uid that
+            // names nothing is left out.
+            let mut uids: Vec<Uuid> = versions.items.iter().map(|v| v.uid).collect();
+            uids.push(gone.uid);
+            uids.push(Uuid::new_v4());
+            let mut read = store.get_instances_by_uid(&uids).await.unwrap();
+            read.sort_by(|a, b| a.id.cmp(&b.id));
+            assert_eq!(read, records.items);
+        }
+    }
+    let selected = store
+        .list_instance_versions("p", &LabelSelector::parse("tier=cache").unwrap(), &page(50))
+        .await
+        .unwrap();
+    let ids: Vec<_> = selected.items.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["i03", "i04", "i05"]);
+    assert!(selected.items.iter().all(|v| v.generation == 2));
 }
 
 pub async fn deletion_needs_the_owners_intent(store: Arc<dyn Store>) {

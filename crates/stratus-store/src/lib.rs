@@ -217,6 +217,17 @@ pub trait Store: Send + Sync + 'static {
         selector: &LabelSelector,
         page: &PageRequest,
     ) -> Result<Page<InstanceRecord>>;
+    /// The page [`Store::list_instances`] answers, as the version of each instance on it: a
+    /// reader that keeps what it made of each version (its JSON) asks
+    /// [`Store::get_instances_by_uid`] only for those it does not hold.
+    async fn list_instance_versions(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        page: &PageRequest,
+    ) -> Result<Page<InstanceVersion>>;
+    /// The instances of `uids` that exist, in no particular order.
+    async fn get_instances_by_uid(&self, uids: &[Uuid]) -> Result<Vec<InstanceRecord>>;
     /// Writes `instance` if its `generation` is still the stored one, bumping it; returns the
     /// stored record, or `None` when someone else wrote first.
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>>;

@@ -32,6 +32,17 @@ impl InstanceSpec {
     }
 }
 
+/// Which version of an instance a page holds, read without its spec: its keys and
+/// generation (every write bumps it, so a version's record never changes), and its labels for
+/// the page's selector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceVersion {
+    pub uid: Uuid,
+    pub id: String,
+    pub generation: i64,
+    pub labels: Labels,
+}
+
 /// An instance: the owner's spec and intent, and what was last observed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceRecord {

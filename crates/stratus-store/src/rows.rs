@@ -39,6 +39,8 @@ pub(crate) type Values = Vec<(&'static str, Arg)>;
 /// A record kept as one row of one table.
 pub(crate) trait Table: Sized + Send + Sync {
     const NAME: &'static str;
+    /// The columns a page of these records reads.
+    const COLUMNS: &'static str = "*";
     fn from_row(row: &dyn Columns) -> Result<Self>;
     fn values(&self) -> Values;
 }
@@ -59,6 +61,7 @@ macro_rules! listed {
 }
 
 listed!(
+    InstanceVersion,
     NetworkRecord,
     SubnetRecord,
     ServerRecord,
@@ -339,6 +342,40 @@ impl Table for InstanceRecord {
         values.extend(spec_values(&self.spec));
         values
     }
+}
+
+impl Table for InstanceVersion {
+    const NAME: &'static str = "instances";
+    const COLUMNS: &'static str = "uid, id, generation, labels";
+
+    fn from_row(row: &dyn Columns) -> Result<Self> {
+        Ok(Self {
+            uid: Uid::get(row, "uid")?,
+            id: Text::get(row, "id")?,
+            generation: Int::get(row, "generation")?,
+            labels: labels_column(&row.text("labels")?)?,
+        })
+    }
+
+    fn values(&self) -> Values {
+        vec![
+            ("uid", Uid::put(&self.uid)),
+            ("id", Text::put(&self.id)),
+            ("generation", Int::put(&self.generation)),
+            ("labels", to_json(&self.labels).into()),
+        ]
+    }
+}
+
+/// The labels an instance's `labels` column holds: its labels as a JSON object, or, in a row
+/// last written before the column existed (migration 0010, on SQLite), its whole spec.
+fn labels_column(text: &str) -> Result<stratus_types::Labels> {
+    if text.is_empty() {
+        return Ok(Default::default());
+    }
+    serde_json::from_str(text)
+        .or_else(|_| serde_json::from_str::<InstanceSpec>(text).map(|spec| spec.labels))
+        .map_err(|e| Error::internal(format!("bad json in labels: {e}")))
 }
 
 /// The columns that keep an instance's spec: the spec without its metadata, the metadata,

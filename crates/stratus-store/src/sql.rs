@@ -247,6 +247,49 @@ impl SqlStore {
         Ok(())
     }
 
+    /// The condition (with its values) selecting `project`'s instances that `selector` may
+    /// select, and how a page reads them. Rows that cannot match are left in the database:
+    /// each required `key=value` must be in the instance's labels column, as JSON containment
+    /// where the database indexes that, else as the JSON pair it is (when JSON writes both as
+    /// they are); the selector itself then decides on what comes back.
+    fn instance_filter(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+    ) -> (String, Vec<Arg>, Fetch) {
+        // be in the instance's labels column, as JSON containment where the database indexes
+        // that, else as the JSON pair it is (when JSON writes both as they are); the selector
+        // itself then decides on what comes back.
+        let mut filter = "project = ?".to_owned();
+        let mut values = args![project];
+        let mut fetch = Fetch::Rows;
+        let pairs: Vec<(&str, &str)> = selector.required_pairs().collect();
+        if self.db().labels_by_containment() {
+            if !pairs.is_empty() {
+                let wanted: serde_json::Map<String, serde_json::Value> = pairs
+                    .iter()
+                    .map(|(key, value)| (key.to_string(), value.to_string().into()))
+                    .collect();
+                filter.push_str(" AND NULLIF(labels, '')::jsonb @> ?::jsonb");
+                values.push(serde_json::Value::Object(wanted).to_string().into());
+                fetch = Fetch::KeysFirst;
+            }
+        } else {
+            let plain = |t: &str| {
+                t.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            };
+            for (key, value) in pairs {
+                if plain(key) && plain(value) {
+                    filter.push_str(" AND labels LIKE ? ESCAPE '\\'");
+                    values.push(contains_pattern(&format!("\"{key}\":\"{value}\"")).into());
+                    fetch = Fetch::KeysFirst;
+                }
+            }
+        }
+        (filter, values, fetch)
+    }
+
     /// One page of `T` in id order, among the rows `filter` (a condition with `?`s that
     /// `args` fill, or `1 = 1`) selects, keeping those `keep` accepts. Rows are read in keyset
     /// batches, so a filtered page never reads a whole table into memory.
@@ -273,7 +316,8 @@ impl SqlStore {
         let id = self.db().id_in_byte_order();
         let sql = match fetch {
             Fetch::Rows => format!(
-                "SELECT * FROM {} WHERE {filter} AND {id} > ? ORDER BY {id} LIMIT ?",
+                "SELECT {} FROM {} WHERE {filter} AND {id} > ? ORDER BY {id} LIMIT ?",
+                T::COLUMNS,
                 T::NAME
             ),
             Fetch::KeysFirst => format!(
@@ -314,8 +358,9 @@ impl SqlStore {
                         row_args.extend(ids.iter().map(|i| Arg::from(i.as_str())));
                         self.select(
                             &format!(
-                                "SELECT * FROM {} WHERE {filter} AND id IN ({marks}) \
+                                "SELECT {} FROM {} WHERE {filter} AND id IN ({marks}) \
                                  ORDER BY {id}",
+                                T::COLUMNS,
                                 T::NAME
                             ),
                             row_args,
@@ -677,6 +722,9 @@ enum Fetch {
     /// answers that alone), then those rows.
     KeysFirst,
 }
+
+/// Uids one statement looks up at most (each a bound value).
+const UIDS_PER_STATEMENT: usize = 500;
 
 /// An instance's columns but its metadata (read as none).
 const LIGHT_INSTANCE: &str = "uid, project, id, zone, host_id, spec, vcpus, memory_mb, gpu_type, \
@@ -1374,41 +1422,37 @@ impl Store for SqlStore {
         selector: &LabelSelector,
         page: &PageRequest,
     ) -> Result<Page<InstanceRecord>> {
-        // Rows that cannot match are left in the database: each required `key=value` must
-        // be in the instance's labels column, as JSON containment where the database indexes
-        // that, else as the JSON pair it is (when JSON writes both as they are); the selector
-        // itself then decides on what comes back.
-        let mut filter = "project = ?".to_owned();
-        let mut values = args![project];
-        let mut fetch = Fetch::Rows;
-        let pairs: Vec<(&str, &str)> = selector.required_pairs().collect();
-        if self.db().labels_by_containment() {
-            if !pairs.is_empty() {
-                let wanted: serde_json::Map<String, serde_json::Value> = pairs
-                    .iter()
-                    .map(|(key, value)| (key.to_string(), value.to_string().into()))
-                    .collect();
-                filter.push_str(" AND NULLIF(labels, '')::jsonb @> ?::jsonb");
-                values.push(serde_json::Value::Object(wanted).to_string().into());
-                fetch = Fetch::KeysFirst;
-            }
-        } else {
-            let plain = |t: &str| {
-                t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            };
-            for (key, value) in pairs {
-                if plain(key) && plain(value) {
-                    filter.push_str(" AND labels LIKE ? ESCAPE '\\'");
-                    values.push(contains_pattern(&format!("\"{key}\":\"{value}\"")).into());
-                    fetch = Fetch::KeysFirst;
-                }
-            }
-        }
+        let (filter, values, fetch) = self.instance_filter(project, selector);
         let keep = |i: &InstanceRecord| selector.matches(&i.spec.labels);
         self.page_by(&filter, values, page, &keep, fetch).await
     }
 
+    async fn list_instance_versions(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        page: &PageRequest,
+    ) -> Result<Page<InstanceVersion>> {
+        let (filter, values, fetch) = self.instance_filter(project, selector);
+        let keep = |i: &InstanceVersion| selector.matches(&i.labels);
+        self.page_by(&filter, values, page, &keep, fetch).await
+    }
+
+    async fn get_instances_by_uid(&self, uids: &[Uuid]) -> Result<Vec<InstanceRecord>> {
+        let mut found = Vec::with_capacity(uids.len());
+        for batch in uids.chunks(UIDS_PER_STATEMENT) {
+            let marks = vec!["?"; batch.len()].join(", ");
+            let args = batch.iter().map(|&uid| Arg::from(uid)).collect();
+            found.extend(
+                self.select::<InstanceRecord>(
+                    &format!("SELECT * FROM instances WHERE uid IN ({marks})"),
+                    args,
+                )
+                .await?,
+            );
+        }
+        Ok(found)
+    }
     async fn update_instance(&self, instance: &InstanceRecord) -> Result<Option<InstanceRecord>> {
         self.queued_update(instance, false).await
     }
@@ -1498,7 +1542,7 @@ impl Store for SqlStore {
         uids: &[Uuid],
     ) -> Result<Vec<(InstanceRecord, String)>> {
         let mut found = Vec::with_capacity(uids.len());
-        for chunk in uids.chunks(500) {
+        for chunk in uids.chunks(UIDS_PER_STATEMENT) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let mut args = args![host_id];
             args.extend(chunk.iter().map(|uid| Arg::from(*uid)));

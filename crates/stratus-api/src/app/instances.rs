@@ -1,11 +1,11 @@
 //! Instance operations: create, read, list, update, delete, actions, serial console.
 
+use super::bodies::Body;
 use super::trace::current_traceparent;
 use super::{
     App, Caller, InstanceFilters, InstanceRef, Paging, Permission, Precondition, Principal,
     check_text, etag, now, resource_id,
 };
-use serde_json::value::RawValue;
 use std::collections::HashSet;
 use stratus_core::catalog::{
     ADDRESS_REF, GPU_TYPE_REF, IMAGE_REF, INSTANCE_TYPE_REF, NETWORK_REF, SUBNET_REF,
@@ -17,7 +17,7 @@ use stratus_core::quota::holds_running_share;
 use stratus_core::retry::optimistic;
 use stratus_core::selector::LabelSelector;
 use stratus_core::{Error, Result, ids};
-use stratus_store::{InstanceRecord, InstanceSpec, PageRequest, ProjectRecord};
+use stratus_store::{InstanceRecord, InstanceSpec, InstanceVersion, PageRequest, ProjectRecord};
 use stratus_types::{
     DesiredState, Disk, DiskInterface, DiskType, Gpu, Instance, InstanceCreateRequest,
     InstanceStatus, InstanceUpdateRequest, Lifecycle, MetadataItem, Nic, ResourceId,
@@ -35,7 +35,7 @@ pub const MAX_PAGE_BYTES: usize = 4 << 20;
 /// A page of instances as [`App::bounded_page`] reads it.
 #[derive(Default)]
 struct BoundedPage {
-    instances: Vec<Box<RawValue>>,
+    instances: Vec<Body>,
     /// The id of the last instance on the page.
     last_id: Option<String>,
     /// Whether more instances follow.
@@ -45,12 +45,12 @@ struct BoundedPage {
 }
 
 /// The answer to a list of instances, shaped as [`stratus_types::InstanceList`], its instances
-/// serialized already: each was serialized to bound the page by its size, and is sent as it
-/// was.
+/// serialized already: each is sent as it was kept ([`super::bodies`]) or made to bound the
+/// page by its size.
 #[derive(Debug, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstancePage {
-    pub instances: Vec<Box<RawValue>>,
+    pub instances: Vec<Body>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_page_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,6 +64,12 @@ const MAX_SERIAL_CHUNK: u64 = 1 << 20;
 /// An instance and its ETag, as returned by single-instance operations.
 pub struct InstanceView {
     pub instance: Instance,
+    pub etag: String,
+}
+
+/// An instance as the JSON a read sends, with its ETag.
+pub struct InstanceBody {
+    pub body: Body,
     pub etag: String,
 }
 
@@ -386,11 +392,61 @@ impl App {
         Ok(resolved)
     }
 
-    pub async fn get_instance(&self, caller: &Caller, at: InstanceRef<'_>) -> Result<InstanceView> {
+    pub async fn get_instance(&self, caller: &Caller, at: InstanceRef<'_>) -> Result<InstanceBody> {
         let record = self
             .instance_for(&caller.principal, at, Permission::InstancesGet)
             .await?;
-        Ok(self.instance_view(&record))
+        Ok(InstanceBody {
+            body: self.instance_body(&record)?,
+            etag: etag(record.uid, record.generation),
+        })
+    }
+
+    /// `record` as the JSON a read sends: kept from an earlier read of its version, or made
+    /// (and kept) now.
+    fn instance_body(&self, record: &InstanceRecord) -> Result<Body> {
+        if let Some(body) = self.bodies.get(record.uid, record.generation) {
+            return Ok(body);
+        }
+        let body = Body::of(&self.instance_view(record).instance)
+            .map_err(|e| Error::internal(format!("serializing an instance: {e}")))?;
+        self.bodies.keep(record.uid, record.generation, &body);
+        Ok(body)
+    }
+
+    /// The JSON of each of `versions` of `project`'s instances that `selector` selects, in
+    /// their order: kept bodies where the version is kept, the rest read in one go. An
+    /// instance deleted since it was listed is left out; one written since is sent as it is
+    /// now, if `selector` still selects it.
+    async fn version_bodies(
+        &self,
+        project: &str,
+        selector: &LabelSelector,
+        versions: &[InstanceVersion],
+    ) -> Result<Vec<(String, Body)>> {
+        let kept: Vec<Option<Body>> = versions
+            .iter()
+            .map(|v| self.bodies.get(v.uid, v.generation))
+            .collect();
+        let missing: Vec<Uuid> = versions
+            .iter()
+            .zip(&kept)
+            .filter(|(_, body)| body.is_none())
+            .map(|(v, _)| v.uid)
+            .collect();
+        let mut read = std::collections::HashMap::with_capacity(missing.len());
+        if !missing.is_empty() {
+            for record in self.store.get_instances_by_uid(&missing).await? {
+                if record.project == project && selector.matches(&record.spec.labels) {
+                    read.insert(record.uid, self.instance_body(&record)?);
+                }
+            }
+        }
+        Ok(versions
+            .iter()
+            .zip(kept)
+            .filter_map(|(v, body)| Some((v.id.clone(), body.or_else(|| read.remove(&v.uid))?)))
+            .collect())
     }
 
     /// The instance once its ETag differs from `etag`, waiting up to `wait` for a change;
@@ -401,7 +457,7 @@ impl App {
         at: InstanceRef<'_>,
         etag: Option<&str>,
         wait: std::time::Duration,
-    ) -> Result<Option<InstanceView>> {
+    ) -> Result<Option<InstanceBody>> {
         let deadline = std::time::Instant::now() + wait;
         loop {
             let revision = self.changes.revision();
@@ -490,21 +546,22 @@ impl App {
         let mut page = BoundedPage::default();
         let mut bytes = 0usize;
         loop {
-            let read = self.store.list_instances(project, selector, &batch).await?;
+            let read = self
+                .store
+                .list_instance_versions(project, selector, &batch)
+                .await?;
             page.total = page.total.or(read.total);
-            let mut items = read.items.iter();
-            for record in items.by_ref() {
-                let instance = self.instance_view(record).instance;
-                let body = serde_json::value::to_raw_value(&instance)
-                    .map_err(|e| Error::internal(format!("serializing an instance: {e}")))?;
-                let size = body.get().len();
+            let bodies = self.version_bodies(project, selector, &read.items).await?;
+            let mut items = bodies.into_iter();
+            for (id, body) in items.by_ref() {
+                let size = body.size();
                 if !page.instances.is_empty() && bytes + size > MAX_PAGE_BYTES {
                     page.more = true;
                     return Ok(page);
                 }
                 bytes += size;
                 page.instances.push(body);
-                page.last_id = Some(record.id.clone());
+                page.last_id = Some(id);
                 if page.instances.len() == wanted {
                     break;
                 }

@@ -9,6 +9,7 @@
 
 mod apikeys;
 pub mod authz;
+pub mod bodies;
 mod catalog;
 mod checks;
 pub mod deploy;
@@ -31,7 +32,7 @@ pub mod watch;
 
 pub use authz::{Permission, Principal};
 pub use images::HostImage;
-pub use instances::InstanceView;
+pub use instances::{InstanceBody, InstanceView};
 pub use paging::Paging;
 
 use base64::Engine;
@@ -132,6 +133,8 @@ pub struct App {
     deploys: deploy::Deploys,
     /// The source of instance watch events ([`watch`]).
     pub watch: watch::WatchHub,
+    /// Instances as JSON, per version ([`bodies`]).
+    bodies: bodies::InstanceBodies,
 }
 
 impl App {
@@ -179,6 +182,7 @@ impl App {
             verified_tokens: Mutex::new(HashMap::new()),
             deploys: deploy::Deploys::default(),
             watch: watch::WatchHub::new(),
+            bodies: Default::default(),
         });
         app.follow_instance_changes();
         Ok(app)

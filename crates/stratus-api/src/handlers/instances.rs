@@ -131,7 +131,7 @@ pub async fn get_instance(
         )
         .await?;
     Ok(match view {
-        Some(view) => with_etag(StatusCode::OK, view.instance, &view.etag),
+        Some(read) => with_etag(StatusCode::OK, read.body, &read.etag),
         None => {
             let mut response = StatusCode::NOT_MODIFIED.into_response();
             if let Some(etag) = wait.etag.and_then(|e| e.parse().ok()) {

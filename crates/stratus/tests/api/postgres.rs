@@ -516,9 +516,11 @@ async fn a_write_is_read_back_at_once_where_it_was_made_and_within_the_lag_elsew
         }
     }
     for round in 0..5 {
-        // Both replicas have the instance in memory.
-        assert_eq!(a.get(&path).await.status, StatusCode::OK);
-        assert_eq!(b.get(&path).await.status, StatusCode::OK);
+        // Both replicas have the instance, and its JSON in a page, in memory.
+        for replica in [a, b] {
+            assert_eq!(replica.get(&path).await.status, StatusCode::OK);
+            assert_eq!(replica.get(INSTANCES).await.status, StatusCode::OK);
+        }
         let label = format!("v{round}");
         let patched = a.patch(&path, json!({"labels": {"round": label}})).await;
         assert_eq!(patched.status, StatusCode::OK, "{:#}", patched.body);
@@ -528,10 +530,18 @@ async fn a_write_is_read_back_at_once_where_it_was_made_and_within_the_lag_elsew
             "replica A answered older than the write it acknowledged"
         );
         assert_eq!(own.etag, patched.etag);
+        let own_page = a.get(INSTANCES).await;
+        assert_eq!(
+            own_page.body["instances"][0]["labels"]["round"], label,
+            "replica A listed older than the write it acknowledged"
+        );
         let written = Instant::now();
         loop {
             let other = b.get(&path).await;
-            if other.body["labels"]["round"] == label {
+            let other_page = b.get(INSTANCES).await;
+            if other.body["labels"]["round"] == label
+                && other_page.body["instances"][0]["labels"]["round"] == label
+            {
                 break;
             }
             assert!(

@@ -23,15 +23,18 @@
 //! takes what is queued, even if that is one. One writer also means the region's hot writes
 //! never queue for SQLite's write lock against each other.
 //!
-//! Placement reads its zone's host rows once per group (not once per create) and counts each
-//! create of the group onto its host as it goes. What is placed on a host is kept in counters
+//! Placement reads its zone's host rows once per group (not once per create), holding the
+//! zone's one lock (a row of `placement_zones`, on PostgreSQL) rather than a lock on each host,
+//! and counts each create of the group onto its host as it goes. What is placed on a host is kept in counters
 //! on its row (added to by the create that places an instance, taken from by the deletion that
 //! removes it, in the same transaction), so a group costs one read of the zone's hosts however
 //! many instances the region holds.
 
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
 use crate::rows::{host_usage, insert, insert_many};
-use crate::sql::{GPU_USAGE_BY_HOST, admit_under, count, count_on_host, instance_exists};
+use crate::sql::{
+    GPU_USAGE_IN_ZONE, HOST_CAPACITY, admit_under, count, count_on_host, instance_exists, lock_zone,
+};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -530,8 +533,8 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
         let mut seen = Seen::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            // Outside the create's savepoint: rolling one back must not release the host rows'
-            // locks the group's placement relies on.
+            // Outside the create's savepoint: rolling one back must not release the zone's lock
+            // the group's placement relies on.
             if let Job::Create(create) = job
                 && !zones.contains_key(&create.instance.zone)
             {
@@ -612,7 +615,7 @@ async fn create_one(
 ) -> DbResult<InstanceRecord> {
     let instance = &job.instance;
     // Creates of one organization queue on its row, so each sees what the previous one took
-    // of its quotas; creates in one zone queue on its host rows (PostgreSQL), so each group
+    // of its quotas; creates in one zone queue on its lock (PostgreSQL), so each group
     // sees what the previous one placed.
     let admission = Admission {
         organization: &job.organization,
@@ -698,22 +701,27 @@ async fn unless_taken(
     }
 }
 
-/// The live, schedulable hosts of `zone` (locked where the database locks rows) with what is
-/// placed on them.
+/// The live, schedulable hosts of `zone` with what is placed on them, read once the group
+/// holds the zone's lock (where the database locks rows): until the group commits, no other
+/// placement in the zone, nor a cordon of one of its hosts, changes what it read.
 async fn zone_usage(
     tx: &mut Box<dyn Tx>,
     engine: &dyn Engine,
     zone: &str,
     live_since: DateTime<Utc>,
 ) -> DbResult<Vec<HostUsage>> {
-    let hosts_sql = format!(
-        "SELECT * FROM hosts WHERE zone = ? AND last_seen_at >= ? \
-         AND scheduling = 'SCHEDULABLE' ORDER BY id{}",
-        engine.for_update()
-    );
+    if engine.locks_rows() {
+        lock_zone(tx, engine, zone).await?;
+    }
     let hosts = tx
-        .query(&hosts_sql, args![zone, live_since.timestamp_millis()])
+        .query(
+            &format!(
+                "SELECT {HOST_CAPACITY} FROM hosts WHERE zone = ? AND last_seen_at >= ? \
+                 AND scheduling = 'SCHEDULABLE' ORDER BY id"
+            ),
+            args![zone, live_since.timestamp_millis()],
+        )
         .await?;
-    let gpus = tx.query(GPU_USAGE_BY_HOST, vec![]).await?;
+    let gpus = tx.query(GPU_USAGE_IN_ZONE, args![zone]).await?;
     Ok(host_usage(&hosts, &gpus)?)
 }

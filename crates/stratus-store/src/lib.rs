@@ -16,7 +16,7 @@
 //! - **Decisions inside one transaction.** Placement reads host capacity and inserts the
 //!   instance in the same write transaction, so two creates can never both take the last vCPU:
 //!   SQLite runs writes on one connection with `BEGIN IMMEDIATE`; PostgreSQL locks the zone's
-//!   host rows, and repeats a transaction that lost a serialization race.
+//!   row of `placement_zones`, and repeats a transaction that lost a serialization race.
 //! - **Leases, not locks, for background work.** A reconciler claims an instance with a lease
 //!   (owner, expiry) in the row; a crashed owner's lease simply expires.
 

@@ -83,6 +83,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "instance_label_pairs",
         sql: include_str!("../migrations/0012_instance_label_pairs.sql"),
     },
+    Migration {
+        version: 13,
+        name: "placement_zones",
+        sql: include_str!("../migrations/0013_placement_zones.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column
@@ -203,9 +208,12 @@ async fn applied_versions(session: &mut dyn crate::engine::Tx) -> Result<Vec<i64
 }
 
 /// Bookkeeping tables of migrations, and tables derived from the region's own that an import
-/// rebuilds (what is placed on each host), not the region's own.
+/// rebuilds (what is placed on each host, the zones hosts are in), not the region's own.
 pub(crate) fn is_bookkeeping(table: &str) -> bool {
-    table == "schema_migrations" || table.starts_with("_sqlx_") || table == "host_gpu_usage"
+    table == "schema_migrations"
+        || table.starts_with("_sqlx_")
+        || table == "host_gpu_usage"
+        || table == "placement_zones"
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //!
 //! Decisions that read before they write run `SERIALIZABLE`, so the database, not Stratus,
 //! catches two replicas deciding on the same stale read. Placement is the hot one: it locks
-//! the zone's host rows (`FOR UPDATE`) under `READ COMMITTED`, so concurrent creates in a zone
-//! queue behind each other and each sees the capacity the previous one took, instead of
-//! aborting and retrying under load.
+//! its zone's row of `placement_zones` (`FOR UPDATE`) under `READ COMMITTED`, so concurrent
+//! creates in a zone queue behind each other and each sees the capacity the previous one took,
+//! instead of aborting and retrying under load. One row per zone, not each host's: locking a
+//! thousand host rows wrote a lock into each of them per group.
 //!
 //! Replicas hear of each other's writes to instances and images through `NOTIFY` on channel
 //! `stratus_changes` (see [`crate::Store::follow_changes`]), so an agent long-polling one

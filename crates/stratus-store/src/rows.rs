@@ -503,7 +503,7 @@ pub(crate) struct Setting {
 table!(Setting, "settings", { key: Text, value: Text });
 
 /// What placement needs to know of hosts: their capacity and what is placed on them, from
-/// rows of `hosts` (with their usage counters) and of `host_gpu_usage`.
+/// rows of `hosts` (at least [`crate::sql::HOST_CAPACITY`]) and of `host_gpu_usage`.
 pub(crate) fn host_usage(
     hosts: &[crate::engine::Row],
     gpu_rows: &[crate::engine::Row],
@@ -511,18 +511,23 @@ pub(crate) fn host_usage(
     let mut usage = Vec::with_capacity(hosts.len());
     let mut index = std::collections::HashMap::with_capacity(hosts.len());
     for row in hosts {
-        let h = HostRecord::from_row(row.as_ref())?;
-        index.insert(h.id, usage.len());
+        let row = row.as_ref();
+        let id = Uid::get(row, "id")?;
+        index.insert(id, usage.len());
+        let gpus = row.text("gpus")?;
         usage.push(HostUsage {
-            host_id: h.id,
-            vcpus: h.vcpus,
-            memory_mb: h.memory_mb,
-            gpus: h.gpus,
-            used_vcpus: row.int("used_vcpus")? as u32,
-            used_memory_mb: row.int("used_memory_mb")? as u64,
+            host_id: id,
+            vcpus: Narrow::get(row, "vcpus")?,
+            memory_mb: Narrow::get(row, "memory_mb")?,
+            gpus: match gpus.as_str() {
+                "[]" => Vec::new(),
+                _ => json(row, "gpus")?,
+            },
+            used_vcpus: Narrow::get(row, "used_vcpus")?,
+            used_memory_mb: Narrow::get(row, "used_memory_mb")?,
             used_gpus: vec![],
-            instances: row.int("placed_instances")? as u32,
-            baremetal: h.driver == "redfish",
+            instances: Narrow::get(row, "placed_instances")?,
+            baremetal: row.text("driver")? == "redfish",
         });
     }
     for row in gpu_rows {

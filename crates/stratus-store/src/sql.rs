@@ -748,6 +748,14 @@ const GPU_USAGE_OF_ORGANIZATION: &str = "SELECT i.gpu_type, CAST(SUM(i.gpu_count
      AND i.gpu_type IS NOT NULL AND i.gpu_count > 0 GROUP BY i.gpu_type";
 
 /// GPUs of each type placed on each host, as counted when instances are placed and removed.
+/// What is placed on the hosts of zone `?`, per GPU type.
+pub(crate) const GPU_USAGE_IN_ZONE: &str = "SELECT g.host_id, g.gpu_type, g.n \
+     FROM host_gpu_usage g JOIN hosts h ON h.id = g.host_id WHERE h.zone = ? AND g.n > 0";
+
+/// The columns of `hosts` placement reads ([`host_usage`]): capacity and usage counters.
+pub(crate) const HOST_CAPACITY: &str =
+    "id, driver, vcpus, memory_mb, gpus, used_vcpus, used_memory_mb, placed_instances";
+
 pub(crate) const GPU_USAGE_BY_HOST: &str =
     "SELECT host_id, gpu_type, n FROM host_gpu_usage WHERE n > 0";
 
@@ -785,7 +793,32 @@ pub(crate) async fn count_on_host(
     Ok(())
 }
 
-/// Sets every host's usage counters from the instances placed on it (after an import).
+/// Takes the lock on `zone` that placement in it queues on (where the database locks rows),
+/// until the transaction ends.
+pub(crate) async fn lock_zone(
+    tx: &mut Box<dyn Tx>,
+    engine: &dyn Engine,
+    zone: &str,
+) -> DbResult<()> {
+    let lock = format!(
+        "SELECT zone FROM placement_zones WHERE zone = ?{}",
+        engine.for_update()
+    );
+    if tx.query(&lock, args![zone]).await?.is_empty() {
+        // A zone no host has registered in yet: made here, so a host registering in it now
+        // queues behind this transaction's placement.
+        tx.execute(
+            "INSERT INTO placement_zones (zone) VALUES (?) ON CONFLICT (zone) DO NOTHING",
+            args![zone],
+        )
+        .await?;
+        tx.query(&lock, args![zone]).await?;
+    }
+    Ok(())
+}
+
+/// Sets every host's usage counters from the instances placed on it, and makes the rows of
+/// the zones hosts are in (after an import).
 async fn recount_host_usage(tx: &mut Box<dyn Tx>) -> DbResult<()> {
     for statement in [
         "UPDATE hosts SET \
@@ -796,6 +829,8 @@ async fn recount_host_usage(tx: &mut Box<dyn Tx>) -> DbResult<()> {
         "INSERT INTO host_gpu_usage (host_id, gpu_type, n) \
          SELECT host_id, gpu_type, CAST(SUM(gpu_count) AS BIGINT) FROM instances \
          WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type",
+        "INSERT INTO placement_zones (zone) SELECT DISTINCT zone FROM hosts WHERE 1 = 1 \
+         ON CONFLICT (zone) DO NOTHING",
     ] {
         tx.execute(statement, vec![]).await?;
     }
@@ -1220,6 +1255,13 @@ impl Store for SqlStore {
             agent_version: host.agent_version.clone(),
             underlay: host.underlay.clone(),
         };
+        // Its zone's row first: a create that finds the host has queued on it.
+        self.db()
+            .execute(
+                "INSERT INTO placement_zones (zone) VALUES (?) ON CONFLICT (zone) DO NOTHING",
+                args![&host.zone],
+            )
+            .await?;
         let (sql, args) = insert(&record);
         // A host that registers again keeps its id and whether operators cordoned it.
         let sql = format!(
@@ -1239,17 +1281,34 @@ impl Store for SqlStore {
         host_id: Uuid,
         scheduling: &str,
     ) -> Result<Option<HostRecord>> {
-        self.update(
-            vec![("scheduling", scheduling.into())],
-            ("id", host_id.into()),
-        )
-        .await
+        // After the groups of creates placing in the host's zone now, before those after.
+        Ok(transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            if self.db().locks_rows() {
+                let zone = tx
+                    .query("SELECT zone FROM hosts WHERE id = ?", args![host_id])
+                    .await?;
+                if let Some(zone) = zone.first() {
+                    lock_zone(&mut tx, self.db(), &zone.text("zone")?).await?;
+                }
+            }
+            records(
+                &tx.query(
+                    "UPDATE hosts SET scheduling = ? WHERE id = ? RETURNING *",
+                    args![scheduling, host_id],
+                )
+                .await?,
+            )?
+            .pop()
+        })?)
     }
 
     async fn host_usage(&self) -> Result<Vec<HostUsage>> {
         let hosts = self
             .db()
-            .query("SELECT * FROM hosts ORDER BY id", vec![])
+            .query(
+                &format!("SELECT {HOST_CAPACITY} FROM hosts ORDER BY id"),
+                vec![],
+            )
             .await?;
         let gpus = self.db().query(GPU_USAGE_BY_HOST, vec![]).await?;
         host_usage(&hosts, &gpus)

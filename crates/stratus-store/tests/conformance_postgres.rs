@@ -64,8 +64,8 @@ async fn another_replicas_writes_wake_this_one() {
 
 /// Console output of an instance whose row another replica is deleting fails its foreign key
 /// when that deletion commits. It is written in a group with other jobs, which must stand:
-/// here creates queued behind a group held up on the zone's host rows, so that they and the
-/// append go in the next group together.
+/// here creates queued behind a group held up on the zone's lock, so that they and the append
+/// go in the next group together.
 #[tokio::test]
 async fn a_console_append_racing_a_deletion_fails_alone() {
     use sqlx::Connection;
@@ -73,11 +73,11 @@ async fn a_console_append_racing_a_deletion_fails_alone() {
     let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
     seeded(&store).await;
     let doomed = create(&store, instance("doomed", 0, &[])).await.unwrap();
-    let mut hosts = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut zone = sqlx::PgConnection::connect(&url).await.unwrap();
     let mut deleting = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut hosts).await.unwrap();
-    sqlx::query("SELECT id FROM hosts FOR UPDATE")
-        .execute(&mut hosts)
+    sqlx::query("BEGIN").execute(&mut zone).await.unwrap();
+    sqlx::query("SELECT zone FROM placement_zones FOR UPDATE")
+        .execute(&mut zone)
         .await
         .unwrap();
     sqlx::query("BEGIN").execute(&mut deleting).await.unwrap();
@@ -98,7 +98,7 @@ async fn a_console_append_racing_a_deletion_fails_alone() {
     };
     let creates: Vec<_> = (0..10).map(|n| spawn_create(format!("vm-{n}"))).collect();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    sqlx::query("COMMIT").execute(&mut hosts).await.unwrap();
+    sqlx::query("COMMIT").execute(&mut zone).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     sqlx::query("COMMIT").execute(&mut deleting).await.unwrap();
     held.await.unwrap().unwrap();
@@ -112,4 +112,37 @@ async fn a_console_append_racing_a_deletion_fails_alone() {
             .unwrap()
             .expect("a create written with the failed append stands");
     }
+}
+
+/// Two stores on one database stand for two replicas placing into one zone at once: their
+/// groups queue on the zone's lock, so together they fill its host exactly, never past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_placing_in_one_zone_at_once_never_overcommit() {
+    let url = database("two_placers").await;
+    let a: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    seeded(&a).await;
+    let attempts: Vec<_> = (0..40)
+        .map(|n| {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(
+                async move { create(&store, instance(&format!("vm-{n:02}"), 1, &[])).await },
+            )
+        })
+        .collect();
+    let mut placed = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => placed += 1,
+            Err(stratus_core::Error::ResourceExhausted(_)) => {}
+            Err(other) => panic!("a create failed with {other:?}"),
+        }
+    }
+    assert_eq!(
+        placed, 8,
+        "an 8-vCPU host takes exactly eight 1-vCPU instances"
+    );
+    let usage = b.host_usage().await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!((usage[0].used_vcpus, usage[0].instances), (8, 8));
 }

@@ -41,6 +41,7 @@ macro_rules! conformance_tests {
             hosts_poll_instances_without_their_metadata,
             quotas_hold_under_concurrent_creates_and_starts,
             cordoned_hosts_take_nothing_new_and_stay_cordoned,
+            placement_sees_every_change_to_its_zones_hosts,
             nic_addresses_are_never_handed_out_twice,
             networks_in_use_stay_and_reservations_bind_to_nics,
             servers_are_unique_by_id_and_live_bmc_and_guarded,
@@ -112,6 +113,22 @@ pub async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
         })
         .await
         .unwrap()
+}
+
+/// A simulated host `name` of zone `z` with `vcpus` and 8 GiB, heard from now.
+fn sim_host(name: &str, vcpus: u32) -> HostRegistrationRecord {
+    HostRegistrationRecord {
+        name: name.into(),
+        zone: "z".into(),
+        driver: "sim".into(),
+        vcpus,
+        memory_mb: 8192,
+        gpus: vec![],
+        accelerator: None,
+        agent_version: None,
+        underlay: None,
+        now: Utc::now(),
+    }
 }
 
 /// Instance `id` of project `p` in zone `z`, of `vcpus` (and 512 MiB each) and `labels`.
@@ -976,21 +993,7 @@ pub async fn audit_events_and_heartbeats_written_together_all_land(store: Arc<dy
     let first = seeded(&store).await;
     let mut hosts = vec![first];
     for name in ["host-2", "host-3"] {
-        let registered = store
-            .register_host(&HostRegistrationRecord {
-                name: name.into(),
-                zone: "z".into(),
-                driver: "sim".into(),
-                vcpus: 8,
-                memory_mb: 8192,
-                gpus: vec![],
-                accelerator: None,
-                agent_version: None,
-                underlay: None,
-                now: Utc::now(),
-            })
-            .await
-            .unwrap();
+        let registered = store.register_host(&sim_host(name, 8)).await.unwrap();
         hosts.push(registered);
     }
     // Each host is heard from at its own times; the latest of each must stand.
@@ -1363,6 +1366,68 @@ pub async fn networks_in_use_stay_and_reservations_bind_to_nics(store: Arc<dyn S
     store.create_network(&other, &other_subnet).await.unwrap();
     assert!(store.delete_project("p").await.unwrap());
     assert!(store.get_network("p", "other").await.unwrap().is_none());
+}
+
+/// The writer keeps what it knows of a zone's hosts between groups; each change to them made
+/// outside its placements is seen by the very next create.
+pub async fn placement_sees_every_change_to_its_zones_hosts(store: Arc<dyn Store>) {
+    let host = seeded(&store).await;
+    let full = |err: Error| matches!(err, Error::ResourceExhausted(_));
+    let mut placed = Vec::new();
+    for n in 0..8 {
+        placed.push(
+            create(&store, instance(&format!("a{n}"), 1, &[]))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(full(
+        create(&store, instance("x1", 1, &[])).await.unwrap_err()
+    ));
+    // A deletion frees its vCPU.
+    let mut gone = placed.pop().unwrap();
+    gone.desired = DesiredState::Deleted;
+    let gone = store.update_instance(&gone).await.unwrap().unwrap();
+    assert!(store.finalize_instance_deletion(gone.uid).await.unwrap());
+    create(&store, instance("b1", 1, &[])).await.unwrap();
+    assert!(full(
+        create(&store, instance("x2", 1, &[])).await.unwrap_err()
+    ));
+    // The host registering again with more vCPUs.
+    store
+        .register_host(&sim_host(&host.name, 10))
+        .await
+        .unwrap();
+    create(&store, instance("c1", 2, &[])).await.unwrap();
+    assert!(full(
+        create(&store, instance("x3", 1, &[])).await.unwrap_err()
+    ));
+    // A new host in the zone.
+    let second = store.register_host(&sim_host("host-2", 4)).await.unwrap();
+    let on_second = create(&store, instance("d1", 3, &[])).await.unwrap();
+    assert_eq!(on_second.host_id, Some(second.id));
+    // A cordon, then its lifting.
+    store
+        .set_host_scheduling(second.id, "CORDONED")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(full(
+        create(&store, instance("x4", 1, &[])).await.unwrap_err()
+    ));
+    store
+        .set_host_scheduling(second.id, "SCHEDULABLE")
+        .await
+        .unwrap()
+        .unwrap();
+    let after = create(&store, instance("e1", 1, &[])).await.unwrap();
+    assert_eq!(after.host_id, Some(second.id));
+    let usage = store.host_usage().await.unwrap();
+    let used: Vec<_> = usage.iter().map(|h| (h.vcpus, h.used_vcpus)).collect();
+    assert!(
+        used.contains(&(10, 10)) && used.contains(&(4, 4)),
+        "{used:?}"
+    );
 }
 
 pub async fn cordoned_hosts_take_nothing_new_and_stay_cordoned(store: Arc<dyn Store>) {

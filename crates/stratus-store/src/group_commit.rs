@@ -23,18 +23,18 @@
 //! takes what is queued, even if that is one. One writer also means the region's hot writes
 //! never queue for SQLite's write lock against each other.
 //!
-//! Placement reads its zone's host rows once per group (not once per create), holding the
-//! zone's one lock (a row of `placement_zones`, on PostgreSQL) rather than a lock on each host,
-//! and counts each create of the group onto its host as it goes. What is placed on a host is kept in counters
+//! Placement learns its zone's hosts once per group (not once per create), holding the zone's
+//! one lock (a row of `placement_zones`) rather than a lock on each host, and counts each create
+//! of the group onto its host as it goes; between groups the writer keeps them, read again
+//! only when something else changed them ([`crate::zones`]). What is placed on a host is kept in counters
 //! on its row (added to by the create that places an instance, taken from by the deletion that
 //! removes it, in the same transaction), so a group costs one read of the zone's hosts however
 //! many instances the region holds.
 
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
-use crate::rows::{host_usage, insert, insert_many};
-use crate::sql::{
-    GPU_USAGE_IN_ZONE, HOST_CAPACITY, admit_under, count, count_on_host, instance_exists, lock_zone,
-};
+use crate::rows::{insert, insert_many};
+use crate::sql::{admit_under, count, count_on_host, instance_exists};
+use crate::zones::{KeptZones, ZoneTaken};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -142,9 +142,10 @@ pub(crate) fn start(
     let (sender, mut queue) = mpsc::unbounded_channel::<Job>();
     let in_process = engine.in_process();
     let writer = async move {
+        let mut zones = KeptZones::default();
         while let Some(jobs) = next_group(&mut queue).await {
             metrics::histogram!("stratus_write_group_size").record(jobs.len() as f64);
-            let outcomes = run_group(engine.as_ref(), &jobs).await;
+            let outcomes = run_group(engine.as_ref(), &jobs, &mut zones).await;
             let mut committed = Vec::new();
             for (job, outcome) in jobs.iter().zip(&outcomes) {
                 match (job, outcome) {
@@ -245,15 +246,21 @@ fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
 /// ([`run_together`]). A job refused there after it wrote undoes the whole group, which then
 /// runs again job by job, each in a savepoint of its own ([`run_one_by_one`]). A group whose
 /// transaction failed (the database is out of reach, its commit failed) fails as a whole.
-async fn run_group(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
+async fn run_group(engine: &dyn Engine, jobs: &[Job], kept: &mut KeptZones) -> Vec<Result<Done>> {
     let together = transaction!(engine, Isolation::ReadCommitted, |tx| {
-        run_together(&mut tx, engine, jobs).await?
+        let mut placing = Placing::new(kept);
+        let outcomes = run_together(&mut tx, engine, jobs, &mut placing).await?;
+        (outcomes, placing.taken, placing.hosts)
     });
     match together {
-        Ok(outcomes) => outcomes,
+        Ok((outcomes, taken, hosts)) => {
+            kept.committed(taken, &hosts);
+            outcomes
+        }
         Err(DbError::Undo) => {
             metrics::counter!("stratus_write_groups_run_again_total").increment(1);
-            run_one_by_one(engine, jobs).await
+            kept.forget();
+            run_one_by_one(engine, jobs, &KeptZones::default()).await
         }
         Err(failed) => each_failed(jobs.len(), failed),
     }
@@ -270,8 +277,8 @@ async fn run_together(
     tx: &mut Box<dyn Tx>,
     engine: &dyn Engine,
     jobs: &[Job],
+    placing: &mut Placing<'_>,
 ) -> DbResult<Vec<Result<Done>>> {
-    let mut zones: HashMap<String, Vec<HostUsage>> = HashMap::new();
     let mut seen = Seen::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut events = Vec::new();
@@ -284,16 +291,12 @@ async fn run_together(
                 Err(instance_exists(&create.instance))
             }
             Job::Create(create) => {
-                let zone = &create.instance.zone;
-                if !zones.contains_key(zone) {
-                    let usage = zone_usage(tx, engine, zone, create.live_since).await?;
-                    zones.insert(zone.clone(), usage);
-                }
+                placing.lock(tx, create).await?;
                 let savepoint = !writes_only_its_row_last(&create.instance);
                 if savepoint {
                     open_savepoint(tx).await?;
                 }
-                let one = create_one(tx, engine, create, &mut zones, &mut seen);
+                let one = create_one(tx, engine, create, &mut placing.hosts, &mut seen);
                 match tracing::Instrument::instrument(one, create.span.clone()).await {
                     Ok(created) => {
                         if savepoint {
@@ -527,20 +530,20 @@ async fn append_apart(
 }
 
 /// The group job by job, each in a savepoint of its own: a refused job is undone alone.
-async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> {
+async fn run_one_by_one(
+    engine: &dyn Engine,
+    jobs: &[Job],
+    none_kept: &KeptZones,
+) -> Vec<Result<Done>> {
     let outcomes = transaction!(engine, Isolation::ReadCommitted, |tx| {
-        let mut zones: HashMap<String, Vec<HostUsage>> = HashMap::new();
+        let mut placing = Placing::new(none_kept);
         let mut seen = Seen::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
             // Outside the create's savepoint: rolling one back must not release the zone's lock
             // the group's placement relies on.
-            if let Job::Create(create) = job
-                && !zones.contains_key(&create.instance.zone)
-            {
-                let zone = &create.instance.zone;
-                let usage = zone_usage(&mut tx, engine, zone, create.live_since).await?;
-                zones.insert(zone.clone(), usage);
+            if let Job::Create(create) = job {
+                placing.lock(&mut tx, create).await?;
             }
             // A job of one statement needs no savepoint where a refused statement leaves the
             // transaction as it was (SQLite); a create always has one.
@@ -551,7 +554,7 @@ async fn run_one_by_one(engine: &dyn Engine, jobs: &[Job]) -> Vec<Result<Done>> 
             }
             let done = match job {
                 Job::Create(job) => {
-                    let one = create_one(&mut tx, engine, job, &mut zones, &mut seen);
+                    let one = create_one(&mut tx, engine, job, &mut placing.hosts, &mut seen);
                     tracing::Instrument::instrument(one, job.span.clone())
                         .await
                         .map(Done::Created)
@@ -701,27 +704,35 @@ async fn unless_taken(
     }
 }
 
-/// The live, schedulable hosts of `zone` with what is placed on them, read once the group
-/// holds the zone's lock (where the database locks rows): until the group commits, no other
-/// placement in the zone, nor a cordon of one of its hosts, changes what it read.
-async fn zone_usage(
-    tx: &mut Box<dyn Tx>,
-    engine: &dyn Engine,
-    zone: &str,
-    live_since: DateTime<Utc>,
-) -> DbResult<Vec<HostUsage>> {
-    if engine.locks_rows() {
-        lock_zone(tx, engine, zone).await?;
+/// What a group knows of the zones it places in: the live hosts of each (with what the group
+/// placed counted on), and what it took of each to keep once it commits.
+struct Placing<'k> {
+    kept: &'k KeptZones,
+    hosts: HashMap<String, Vec<HostUsage>>,
+    taken: HashMap<String, ZoneTaken>,
+}
+
+impl<'k> Placing<'k> {
+    fn new(kept: &'k KeptZones) -> Self {
+        Self {
+            kept,
+            hosts: HashMap::new(),
+            taken: HashMap::new(),
+        }
     }
-    let hosts = tx
-        .query(
-            &format!(
-                "SELECT {HOST_CAPACITY} FROM hosts WHERE zone = ? AND last_seen_at >= ? \
-                 AND scheduling = 'SCHEDULABLE' ORDER BY id"
-            ),
-            args![zone, live_since.timestamp_millis()],
-        )
-        .await?;
-    let gpus = tx.query(GPU_USAGE_IN_ZONE, args![zone]).await?;
-    Ok(host_usage(&hosts, &gpus)?)
+
+    /// Locks the zone `create` places in, the first time the group places there, and learns
+    /// its hosts: until the group commits, no other placement in the zone, nor a change of its
+    /// hosts, changes them.
+    async fn lock(&mut self, tx: &mut Box<dyn Tx>, create: &CreateJob) -> DbResult<()> {
+        let zone = &create.instance.zone;
+        if !self.hosts.contains_key(zone) {
+            let live = self
+                .kept
+                .lock(tx, zone, create.live_since, &mut self.taken)
+                .await?;
+            self.hosts.insert(zone.clone(), live);
+        }
+        Ok(())
+    }
 }

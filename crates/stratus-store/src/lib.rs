@@ -37,6 +37,7 @@ mod sql;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod zones;
 
 pub use addressing::new_network;
 pub use cache::SHARED_LAG;

@@ -8,7 +8,7 @@
 //!
 //! Decisions that read before they write run `SERIALIZABLE`, so the database, not Stratus,
 //! catches two replicas deciding on the same stale read. Placement is the hot one: it locks
-//! its zone's row of `placement_zones` (`FOR UPDATE`) under `READ COMMITTED`, so concurrent
+//! its zone's row of `placement_zones` (bumping its version) under `READ COMMITTED`, so concurrent
 //! creates in a zone queue behind each other and each sees the capacity the previous one took,
 //! instead of aborting and retrying under load. One row per zone, not each host's: locking a
 //! thousand host rows wrote a lock into each of them per group.

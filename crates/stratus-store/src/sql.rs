@@ -793,30 +793,6 @@ pub(crate) async fn count_on_host(
     Ok(())
 }
 
-/// Takes the lock on `zone` that placement in it queues on (where the database locks rows),
-/// until the transaction ends.
-pub(crate) async fn lock_zone(
-    tx: &mut Box<dyn Tx>,
-    engine: &dyn Engine,
-    zone: &str,
-) -> DbResult<()> {
-    let lock = format!(
-        "SELECT zone FROM placement_zones WHERE zone = ?{}",
-        engine.for_update()
-    );
-    if tx.query(&lock, args![zone]).await?.is_empty() {
-        // A zone no host has registered in yet: made here, so a host registering in it now
-        // queues behind this transaction's placement.
-        tx.execute(
-            "INSERT INTO placement_zones (zone) VALUES (?) ON CONFLICT (zone) DO NOTHING",
-            args![zone],
-        )
-        .await?;
-        tx.query(&lock, args![zone]).await?;
-    }
-    Ok(())
-}
-
 /// Sets every host's usage counters from the instances placed on it, and makes the rows of
 /// the zones hosts are in (after an import).
 async fn recount_host_usage(tx: &mut Box<dyn Tx>) -> DbResult<()> {
@@ -831,6 +807,7 @@ async fn recount_host_usage(tx: &mut Box<dyn Tx>) -> DbResult<()> {
          WHERE host_id IS NOT NULL AND gpu_type IS NOT NULL GROUP BY host_id, gpu_type",
         "INSERT INTO placement_zones (zone) SELECT DISTINCT zone FROM hosts WHERE 1 = 1 \
          ON CONFLICT (zone) DO NOTHING",
+        "UPDATE placement_zones SET version = version + 1",
     ] {
         tx.execute(statement, vec![]).await?;
     }
@@ -1255,13 +1232,6 @@ impl Store for SqlStore {
             agent_version: host.agent_version.clone(),
             underlay: host.underlay.clone(),
         };
-        // Its zone's row first: a create that finds the host has queued on it.
-        self.db()
-            .execute(
-                "INSERT INTO placement_zones (zone) VALUES (?) ON CONFLICT (zone) DO NOTHING",
-                args![&host.zone],
-            )
-            .await?;
         let (sql, args) = insert(&record);
         // A host that registers again keeps its id and whether operators cordoned it.
         let sql = format!(
@@ -1271,9 +1241,25 @@ impl Store for SqlStore {
              accelerator = excluded.accelerator, agent_version = excluded.agent_version, \
              underlay = excluded.underlay RETURNING *"
         );
-        records(&self.db().query(&sql, args).await?)?
-            .pop()
-            .ok_or_else(|| Error::internal("registering a host returned no row"))
+        transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            // The zone it was in and the zone it is in, whose placements queue behind this.
+            crate::zones::changed(
+                &mut tx,
+                "SELECT zone FROM hosts WHERE name = ?",
+                args![&host.name],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO placement_zones (zone, version) VALUES (?, 1) \
+                 ON CONFLICT (zone) DO UPDATE SET version = placement_zones.version + 1",
+                args![&host.zone],
+            )
+            .await?;
+            records(&tx.query(&sql, args.clone()).await?)?
+                .pop()
+                .ok_or_else(|| Error::internal("registering a host returned no row"))?
+        })
+        .map_err(Into::into)
     }
 
     async fn set_host_scheduling(
@@ -1283,14 +1269,12 @@ impl Store for SqlStore {
     ) -> Result<Option<HostRecord>> {
         // After the groups of creates placing in the host's zone now, before those after.
         Ok(transaction!(self.db(), Isolation::ReadCommitted, |tx| {
-            if self.db().locks_rows() {
-                let zone = tx
-                    .query("SELECT zone FROM hosts WHERE id = ?", args![host_id])
-                    .await?;
-                if let Some(zone) = zone.first() {
-                    lock_zone(&mut tx, self.db(), &zone.text("zone")?).await?;
-                }
-            }
+            crate::zones::changed(
+                &mut tx,
+                "SELECT zone FROM hosts WHERE id = ?",
+                args![host_id],
+            )
+            .await?;
             records(
                 &tx.query(
                     "UPDATE hosts SET scheduling = ? WHERE id = ? RETURNING *",
@@ -1402,6 +1386,12 @@ impl Store for SqlStore {
             if on_it > 0 {
                 return Ok(false);
             }
+            crate::zones::changed(
+                &mut tx,
+                "SELECT zone FROM hosts WHERE id = ?",
+                args![host_id],
+            )
+            .await?;
             tx.execute(
                 "UPDATE servers SET host_id = NULL WHERE host_id = ?",
                 args![host_id],
@@ -1550,6 +1540,14 @@ impl Store for SqlStore {
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
         let gone = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
+            // The zone's lock first, as placement takes it before a host's row.
+            crate::zones::changed(
+                &mut tx,
+                "SELECT h.zone FROM instances i JOIN hosts h ON h.id = i.host_id \
+                 WHERE i.uid = ? AND i.desired = 'DELETED'",
+                args![uid],
+            )
+            .await?;
             let gone = records::<InstanceRecord>(
                 &tx.query(
                     "DELETE FROM instances WHERE uid = ? AND desired = 'DELETED' RETURNING *",

@@ -279,6 +279,7 @@ async fn run_together(
     jobs: &[Job],
     placing: &mut Placing<'_>,
 ) -> DbResult<Vec<Result<Done>>> {
+    placing.lock_zones(tx, jobs).await?;
     let mut seen = Seen::default();
     let mut outcomes = Vec::with_capacity(jobs.len());
     let mut events = Vec::new();
@@ -291,7 +292,6 @@ async fn run_together(
                 Err(instance_exists(&create.instance))
             }
             Job::Create(create) => {
-                placing.lock(tx, create).await?;
                 let savepoint = !writes_only_its_row_last(&create.instance);
                 if savepoint {
                     open_savepoint(tx).await?;
@@ -537,14 +537,12 @@ async fn run_one_by_one(
 ) -> Vec<Result<Done>> {
     let outcomes = transaction!(engine, Isolation::ReadCommitted, |tx| {
         let mut placing = Placing::new(none_kept);
+        // Outside any job's savepoint: rolling one back must not release the zones' locks the
+        // group's placement relies on.
+        placing.lock_zones(&mut tx, jobs).await?;
         let mut seen = Seen::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in jobs {
-            // Outside the create's savepoint: rolling one back must not release the zone's lock
-            // the group's placement relies on.
-            if let Job::Create(create) = job {
-                placing.lock(&mut tx, create).await?;
-            }
             // A job of one statement needs no savepoint where a refused statement leaves the
             // transaction as it was (SQLite); a create always has one.
             let savepoint =
@@ -721,17 +719,27 @@ impl<'k> Placing<'k> {
         }
     }
 
-    /// Locks the zone `create` places in, the first time the group places there, and learns
-    /// its hosts: until the group commits, no other placement in the zone, nor a change of its
-    /// hosts, changes them.
-    async fn lock(&mut self, tx: &mut Box<dyn Tx>, create: &CreateJob) -> DbResult<()> {
-        let zone = &create.instance.zone;
-        if !self.hosts.contains_key(zone) {
+    /// Locks the zones the creates of `jobs` place in, in the order of their names and before
+    /// the group writes anything (a deletion, too, locks its zone before the instance's row
+    /// and the host's, so neither waits for the other holding what the other wants), and
+    /// learns their hosts: until the group commits, no other placement in those zones, nor a
+    /// change of their hosts, changes them.
+    async fn lock_zones(&mut self, tx: &mut Box<dyn Tx>, jobs: &[Job]) -> DbResult<()> {
+        let mut zones: Vec<(&str, DateTime<Utc>)> = Vec::new();
+        for job in jobs {
+            if let Job::Create(create) = job
+                && !zones.iter().any(|(zone, _)| *zone == create.instance.zone)
+            {
+                zones.push((&create.instance.zone, create.live_since));
+            }
+        }
+        zones.sort();
+        for (zone, live_since) in zones {
             let live = self
                 .kept
-                .lock(tx, zone, create.live_since, &mut self.taken)
+                .lock(tx, zone, live_since, &mut self.taken)
                 .await?;
-            self.hosts.insert(zone.clone(), live);
+            self.hosts.insert(zone.to_owned(), live);
         }
         Ok(())
     }

@@ -88,6 +88,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "placement_zones",
         sql: include_str!("../migrations/0013_placement_zones.sql"),
     },
+    Migration {
+        version: 14,
+        name: "placement_zone_versions",
+        sql: include_str!("../migrations/0014_placement_zone_versions.sql"),
+    },
 ];
 
 /// How a database spells what the schema leaves open: two column types, and adding a column

@@ -257,9 +257,6 @@ impl SqlStore {
         project: &str,
         selector: &LabelSelector,
     ) -> (String, Vec<Arg>, Fetch) {
-        // be in the instance's labels column, as JSON containment where the database indexes
-        // that, else as the JSON pair it is (when JSON writes both as they are); the selector
-        // itself then decides on what comes back.
         let mut filter = "project = ?".to_owned();
         let mut values = args![project];
         let mut fetch = Fetch::Rows;
@@ -747,7 +744,6 @@ const GPU_USAGE_OF_ORGANIZATION: &str = "SELECT i.gpu_type, CAST(SUM(i.gpu_count
      WHERE p.organization_id = ? AND i.desired IN ('RUNNING', 'SUSPENDED') \
      AND i.gpu_type IS NOT NULL AND i.gpu_count > 0 GROUP BY i.gpu_type";
 
-/// GPUs of each type placed on each host, as counted when instances are placed and removed.
 /// What is placed on the hosts of zone `?`, per GPU type.
 pub(crate) const GPU_USAGE_IN_ZONE: &str = "SELECT g.host_id, g.gpu_type, g.n \
      FROM host_gpu_usage g JOIN hosts h ON h.id = g.host_id WHERE h.zone = ? AND g.n > 0";
@@ -756,6 +752,7 @@ pub(crate) const GPU_USAGE_IN_ZONE: &str = "SELECT g.host_id, g.gpu_type, g.n \
 pub(crate) const HOST_CAPACITY: &str =
     "id, driver, vcpus, memory_mb, gpus, used_vcpus, used_memory_mb, placed_instances";
 
+/// GPUs of each type placed on each host, as counted when instances are placed and removed.
 pub(crate) const GPU_USAGE_BY_HOST: &str =
     "SELECT host_id, gpu_type, n FROM host_gpu_usage WHERE n > 0";
 
@@ -1540,11 +1537,12 @@ impl Store for SqlStore {
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {
         let gone = transaction!(self.db(), Isolation::ReadCommitted, |tx| {
-            // The zone's lock first, as placement takes it before a host's row.
+            // The zone's lock first, as a group of writes takes it before an instance's row or a
+            // host's. Whether or not the row is deleted after all: a bump too many costs only a
+            // read of the zone.
             crate::zones::changed(
                 &mut tx,
-                "SELECT h.zone FROM instances i JOIN hosts h ON h.id = i.host_id \
-                 WHERE i.uid = ? AND i.desired = 'DELETED'",
+                "SELECT h.zone FROM instances i JOIN hosts h ON h.id = i.host_id WHERE i.uid = ?",
                 args![uid],
             )
             .await?;

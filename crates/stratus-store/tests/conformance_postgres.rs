@@ -146,3 +146,81 @@ async fn replicas_placing_in_one_zone_at_once_never_overcommit() {
     assert_eq!(usage.len(), 1);
     assert_eq!((usage[0].used_vcpus, usage[0].instances), (8, 8));
 }
+
+/// A group of writes locks the zones its creates place in before any instance row, as a
+/// deletion does, so a group that writes an instance and places in its zone never waits on a
+/// deletion of that instance that waits on it. Here another transaction holds the zone (as a
+/// deletion does first) and then writes the instance (as the deletion then does), while a
+/// group that updates the instance and places in the zone waits for the zone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_takes_its_zones_before_the_instances_it_writes() {
+    use sqlx::Connection;
+    let url = database("lock_order").await;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    seeded(&store).await;
+    let written = create(&store, instance("written", 1, &[])).await.unwrap();
+    let mut organization = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut deleting = sqlx::PgConnection::connect(&url).await.unwrap();
+    // The writer is held up on a group placing elsewhere, so the next two jobs go together.
+    sqlx::query("BEGIN")
+        .execute(&mut organization)
+        .await
+        .unwrap();
+    sqlx::query("SELECT id FROM organizations FOR UPDATE")
+        .execute(&mut organization)
+        .await
+        .unwrap();
+    let elsewhere = {
+        let store = store.clone();
+        let mut held = instance("elsewhere", 1, &[]);
+        held.zone = "z2".into();
+        tokio::spawn(async move { create(&store, held).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Were there a deadlock, this side would find it first, and fail.
+    sqlx::query("SET deadlock_timeout = '50ms'")
+        .execute(&mut deleting)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut deleting).await.unwrap();
+    sqlx::query("SELECT zone FROM placement_zones WHERE zone = 'z' FOR UPDATE")
+        .execute(&mut deleting)
+        .await
+        .unwrap();
+    let update = {
+        let store = store.clone();
+        let mut relabelled = written.clone();
+        relabelled.spec.description = "relabelled".into();
+        tokio::spawn(async move { store.update_instance(&relabelled).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let placed = {
+        let store = store.clone();
+        tokio::spawn(async move { create(&store, instance("placed", 1, &[])).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    sqlx::query("COMMIT")
+        .execute(&mut organization)
+        .await
+        .unwrap();
+    let refused = elsewhere.await.unwrap().unwrap_err();
+    assert!(
+        matches!(refused, stratus_core::Error::ResourceExhausted(_)),
+        "{refused:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The group now waits for the zone, holding no instance row.
+    sqlx::query("UPDATE instances SET status_message = 'deleting' WHERE uid = $1")
+        .bind(written.uid)
+        .execute(&mut deleting)
+        .await
+        .expect("the instance's row was free: no deadlock");
+    sqlx::query("COMMIT").execute(&mut deleting).await.unwrap();
+    let updated = update
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the update kept its generation");
+    assert_eq!(updated.spec.description, "relabelled");
+    assert!(placed.await.unwrap().unwrap().host_id.is_some());
+}

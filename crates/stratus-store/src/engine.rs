@@ -233,6 +233,14 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Runs one statement outside a transaction; returns the rows it changed.
     async fn execute(&self, sql: &str, args: Vec<Arg>) -> DbResult<u64>;
     async fn begin(&self, isolation: Isolation) -> DbResult<Box<dyn Tx>>;
+    /// Runs one writing statement as a transaction of its own, committed when it answers; the
+    /// rows it returns.
+    async fn write_alone(&self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
+        let mut tx = self.begin(Isolation::ReadCommitted).await?;
+        let rows = tx.query(sql, args).await?;
+        tx.commit().await?;
+        Ok(rows)
+    }
     /// A connection for changing the schema, outside any transaction, held by this process
     /// alone until committed.
     async fn migration_session(&self) -> DbResult<Box<dyn Tx>>;

@@ -247,6 +247,9 @@ fn each_failed<T>(jobs: usize, failed: DbError) -> Vec<Result<T>> {
 /// runs again job by job, each in a savepoint of its own ([`run_one_by_one`]). A group whose
 /// transaction failed (the database is out of reach, its commit failed) fails as a whole.
 async fn run_group(engine: &dyn Engine, jobs: &[Job], kept: &mut KeptZones) -> Vec<Result<Done>> {
+    if let Some(outcomes) = run_alone(engine, jobs).await {
+        return outcomes;
+    }
     let together = transaction!(engine, Isolation::ReadCommitted, |tx| {
         let mut placing = Placing::new(kept);
         let outcomes = run_together(&mut tx, engine, jobs, &mut placing).await?;
@@ -264,6 +267,90 @@ async fn run_group(engine: &dyn Engine, jobs: &[Job], kept: &mut KeptZones) -> V
         }
         Err(failed) => each_failed(jobs.len(), failed),
     }
+}
+
+/// A group that is one statement, run by itself: status reports of different instances,
+/// audit events or heartbeats, each as many as one statement writes. A transaction around one
+/// statement would add two trips to the database (its start and its commit) for nothing, and
+/// agents' reports and heartbeats, the most frequent groups, are mostly such. `None` for any
+/// other group, and for one whose statement failed in a way the group in a transaction may
+/// get past (a taken audit event id, a lost race).
+async fn run_alone(engine: &dyn Engine, jobs: &[Job]) -> Option<Vec<Result<Done>>> {
+    let (sql, args) = match jobs.first()? {
+        Job::Update(first) if first.status_only => {
+            let mut instances = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match job {
+                    Job::Update(update)
+                        if update.status_only
+                            && instances
+                                .iter()
+                                .all(|i: &&InstanceRecord| i.uid != update.instance.uid) =>
+                    {
+                        instances.push(&update.instance)
+                    }
+                    _ => return None,
+                }
+            }
+            if runs(&instances).len() != 1 {
+                return None;
+            }
+            crate::sql::guarded_status_updates_of(&instances)
+        }
+        Job::Audit(_) => {
+            let events: Vec<&AuditEventRecord> = jobs
+                .iter()
+                .map(|job| match job {
+                    Job::Audit(audit) => Some(&audit.event),
+                    _ => None,
+                })
+                .collect::<Option<_>>()?;
+            if runs(&events).len() != 1 {
+                return None;
+            }
+            insert_many(&events)
+        }
+        Job::Touch { .. } => {
+            let mut heard: Vec<(Uuid, DateTime<Utc>)> = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                match job {
+                    Job::Touch { host, at, .. } if heard.iter().all(|(h, _)| h != host) => {
+                        heard.push((*host, *at))
+                    }
+                    _ => return None,
+                }
+            }
+            if runs(&heard).len() != 1 {
+                return None;
+            }
+            heard.sort();
+            touch_hosts(&heard)
+        }
+        _ => return None,
+    };
+    let rows = match engine.write_alone(&sql, args).await {
+        Ok(rows) => rows,
+        Err(DbError::Unique | DbError::Retry) => return None,
+        Err(failed) => return Some(each_failed(jobs.len(), failed)),
+    };
+    let wrote = rows
+        .iter()
+        .filter_map(|row| row.uuid("uid").ok())
+        .collect::<HashSet<Uuid>>();
+    Some(
+        jobs.iter()
+            .map(|job| {
+                Ok(match job {
+                    Job::Update(update) => Done::Updated(crate::sql::written_if(
+                        &update.instance,
+                        wrote.contains(&update.instance.uid),
+                    )),
+                    Job::Audit(_) => Done::Audited,
+                    _ => Done::Touched,
+                })
+            })
+            .collect(),
+    )
 }
 
 /// The group in one transaction: its creates' ids looked up in one query, its status reports

@@ -178,6 +178,12 @@ impl Engine for PgEngine {
             .map_err(classify)
     }
 
+    /// Outside `BEGIN` and `COMMIT`: a statement sent alone commits as it ends, a trip to the
+    /// database instead of three.
+    async fn write_alone(&self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
+        self.query(sql, args).await
+    }
+
     async fn begin(&self, isolation: Isolation) -> DbResult<Box<dyn Tx>> {
         let begin = match isolation {
             Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",

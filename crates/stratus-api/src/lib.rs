@@ -79,6 +79,7 @@ pub fn router(app: Arc<App>) -> Router {
                     )
                 }),
             )
+            .layer(axum::middleware::from_fn(run_to_completion))
             .layer(axum::middleware::from_fn_with_state(
                 app.clone(),
                 audit::audit,
@@ -94,6 +95,25 @@ pub fn router(app: Arc<App>) -> Router {
 }
 
 pub use app::App;
+
+/// Runs each request to its end, with its audit event, even when its client goes away first.
+///
+/// A client that hangs up (an agent taking its next step cuts its long poll short, a caller's
+/// timeout, Ctrl-C) drops what serves its request. Dropped in the middle of a statement, a
+/// database connection is in a state nobody knows, and is closed: under agents that cut polls
+/// short by the hundreds a second, PostgreSQL was starting a new backend (and planning every
+/// statement again) sixty times a second. A request that changes something would also be left
+/// half done, or done without its audit event. On a task of its own the request finishes, and
+/// only its answer is lost.
+async fn run_to_completion(request: Request<Body>, next: axum::middleware::Next) -> Response {
+    use tracing::Instrument;
+    let serving = tokio::spawn(next.run(request).instrument(tracing::Span::current()));
+    match serving.await {
+        Ok(response) => response,
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
 
 /// Counts each request by route template, method and status, and times it by route.
 async fn record_http_metrics(request: Request<Body>, next: axum::middleware::Next) -> Response {

@@ -51,6 +51,11 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(15);
 /// Instances read at a time for the listing a watch begins with.
 const LISTING_BATCH: u32 = 200;
 
+/// Batches of watches' listings read from the store at once. A thousand watchers that connect
+/// together (a replica restarted under them) queue here, in order, rather than for the
+/// database's connections, which a request waits for only so long before it fails.
+const LISTINGS_AT_ONCE: usize = 4;
+
 /// How long a watch lasts unless `timeoutSeconds` says otherwise, and at most.
 pub const DEFAULT_TIMEOUT_S: u64 = 1800;
 pub const MAX_TIMEOUT_S: u64 = 3600;
@@ -88,6 +93,8 @@ pub struct WatchHub {
     history: Mutex<History>,
     sender: broadcast::Sender<Arc<Change>>,
     closing: tokio::sync::watch::Sender<bool>,
+    /// Room for [`LISTINGS_AT_ONCE`] listing batches.
+    listing: tokio::sync::Semaphore,
 }
 
 impl Default for WatchHub {
@@ -178,6 +185,7 @@ impl WatchHub {
             }),
             sender: broadcast::Sender::new(capacity),
             closing: tokio::sync::watch::Sender::new(false),
+            listing: tokio::sync::Semaphore::new(LISTINGS_AT_ONCE),
         }
     }
 
@@ -575,6 +583,7 @@ impl Watcher {
             ))
         };
         let selection = &self.live.selection;
+        let _room = self.app.watch.listing.acquire().await;
         let listed = match &selection.id {
             Some(id) => self
                 .app

@@ -59,6 +59,8 @@ async fn statuses(c: &Client) -> Option<BTreeMap<String, String>> {
 /// and an administrator's client of each.
 struct TwoReplicas {
     _pg: PostgresCluster,
+    /// The region's database.
+    url: String,
     dir_a: tempfile::TempDir,
     dir_b: tempfile::TempDir,
     agent_dir: tempfile::TempDir,
@@ -73,6 +75,7 @@ async fn two_replicas(database: &str) -> TwoReplicas {
     let pg = PostgresCluster::start().unwrap();
     let mut config = fast_config();
     config.database.url = pg.create_database(database).await.unwrap();
+    let url = config.database.url.clone();
     config.host.enabled = false;
     let dir_a = tempfile::tempdir().unwrap();
     let dir_b = tempfile::tempdir().unwrap();
@@ -90,6 +93,7 @@ async fn two_replicas(database: &str) -> TwoReplicas {
     let b = Client::login(&base_b, &key).await;
     TwoReplicas {
         _pg: pg,
+        url,
         dir_a,
         dir_b,
         agent_dir,
@@ -113,6 +117,7 @@ async fn replicas_share_postgres_and_one_killed_loses_nothing() {
         _agent,
         a,
         b,
+        ..
     } = two_replicas("replicas").await;
     assert!(
         !dir_b.path().join("data/admin-api-key").exists(),
@@ -599,5 +604,64 @@ async fn a_write_is_read_back_at_once_where_it_was_made_and_within_the_lag_elsew
     while a.get(project).await.body["displayName"] != "Renamed" {
         assert!(written.elapsed() < lag, "replica A never saw the rename");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A request whose client gives up before the answer still does what it asked, with its
+/// audit event: what serves it is never dropped halfway (on PostgreSQL, in the middle of a
+/// statement, which also cost the connection). Here a cordon waits on its zone's lock, held
+/// by another transaction, while its client gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordon_whose_client_gave_up_still_lands_with_its_audit_event() {
+    use sqlx::Connection;
+    let replicas = two_replicas("impatient").await;
+    let a = &replicas.a;
+    let host = "/v1/regions/local-1/zones/local-1a/hosts/impatient-host-1";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.get(host).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the host never registered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut zone = sqlx::PgConnection::connect(&replicas.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut zone).await.unwrap();
+    sqlx::query("SELECT zone FROM placement_zones FOR UPDATE")
+        .execute(&mut zone)
+        .await
+        .unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(format!("{}{host}:cordon", a.base))
+        .bearer_auth(a.token.as_deref().unwrap())
+        .json(&json!({}))
+        .send()
+        .await;
+    assert!(
+        gave_up.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{gave_up:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut zone).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.get(host).await.body["scheduling"] != "CORDONED" {
+        assert!(
+            Instant::now() < deadline,
+            "the cordon was dropped with its client"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let path = format!("{host}:cordon");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let trail = a.get("/v1/regions/global/audit/events?pageSize=500").await;
+        let events = trail.body["events"].as_array().cloned().unwrap_or_default();
+        if let Some(event) = events.iter().find(|e| e["path"] == path.as_str()) {
+            assert_eq!(event["status"], 200, "{event:#}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cordon left no audit event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -79,7 +79,10 @@ pub fn router(app: Arc<App>) -> Router {
                     )
                 }),
             )
-            .layer(axum::middleware::from_fn(run_to_completion))
+            .layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                run_to_completion,
+            ))
             .layer(axum::middleware::from_fn_with_state(
                 app.clone(),
                 audit::audit,
@@ -105,9 +108,24 @@ pub use app::App;
 /// statement again) sixty times a second. A request that changes something would also be left
 /// half done, or done without its audit event. On a task of its own the request finishes, and
 /// only its answer is lost.
-async fn run_to_completion(request: Request<Body>, next: axum::middleware::Next) -> Response {
+///
+/// What a request only waits for is not worth finishing: [`ClientGone`] tells a long poll its
+/// client left, and it ends before it reads anything. The region waits for the requests still
+/// running when it shuts down ([`App::requests`]).
+async fn run_to_completion(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    mut request: Request<Body>,
+    next: axum::middleware::Next,
+) -> Response {
     use tracing::Instrument;
-    let serving = tokio::spawn(next.run(request).instrument(tracing::Span::current()));
+    let gone = tokio_util::sync::CancellationToken::new();
+    request
+        .extensions_mut()
+        .insert(app::ClientGone(gone.clone()));
+    let _hung_up = gone.drop_guard();
+    let serving = app
+        .requests
+        .spawn(next.run(request).instrument(tracing::Span::current()));
     match serving.await {
         Ok(response) => response,
         Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),

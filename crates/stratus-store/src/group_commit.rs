@@ -333,10 +333,11 @@ async fn run_alone(engine: &dyn Engine, jobs: &[Job]) -> Option<Vec<Result<Done>
         Err(DbError::Unique | DbError::Retry) => return None,
         Err(failed) => return Some(each_failed(jobs.len(), failed)),
     };
-    let wrote = rows
-        .iter()
-        .filter_map(|row| row.uuid("uid").ok())
-        .collect::<HashSet<Uuid>>();
+    let wrote = match rows.iter().map(|row| row.uuid("uid")).collect() {
+        Ok(wrote) => wrote,
+        Err(unreadable) => return Some(each_failed(jobs.len(), unreadable.into())),
+    };
+    let wrote: HashSet<Uuid> = wrote;
     Some(
         jobs.iter()
             .map(|job| {

@@ -79,6 +79,17 @@ impl Engine for Metered {
         result
     }
 
+    async fn write_alone(&self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
+        let started = Instant::now();
+        let result = self
+            .engine
+            .write_alone(sql, args)
+            .instrument(statement_span(self.database, sql))
+            .await;
+        observe(self.database, sql, started, &result);
+        result
+    }
+
     async fn begin(&self, isolation: Isolation) -> DbResult<Box<dyn Tx>> {
         let started = Instant::now();
         let tx = self.engine.begin(isolation).await?;

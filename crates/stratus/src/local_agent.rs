@@ -32,7 +32,7 @@ impl ControlPlane for LocalControlPlane {
         wait: Duration,
     ) -> Result<AssignmentBatch, ControlPlaneError> {
         self.0
-            .host_assignments(host, since, wait)
+            .host_assignments(host, since, wait, &Default::default())
             .await
             .map_err(cp_error)
     }

@@ -221,6 +221,7 @@ impl Region {
         let stop = cancel.clone();
         let limits = config.api.limits();
         let watches = app.clone();
+        let requests = app.requests.clone();
         tasks.spawn(async move {
             stratus_api::server::serve(listener, router, limits, async move {
                 stop.cancelled().await;
@@ -228,6 +229,9 @@ impl Region {
                 watches.watch.close();
             })
             .await;
+            // Requests whose clients left go on to their end (at most the request timeout).
+            requests.close();
+            let _ = tokio::time::timeout(stratus_api::REQUEST_TIMEOUT, requests.wait()).await;
         });
 
         Ok(Self {

@@ -134,14 +134,16 @@ impl App {
         Ok(record.id)
     }
 
-    /// The instances on `host`; waits up to `wait` for a change after `since`. When `since` is
-    /// of this process's epoch and its journal reaches back to it, only the instances written
-    /// since (see [`stratus_store::Changes::written_on_host_since`]).
+    /// The instances on `host`; waits up to `wait` for a change after `since`, unless the
+    /// agent goes first (then it answers nothing). When `since` is of this process's epoch and
+    /// its journal reaches back to it, only the instances written since (see
+    /// [`stratus_store::Changes::written_on_host_since`]).
     pub async fn host_assignments(
         &self,
         host: Uuid,
         since: AssignmentCursor,
         wait: Duration,
+        gone: &super::ClientGone,
     ) -> Result<AssignmentBatch> {
         let due = {
             let mut beats = self.heartbeats.lock().unwrap();
@@ -170,7 +172,10 @@ impl App {
             e if e == epoch => since.revision,
             _ => 0,
         };
-        let revision = self.changes.wait_host_past(host, wait_since, wait).await;
+        let revision = gone
+            .unless_gone(self.changes.wait_host_past(host, wait_since, wait))
+            .await
+            .ok_or_else(|| Error::Unavailable("the agent stopped waiting".into()))?;
         let written = if since.epoch == epoch {
             self.changes.written_on_host_since(host, since.revision)
         } else {

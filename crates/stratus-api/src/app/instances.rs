@@ -449,14 +449,15 @@ impl App {
             .collect())
     }
 
-    /// The instance once its ETag differs from `etag`, waiting up to `wait` for a change;
-    /// `None` when it still has that ETag (the caller's copy is current).
+    /// The instance once its ETag differs from `etag`, waiting up to `wait` for a change (or
+    /// until the caller goes); `None` when it still has that ETag (the caller's copy is
+    /// current).
     pub async fn get_instance_when_changed(
         &self,
         caller: &Caller,
         at: InstanceRef<'_>,
-        etag: Option<&str>,
-        wait: std::time::Duration,
+        (etag, wait): (Option<&str>, std::time::Duration),
+        gone: &super::ClientGone,
     ) -> Result<Option<InstanceBody>> {
         let deadline = std::time::Instant::now() + wait;
         loop {
@@ -470,9 +471,12 @@ impl App {
                 return Ok(None);
             }
             // Changes made through other replicas are seen at the latest a second later.
-            self.changes
-                .wait_past(revision, left.min(std::time::Duration::from_secs(1)))
-                .await;
+            let waited = self
+                .changes
+                .wait_past(revision, left.min(std::time::Duration::from_secs(1)));
+            if gone.unless_gone(waited).await.is_none() {
+                return Ok(None);
+            }
         }
     }
 

@@ -135,6 +135,24 @@ pub struct App {
     pub watch: watch::WatchHub,
     /// Instances as JSON, per version ([`bodies`]).
     bodies: bodies::InstanceBodies,
+    /// The requests being served, each on a task of its own (`run_to_completion` in
+    /// `lib.rs`), for a shutdown to wait on.
+    pub requests: tokio_util::task::TaskTracker,
+}
+
+/// Cancelled when the client of a request has gone: what the request only waits for (a long
+/// poll) ends there; what it writes goes on.
+#[derive(Clone, Default)]
+pub struct ClientGone(pub tokio_util::sync::CancellationToken);
+
+impl ClientGone {
+    /// Waits for `wait`, or for the client to go (`None`).
+    pub async fn unless_gone<T>(&self, wait: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            done = wait => Some(done),
+            _ = self.0.cancelled() => None,
+        }
+    }
 }
 
 impl App {
@@ -183,6 +201,7 @@ impl App {
             deploys: deploy::Deploys::default(),
             watch: watch::WatchHub::new(),
             bodies: Default::default(),
+            requests: tokio_util::task::TaskTracker::new(),
         });
         app.follow_instance_changes();
         Ok(app)

@@ -54,7 +54,7 @@ const LISTING_BATCH: u32 = 200;
 /// Batches of watches' listings read from the store at once. A thousand watchers that connect
 /// together (a replica restarted under them) queue here, in order, rather than for the
 /// database's connections, which a request waits for only so long before it fails.
-const LISTINGS_AT_ONCE: usize = 4;
+const LISTINGS_AT_ONCE: usize = 8;
 
 /// How long a watch lasts unless `timeoutSeconds` says otherwise, and at most.
 pub const DEFAULT_TIMEOUT_S: u64 = 1800;

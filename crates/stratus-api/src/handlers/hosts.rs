@@ -3,7 +3,7 @@
 //! Agents authenticate with the region's host credential (`Authorization: Bearer …`), a secret
 //! that `serve` writes to its data directory at first start; its SHA-256 is kept in the store.
 
-use crate::app::App;
+use crate::app::{App, ClientGone};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::StrictJson;
 use axum::Json;
@@ -75,13 +75,14 @@ async fn assignments(
     _: HostAgent,
     Path(host): Path<Uuid>,
     Query(query): Query<AssignmentsQuery>,
+    axum::Extension(gone): axum::Extension<ClientGone>,
 ) -> ApiResult<Json<AssignmentBatch>> {
     let wait = Duration::from_millis(query.wait_ms).min(MAX_WAIT);
     let since = AssignmentCursor {
         epoch: query.epoch,
         revision: query.since,
     };
-    Ok(Json(app.host_assignments(host, since, wait).await?))
+    Ok(Json(app.host_assignments(host, since, wait, &gone).await?))
 }
 
 async fn report(

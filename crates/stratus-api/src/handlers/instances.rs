@@ -2,7 +2,7 @@
 
 use super::with_etag;
 use crate::app::App;
-use crate::app::{Caller, InstanceFilters, InstanceRef, Precondition};
+use crate::app::{Caller, ClientGone, InstanceFilters, InstanceRef, Precondition};
 use crate::error::ApiResult;
 use crate::extract::{Filters, ListQuery, SerialStart, StrictJson, WaitForChange};
 use axum::Json;
@@ -121,13 +121,14 @@ pub async fn get_instance(
     caller: Caller,
     Path((region, project, id)): Path<(String, String, String)>,
     wait: WaitForChange,
+    axum::Extension(gone): axum::Extension<ClientGone>,
 ) -> ApiResult<Response> {
     let view = app
         .get_instance_when_changed(
             &caller,
             instance(&region, &project, &id),
-            wait.etag.as_deref(),
-            wait.wait,
+            (wait.etag.as_deref(), wait.wait),
+            &gone,
         )
         .await?;
     Ok(match view {

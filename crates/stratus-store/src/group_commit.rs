@@ -34,7 +34,7 @@
 use crate::engine::{DbError, DbResult, Engine, Isolation, Tx, args, transaction};
 use crate::rows::{insert, insert_many};
 use crate::sql::{admit_under, count, count_on_host, instance_exists};
-use crate::zones::{KeptZones, ZoneTaken};
+use crate::zones::{KeptZone, KeptZones};
 use crate::{Admission, AuditEventRecord, InstanceRecord};
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, HashSet};
@@ -795,7 +795,7 @@ async fn unless_taken(
 struct Placing<'k> {
     kept: &'k KeptZones,
     hosts: HashMap<String, Vec<HostUsage>>,
-    taken: HashMap<String, ZoneTaken>,
+    taken: HashMap<String, KeptZone>,
 }
 
 impl<'k> Placing<'k> {

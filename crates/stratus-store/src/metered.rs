@@ -36,6 +36,19 @@ fn statement_span(database: &'static str, sql: &str) -> tracing::Span {
     )
 }
 
+/// Runs `statement` (the work of `sql`) inside its span, and records how long it took and how
+/// it failed.
+async fn timed<T>(
+    database: &'static str,
+    sql: &str,
+    statement: impl std::future::Future<Output = DbResult<T>>,
+) -> DbResult<T> {
+    let started = Instant::now();
+    let result = statement.instrument(statement_span(database, sql)).await;
+    observe(database, sql, started, &result);
+    result
+}
+
 fn observe<T>(database: &'static str, sql: &str, started: Instant, result: &DbResult<T>) {
     metrics::histogram!(
         "stratus_db_statement_duration_seconds",
@@ -58,36 +71,15 @@ fn observe<T>(database: &'static str, sql: &str, started: Instant, result: &DbRe
 #[async_trait]
 impl Engine for Metered {
     async fn query(&self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
-        let started = Instant::now();
-        let result = self
-            .engine
-            .query(sql, args)
-            .instrument(statement_span(self.database, sql))
-            .await;
-        observe(self.database, sql, started, &result);
-        result
+        timed(self.database, sql, self.engine.query(sql, args)).await
     }
 
     async fn execute(&self, sql: &str, args: Vec<Arg>) -> DbResult<u64> {
-        let started = Instant::now();
-        let result = self
-            .engine
-            .execute(sql, args)
-            .instrument(statement_span(self.database, sql))
-            .await;
-        observe(self.database, sql, started, &result);
-        result
+        timed(self.database, sql, self.engine.execute(sql, args)).await
     }
 
     async fn write_alone(&self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
-        let started = Instant::now();
-        let result = self
-            .engine
-            .write_alone(sql, args)
-            .instrument(statement_span(self.database, sql))
-            .await;
-        observe(self.database, sql, started, &result);
-        result
+        timed(self.database, sql, self.engine.write_alone(sql, args)).await
     }
 
     async fn begin(&self, isolation: Isolation) -> DbResult<Box<dyn Tx>> {
@@ -167,19 +159,13 @@ impl MeteredTx {
 #[async_trait]
 impl Tx for MeteredTx {
     async fn query(&mut self, sql: &str, args: Vec<Arg>) -> DbResult<Vec<Row>> {
-        let started = Instant::now();
-        let span = statement_span(self.database, sql);
-        let result = self.tx().query(sql, args).instrument(span).await;
-        observe(self.database, sql, started, &result);
-        result
+        let database = self.database;
+        timed(database, sql, self.tx().query(sql, args)).await
     }
 
     async fn execute(&mut self, sql: &str, args: Vec<Arg>) -> DbResult<u64> {
-        let started = Instant::now();
-        let span = statement_span(self.database, sql);
-        let result = self.tx().execute(sql, args).instrument(span).await;
-        observe(self.database, sql, started, &result);
-        result
+        let database = self.database;
+        timed(database, sql, self.tx().execute(sql, args)).await
     }
 
     async fn commit(mut self: Box<Self>) -> DbResult<()> {

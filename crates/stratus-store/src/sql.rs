@@ -1246,12 +1246,7 @@ impl Store for SqlStore {
                 args![&host.name],
             )
             .await?;
-            tx.execute(
-                "INSERT INTO placement_zones (zone, version) VALUES (?, 1) \
-                 ON CONFLICT (zone) DO UPDATE SET version = placement_zones.version + 1",
-                args![&host.zone],
-            )
-            .await?;
+            tx.query(crate::zones::LOCK_ZONE, args![&host.zone]).await?;
             records(&tx.query(&sql, args.clone()).await?)?
                 .pop()
                 .ok_or_else(|| Error::internal("registering a host returned no row"))?

@@ -39,7 +39,7 @@ pub(crate) const KEPT_FOR: Duration = Duration::from_secs(1);
 
 /// Locks zone `?` for placement, until the transaction ends, and answers its version: bumped,
 /// and made where no host registered in the zone yet.
-const LOCK_ZONE: &str = "INSERT INTO placement_zones (zone, version) VALUES (?, 1) \
+pub(crate) const LOCK_ZONE: &str = "INSERT INTO placement_zones (zone, version) VALUES (?, 1) \
      ON CONFLICT (zone) DO UPDATE SET version = placement_zones.version + 1 RETURNING version";
 
 /// A schedulable host of a zone as kept: its capacity and usage, and its last heartbeat (ms).
@@ -49,7 +49,9 @@ struct KeptHost {
     last_seen_at: i64,
 }
 
-struct KeptZone {
+/// One zone as kept, or as a group took it: the version it was locked at, when its hosts were
+/// read, and the hosts (all schedulable ones).
+pub(crate) struct KeptZone {
     version: i64,
     read_at: Instant,
     hosts: Vec<KeptHost>,
@@ -59,14 +61,6 @@ struct KeptZone {
 #[derive(Default)]
 pub(crate) struct KeptZones {
     zones: HashMap<String, KeptZone>,
-}
-
-/// What a group took of one zone: the version it locked it at, and the hosts (all schedulable
-/// ones, as kept or read now).
-pub(crate) struct ZoneTaken {
-    version: i64,
-    read_at: Instant,
-    hosts: Vec<KeptHost>,
 }
 
 impl KeptZones {
@@ -79,7 +73,7 @@ impl KeptZones {
         tx: &mut Box<dyn Tx>,
         zone: &str,
         live_since: DateTime<Utc>,
-        taken: &mut HashMap<String, ZoneTaken>,
+        taken: &mut HashMap<String, KeptZone>,
     ) -> DbResult<Vec<HostUsage>> {
         let locked = tx.query(LOCK_ZONE, args![zone]).await?;
         let version = match locked.first() {
@@ -104,7 +98,7 @@ impl KeptZones {
             .collect();
         taken.insert(
             zone.to_owned(),
-            ZoneTaken {
+            KeptZone {
                 version,
                 read_at,
                 hosts,
@@ -117,7 +111,7 @@ impl KeptZones {
     /// (`placed`: each zone's live hosts as the group left them).
     pub(crate) fn committed(
         &mut self,
-        taken: HashMap<String, ZoneTaken>,
+        taken: HashMap<String, KeptZone>,
         placed: &HashMap<String, Vec<HostUsage>>,
     ) {
         for (zone, mut took) in taken {
@@ -130,14 +124,7 @@ impl KeptZones {
                     }
                 }
             }
-            self.zones.insert(
-                zone,
-                KeptZone {
-                    version: took.version,
-                    read_at: took.read_at,
-                    hosts: took.hosts,
-                },
-            );
+            self.zones.insert(zone, took);
         }
     }
 

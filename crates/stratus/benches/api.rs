@@ -39,6 +39,8 @@ struct Results {
 
 #[tokio::main]
 async fn main() {
+    // The region runs in this process; it returns freed memory as `stratus serve` does.
+    stratus::allocator::return_freed_memory_at_once();
     let sqlite = measure("").await;
     let cluster = PostgresCluster::start_durable().expect("a PostgreSQL server for the benchmark");
     let url = cluster.create_database("bench").await.unwrap();

@@ -129,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
         // No logging: the client reports on standard error itself, and its exit code matters.
         std::process::exit(command.run(Cli::command()).await);
     }
+    stratus::allocator::return_freed_memory_at_once();
     // Traces are exported by the long-running roles, as their config file asks.
     let (config_file, service) = match &cli.command {
         Command::Serve { config, .. } => (config.as_deref(), "stratus"),

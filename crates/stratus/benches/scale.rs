@@ -4,8 +4,10 @@
 //! Prints a results table:
 //!
 //! - creates per second over the first 1,000 creates (into an idle region); creates per second
-//!   and create (201) p50 / p99 over the next 1,000 (the rate at 1,000 instances) and over the
-//!   last 1,000 (with ~99,000 instances present), and their ratio;
+//!   over each of the next three windows of 1,000 (the rate at 1,000 instances is their
+//!   median) and each of the last three (with ~97,000 to ~100,000 instances present), the ratio
+//!   of the two medians, and create (201) p50 / p99 over each three; the rate of each 10,000
+//!   in between, to show the trend a single window of about a second cannot;
 //! - create → RUNNING, the control plane's own overhead: every simulated step takes 0 ms, one
 //!   create at a time;
 //! - with 100,000 instances: GET of one instance, LIST of a page of 50, LIST of a label-selected
@@ -35,6 +37,11 @@ const TYPE: &str = "/v1/regions/local-1/zones/local-1a/instance-types/e2-micro";
 const HOSTS: &str = "/v1/regions/local-1/zones/local-1a/hosts";
 /// Creates in flight while loading.
 const LOADERS: usize = 32;
+/// Windows measured at each end of the load: the rate there is their median, so that one
+/// window caught by a stall (a checkpoint, the scheduler) does not decide it.
+const SAMPLED_WINDOWS: usize = 3;
+/// Creates between two progress lines while loading.
+const PROGRESS_EVERY: usize = 10_000;
 /// Creates per measured window (first and last).
 const WINDOW: usize = 1000;
 const READERS: usize = 8;
@@ -117,6 +124,32 @@ async fn main() {
 
 /// Creates instances `from..to` with `LOADERS` in flight; answers the creates per second and
 /// every create's latency.
+/// Loads [`SAMPLED_WINDOWS`] windows of [`WINDOW`] creates from instance `from` on: the rate
+/// of each, and the latencies of all.
+async fn windows(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    from: usize,
+) -> (Vec<f64>, Vec<Duration>) {
+    let mut rates = Vec::new();
+    let mut latencies = Vec::new();
+    for k in 0..SAMPLED_WINDOWS {
+        let start = from + k * WINDOW;
+        let (rate, took) = load(http, base, token, start, start + WINDOW).await;
+        rates.push(rate);
+        latencies.extend(took);
+    }
+    (rates, latencies)
+}
+
+/// The middle of `values` (the upper one of an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 async fn load(
     http: &reqwest::Client,
     base: &str,
@@ -376,12 +409,27 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
     );
     // The first creates find the hosts idle (none of the reports, console output and polls
     // that follow each create yet): the rate at 1,000 instances is the next window's.
+    assert!(
+        instances >= (2 * SAMPLED_WINDOWS + 1) * WINDOW,
+        "a region of at least {} instances",
+        (2 * SAMPLED_WINDOWS + 1) * WINDOW
+    );
     let (cold_rate, _) = load(&http, &base, &token, 0, WINDOW).await;
-    let (first_rate, first) = load(&http, &base, &token, WINDOW, 2 * WINDOW).await;
+    let (first_rates, first) = windows(&http, &base, &token, WINDOW).await;
     let loading = Instant::now();
-    load(&http, &base, &token, 2 * WINDOW, instances - WINDOW).await;
+    let bulk_end = instances - SAMPLED_WINDOWS * WINDOW;
+    let mut trend = Vec::new();
+    let mut at = (SAMPLED_WINDOWS + 1) * WINDOW;
+    while at < bulk_end {
+        let to = (at + PROGRESS_EVERY).min(bulk_end);
+        let (rate, _) = load(&http, &base, &token, at, to).await;
+        eprintln!("{to} instances: {rate:.0} creates/s");
+        trend.push(format!("{rate:.0}"));
+        at = to;
+    }
     let bulk = loading.elapsed();
-    let (last_rate, last) = load(&http, &base, &token, instances - WINDOW, instances).await;
+    let (last_rates, last) = windows(&http, &base, &token, bulk_end).await;
+    let (first_rate, last_rate) = (median(&first_rates), median(&last_rates));
     let rss_loaded = server.rss_mib();
     let anon_loaded = server.anon_mib();
     let rss_bench_loaded = rss_mib();
@@ -490,25 +538,44 @@ async fn measure(database_url: &str, hosts: usize, instances: usize) -> Results 
         &format!("creates/s, first {WINDOW} into an empty region ({LOADERS} in flight)"),
         format!("{cold_rate:.0}"),
     ));
+    let listed = |rates: &[f64]| {
+        rates
+            .iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     rows.push(row(
-        &format!("creates/s, next {WINDOW} (≈{WINDOW} present)"),
-        format!("{first_rate:.0}"),
+        &format!(
+            "creates/s at ≈{WINDOW}–{} present: median of {SAMPLED_WINDOWS} windows of {WINDOW} (each)",
+            (SAMPLED_WINDOWS + 1) * WINDOW
+        ),
+        format!("{first_rate:.0} ({})", listed(&first_rates)),
     ));
     rows.push(row(
-        &format!("creates/s, last {WINDOW} (≈{} present)", instances - WINDOW),
+        &format!(
+            "creates/s at ≈{bulk_end}–{instances} present: median of the last {SAMPLED_WINDOWS} (each)"
+        ),
         format!(
-            "{last_rate:.0} ({:.2}× the rate at {WINDOW})",
+            "{last_rate:.0} ({}); {:.2}× the rate at {WINDOW}",
+            listed(&last_rates),
             last_rate / first_rate
         ),
     ));
     rows.push(row(
-        &format!("create (201) p50 / p99, ≈{WINDOW} present"),
+        &format!("create (201) p50 / p99, first {SAMPLED_WINDOWS} windows"),
         p50_p99(first),
     ));
-    rows.push(row("create (201) p50 / p99, last window", p50_p99(last)));
     rows.push(row(
-        &format!("loading {} creates, wall", instances - 3 * WINDOW),
-        format!("{:.0} s", bulk.as_secs_f64()),
+        &format!("create (201) p50 / p99, last {SAMPLED_WINDOWS} windows"),
+        p50_p99(last),
+    ));
+    rows.push(row(
+        &format!(
+            "loading the {} creates between, wall; creates/s of each {PROGRESS_EVERY}",
+            bulk_end - (SAMPLED_WINDOWS + 1) * WINDOW
+        ),
+        format!("{:.0} s; {}", bulk.as_secs_f64(), trend.join(", ")),
     ));
     rows.push(row(
         &format!("GET instance p50 / p99, {instances} present, {READERS} connections"),

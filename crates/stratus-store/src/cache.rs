@@ -5,6 +5,9 @@
 //! it has read in memory and answers from there, while the database stays the only source of
 //! truth: every write through this store invalidates the rows it touched once it has
 //! committed, so a replica never answers older than a write it acknowledged (read-your-writes).
+//! An update of an instance that committed puts its own row in place of the kept row it
+//! updated instead (`Rows::refresh`), so that the reads that follow every status report of a
+//! host (the next report, console output) find it in memory.
 //!
 //! A read that misses takes a ticket — the version of its key's slot, never reused — before it
 //! asks the database, and keeps what it found only if the slot still has that version
@@ -94,16 +97,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
             self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             slots.clear();
         }
-        let version = self
-            .next_version
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        slots.insert(
-            key.clone(),
-            Slot {
-                version,
-                value: None,
-            },
-        );
+        let version = self.put(&mut slots, key, None);
         Lookup::Miss(Ticket { version, epoch })
     }
 
@@ -118,6 +112,44 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
         {
             slot.value = Some((value.map(Box::new), Instant::now()));
         }
+    }
+
+    /// After a write committed `written` under `key`: keeps it in place of the kept row when
+    /// `succeeds` says it is that row's successor, and forgets the key otherwise.
+    ///
+    /// Only a row that is kept can be replaced, and only by its successor, so a write whose
+    /// refresh comes late never undoes what came after it: a later write already replaced the
+    /// row (this one is no successor of it), or a deletion dropped the slot (nothing is kept
+    /// but absence, which no update succeeds), or a read is filling the slot (no row is kept
+    /// yet; its ticket is void once the key is forgotten).
+    pub(crate) fn refresh(&self, key: &K, written: &T, succeeds: impl FnOnce(&T) -> bool) {
+        let mut slots = self.slots.lock().unwrap();
+        let replaces = slots.get(key).is_some_and(|slot| match &slot.value {
+            Some((Some(kept), read_at)) => {
+                self.ttl.is_none_or(|ttl| read_at.elapsed() < ttl) && succeeds(kept)
+            }
+            _ => false,
+        });
+        if !replaces {
+            slots.remove(key);
+            return;
+        }
+        let kept = Some((Some(Box::new(written.clone())), Instant::now()));
+        self.put(&mut slots, key, kept);
+    }
+
+    /// Puts a slot of a new version for `key`, holding `value`; returns the version.
+    fn put(
+        &self,
+        slots: &mut HashMap<K, Slot<T>>,
+        key: &K,
+        value: Option<(Option<Box<T>>, Instant)>,
+    ) -> u64 {
+        let version = self
+            .next_version
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        slots.insert(key.clone(), Slot { version, value });
+        version
     }
 
     /// Forgets the row of `key` (after a write to it committed).
@@ -138,6 +170,9 @@ pub(crate) struct ReadCache {
     pub instances: Rows<(String, String), crate::InstanceRecord>,
     /// Projects by id.
     pub projects: Rows<String, crate::ProjectRecord>,
+    /// The (project, id) of instances by uid, which names one instance for its whole life:
+    /// hosts speak of instances by uid, and find them among `instances` through this.
+    names: Mutex<HashMap<uuid::Uuid, (String, String)>>,
 }
 
 impl ReadCache {
@@ -148,6 +183,7 @@ impl ReadCache {
         Self {
             instances: Rows::new(ttl),
             projects: Rows::new(ttl),
+            names: Mutex::new(HashMap::new()),
         }
     }
 
@@ -155,6 +191,38 @@ impl ReadCache {
     pub(crate) fn forget_instance(&self, instance: &crate::InstanceRecord) {
         self.instances
             .invalidate(&(instance.project.clone(), instance.id.clone()));
+    }
+
+    /// Keeps `written`, an update of an instance that committed, in place of the row it
+    /// updated (a record of the same instance and an older generation), if that is kept.
+    pub(crate) fn refresh_instance(&self, written: &crate::InstanceRecord) {
+        self.instances.refresh(
+            &(written.project.clone(), written.id.clone()),
+            written,
+            |kept| kept.uid == written.uid && kept.generation < written.generation,
+        );
+    }
+
+    /// Notes the (project, id) of `instance`'s uid.
+    pub(crate) fn name_instance(&self, instance: &crate::InstanceRecord) {
+        let mut names = self.names.lock().unwrap();
+        if names.len() >= CAPACITY {
+            names.clear();
+        }
+        names.insert(
+            instance.uid,
+            (instance.project.clone(), instance.id.clone()),
+        );
+    }
+
+    /// The (project, id) of the instance of `uid`, when noted.
+    pub(crate) fn instance_name(&self, uid: uuid::Uuid) -> Option<(String, String)> {
+        self.names.lock().unwrap().get(&uid).cloned()
+    }
+
+    /// Forgets the name of an instance that is gone.
+    pub(crate) fn unname_instance(&self, uid: uuid::Uuid) {
+        self.names.lock().unwrap().remove(&uid);
     }
 
     pub(crate) fn clear(&self) {
@@ -182,6 +250,53 @@ mod tests {
         rows.fill("a", ticket, Some(2));
         assert!(matches!(rows.lookup(&"a"), Lookup::Hit(Some(2))));
         rows.invalidate(&"a");
+        assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+    }
+
+    /// The row of a generation: an update's successor when its generation is higher.
+    fn succeeds(written: u32) -> impl FnOnce(&u32) -> bool {
+        move |kept| *kept < written
+    }
+
+    #[test]
+    fn an_update_replaces_only_the_row_it_succeeds() {
+        let rows: Rows<&str, u32> = Rows::new(None);
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!("an empty cache misses")
+        };
+        rows.fill("a", ticket, Some(4));
+        rows.refresh(&"a", &5, succeeds(5));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Hit(Some(5))));
+        rows.refresh(&"a", &6, succeeds(6));
+        // The refresh of a write that committed before the kept one comes late: forgotten.
+        rows.refresh(&"a", &5, succeeds(5));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn an_update_refreshed_late_never_brings_back_what_is_gone() {
+        let rows: Rows<&str, u32> = Rows::new(None);
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!()
+        };
+        rows.fill("a", ticket, Some(4));
+        // The row is deleted (its slot dropped) before the update of it refreshes.
+        rows.invalidate(&"a");
+        rows.refresh(&"a", &5, succeeds(5));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+        // Read again: it is absent, and stays so.
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!()
+        };
+        rows.fill("a", ticket, None);
+        rows.refresh(&"a", &5, succeeds(5));
+        assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
+        // A read at the database while an update refreshes: the read is not kept.
+        let Lookup::Miss(ticket) = rows.lookup(&"a") else {
+            panic!()
+        };
+        rows.refresh(&"a", &5, succeeds(5));
+        rows.fill("a", ticket, Some(4));
         assert!(matches!(rows.lookup(&"a"), Lookup::Miss(_)));
     }
 

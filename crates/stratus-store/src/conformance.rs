@@ -48,6 +48,8 @@ macro_rules! conformance_tests {
             creates_committed_together_keep_their_own_outcomes,
             audit_events_and_heartbeats_written_together_all_land,
             status_reports_written_together_each_keep_their_guard,
+            hosts_find_their_instances_by_uid_as_last_written,
+            a_nic_is_plumbed_from_its_subnet_and_network_together,
         );
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn snapshots_carry_every_row() {
@@ -2067,4 +2069,104 @@ pub async fn hosts_poll_instances_without_their_metadata(store: Arc<dyn Store>) 
     assert_eq!(after, crate::metadata_digest(&changed.spec.metadata));
     let everything = store.export().await.unwrap();
     assert_eq!(everything.instances[0].spec.metadata, changed.spec.metadata);
+}
+
+/// What hosts read by uid (their reports, console output) comes from memory, yet always as the
+/// last write through the store left it: the updated row, not the one it replaced, and nothing
+/// once the instance is gone, even when a new instance takes its id.
+pub async fn hosts_find_their_instances_by_uid_as_last_written(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let a = create(&store, instance("a", 1, &[])).await.unwrap();
+    assert_eq!(
+        store.get_cached_instance_by_uid(a.uid).await.unwrap(),
+        Some(a.clone())
+    );
+    // Kept in memory by a read, then written twice: each read by uid sees the last write.
+    store.get_instance("p", "a").await.unwrap();
+    let mut current = a.clone();
+    for status in [InstanceStatus::Staging, InstanceStatus::Running] {
+        let stale = current.clone();
+        current.set_status(status, None, Utc::now());
+        current = store
+            .update_instance_status(&current)
+            .await
+            .unwrap()
+            .unwrap();
+        let read = store.get_cached_instance_by_uid(a.uid).await.unwrap();
+        assert_eq!(
+            read.as_ref(),
+            Some(&current),
+            "after the write to {status:?}"
+        );
+        assert_eq!(
+            store.get_instance("p", "a").await.unwrap().as_ref(),
+            Some(&current)
+        );
+        // A write that loses its guard leaves what is kept as it was.
+        let mut lost = stale;
+        lost.set_status(InstanceStatus::Terminated, None, Utc::now());
+        assert!(store.update_instance_status(&lost).await.unwrap().is_none());
+        assert_eq!(
+            store
+                .get_cached_instance_by_uid(a.uid)
+                .await
+                .unwrap()
+                .as_ref(),
+            Some(&current)
+        );
+    }
+    current.desired = DesiredState::Deleted;
+    let current = store.update_instance(&current).await.unwrap().unwrap();
+    assert_eq!(
+        store.get_cached_instance_by_uid(a.uid).await.unwrap(),
+        Some(current.clone())
+    );
+    assert!(store.finalize_instance_deletion(a.uid).await.unwrap());
+    assert_eq!(store.get_cached_instance_by_uid(a.uid).await.unwrap(), None);
+    // The id is taken again by another instance: the old uid still finds nothing.
+    let again = create(&store, instance("a", 1, &[])).await.unwrap();
+    assert_ne!(again.uid, a.uid);
+    assert_eq!(store.get_cached_instance_by_uid(a.uid).await.unwrap(), None);
+    assert_eq!(
+        store.get_cached_instance_by_uid(again.uid).await.unwrap(),
+        Some(again)
+    );
+}
+
+/// A NIC's subnet and its network's VNI are read together, and only when the two belong
+/// together in the instance's project.
+pub async fn a_nic_is_plumbed_from_its_subnet_and_network_together(store: Arc<dyn Store>) {
+    seeded(&store).await;
+    let (web, web_subnet) = network("web", "192.168.10.0/24");
+    let web = store.create_network(&web, &web_subnet).await.unwrap();
+    let (db, db_subnet) = network("db", "192.168.20.0/24");
+    let db = store.create_network(&db, &db_subnet).await.unwrap();
+    assert_ne!(web.vni, db.vni);
+    for (network, subnet, cidr) in [
+        (&web, &web_subnet, "192.168.10.0/24"),
+        (&db, &db_subnet, "192.168.20.0/24"),
+    ] {
+        let (found, vni) = store
+            .get_subnet_in_network("p", &network.id, &subnet.id)
+            .await
+            .unwrap()
+            .expect("the subnet of its network");
+        assert_eq!((found.ipv4_cidr.as_str(), vni), (cidr, network.vni));
+    }
+    for (project, network, subnet) in [
+        ("p", "db", web_subnet.id.as_str()),
+        ("p", "web", db_subnet.id.as_str()),
+        ("p", "web", "nowhere"),
+        ("p", "nowhere", web_subnet.id.as_str()),
+        ("q", "web", web_subnet.id.as_str()),
+    ] {
+        assert!(
+            store
+                .get_subnet_in_network(project, network, subnet)
+                .await
+                .unwrap()
+                .is_none(),
+            "{project}/{network}/{subnet}"
+        );
+    }
 }

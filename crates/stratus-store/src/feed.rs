@@ -101,7 +101,7 @@ impl ChangeLog {
         self.cache.forget_instance(instance);
     }
 
-    /// After `changes` committed: forgets their cached rows, tells subscribers and announces
+    /// After `changes` committed: forgets (or refreshes) their cached rows, tells subscribers and announces
     /// their keys to the other replicas.
     pub(crate) async fn committed(
         &self,
@@ -112,8 +112,8 @@ impl ChangeLog {
         self.announce(engine, announcements).await;
     }
 
-    /// After `changes` committed: forgets their cached rows and tells this replica's
-    /// subscribers; returns what to [`Self::announce`] to the other replicas (nothing where
+    /// After `changes` committed: forgets their cached rows (an update's own row replaces the
+    /// one it updated) and tells this replica's subscribers; returns what to [`Self::announce`] to the other replicas (nothing where
     /// the database does not announce).
     pub(crate) fn published(
         &self,
@@ -124,7 +124,17 @@ impl ChangeLog {
         let mut payloads = Vec::new();
         let mut payload = String::new();
         for (kind, record) in changes {
-            self.cache.forget_instance(&record);
+            match kind {
+                ChangeKind::Created => {
+                    self.cache.forget_instance(&record);
+                    self.cache.name_instance(&record);
+                }
+                ChangeKind::Updated => self.cache.refresh_instance(&record),
+                ChangeKind::Deleted => {
+                    self.cache.forget_instance(&record);
+                    self.cache.unname_instance(record.uid);
+                }
+            }
             if announces {
                 if payload.len() > PAYLOAD_BYTES {
                     payloads.push(std::mem::take(&mut payload));

@@ -155,12 +155,14 @@ pub(crate) fn start(
                             committed.push((crate::feed::ChangeKind::Created, record.clone()));
                         }
                     }
-                    (Job::Update(job), outcome) => {
-                        log.forget(&job.instance);
-                        if let Ok(Done::Updated(Some(record))) = outcome {
+                    // A committed update's row takes the place of the one it updated, when
+                    // published; any other outcome forgets the row now.
+                    (Job::Update(job), outcome) => match outcome {
+                        Ok(Done::Updated(Some(record))) => {
                             committed.push((crate::feed::ChangeKind::Updated, record.clone()));
                         }
-                    }
+                        _ => log.forget(&job.instance),
+                    },
                     _ => {}
                 }
             }

@@ -128,6 +128,14 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_network(&self, project: &str, id: &str) -> Result<bool>;
     async fn subnets_of_network(&self, network_uid: Uuid) -> Result<Vec<SubnetRecord>>;
     async fn get_subnet(&self, project: &str, id: &str) -> Result<Option<SubnetRecord>>;
+    /// Subnet `subnet` of network `network` in `project` with the network's VNI, in one read:
+    /// what a host needs to plumb a NIC. `None` unless both exist and belong together.
+    async fn get_subnet_in_network(
+        &self,
+        project: &str,
+        network: &str,
+        subnet: &str,
+    ) -> Result<Option<(SubnetRecord, i64)>>;
     async fn list_subnets(&self, project: &str, page: &PageRequest) -> Result<Page<SubnetRecord>>;
 
     // addresses
@@ -211,7 +219,14 @@ pub trait Store: Send + Sync + 'static {
         admission: &Admission<'_>,
     ) -> Result<InstanceRecord>;
     async fn get_instance(&self, project: &str, id: &str) -> Result<Option<InstanceRecord>>;
+    /// The instance of `uid` as the database has it now.
     async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>>;
+    /// The instance of `uid` from memory where this store keeps it, else from the database:
+    /// it may be as old as what [`Store::get_instance`] answers (never older than a write
+    /// through this store that was acknowledged; within the documented lag of a write
+    /// through another replica). A caller that must not act on an older record checks what
+    /// it found (its generation) and asks [`Store::get_instance_by_uid`] when in doubt.
+    async fn get_cached_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>>;
     async fn list_instances(
         &self,
         project: &str,

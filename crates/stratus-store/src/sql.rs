@@ -1127,6 +1127,30 @@ impl Store for SqlStore {
         .await
     }
 
+    async fn get_subnet_in_network(
+        &self,
+        project: &str,
+        network: &str,
+        subnet: &str,
+    ) -> Result<Option<(SubnetRecord, i64)>> {
+        let rows = self
+            .db()
+            .query(
+                "SELECT s.*, n.vni AS network_vni FROM subnets s \
+                 JOIN networks n ON n.uid = s.network_uid \
+                 WHERE s.project = ? AND s.id = ? AND n.project = ? AND n.id = ?",
+                args![project, subnet, project, network],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some((
+            SubnetRecord::from_row(row.as_ref())?,
+            row.int("network_vni")?,
+        )))
+    }
+
     async fn list_subnets(&self, project: &str, page: &PageRequest) -> Result<Page<SubnetRecord>> {
         self.page_where("project", Some(project), page).await
     }
@@ -1455,6 +1479,20 @@ impl Store for SqlStore {
 
     async fn get_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>> {
         self.by("uid", uid).await
+    }
+
+    async fn get_cached_instance_by_uid(&self, uid: Uuid) -> Result<Option<InstanceRecord>> {
+        if let Some((project, id)) = self.cache.instance_name(uid)
+            && let Some(found) = self.get_instance(&project, &id).await?
+            && found.uid == uid
+        {
+            return Ok(Some(found));
+        }
+        let found = self.get_instance_by_uid(uid).await?;
+        if let Some(record) = &found {
+            self.cache.name_instance(record);
+        }
+        Ok(found)
     }
 
     async fn list_instances(

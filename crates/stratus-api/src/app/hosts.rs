@@ -52,7 +52,7 @@ impl App {
     async fn vm_nics(
         &self,
         instance: &InstanceRecord,
-        subnets: &mut HashMap<(String, String), Option<SubnetPlumbing>>,
+        subnets: &mut HashMap<(String, String, String), Option<SubnetPlumbing>>,
     ) -> Result<Vec<VmNic>> {
         let mut nics = Vec::with_capacity(instance.spec.nics.len());
         for nic in &instance.spec.nics {
@@ -61,15 +61,13 @@ impl App {
             else {
                 continue;
             };
-            let key = (instance.project.clone(), subnet.clone());
+            let key = (instance.project.clone(), network.clone(), subnet.clone());
             if !subnets.contains_key(&key) {
-                let found = match (
-                    self.store.get_network(&instance.project, network).await?,
-                    self.store.get_subnet(&instance.project, subnet).await?,
-                ) {
-                    (Some(n), Some(s)) => s.ipv4_cidr.parse().ok().map(|cidr| (n.vni as u32, cidr)),
-                    _ => None,
-                };
+                let found = self
+                    .store
+                    .get_subnet_in_network(&instance.project, network, subnet)
+                    .await?
+                    .and_then(|(s, vni)| s.ipv4_cidr.parse().ok().map(|cidr| (vni as u32, cidr)));
                 subnets.insert(key.clone(), found);
             }
             let Some((vni, cidr)) = subnets[&key] else {
@@ -246,7 +244,18 @@ impl App {
 
     /// Records a status an agent observed, unless the record changed since it was read.
     pub async fn host_report(&self, host: Uuid, report: &StatusReport) -> Result<Reported> {
-        let Some(mut record) = self.store.get_instance_by_uid(report.uid).await? else {
+        // The record in memory is the one reported on, as a rule; where it is not (it may lag
+        // a write through another replica), the database's decides.
+        let kept = self
+            .store
+            .get_cached_instance_by_uid(report.uid)
+            .await?
+            .filter(|r| r.host_id == Some(host) && r.generation == report.generation);
+        let found = match kept {
+            Some(record) => Some(record),
+            None => self.store.get_instance_by_uid(report.uid).await?,
+        };
+        let Some(mut record) = found else {
             return Ok(Reported::stale());
         };
         if record.host_id != Some(host) || record.generation != report.generation {
@@ -295,7 +304,18 @@ impl App {
 
     /// Appends serial console output of an instance on `host`.
     pub async fn host_serial(&self, host: Uuid, uid: Uuid, at: u64, bytes: &[u8]) -> Result<u64> {
-        match self.store.get_instance_by_uid(uid).await? {
+        // An instance never changes host, so the record in memory tells where it is; the
+        // append itself finds nothing to append to once the instance is gone.
+        let kept = self
+            .store
+            .get_cached_instance_by_uid(uid)
+            .await?
+            .filter(|r| r.host_id == Some(host));
+        let found = match kept {
+            Some(record) => Some(record),
+            None => self.store.get_instance_by_uid(uid).await?,
+        };
+        match found {
             Some(r) if r.host_id == Some(host) => {
                 self.store
                     .append_console(uid, at, bytes, self.config.console_keep_bytes)

@@ -22,8 +22,11 @@
 //! rows as the announcement arrives; other rows are not announced. There every kept row also
 //! expires after [`SHARED_LAG`], which bounds how stale a read through another replica can be
 //! even when an announcement is lost or the database cannot notify. With SQLite this process is the only writer and rows stay
-//! until written or evicted. The cache holds at most [`CAPACITY`] rows per kind and starts
-//! over when full.
+//! until written or evicted. The cache holds at most [`INSTANCE_ROWS`] instances (and as many
+//! names of instances) and [`PROJECT_ROWS`] projects, and starts a kind over when it is full:
+//! an instance row takes well over a kilobyte, so a cache as large as the region (100,000
+//! instances) would double the server's memory, while what hosts read back (their next
+//! report, console output) comes within a second or so of the write that kept it.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -34,8 +37,10 @@ use std::time::{Duration, Instant};
 /// documented lag across replicas).
 pub const SHARED_LAG: Duration = Duration::from_secs(1);
 
-/// Rows kept per kind.
-const CAPACITY: usize = 200_000;
+/// Instance rows kept (and names of instances by uid).
+const INSTANCE_ROWS: usize = 4096;
+/// Project rows kept.
+const PROJECT_ROWS: usize = 100_000;
 
 struct Slot<T> {
     version: u64,
@@ -49,6 +54,8 @@ pub(crate) struct Rows<K, T> {
     slots: Mutex<HashMap<K, Slot<T>>>,
     /// Kept rows expire after this long (a shared database); never when `None`.
     ttl: Option<Duration>,
+    /// Rows kept at most: when full, the cache starts over.
+    capacity: usize,
     /// Bumped when everything is dropped, so reads in flight then are not kept.
     epoch: std::sync::atomic::AtomicU64,
     /// The version the next new slot gets: a slot's version is never reused, so a written key's
@@ -70,10 +77,11 @@ pub(crate) struct Ticket {
 }
 
 impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
-    pub(crate) fn new(ttl: Option<Duration>) -> Self {
+    pub(crate) fn new(ttl: Option<Duration>, capacity: usize) -> Self {
         Self {
             slots: Mutex::new(HashMap::new()),
             ttl,
+            capacity,
             epoch: std::sync::atomic::AtomicU64::new(0),
             next_version: std::sync::atomic::AtomicU64::new(0),
         }
@@ -93,7 +101,7 @@ impl<K: Hash + Eq + Clone, T: Clone> Rows<K, T> {
                 epoch,
             });
         }
-        if slots.len() >= CAPACITY {
+        if slots.len() >= self.capacity {
             self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             slots.clear();
         }
@@ -181,8 +189,8 @@ impl ReadCache {
     pub(crate) fn new(shared: bool) -> Self {
         let ttl = shared.then_some(SHARED_LAG);
         Self {
-            instances: Rows::new(ttl),
-            projects: Rows::new(ttl),
+            instances: Rows::new(ttl, INSTANCE_ROWS),
+            projects: Rows::new(ttl, PROJECT_ROWS),
             names: Mutex::new(HashMap::new()),
         }
     }
@@ -206,7 +214,7 @@ impl ReadCache {
     /// Notes the (project, id) of `instance`'s uid.
     pub(crate) fn name_instance(&self, instance: &crate::InstanceRecord) {
         let mut names = self.names.lock().unwrap();
-        if names.len() >= CAPACITY {
+        if names.len() >= INSTANCE_ROWS {
             names.clear();
         }
         names.insert(
@@ -228,6 +236,7 @@ impl ReadCache {
     pub(crate) fn clear(&self) {
         self.instances.clear();
         self.projects.clear();
+        self.names.lock().unwrap().clear();
     }
 }
 
@@ -237,7 +246,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_with_a_write_is_not_kept() {
-        let rows: Rows<&str, u32> = Rows::new(None);
+        let rows: Rows<&str, u32> = Rows::new(None, 1000);
         let Lookup::Miss(ticket) = rows.lookup(&"a") else {
             panic!("an empty cache misses")
         };
@@ -260,7 +269,7 @@ mod tests {
 
     #[test]
     fn an_update_replaces_only_the_row_it_succeeds() {
-        let rows: Rows<&str, u32> = Rows::new(None);
+        let rows: Rows<&str, u32> = Rows::new(None, 1000);
         let Lookup::Miss(ticket) = rows.lookup(&"a") else {
             panic!("an empty cache misses")
         };
@@ -275,7 +284,7 @@ mod tests {
 
     #[test]
     fn an_update_refreshed_late_never_brings_back_what_is_gone() {
-        let rows: Rows<&str, u32> = Rows::new(None);
+        let rows: Rows<&str, u32> = Rows::new(None, 1000);
         let Lookup::Miss(ticket) = rows.lookup(&"a") else {
             panic!()
         };
@@ -301,8 +310,26 @@ mod tests {
     }
 
     #[test]
+    fn a_full_cache_starts_over_and_voids_reads_in_flight() {
+        let rows: Rows<u32, u32> = Rows::new(None, 10);
+        let Lookup::Miss(in_flight) = rows.lookup(&0) else {
+            panic!()
+        };
+        for key in 1..25 {
+            let Lookup::Miss(ticket) = rows.lookup(&key) else {
+                panic!()
+            };
+            rows.fill(key, ticket, Some(key));
+            assert!(rows.slots.lock().unwrap().len() <= 10);
+        }
+        assert!(matches!(rows.lookup(&24), Lookup::Hit(Some(24))));
+        rows.fill(0, in_flight, Some(0));
+        assert!(matches!(rows.lookup(&0), Lookup::Miss(_)));
+    }
+
+    #[test]
     fn written_keys_take_no_room() {
-        let rows: Rows<u32, u32> = Rows::new(None);
+        let rows: Rows<u32, u32> = Rows::new(None, 1000);
         for key in 0..1000 {
             let Lookup::Miss(ticket) = rows.lookup(&key) else {
                 panic!("an empty cache misses")
@@ -316,7 +343,7 @@ mod tests {
 
     #[test]
     fn absent_rows_are_kept_and_a_clear_drops_reads_in_flight() {
-        let rows: Rows<&str, u32> = Rows::new(None);
+        let rows: Rows<&str, u32> = Rows::new(None, 1000);
         let Lookup::Miss(ticket) = rows.lookup(&"gone") else {
             panic!()
         };
@@ -332,7 +359,7 @@ mod tests {
 
     #[test]
     fn rows_of_a_shared_database_expire() {
-        let rows: Rows<&str, u32> = Rows::new(Some(Duration::from_millis(20)));
+        let rows: Rows<&str, u32> = Rows::new(Some(Duration::from_millis(20)), 1000);
         let Lookup::Miss(ticket) = rows.lookup(&"a") else {
             panic!()
         };

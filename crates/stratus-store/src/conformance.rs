@@ -2102,7 +2102,7 @@ pub async fn hosts_find_their_instances_by_uid_as_last_written(store: Arc<dyn St
             store.get_instance("p", "a").await.unwrap().as_ref(),
             Some(&current)
         );
-        // A write that loses its guard leaves what is kept as it was.
+        // A write that loses its guard changes nothing that is read by uid.
         let mut lost = stale;
         lost.set_status(InstanceStatus::Terminated, None, Utc::now());
         assert!(store.update_instance_status(&lost).await.unwrap().is_none());

@@ -1559,13 +1559,16 @@ impl Store for SqlStore {
             .await?;
             written(instance, &tx.query(&sql, args.clone()).await?)
         });
-        self.log.forget(instance);
-        let stored = stored?;
-        if let Some(record) = &stored {
-            let change = (crate::feed::ChangeKind::Updated, record.clone());
-            self.log.committed(self.db(), vec![change]).await;
+        // A committed update's row takes the place of the one it updated, when published;
+        // any other outcome forgets the row now.
+        match &stored {
+            Ok(Some(record)) => {
+                let change = (crate::feed::ChangeKind::Updated, record.clone());
+                self.log.committed(self.db(), vec![change]).await;
+            }
+            _ => self.log.forget(instance),
         }
-        Ok(stored)
+        Ok(stored?)
     }
 
     async fn finalize_instance_deletion(&self, uid: Uuid) -> Result<bool> {

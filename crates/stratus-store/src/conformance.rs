@@ -118,7 +118,7 @@ pub async fn seeded(store: &Arc<dyn Store>) -> HostRecord {
 }
 
 /// A simulated host `name` of zone `z` with `vcpus` and 8 GiB, heard from now.
-fn sim_host(name: &str, vcpus: u32) -> HostRegistrationRecord {
+pub fn sim_host(name: &str, vcpus: u32) -> HostRegistrationRecord {
     HostRegistrationRecord {
         name: name.into(),
         zone: "z".into(),

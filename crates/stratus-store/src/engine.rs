@@ -260,6 +260,13 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// queued behind request handlers; a database reached over sockets (PostgreSQL) is driven
     /// by the runtime its connections were opened on.
     fn in_process(&self) -> bool;
+    /// Whether the database chooses its plans from statistics gathered apart from the writes
+    /// (PostgreSQL: `ANALYZE`, which autovacuum runs at most once a minute per database), so
+    /// that a table which grows fast is planned as the small table it was: see
+    /// [`crate::group_commit::Statistics`].
+    fn plans_from_gathered_statistics(&self) -> bool {
+        false
+    }
     /// The id column as compared and ordered by bytes.
     fn id_in_byte_order(&self) -> &'static str;
     /// Whether a page's prefilter asks for an instance's `key=value` labels as JSON

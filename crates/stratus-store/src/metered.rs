@@ -112,6 +112,10 @@ impl Engine for Metered {
         self.engine.labels_by_containment()
     }
 
+    fn plans_from_gathered_statistics(&self) -> bool {
+        self.engine.plans_from_gathered_statistics()
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         self.engine.id_in_byte_order()
     }

@@ -232,6 +232,10 @@ impl Engine for PgEngine {
         true
     }
 
+    fn plans_from_gathered_statistics(&self) -> bool {
+        true
+    }
+
     fn id_in_byte_order(&self) -> &'static str {
         "id COLLATE \"C\""
     }

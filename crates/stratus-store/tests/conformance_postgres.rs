@@ -224,3 +224,61 @@ async fn a_group_takes_its_zones_before_the_instances_it_writes() {
     assert_eq!(updated.spec.description, "relabelled");
     assert!(placed.await.unwrap().unwrap().host_id.is_some());
 }
+
+/// A region filling up fast has its instances table analyzed by the store once it holds
+/// 1,000 instances, not whenever autovacuum comes round (off here): PostgreSQL plans again,
+/// from the table as it is, what it planned while the table was nearly empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_filling_up_fast_is_analyzed_by_the_store() {
+    use sqlx::Connection;
+    let url = database("statistics").await;
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::open(&url).await.unwrap());
+    seeded(&store).await;
+    let mut host = stratus_store::conformance::sim_host("big", 4096);
+    host.memory_mb = 1 << 30;
+    store.register_host(&host).await.unwrap();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query("ALTER TABLE instances SET (autovacuum_enabled = false)")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let rows_planned_from = async |admin: &mut sqlx::PgConnection| -> f32 {
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'instances'")
+            .fetch_one(admin)
+            .await
+            .unwrap()
+    };
+    let created_in_waves = async |from: usize, to: usize| {
+        for wave in (from..to).step_by(50) {
+            let creates: Vec<_> = (wave..(wave + 50).min(to))
+                .map(|n| {
+                    let store = store.clone();
+                    tokio::spawn(async move {
+                        create(&store, instance(&format!("vm-{n:04}"), 0, &[])).await
+                    })
+                })
+                .collect();
+            for created in creates {
+                created.await.unwrap().unwrap();
+            }
+        }
+    };
+    created_in_waves(0, 990).await;
+    assert!(
+        rows_planned_from(&mut admin).await < 0.0,
+        "no statistics before 1,000 creates"
+    );
+    created_in_waves(990, 1050).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let rows = rows_planned_from(&mut admin).await;
+        if rows >= 1000.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the instances table was not analyzed after 1,050 creates (planned from {rows} rows)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -40,6 +40,33 @@ fn assignment((r, metadata_digest): (InstanceRecord, String), nics: Vec<VmNic>) 
 /// A subnet as hosts need it: its network's VNI and its CIDR.
 type SubnetPlumbing = (u32, ipnet::Ipv4Net);
 
+/// The subnets of the NICs of instances sent to hosts lately, by instance uid, network and
+/// subnet, so that the polls which carry an instance after each of its steps do not read them
+/// again. What is kept never goes stale: a NIC's network and subnet cannot be deleted while
+/// its instance lives (the store refuses), and neither their VNI nor their CIDR ever changes;
+/// the instance's uid in the key keeps a network made again under the same name, for another
+/// instance, from being taken for the old one. At most [`KEPT_PLUMBING`] NICs, then it
+/// starts over.
+#[derive(Default)]
+pub(crate) struct KeptPlumbing(std::sync::Mutex<HashMap<(Uuid, String, String), SubnetPlumbing>>);
+
+/// NICs whose plumbing is kept.
+const KEPT_PLUMBING: usize = 4096;
+
+impl KeptPlumbing {
+    fn get(&self, key: &(Uuid, String, String)) -> Option<SubnetPlumbing> {
+        self.0.lock().unwrap().get(key).copied()
+    }
+
+    fn keep(&self, key: (Uuid, String, String), plumbing: SubnetPlumbing) {
+        let mut kept = self.0.lock().unwrap();
+        if kept.len() >= KEPT_PLUMBING {
+            kept.clear();
+        }
+        kept.insert(key, plumbing);
+    }
+}
+
 impl App {
     /// How often a polling agent's liveness is written to the store: five times within the
     /// time after which a silent host counts as down (every 3 s by default), so a thousand
@@ -61,7 +88,11 @@ impl App {
             else {
                 continue;
             };
+            let kept_key = (instance.uid, network.clone(), subnet.clone());
             let key = (instance.project.clone(), network.clone(), subnet.clone());
+            if let Some(plumbing) = self.nic_plumbing.get(&kept_key) {
+                subnets.insert(key.clone(), Some(plumbing));
+            }
             if !subnets.contains_key(&key) {
                 let found = self
                     .store
@@ -73,6 +104,7 @@ impl App {
             let Some((vni, cidr)) = subnets[&key] else {
                 continue;
             };
+            self.nic_plumbing.keep(kept_key, (vni, cidr));
             nics.push(VmNic {
                 mac: nic.mac_address.clone().unwrap_or_default(),
                 ipv4: ipv4.clone(),

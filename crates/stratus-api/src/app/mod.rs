@@ -135,6 +135,8 @@ pub struct App {
     pub watch: watch::WatchHub,
     /// Instances as JSON, per version ([`bodies`]).
     bodies: bodies::InstanceBodies,
+    /// What hosts need to plumb the NICs of instances sent to them lately ([`hosts`]).
+    nic_plumbing: hosts::KeptPlumbing,
     /// The requests being served, each on a task of its own (`run_to_completion` in
     /// `lib.rs`), for a shutdown to wait on.
     pub requests: tokio_util::task::TaskTracker,
@@ -201,6 +203,7 @@ impl App {
             deploys: deploy::Deploys::default(),
             watch: watch::WatchHub::new(),
             bodies: Default::default(),
+            nic_plumbing: Default::default(),
             requests: tokio_util::task::TaskTracker::new(),
         });
         app.follow_instance_changes();

@@ -178,6 +178,16 @@ async fn poll(region: &TestRegion, host: &str, since: &Value, wait_ms: u64) -> V
     reply.json().await.unwrap()
 }
 
+/// The id of the region's one host.
+async fn only_host(region: &TestRegion) -> String {
+    let app = &region.region.as_ref().unwrap().app;
+    stratus_store::Store::list_hosts(app.store.as_ref())
+        .await
+        .unwrap()[0]
+        .id
+        .to_string()
+}
+
 fn polled_ids(batch: &Value) -> Vec<String> {
     let mut ids: Vec<String> = batch["assignments"]
         .as_array()
@@ -203,12 +213,7 @@ async fn a_host_poll_carries_what_changed_since_the_last_answer() {
     for id in ["a", "b", "c"] {
         c.wait_status(id, "RUNNING", Duration::from_secs(20)).await;
     }
-    let app = &region.region.as_ref().unwrap().app;
-    let host = stratus_store::Store::list_hosts(app.store.as_ref())
-        .await
-        .unwrap()[0]
-        .id
-        .to_string();
+    let host = only_host(&region).await;
 
     let whole = poll(&region, &host, &Value::Null, 0).await;
     assert_eq!(whole["complete"], true, "{whole:#}");
@@ -253,5 +258,50 @@ async fn a_host_poll_carries_what_changed_since_the_last_answer() {
     let relisted = poll(&region, &host, &foreign, 0).await;
     assert_eq!(relisted["complete"], true, "{relisted:#}");
     assert_eq!(polled_ids(&relisted), ["a", "b"]);
+    region.stop().await;
+}
+
+/// What a host is told to plumb a NIC with is that of the network the instance is on now: a
+/// network deleted and made again under its name, with another range, plumbs the instances
+/// made on it with its own range, however recently the old one was sent to the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_made_again_under_its_name_is_plumbed_as_itself() {
+    const NETWORKS: &str = "/v1/regions/local-1/projects/default/compute/networks";
+    let region = TestRegion::start().await;
+    let c = &region.client;
+    let host = only_host(&region).await;
+    let plumbed_cidr = async |id: &str| {
+        let whole = poll(&region, &host, &Value::Null, 0).await;
+        let assignment = whole["assignments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["spec"]["id"] == id)
+            .unwrap_or_else(|| panic!("{id} is on the host: {whole:#}"))
+            .clone();
+        assignment["spec"]["nics"][0]["cidr"].clone()
+    };
+    for (cidr, instance) in [("10.7.0.0/24", "first"), ("10.8.0.0/24", "second")] {
+        let made = c.post(NETWORKS, json!({"id": "blue", "cidr": cidr})).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+        let created = c
+            .post(
+                INSTANCES,
+                json!({"id": instance, "type": TYPE_MICRO,
+                       "nics": [{"network": format!("{NETWORKS}/blue")}]}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        c.wait_status(instance, "RUNNING", Duration::from_secs(20))
+            .await;
+        assert_eq!(plumbed_cidr(instance).await, json!(cidr));
+        assert_eq!(
+            c.delete(&format!("{INSTANCES}/{instance}")).await.status,
+            StatusCode::NO_CONTENT
+        );
+        c.wait_gone(instance, Duration::from_secs(20)).await;
+        let deleted = c.delete(&format!("{NETWORKS}/blue")).await;
+        assert!(deleted.status.is_success(), "{:?}", deleted.body);
+    }
     region.stop().await;
 }

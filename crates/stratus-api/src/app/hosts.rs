@@ -89,22 +89,29 @@ impl App {
                 continue;
             };
             let kept_key = (instance.uid, network.clone(), subnet.clone());
-            let key = (instance.project.clone(), network.clone(), subnet.clone());
-            if let Some(plumbing) = self.nic_plumbing.get(&kept_key) {
-                subnets.insert(key.clone(), Some(plumbing));
-            }
-            if !subnets.contains_key(&key) {
-                let found = self
-                    .store
-                    .get_subnet_in_network(&instance.project, network, subnet)
-                    .await?
-                    .and_then(|(s, vni)| s.ipv4_cidr.parse().ok().map(|cidr| (vni as u32, cidr)));
-                subnets.insert(key.clone(), found);
-            }
-            let Some((vni, cidr)) = subnets[&key] else {
+            let plumbing = match self.nic_plumbing.get(&kept_key) {
+                Some(kept) => Some(kept),
+                None => {
+                    let key = (instance.project.clone(), network.clone(), subnet.clone());
+                    if !subnets.contains_key(&key) {
+                        let found = self
+                            .store
+                            .get_subnet_in_network(&instance.project, network, subnet)
+                            .await?
+                            .and_then(|(s, vni)| {
+                                s.ipv4_cidr.parse().ok().map(|cidr| (vni as u32, cidr))
+                            });
+                        subnets.insert(key.clone(), found);
+                    }
+                    if let Some(found) = subnets[&key] {
+                        self.nic_plumbing.keep(kept_key, found);
+                    }
+                    subnets[&key]
+                }
+            };
+            let Some((vni, cidr)) = plumbing else {
                 continue;
             };
-            self.nic_plumbing.keep(kept_key, (vni, cidr));
             nics.push(VmNic {
                 mac: nic.mac_address.clone().unwrap_or_default(),
                 ipv4: ipv4.clone(),
@@ -274,19 +281,28 @@ impl App {
         }
     }
 
+    /// The instance of `uid` as kept in memory when `trusted` accepts that record, else as
+    /// the database has it now.
+    async fn instance_kept_if(
+        &self,
+        uid: Uuid,
+        trusted: impl Fn(&InstanceRecord) -> bool,
+    ) -> Result<Option<InstanceRecord>> {
+        match self.store.get_cached_instance_by_uid(uid).await? {
+            Some(kept) if trusted(&kept) => Ok(Some(kept)),
+            _ => self.store.get_instance_by_uid(uid).await,
+        }
+    }
+
     /// Records a status an agent observed, unless the record changed since it was read.
     pub async fn host_report(&self, host: Uuid, report: &StatusReport) -> Result<Reported> {
         // The record in memory is the one reported on, as a rule; where it is not (it may lag
         // a write through another replica), the database's decides.
-        let kept = self
-            .store
-            .get_cached_instance_by_uid(report.uid)
-            .await?
-            .filter(|r| r.host_id == Some(host) && r.generation == report.generation);
-        let found = match kept {
-            Some(record) => Some(record),
-            None => self.store.get_instance_by_uid(report.uid).await?,
-        };
+        let found = self
+            .instance_kept_if(report.uid, |r| {
+                r.host_id == Some(host) && r.generation == report.generation
+            })
+            .await?;
         let Some(mut record) = found else {
             return Ok(Reported::stale());
         };
@@ -338,16 +354,10 @@ impl App {
     pub async fn host_serial(&self, host: Uuid, uid: Uuid, at: u64, bytes: &[u8]) -> Result<u64> {
         // An instance never changes host, so the record in memory tells where it is; the
         // append itself finds nothing to append to once the instance is gone.
-        let kept = self
-            .store
-            .get_cached_instance_by_uid(uid)
+        match self
+            .instance_kept_if(uid, |r| r.host_id == Some(host))
             .await?
-            .filter(|r| r.host_id == Some(host));
-        let found = match kept {
-            Some(record) => Some(record),
-            None => self.store.get_instance_by_uid(uid).await?,
-        };
-        match found {
+        {
             Some(r) if r.host_id == Some(host) => {
                 self.store
                     .append_console(uid, at, bytes, self.config.console_keep_bytes)
